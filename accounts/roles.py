@@ -1,0 +1,69 @@
+"""Roles are Django groups with model permissions; they are kept in sync after every migrate.
+
+viewer: read everything and export. manager: also create, edit and control mailings and clients.
+admin: also users, roles, everyone's API tokens and the Django admin (admins are staff).
+"""
+
+from __future__ import annotations
+
+VIEWER, MANAGER, ADMIN = "viewer", "manager", "admin"
+ROLES = (VIEWER, MANAGER, ADMIN)
+
+_VIEW = ["mailer.view_client", "mailer.view_mailing", "mailer.view_message"]
+_MANAGE = [
+    "mailer.add_client",
+    "mailer.change_client",
+    "mailer.delete_client",
+    "mailer.add_mailing",
+    "mailer.change_mailing",
+    "mailer.delete_mailing",
+]
+_ADMIN = [
+    "auth.view_user",
+    "auth.add_user",
+    "auth.change_user",
+    "auth.delete_user",
+    "auth.view_group",
+    "auth.change_group",
+    "accounts.view_apitoken",
+    "accounts.change_apitoken",
+    "accounts.delete_apitoken",
+]
+ROLE_PERMISSIONS = {VIEWER: _VIEW, MANAGER: _VIEW + _MANAGE, ADMIN: _VIEW + _MANAGE + _ADMIN}
+
+
+def ensure_roles(**kwargs) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted.extend(
+                Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.set(wanted)
+
+
+def set_role(user, role: str) -> None:
+    """Give `user` exactly one role; admins are also staff so that they reach the Django admin."""
+    from django.contrib.auth.models import Group
+
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    user.groups.remove(*Group.objects.filter(name__in=ROLES))
+    user.groups.add(Group.objects.get(name=role))
+    if user.is_staff != (role == ADMIN) and not user.is_superuser:
+        user.is_staff = role == ADMIN
+        user.save(update_fields=["is_staff"])
+
+
+def role_of(user) -> str | None:
+    if user.is_superuser:
+        return ADMIN
+    names = set(user.groups.values_list("name", flat=True))
+    for role in (ADMIN, MANAGER, VIEWER):
+        if role in names:
+            return role
+    return None

@@ -1,0 +1,43 @@
+from django.contrib import admin
+
+from mailer.models import Client, Mailing, Message
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ["id", "phone", "operator_code", "tag", "timezone", "created_at"]
+    list_filter = ["operator_code", "tag"]
+    search_fields = ["phone", "tag", "timezone"]
+    readonly_fields = ["operator_code", "created_at", "updated_at"]
+    show_full_result_count = False
+
+
+@admin.register(Mailing)
+class MailingAdmin(admin.ModelAdmin):
+    list_display = ["id", "short_text", "state", "start_at", "end_at", "window_start", "window_end"]
+    list_filter = ["state", "start_at"]
+    search_fields = ["text"]
+    date_hierarchy = "start_at"
+    readonly_fields = [
+        "created_by", "created_at", "updated_at", "started_at", "finished_at",
+        "audience_version", "resolved_version", "resolve_lease_until",
+    ]
+
+    @admin.display(description="text")
+    def short_text(self, obj: Mailing) -> str:
+        return obj.text[:60]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "mailing", "client", "status", "attempts", "created_at", "sent_at", "last_error"]
+    list_filter = ["status"]
+    search_fields = ["=id", "=mailing__id", "client__phone"]
+    raw_id_fields = ["mailing", "client"]
+    list_select_related = ["mailing", "client"]
+    show_full_result_count = False

@@ -1,0 +1,264 @@
+"""The domain: clients, mailings and the messages that carry one mailing to one client.
+
+`Message` rows are also the sending queue: status, attempts, next attempt time and a lease
+(`locked_until`, `locked_by`) carry the whole delivery state, so no state lives in a task.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+PHONE_RE = r"^7\d{10}$"
+validate_phone = RegexValidator(PHONE_RE, "Phone must be 11 digits starting with 7: 7XXXXXXXXXX.")
+validate_operator_code = RegexValidator(r"^9\d{2}$", "Operator code must be 3 digits, 900 to 999.")
+
+
+def validate_timezone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError("%(value)s is not a known IANA time zone.", params={"value": value})
+
+
+_TIMEZONES: frozenset[str] | None = None
+
+
+def available_timezones() -> frozenset[str]:
+    global _TIMEZONES
+    if _TIMEZONES is None:
+        _TIMEZONES = frozenset(zoneinfo.available_timezones())
+    return _TIMEZONES
+
+
+def operator_code_of(phone: str) -> str:
+    """The mobile operator code is the three digits after the country code 7."""
+    return phone[1:4]
+
+
+class Client(models.Model):
+    phone = models.CharField(max_length=11, unique=True, validators=[validate_phone])
+    operator_code = models.CharField(max_length=3, editable=False, db_index=True)
+    tag = models.CharField(max_length=64, blank=True, db_index=True)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["timezone"], name="client_timezone_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(phone__regex=PHONE_RE), name="client_phone_format"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.phone
+
+    def clean(self) -> None:
+        super().clean()
+        if self.phone and len(self.phone) >= 4:
+            code = operator_code_of(self.phone)
+            try:
+                validate_operator_code(code)
+            except ValidationError:
+                raise ValidationError(
+                    {"phone": f"Operator code {code} (digits 2-4) must be between 900 and 999."}
+                ) from None
+
+    def save(self, *args, **kwargs) -> None:
+        self.operator_code = operator_code_of(self.phone)
+        super().save(*args, **kwargs)
+
+
+class MailingState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    CANCELLED = "cancelled", "Cancelled"
+    FINISHED = "finished", "Finished"
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class MailingError(Exception):
+    """A control action that the mailing's state does not allow (the API answers 409)."""
+
+
+class Mailing(models.Model):
+    text = models.TextField(max_length=1000)
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField()
+    filter_tags = models.JSONField(default=list, blank=True)
+    filter_operator_codes = models.JSONField(default=list, blank=True)
+    window_start = models.TimeField(null=True, blank=True, help_text="Client-local time.")
+    window_end = models.TimeField(null=True, blank=True, help_text="Client-local time.")
+    state = models.CharField(
+        max_length=16, choices=MailingState.choices, default=MailingState.SCHEDULED
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Engine bookkeeping. The audience is (re)resolved into Message rows while
+    # resolved_version < audience_version; a filter edit bumps audience_version.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    audience_version = models.PositiveIntegerField(default=1)
+    resolved_version = models.PositiveIntegerField(default=0)
+    resolve_lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-start_at", "-id"]
+        indexes = [
+            models.Index(fields=["state", "start_at"], name="mailing_state_start_idx"),
+            models.Index(fields=["start_at"], name="mailing_start_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(end_at__gt=models.F("start_at")), name="mailing_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(window_start__isnull=True, window_end__isnull=True)
+                | Q(window_start__isnull=False, window_end__isnull=False),
+                name="mailing_window_both_or_neither",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Mailing #{self.pk}: {self.text[:40]}"
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, str] = {}
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            errors["end_at"] = "End must be after start."
+        if (self.window_start is None) != (self.window_end is None):
+            errors["window_end" if self.window_end is None else "window_start"] = (
+                "Give both ends of the window, or neither."
+            )
+        elif self.window_start is not None and self.window_start == self.window_end:
+            errors["window_end"] = "The window must not be empty."
+        if not isinstance(self.filter_tags, list) or not all(
+            isinstance(t, str) and t.strip() for t in self.filter_tags
+        ):
+            errors["filter_tags"] = "Tags must be a list of non-empty labels."
+        if not isinstance(self.filter_operator_codes, list):
+            errors["filter_operator_codes"] = "Operator codes must be a list."
+        else:
+            for code in self.filter_operator_codes:
+                try:
+                    validate_operator_code(str(code))
+                except ValidationError:
+                    errors["filter_operator_codes"] = f"{code!r} is not an operator code (900-999)."
+                    break
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs) -> None:
+        # Normalise so that filters compare as strings and never hold duplicates.
+        self.filter_tags = sorted({str(t).strip() for t in self.filter_tags or []})
+        self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
+        super().save(*args, **kwargs)
+
+    @property
+    def has_window(self) -> bool:
+        return self.window_start is not None and self.window_end is not None
+
+    @property
+    def is_editable(self) -> bool:
+        return self.state not in (MailingState.FINISHED, MailingState.CANCELLED)
+
+    def matching_clients(self) -> models.QuerySet[Client]:
+        """Clients that match the filter: empty lists mean no restriction; both given = AND."""
+        clients = Client.objects.all()
+        if self.filter_tags:
+            clients = clients.filter(tag__in=self.filter_tags)
+        if self.filter_operator_codes:
+            clients = clients.filter(operator_code__in=[str(c) for c in self.filter_operator_codes])
+        return clients
+
+    def is_due(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.start_at <= now < self.end_at
+
+    # Control. Each is one conditional UPDATE, so a concurrent engine tick or a second click
+    # can't apply a transition twice or from the wrong state.
+    def _transition(self, allowed: tuple[str, ...], **changes) -> None:
+        with transaction.atomic():
+            updated = Mailing.objects.filter(pk=self.pk, state__in=allowed).update(
+                updated_at=timezone.now(), **changes
+            )
+            if not updated:
+                self.refresh_from_db(fields=["state"])
+                raise MailingError(f"A {self.state} mailing can't be changed that way.")
+            if changes.get("state") == MailingState.CANCELLED:
+                self.messages.filter(status=MessageStatus.PENDING).update(
+                    status=MessageStatus.CANCELLED, locked_until=None, locked_by=""
+                )
+        self.refresh_from_db()
+
+    def pause(self) -> None:
+        self._transition((MailingState.SCHEDULED, MailingState.RUNNING), state=MailingState.PAUSED)
+
+    def resume(self) -> None:
+        # Back to scheduled: the engine moves it to running (again) when its time has come.
+        self._transition((MailingState.PAUSED,), state=MailingState.SCHEDULED)
+
+    def cancel(self) -> None:
+        self._transition(
+            (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED),
+            state=MailingState.CANCELLED,
+            finished_at=timezone.now(),
+        )
+
+
+class Message(models.Model):
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
+    # A deleted client keeps its history: the message stays, the engine cancels it if pending.
+    client = models.ForeignKey(
+        Client, null=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    status = models.CharField(
+        max_length=16, choices=MessageStatus.choices, default=MessageStatus.PENDING
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    # The queue: a pending message is due once next_attempt_at has passed and nobody holds
+    # its lease (locked_until in the past or empty).
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    locked_by = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "client"], name="message_once_per_client"),
+        ]
+        indexes = [
+            # Statistics: counts by status per mailing.
+            models.Index(fields=["mailing", "status"], name="message_mailing_status_idx"),
+            # The queue: due pending messages, oldest first. Partial, so it stays small.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="message_due_idx",
+            ),
+            models.Index(fields=["sent_at"], name="message_sent_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Message #{self.pk} ({self.status})"

@@ -1,0 +1,7 @@
+"""Loaded with `-p` (see pytest.ini), before Django reads its settings: test-only defaults."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("MAILER_PROVIDER_TOKEN", "test-provider-token")
+os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
