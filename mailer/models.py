@@ -170,6 +170,14 @@ class Mailing(models.Model):
         # Normalise so that filters compare as strings and never hold duplicates.
         self.filter_tags = sorted({str(t).strip() for t in self.filter_tags or []})
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
+        if self.pk and self.started_at:
+            # A started mailing whose filter changes gets its audience resolved again: the
+            # engine adds newly matching clients and cancels pending ones that no longer match.
+            old = Mailing.objects.filter(pk=self.pk).values("filter_tags", "filter_operator_codes").first()
+            if old and (old["filter_tags"], old["filter_operator_codes"]) != (
+                self.filter_tags, self.filter_operator_codes
+            ):
+                self.audience_version += 1
         super().save(*args, **kwargs)
 
     @property
@@ -262,3 +270,45 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"Message #{self.pk} ({self.status})"
+
+
+class ProviderState(models.Model):
+    """One row (pk=1) shared by every worker process: circuit breaker, rate limiter, auth problem."""
+
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    breaker_open_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    # 401/403 from the gateway: sending stops until the token changes or an operator clears it.
+    auth_error = models.CharField(max_length=500, blank=True)
+    auth_failed_token = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the refused token.")
+    # Global rate limit (GCRA): the earliest time the next message may leave, for all workers.
+    rate_next_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "provider state"
+
+    def __str__(self) -> str:
+        return "SMS gateway state"
+
+    @classmethod
+    def get(cls) -> ProviderState:
+        state, _ = cls.objects.get_or_create(pk=1)
+        return state
+
+    def breaker_is_open(self, now: datetime | None = None) -> bool:
+        return self.breaker_open_until is not None and self.breaker_open_until > (now or timezone.now())
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per sending slot; a pump refreshes its row while it runs (liveness, /readyz)."""
+
+    slot = models.PositiveSmallIntegerField(unique=True)
+    owner = models.CharField(max_length=64, blank=True)
+    beat_at = models.DateTimeField()
+    pid = models.IntegerField(default=0)
+    host = models.CharField(max_length=128, blank=True)
+
+    def __str__(self) -> str:
+        return f"slot {self.slot} ({self.owner})"

@@ -1,0 +1,25 @@
+"""Prometheus metrics that worker and web processes count. Defined once, here.
+
+Counters come from processes (prometheus-client multiprocess mode when PROMETHEUS_MULTIPROC_DIR
+is set); gauges about messages and mailings are read from the database at scrape time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+PROVIDER_REQUEST_SECONDS = Histogram(
+    "mailer_provider_request_seconds",
+    "Time of one request to the SMS gateway.",
+    ["outcome"],  # ok | retryable | permanent | auth
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PROVIDER_ERRORS = Counter(
+    "mailer_provider_errors",
+    "Failed requests to the SMS gateway, by kind.",
+    ["kind"],  # timeout | connection | http_5xx | http_429 | http_4xx | auth | bad_answer
+)
+MESSAGE_RETRIES = Counter("mailer_message_retries", "Messages put back for another attempt.")
+MESSAGES_FINISHED = Counter(
+    "mailer_messages_finished", "Messages that reached a final status, by status.", ["status"]
+)
