@@ -40,9 +40,7 @@ def ensure_roles(**kwargs) -> None:
         wanted = []
         for perm in perms:
             app_label, codename = perm.split(".")
-            wanted.extend(
-                Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-            )
+            wanted.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
         group.permissions.set(wanted)
 
 

@@ -19,8 +19,14 @@ class MailingAdmin(admin.ModelAdmin):
     search_fields = ["text"]
     date_hierarchy = "start_at"
     readonly_fields = [
-        "created_by", "created_at", "updated_at", "started_at", "finished_at",
-        "audience_version", "resolved_version", "resolve_lease_until",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+        "audience_version",
+        "resolved_version",
+        "resolve_lease_until",
     ]
 
     @admin.display(description="text")

@@ -53,9 +53,7 @@ class Client(models.Model):
         ordering = ["id"]
         indexes = [models.Index(fields=["timezone"], name="client_timezone_idx")]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(phone__regex=PHONE_RE), name="client_phone_format"
-            ),
+            models.CheckConstraint(condition=Q(phone__regex=PHONE_RE), name="client_phone_format"),
         ]
 
     def __str__(self) -> str:
@@ -105,12 +103,8 @@ class Mailing(models.Model):
     filter_operator_codes = models.JSONField(default=list, blank=True)
     window_start = models.TimeField(null=True, blank=True, help_text="Client-local time.")
     window_end = models.TimeField(null=True, blank=True, help_text="Client-local time.")
-    state = models.CharField(
-        max_length=16, choices=MailingState.choices, default=MailingState.SCHEDULED
-    )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
+    state = models.CharField(max_length=16, choices=MailingState.choices, default=MailingState.SCHEDULED)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Engine bookkeeping. The audience is (re)resolved into Message rows while
@@ -128,7 +122,9 @@ class Mailing(models.Model):
             models.Index(fields=["start_at"], name="mailing_start_idx"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(end_at__gt=models.F("start_at")), name="mailing_end_after_start"),
+            models.CheckConstraint(
+                condition=Q(end_at__gt=models.F("start_at")), name="mailing_end_after_start"
+            ),
             models.CheckConstraint(
                 condition=Q(window_start__isnull=True, window_end__isnull=True)
                 | Q(window_start__isnull=False, window_end__isnull=False),
@@ -175,7 +171,8 @@ class Mailing(models.Model):
             # engine adds newly matching clients and cancels pending ones that no longer match.
             old = Mailing.objects.filter(pk=self.pk).values("filter_tags", "filter_operator_codes").first()
             if old and (old["filter_tags"], old["filter_operator_codes"]) != (
-                self.filter_tags, self.filter_operator_codes
+                self.filter_tags,
+                self.filter_operator_codes,
             ):
                 self.audience_version += 1
         super().save(*args, **kwargs)
@@ -235,12 +232,8 @@ class Mailing(models.Model):
 class Message(models.Model):
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
     # A deleted client keeps its history: the message stays, the engine cancels it if pending.
-    client = models.ForeignKey(
-        Client, null=True, on_delete=models.SET_NULL, related_name="messages"
-    )
-    status = models.CharField(
-        max_length=16, choices=MessageStatus.choices, default=MessageStatus.PENDING
-    )
+    client = models.ForeignKey(Client, null=True, on_delete=models.SET_NULL, related_name="messages")
+    status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.PENDING)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -125,6 +125,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker are several processes on one file: WAL lets readers go on while one writes,
     # and IMMEDIATE transactions wait for the write lock (busy timeout) instead of failing with
     # "database is locked" when a read turns into a write.
+    # Tests use a file too: worker processes and threads in the engine tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
@@ -179,11 +181,28 @@ MAILER_PROVIDER_TOKEN = env("MAILER_PROVIDER_TOKEN")
 if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("MAILER_PROVIDER_URL must start with http:// or https://")
 
+# The sending engine (see mailer/delivery.py and docs/engine.md).
+MAILER_SENDERS = envint("MAILER_SENDERS", "2")  # sending pumps, one per worker process
+MAILER_BATCH_SIZE = envint("MAILER_BATCH_SIZE", "500")  # messages claimed per round
+MAILER_CONCURRENCY = envint("MAILER_CONCURRENCY", "64")  # requests in flight per worker
+MAILER_REQUEST_TIMEOUT = envfloat("MAILER_REQUEST_TIMEOUT", "10")  # seconds, per request
+MAILER_LEASE_SECONDS = envint("MAILER_LEASE_SECONDS", "60")  # a dead worker's claim is free after this
+MAILER_MAX_ATTEMPTS = envint("MAILER_MAX_ATTEMPTS", "10")
+MAILER_RETRY_BASE = envfloat("MAILER_RETRY_BASE", "2")  # first retry after ~this many seconds, doubling
+MAILER_RETRY_MAX = envfloat("MAILER_RETRY_MAX", "300")  # longest wait between two attempts
+MAILER_BREAKER_THRESHOLD = envint("MAILER_BREAKER_THRESHOLD", "5")  # failures in a row that open it
+MAILER_BREAKER_SECONDS = envfloat("MAILER_BREAKER_SECONDS", "15")  # first open period, doubling
+MAILER_RATE_LIMIT = envfloat("MAILER_RATE_LIMIT", "0")  # messages/s for all workers together; 0 = off
+MAILER_PUMP_SECONDS = envfloat("MAILER_PUMP_SECONDS", "50")  # one pump task's run, then it re-enqueues
+if MAILER_REQUEST_TIMEOUT * 2 >= MAILER_LEASE_SECONDS:
+    raise ImproperlyConfigured("MAILER_LEASE_SECONDS must be more than twice MAILER_REQUEST_TIMEOUT")
+
 # django-q2 on the ORM broker: the database is the only moving part.
 Q_CLUSTER = {
     "name": "mailer",
     "orm": "default",
-    "workers": envint("MAILER_WORKERS", "2"),
+    # One process per sending pump, plus one for other tasks (reports, housekeeping).
+    "workers": MAILER_SENDERS + 1,
     "timeout": 120,
     "retry": 180,  # longer than `timeout`, so a running task is never handed out twice
     "max_attempts": 1,

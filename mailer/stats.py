@@ -16,9 +16,7 @@ STATUSES = [s.value for s in MessageStatus]
 
 def with_counts(mailings: QuerySet[Mailing]) -> QuerySet[Mailing]:
     """Annotate each mailing with `<status>_count` for every status and `total_count`: one query."""
-    counts = {
-        f"{status}_count": Count("messages", filter=Q(messages__status=status)) for status in STATUSES
-    }
+    counts = {f"{status}_count": Count("messages", filter=Q(messages__status=status)) for status in STATUSES}
     return mailings.annotate(total_count=Count("messages"), **counts)
 
 

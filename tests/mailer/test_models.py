@@ -71,7 +71,9 @@ class TestMailing:
 
     @pytest.mark.parametrize("start,end", [(time(9), None), (None, time(21))])
     def test_window_both_or_neither(self, now, start, end):
-        mailing = Mailing(text="x", start_at=now, end_at=now + timedelta(hours=1), window_start=start, window_end=end)
+        mailing = Mailing(
+            text="x", start_at=now, end_at=now + timedelta(hours=1), window_start=start, window_end=end
+        )
         with pytest.raises(ValidationError) as e:
             mailing.full_clean()
         assert {"window_start", "window_end"} & set(e.value.message_dict)
@@ -79,18 +81,26 @@ class TestMailing:
             mailing.save()
 
     def test_window_may_cross_midnight(self, now):
-        Mailing(text="x", start_at=now, end_at=now + timedelta(hours=1),
-                window_start=time(22), window_end=time(6)).full_clean()
+        Mailing(
+            text="x", start_at=now, end_at=now + timedelta(hours=1), window_start=time(22), window_end=time(6)
+        ).full_clean()
 
     def test_empty_window_is_refused(self, now):
         with pytest.raises(ValidationError):
-            Mailing(text="x", start_at=now, end_at=now + timedelta(hours=1),
-                    window_start=time(9), window_end=time(9)).full_clean()
+            Mailing(
+                text="x",
+                start_at=now,
+                end_at=now + timedelta(hours=1),
+                window_start=time(9),
+                window_end=time(9),
+            ).full_clean()
 
     @pytest.mark.parametrize("codes", [["800"], ["9001"], ["abc"], "900"])
     def test_bad_operator_codes_are_refused(self, now, codes):
         with pytest.raises(ValidationError) as e:
-            Mailing(text="x", start_at=now, end_at=now + timedelta(hours=1), filter_operator_codes=codes).full_clean()
+            Mailing(
+                text="x", start_at=now, end_at=now + timedelta(hours=1), filter_operator_codes=codes
+            ).full_clean()
         assert "filter_operator_codes" in e.value.message_dict
 
     def test_blank_tag_in_filter_is_refused(self, now):

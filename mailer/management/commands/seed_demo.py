@@ -21,9 +21,18 @@ from mailer.models import Client, Mailing, MailingState, Message, MessageStatus,
 OPERATORS = ["900", "901", "903", "905", "910", "915", "916", "925", "926", "950", "977", "999"]
 TAGS = ["retail", "vip", "wholesale", "new", "loyal", "b2b", ""]
 TIMEZONES = [
-    "Europe/Moscow", "Europe/Kaliningrad", "Europe/Samara", "Asia/Yekaterinburg",
-    "Asia/Novosibirsk", "Asia/Krasnoyarsk", "Asia/Irkutsk", "Asia/Vladivostok",
-    "Asia/Kamchatka", "Europe/London", "America/New_York", "UTC",
+    "Europe/Moscow",
+    "Europe/Kaliningrad",
+    "Europe/Samara",
+    "Asia/Yekaterinburg",
+    "Asia/Novosibirsk",
+    "Asia/Krasnoyarsk",
+    "Asia/Irkutsk",
+    "Asia/Vladivostok",
+    "Asia/Kamchatka",
+    "Europe/London",
+    "America/New_York",
+    "UTC",
 ]
 CHUNK = 5000
 
@@ -70,8 +79,14 @@ class Command(BaseCommand):
                 continue
             existing.add(phone)
             batch.append(
-                Client(phone=phone, operator_code=operator_code_of(phone), tag=tag, timezone=tz,
-                       created_at=now, updated_at=now)
+                Client(
+                    phone=phone,
+                    operator_code=operator_code_of(phone),
+                    tag=tag,
+                    timezone=tz,
+                    created_at=now,
+                    updated_at=now,
+                )
             )
             if len(batch) >= CHUNK:
                 created += self._insert(batch)
@@ -93,22 +108,56 @@ class Command(BaseCommand):
         now = timezone.now().replace(second=0, microsecond=0)
         demos = [
             # (text, start offset, length, tags, codes, window, state)
-            ("Welcome back! Your loyalty points are waiting.", -timedelta(days=2), timedelta(hours=6),
-             ["loyal"], [], None, MailingState.FINISHED),
-            ("VIP preview: the winter collection opens tomorrow.", timedelta(minutes=1), timedelta(days=1),
-             ["vip"], [], (time(9), time(21)), MailingState.SCHEDULED),
-            ("Wholesale price list for December is out.", timedelta(days=3), timedelta(days=1),
-             ["wholesale", "b2b"], ["916", "926"], None, MailingState.SCHEDULED),
-            ("Weekend sale: -20% on everything.", -timedelta(days=1), timedelta(hours=12),
-             [], ["900"], None, MailingState.CANCELLED),
+            (
+                "Welcome back! Your loyalty points are waiting.",
+                -timedelta(days=2),
+                timedelta(hours=6),
+                ["loyal"],
+                [],
+                None,
+                MailingState.FINISHED,
+            ),
+            (
+                "VIP preview: the winter collection opens tomorrow.",
+                timedelta(minutes=1),
+                timedelta(days=1),
+                ["vip"],
+                [],
+                (time(9), time(21)),
+                MailingState.SCHEDULED,
+            ),
+            (
+                "Wholesale price list for December is out.",
+                timedelta(days=3),
+                timedelta(days=1),
+                ["wholesale", "b2b"],
+                ["916", "926"],
+                None,
+                MailingState.SCHEDULED,
+            ),
+            (
+                "Weekend sale: -20% on everything.",
+                -timedelta(days=1),
+                timedelta(hours=12),
+                [],
+                ["900"],
+                None,
+                MailingState.CANCELLED,
+            ),
         ]
         for text, offset, length, tags, codes, window, state in demos:
             if Mailing.objects.filter(text=text).exists():
                 continue
             mailing = Mailing.objects.create(
-                text=text, start_at=now + offset, end_at=now + offset + length, filter_tags=tags,
-                filter_operator_codes=codes, window_start=window[0] if window else None,
-                window_end=window[1] if window else None, state=state, created_by=author,
+                text=text,
+                start_at=now + offset,
+                end_at=now + offset + length,
+                filter_tags=tags,
+                filter_operator_codes=codes,
+                window_start=window[0] if window else None,
+                window_end=window[1] if window else None,
+                state=state,
+                created_by=author,
             )
             if state == MailingState.FINISHED:
                 self._fake_history(mailing)
@@ -126,12 +175,17 @@ class Command(BaseCommand):
         for client_id in mailing.matching_clients().values_list("id", flat=True)[:20_000].iterator():
             status = rng.choice(statuses)
             sent = mailing.start_at + timedelta(seconds=rng.randint(1, 3600))
-            rows.append(Message(
-                mailing=mailing, client_id=client_id, status=status, created_at=mailing.start_at,
-                sent_at=sent if status == MessageStatus.SENT else None,
-                attempts=1 if status != MessageStatus.EXPIRED else 0,
-                last_error="HTTP 400: invalid phone" if status == MessageStatus.FAILED else "",
-            ))
+            rows.append(
+                Message(
+                    mailing=mailing,
+                    client_id=client_id,
+                    status=status,
+                    created_at=mailing.start_at,
+                    sent_at=sent if status == MessageStatus.SENT else None,
+                    attempts=1 if status != MessageStatus.EXPIRED else 0,
+                    last_error="HTTP 400: invalid phone" if status == MessageStatus.FAILED else "",
+                )
+            )
         with transaction.atomic():
             Message.objects.bulk_create(rows, batch_size=CHUNK, ignore_conflicts=True)
             mailing.started_at = mailing.start_at

@@ -1,0 +1,206 @@
+"""When things happen: mailings start, their audience becomes Message rows, and they end.
+
+`tick(now)` is called about once a second by every sending pump (mailer.tasks.pump), so a mailing
+starts within a second or two of `start_at` although django-q2's own scheduler only wakes every
+~30 s. Every transition is a conditional UPDATE, so concurrent ticks in several workers are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from mailer.models import Mailing, MailingState, Message, MessageStatus
+
+logger = logging.getLogger("mailer.scheduling")
+
+RESOLVE_CHUNK = 5000
+RESOLVE_LEASE = timedelta(minutes=5)
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(name)
+
+
+def in_window(local: time, start: time, end: time) -> bool:
+    """Is a local wall-clock time inside [start, end)? A window with start > end crosses midnight."""
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def window_opens_at(now: datetime, tz_name: str, start: time, end: time) -> datetime:
+    """The earliest instant >= now at which the client's local time is inside the window.
+
+    DST: a start time that falls into a spring-forward gap opens at the first valid instant after
+    it (never early); in a fall-back overlap the first occurrence counts.
+    """
+    tz = zone(tz_name)
+    local = now.astimezone(tz)
+    if in_window(local.time().replace(tzinfo=None), start, end):
+        return now
+    best = None
+    for days in (0, 1, 2):
+        day = local.date() + timedelta(days=days)
+        for fold in (0, 1):
+            at = datetime.combine(day, start, tzinfo=tz).replace(fold=fold).astimezone(UTC)
+            if at > now and in_window(at.astimezone(tz).time().replace(tzinfo=None), start, end):
+                best = at if best is None or at < best else best
+        if best is not None:
+            return best
+    raise AssertionError("a non-empty window opens within two days")  # pragma: no cover
+
+
+def first_attempt_at(mailing: Mailing, tz_name: str, now: datetime) -> datetime | None:
+    """When a client in `tz_name` may first get the mailing; None if never before its end."""
+    at = max(now, mailing.start_at)
+    if mailing.has_window:
+        at = window_opens_at(at, tz_name, mailing.window_start, mailing.window_end)
+    return at if at < mailing.end_at else None
+
+
+def tick(now: datetime | None = None) -> None:
+    now = now or timezone.now()
+    start_due(now)
+    for mailing in Mailing.objects.filter(
+        state=MailingState.RUNNING, resolved_version__lt=F("audience_version")
+    ):
+        resolve_audience(mailing, now)
+    finish_ended(now)
+
+
+def start_due(now: datetime) -> list[int]:
+    """Move scheduled mailings whose time has come to running. Returns their ids."""
+    started = []
+    for mailing_id in Mailing.objects.filter(
+        state=MailingState.SCHEDULED, start_at__lte=now, end_at__gt=now
+    ).values_list("id", flat=True):
+        with transaction.atomic():
+            moved = Mailing.objects.filter(pk=mailing_id, state=MailingState.SCHEDULED).update(
+                state=MailingState.RUNNING, updated_at=now
+            )
+            Mailing.objects.filter(pk=mailing_id, started_at__isnull=True).update(started_at=now)
+        if moved:
+            logger.info("mailing_id=%s started", mailing_id, extra={"mailing_id": mailing_id})
+            started.append(mailing_id)
+    return started
+
+
+def resolve_audience(mailing: Mailing, now: datetime) -> int:
+    """Turn the mailing's matching clients into Message rows, in chunks; returns the rows offered
+    (existing pairs are skipped by the database, so this may count them again).
+
+    Idempotent: the unique (mailing, client) constraint and ignore_conflicts mean a second run, or
+    two workers at once, never duplicate a message. A lease keeps two workers from doing the work
+    twice; if the holder dies the lease runs out and another worker takes over.
+    """
+    version = mailing.audience_version
+    leased = (
+        Mailing.objects.filter(pk=mailing.pk, resolved_version__lt=version)
+        .filter(Q(resolve_lease_until__isnull=True) | Q(resolve_lease_until__lt=now))
+        .update(resolve_lease_until=now + RESOLVE_LEASE)
+    )
+    if not leased:
+        return 0
+    mailing.refresh_from_db()
+    added = 0
+    by_zone: dict[str, datetime | None] = {}
+    clients = mailing.matching_clients().order_by("id").values_list("id", "timezone")
+    last_id = 0
+    while True:
+        chunk = list(clients.filter(id__gt=last_id)[:RESOLVE_CHUNK])
+        if not chunk:
+            break
+        last_id = chunk[-1][0]
+        rows = []
+        for client_id, tz_name in chunk:
+            if tz_name not in by_zone:
+                by_zone[tz_name] = first_attempt_at(mailing, tz_name, now)
+            at = by_zone[tz_name]
+            rows.append(
+                Message(
+                    mailing_id=mailing.pk,
+                    client_id=client_id,
+                    created_at=now,
+                    next_attempt_at=at or mailing.end_at,
+                    # The window never opens before the end: say so now rather than keep it queued.
+                    status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
+                    last_error="" if at else "the client's local window does not open before the end",
+                )
+            )
+        with transaction.atomic():
+            added += len(Message.objects.bulk_create(rows, ignore_conflicts=True))
+    if version > 1:
+        # A filter edit: pending messages of clients who no longer match are not sent.
+        dropped = (
+            Message.objects.filter(mailing=mailing, status=MessageStatus.PENDING)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+            .exclude(client__in=mailing.matching_clients())
+            .update(status=MessageStatus.CANCELLED, last_error="no longer matches the filter")
+        )
+        if dropped:
+            logger.info(
+                "mailing_id=%s filter changed: %s pending messages cancelled",
+                mailing.pk,
+                dropped,
+                extra={"mailing_id": mailing.pk},
+            )
+    Mailing.objects.filter(pk=mailing.pk).update(resolved_version=version, resolve_lease_until=None)
+    logger.info(
+        "mailing_id=%s audience resolved: %s clients match (version %s)",
+        mailing.pk,
+        added,
+        version,
+        extra={"mailing_id": mailing.pk},
+    )
+    return added
+
+
+def finish_ended(now: datetime) -> None:
+    """Expire what is left of mailings whose end has passed, and finish mailings with nothing left."""
+    ended = Mailing.objects.filter(
+        state__in=[MailingState.RUNNING, MailingState.PAUSED, MailingState.SCHEDULED], end_at__lte=now
+    )
+    for mailing_id in ended.values_list("id", flat=True):
+        # A leased message is in flight; its worker records it (its request ends before end_at).
+        expired = (
+            Message.objects.filter(mailing_id=mailing_id, status=MessageStatus.PENDING)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+            .update(
+                status=MessageStatus.EXPIRED,
+                locked_until=None,
+                locked_by="",
+                last_error="the mailing ended before it could be sent",
+            )
+        )
+        if expired:
+            logger.info(
+                "mailing_id=%s ended: %s messages expired",
+                mailing_id,
+                expired,
+                extra={"mailing_id": mailing_id},
+            )
+        _finish_if_done(mailing_id, now)
+    # Running mailings whose audience is resolved and sent before their end.
+    for mailing_id in Mailing.objects.filter(
+        state=MailingState.RUNNING, resolved_version=F("audience_version")
+    ).values_list("id", flat=True):
+        _finish_if_done(mailing_id, now)
+
+
+def _finish_if_done(mailing_id: int, now: datetime) -> None:
+    if Message.objects.filter(mailing_id=mailing_id, status=MessageStatus.PENDING).exists():
+        return
+    done = Mailing.objects.filter(
+        pk=mailing_id,
+        state__in=[MailingState.RUNNING, MailingState.PAUSED, MailingState.SCHEDULED],
+    ).filter(Q(end_at__lte=now) | Q(resolved_version=F("audience_version"), state=MailingState.RUNNING))
+    if done.update(state=MailingState.FINISHED, finished_at=now, updated_at=now):
+        logger.info("mailing_id=%s finished", mailing_id, extra={"mailing_id": mailing_id})
