@@ -36,6 +36,7 @@ from mailer.models import Client, Mailing, MailingError, MailingState, Message, 
 PER_PAGE = 25
 CHART_HOURS = 72
 RATE_WINDOW = timedelta(minutes=5)
+MIN_RATE_SPAN = timedelta(seconds=10)
 PREVIEW_ROWS = 10
 IMPORT_ERRORS_KEPT = 500
 
@@ -247,12 +248,22 @@ def _per_minute_chart(mailing: Mailing) -> str:
 def _summary_context(mailing: Mailing) -> dict[str, Any]:
     counts = stats.counts_of(mailing)
     timing = stats.timing(mailing)
+    per_minute = timing["messages_per_minute"]
+    if timing["first_sent_at"] and timing["last_sent_at"] - timing["first_sent_at"] < MIN_RATE_SPAN:
+        per_minute = None  # two messages a millisecond apart are not a rate
     return {
         "mailing": mailing,
         "timing": timing,
-        "progress": _progress(mailing, counts, timing["messages_per_minute"]),
-        "polling": mailing.state == MailingState.RUNNING,
+        "progress": _progress(mailing, counts, per_minute),
+        "polling": _is_live(mailing),
     }
+
+
+def _is_live(mailing: Mailing) -> bool:
+    """Worth polling: running, or due to start at the engine's next tick."""
+    if mailing.state == MailingState.RUNNING:
+        return True
+    return mailing.state == MailingState.SCHEDULED and mailing.start_at <= timezone.now() < mailing.end_at
 
 
 @login_required
@@ -261,9 +272,7 @@ def mailing_detail(request: HttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     if request.htmx and request.htmx.target == "summary":
         response = render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
-        return (
-            response if mailing.state == MailingState.RUNNING else HttpResponseStopPolling(response.content)
-        )
+        return response if _is_live(mailing) else HttpResponseStopPolling(response.content)
     filterset = MessageFilter(request.GET or None, queryset=mailing.messages.select_related("client"))
     table = MessageTable(filterset.qs)
     _paginate(request, table)
