@@ -109,6 +109,7 @@ class ImportForm(forms.Form):
     file = forms.FileField(required=False, label="CSV file", help_text="Columns: phone, tag, timezone.")
     text = forms.CharField(
         required=False,
+        strip=False,
         label="…or paste CSV",
         widget=forms.Textarea(attrs={"rows": 6, "class": "font-monospace"}),
     )
