@@ -60,27 +60,37 @@ class MailingTable(tables.Table):
         return f"{record.window_start:%H:%M}–{record.window_end:%H:%M}"
 
 
+class CountColumn(tables.Column):
+    """A message count of the row's mailing, from `table.counts` (filled for the shown page only)."""
+
+    def __init__(self, status: str, **kwargs) -> None:
+        super().__init__(empty_values=(), orderable=False, **kwargs)
+        self.status = status
+
+    def render(self, record: Mailing, table: StatsTable) -> int:
+        return table.counts.get(record.pk, {}).get(self.status, 0)
+
+
 class StatsTable(tables.Table):
-    """Mailings with message counts (rows annotated by mailer.stats.with_counts)."""
+    """Mailings with their message counts; the counts can't be sorted on, as that would count
+    the messages of every mailing on each request."""
 
     id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
     text = tables.Column(attrs={"td": {"class": "text-truncate", "style": "max-width: 18rem"}})
     state = tables.Column()
     start_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Start")
-    total_count = tables.Column(verbose_name="Total", orderable=False)
+    total = CountColumn("total", verbose_name="Total")
 
     class Meta:
         model = Mailing
-        fields = ("id", "text", "state", "start_at", "total_count")
+        fields = ("id", "text", "state", "start_at", "total")
         attrs = {"class": "table table-sm table-hover align-middle"}
         order_by = ("-start_at",)
 
     def __init__(self, *args, **kwargs) -> None:
-        # The count columns can't be sorted on: sorting by an aggregate would count every mailing.
-        extra = [
-            (f"{s}_count", tables.Column(verbose_name=s.capitalize(), orderable=False)) for s in STATUSES
-        ]
+        extra = [(s, CountColumn(s, verbose_name=s.capitalize())) for s in STATUSES]
         super().__init__(*args, extra_columns=extra, **kwargs)
+        self.counts: dict[int, dict[str, int]] = {}
 
     def render_state(self, record: Mailing) -> str:
         return badge(record.state, record.get_state_display())

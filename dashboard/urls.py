@@ -17,6 +17,7 @@ urlpatterns = [
     path("mailings/<int:pk>/resume/", views.mailing_control, {"action": "resume"}, name="mailing-resume"),
     path("mailings/<int:pk>/cancel/", views.mailing_control, {"action": "cancel"}, name="mailing-cancel"),
     path("statistics/", views.statistics, name="statistics"),
+    path("statistics/totals/", views.statistics_totals, name="statistics-totals"),
     path("statistics/mailings.csv", views.statistics_csv, name="statistics-csv"),
     path("clients/", views.client_list, name="client-list"),
     path("clients/new/", views.client_create, name="client-create"),

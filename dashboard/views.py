@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db import transaction
 from django.db.models import Count, QuerySet
-from django.db.models.functions import TruncHour, TruncMinute
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -111,15 +110,11 @@ def _live_context() -> dict[str, Any]:
 
 
 def _hourly_chart() -> str:
-    end = timezone.now().replace(minute=0, second=0, microsecond=0)
+    end = timezone.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=CHART_HOURS - 1)
-    rows = (
-        Message.objects.filter(status=MessageStatus.SENT, sent_at__gte=start)
-        .annotate(hour=TruncHour("sent_at"))
-        .values_list("hour")
-        .annotate(n=Count("id"))
-    )
-    buckets = charts.fill_buckets(dict(rows), start, end, timedelta(hours=1))
+    # Only sent messages have sent_at, so the sent_at index alone answers this.
+    rows = charts.counts_per(Message.objects.filter(sent_at__gte=start), "sent_at", "hour")
+    buckets = charts.fill_buckets(rows, start, end, timedelta(hours=1))
     local = [(timezone.localtime(at).strftime("%d %H:00"), n) for at, n in buckets]
     return charts.bar_chart(local, title=f"Messages sent per hour, last {CHART_HOURS} hours")
 
@@ -229,11 +224,10 @@ def mailing_audience(request: HttpRequest) -> HttpResponse:
 
 
 def _per_minute_chart(mailing: Mailing) -> str:
-    rows = dict(
-        Message.objects.filter(mailing=mailing, status=MessageStatus.SENT, sent_at__isnull=False)
-        .annotate(minute=TruncMinute("sent_at"))
-        .values_list("minute")
-        .annotate(n=Count("id"))
+    rows = charts.counts_per(
+        Message.objects.filter(mailing=mailing, status=MessageStatus.SENT, sent_at__isnull=False),
+        "sent_at",
+        "minute",
     )
     if not rows:
         return charts.bar_chart([], title="Messages sent per minute")
@@ -276,12 +270,12 @@ def mailing_detail(request: HttpRequest, pk: int) -> HttpResponse:
     filterset = MessageFilter(request.GET or None, queryset=mailing.messages.select_related("client"))
     table = MessageTable(filterset.qs)
     _paginate(request, table)
-    context = _summary_context(mailing) | {
-        "filter": filterset,
-        "table": table,
-        "minute_chart": _per_minute_chart(mailing),
-    }
-    return _page(request, "dashboard/mailing_detail.html", "messages", context)
+    context = {"mailing": mailing, "filter": filterset, "table": table}
+    if request.htmx and not request.htmx.history_restore_request:
+        # Filtering or paging the messages: the summary and the chart are not re-rendered.
+        return render(request, "dashboard/mailing_detail.html#messages", context)
+    context |= _summary_context(mailing) | {"minute_chart": _per_minute_chart(mailing)}
+    return render(request, "dashboard/mailing_detail.html", context)
 
 
 CONTROLS = {"pause": Mailing.pause, "resume": Mailing.resume, "cancel": Mailing.cancel}
@@ -342,15 +336,26 @@ def _stats_queryset(request: HttpRequest) -> tuple[StatsFilter, QuerySet[Mailing
 @permission_required("mailer.view_mailing", raise_exception=True)
 def statistics(request: HttpRequest) -> HttpResponse:
     filterset, mailings = _stats_queryset(request)
-    table = StatsTable(stats.with_counts(mailings))
+    table = StatsTable(mailings)
     _paginate(request, table)
-    context = {
-        "filter": filterset,
-        "table": table,
-        "totals": stats.totals(mailings),
-        "statuses": stats.STATUSES,
+    # Counts for the shown page only: counting every mailing's messages to show 25 of them
+    # would read the whole message table on each request.
+    shown = [row.record.pk for row in table.page.object_list]
+    table.counts = {
+        m.pk: {s: getattr(m, f"{s}_count") for s in stats.STATUSES} | {"total": m.total_count}
+        for m in stats.with_counts(Mailing.objects.filter(pk__in=shown))
     }
-    return _page(request, "dashboard/statistics.html", "table", context)
+    return _page(request, "dashboard/statistics.html", "table", {"filter": filterset, "table": table})
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+@require_GET
+def statistics_totals(request: HttpRequest) -> HttpResponse:
+    """Counts by status over all filtered mailings. The page loads it after itself: it reads every
+    message of those mailings, which takes a moment on a million rows."""
+    _, mailings = _stats_queryset(request)
+    return render(request, "dashboard/statistics.html#totals", {"totals": stats.totals(mailings)})
 
 
 @login_required

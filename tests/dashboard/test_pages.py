@@ -204,6 +204,13 @@ def test_statistics_counts_and_date_filter(viewer_client, mailing, make_mailing,
     fragment = viewer_client.get(f"/statistics/?start_from={day}", **HTMX).content.decode()
     assert "Spring sale" in fragment and "Last month" not in fragment
     assert fragment.lstrip().startswith('<div id="table"')
-    # totals over the filtered mailings: 4 messages, 2 sent
-    assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in fragment
-    assert '<div class="small text-body-secondary">Sent</div><strong>2</strong>' in fragment
+    # The row's counts: total 4, pending 1, sent 2, failed 1, expired 0, cancelled 0.
+    row = fragment.split("Spring sale")[1].split("</tr>")[0]
+    assert [c.split(">")[-1] for c in row.split("</td>")[3:9]] == ["4", "1", "2", "1", "0", "0"]
+    # Totals over the filtered mailings load after the page (hx-trigger="load").
+    assert f'hx-get="/statistics/totals/?start_from={day}"' in fragment
+    totals = viewer_client.get(f"/statistics/totals/?start_from={day}", **HTMX).content.decode()
+    assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in totals
+    assert '<div class="small text-body-secondary">Sent</div><strong>2</strong>' in totals
+    everything = viewer_client.get("/statistics/totals/", **HTMX).content.decode()
+    assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in everything

@@ -109,7 +109,6 @@ def test_marketing_day(page, django_user_model, engine, screenshot):
     # The other pages, for the record.
     page.click("nav >> text=Home")
     expect(page.locator("#live")).to_contain_text("Nothing is running.")
-    screenshot("home")
     page.click("nav >> text=Mailings")
     screenshot("mailings")
     page.click("nav >> text=Statistics")
@@ -147,3 +146,35 @@ def test_phone_layout(page, django_user_model, make_mailing, screenshot):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
     screenshot("mailings-phone", full_page=False)
+
+
+def test_home_progress_is_live(page, django_user_model, make_client, make_mailing, screenshot):
+    from playwright.sync_api import expect
+
+    from mailer.models import Message
+
+    user_with_role(django_user_model, "manager", "max")
+    now = timezone.now()
+    running = make_mailing(text="Flash sale, today only", state=MailingState.RUNNING)
+    make_mailing(text="Newsletter", start_at=now + timedelta(hours=3), end_at=now + timedelta(hours=6))
+    statuses = [MessageStatus.SENT] * 4 + [MessageStatus.FAILED] + [MessageStatus.PENDING] * 5
+    for i, status in enumerate(statuses):
+        Message.objects.create(
+            mailing=running,
+            client=make_client(tag="vip"),
+            status=status,
+            sent_at=now - timedelta(minutes=i) if status == MessageStatus.SENT else None,
+        )
+    _login(page, "max")
+    progress = page.locator(f"#live .mailing-progress[data-mailing='{running.pk}']")
+    expect(progress.locator(".percent")).to_have_text("50%")
+    expect(page.locator("body")).to_contain_text("Newsletter")
+    screenshot("home")
+    # The engine's work shows up without a reload: the live part polls every 2 s.
+    running.messages.filter(status=MessageStatus.PENDING).update(status=MessageStatus.SENT, sent_at=now)
+    expect(progress.locator(".percent")).to_have_text("100%", timeout=6_000)
+    expect(progress).to_contain_text("sent 9")
+    # Once nothing runs, the poll answers 286 and the live part stops asking.
+    Mailing.objects.filter(pk=running.pk).update(state=MailingState.FINISHED)
+    expect(page.locator("#live")).to_contain_text("Nothing is running.", timeout=6_000)
+    expect(page.locator("#live[hx-trigger]")).to_have_count(0)
