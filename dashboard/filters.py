@@ -16,12 +16,17 @@ def _date_input() -> forms.DateInput:
     return forms.DateInput(attrs={"type": "date"})
 
 
+def _search_input() -> forms.TextInput:
+    # type=search: the filter form reacts to typing in these (see _filter_form.html).
+    return forms.TextInput(attrs={"type": "search"})
+
+
 def _day_start(day) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
 class MailingFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search")
+    q = django_filters.CharFilter(method="search", label="Search", widget=_search_input())
     state = django_filters.ChoiceFilter(choices=MailingState.choices, empty_label="Any state")
     start_from = django_filters.DateFilter(
         method="starts_from", label="Starts on or after", widget=_date_input()
@@ -55,7 +60,7 @@ class StatsFilter(MailingFilter):
 
 
 class ClientFilter(django_filters.FilterSet):
-    phone = django_filters.CharFilter(method="search_phone", label="Phone")
+    phone = django_filters.CharFilter(method="search_phone", label="Phone", widget=_search_input())
     tag = django_filters.ChoiceFilter(choices=[], empty_label="Any tag")
     operator_code = django_filters.ChoiceFilter(choices=[], empty_label="Any operator", label="Operator")
     timezone = django_filters.ChoiceFilter(choices=[], empty_label="Any time zone", label="Time zone")
@@ -87,7 +92,10 @@ class ClientFilter(django_filters.FilterSet):
 class MessageFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=MessageStatus.choices, empty_label="Any status")
     phone = django_filters.CharFilter(
-        field_name="client__phone", lookup_expr="startswith", label="Phone starts with"
+        field_name="client__phone",
+        lookup_expr="startswith",
+        label="Phone starts with",
+        widget=_search_input(),
     )
 
     class Meta:

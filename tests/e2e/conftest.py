@@ -26,15 +26,21 @@ ARGS = [
 ]
 
 
+def require_chromium(path: str, required: bool) -> None:
+    """Skip (or, when CI requires the browser tests, fail) if there is no Chromium at `path`."""
+    if os.path.exists(path) or shutil.which(path):
+        return
+    reason = f"no Chromium at {path} (apt-get install chromium)"
+    if required:
+        pytest.fail(f"MAILER_E2E_REQUIRED=1 but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def browser():
     # Module scope: while Playwright runs, its event loop is "running" in this thread, which
     # would break other tests that run an asyncio loop of their own (the engine's Deliverer).
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("MAILER_E2E_REQUIRED") == "1":
-            pytest.fail(f"MAILER_E2E_REQUIRED=1 but {reason}")
-        pytest.skip(reason)
+    require_chromium(CHROMIUM, os.environ.get("MAILER_E2E_REQUIRED") == "1")
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread, so Django refuses ORM calls here
