@@ -180,6 +180,10 @@ SOCIAL_AUTH_AUTH0_SECRET = AUTH0_CLIENT_SECRET
 SOCIAL_AUTH_AUTH0_SCOPE = ["openid", "profile", "email"]
 SOCIAL_AUTH_AUTH0_IGNORE_DEFAULT_SCOPE = True
 SOCIAL_AUTH_LOGIN_ERROR_URL = "/accounts/refused/"
+# The default (DEBUG) would turn a refusal into a traceback in development instead of the refusal page.
+SOCIAL_AUTH_RAISE_EXCEPTIONS = False
+# social-auth-app-django 8 stores UserSocialAuth.extra_data in Django's JSONField on every database,
+# so the old SOCIAL_AUTH_JSONFIELD_ENABLED / POSTGRES_JSONFIELD switches are not needed.
 # Names from Auth0 may refresh the profile on each login; the username and email an admin sees stay put.
 SOCIAL_AUTH_PROTECTED_USER_FIELDS = ["username", "email"]
 SOCIAL_AUTH_FORCE_EMAIL_LOWERCASE = True
