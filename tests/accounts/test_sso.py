@@ -192,3 +192,15 @@ def test_login_page_offers_auth0_only_when_configured(client, settings, auth0):
 
     settings.AUTH0_ENABLED = False
     assert "Sign in with Auth0" not in client.get("/accounts/login/").content.decode()
+
+
+def test_auth0_failing_shows_the_refusal_page_not_an_error(client, auth0):
+    start = client.post("/sso/login/auth0/")
+    state = start["Location"].split("state=")[1].split("&")[0]
+    auth0.mock.post("https://tenant.eu.auth0.example/oauth/token", status=503, json={"error": "down"})
+
+    response = client.get("/sso/complete/auth0/", {"code": "c", "state": state})
+
+    assert response["Location"] == "/accounts/refused/"
+    assert "authentication provider" in client.get("/accounts/refused/").content.decode()
+    assert nobody_created()
