@@ -93,6 +93,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Sign-in (accounts): every page needs a login except the exempt prefixes below, and a refused
+    # single sign-on lands on the refusal page instead of a 500.
+    "accounts.middleware.LoginRequiredMiddleware",
+    "social_django.middleware.SocialAuthExceptionMiddleware",
 ]
 
 ROOT_URLCONF = "mailer.urls"
@@ -146,6 +150,59 @@ AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "accounts:login"
+
+# Sign-in: local accounts always; Auth0 single sign-on when all three AUTH0_* variables are set.
+# The REST API and the probes authenticate (or not) on their own, so they answer 401 instead of
+# redirecting to the login page.
+# An entry ending in "/" exempts everything under it, any other entry just that path.
+LOGIN_EXEMPT_PREFIXES = ["/api/", "/docs/", "/redoc/", "/metrics", "/healthz", "/readyz"]
+AUTH0_DOMAIN = env("AUTH0_DOMAIN").removeprefix("https://").rstrip("/")
+AUTH0_CLIENT_ID = env("AUTH0_CLIENT_ID")
+AUTH0_CLIENT_SECRET = env("AUTH0_CLIENT_SECRET")
+_auth0 = {
+    "AUTH0_DOMAIN": AUTH0_DOMAIN,
+    "AUTH0_CLIENT_ID": AUTH0_CLIENT_ID,
+    "AUTH0_CLIENT_SECRET": AUTH0_CLIENT_SECRET,
+}
+if any(_auth0.values()) and not all(_auth0.values()):
+    _missing = ", ".join(name for name, value in _auth0.items() if not value)
+    raise ImproperlyConfigured(
+        f"Auth0 sign-in needs AUTH0_DOMAIN, AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET; {_missing} unset"
+    )
+AUTH0_ENABLED = all(_auth0.values())
+# Lower-cased; with both empty nobody is admitted through Auth0 (see README, "Sign-in and roles").
+AUTH0_ALLOWED_DOMAINS = [d.lower().lstrip("@") for d in envlist("AUTH0_ALLOWED_DOMAINS")]
+AUTH0_ALLOWED_EMAILS = [e.lower() for e in envlist("AUTH0_ALLOWED_EMAILS")]
+if AUTH0_ENABLED:
+    AUTHENTICATION_BACKENDS = ["social_core.backends.auth0.Auth0OAuth2", *AUTHENTICATION_BACKENDS]
+SOCIAL_AUTH_AUTH0_DOMAIN = AUTH0_DOMAIN
+SOCIAL_AUTH_AUTH0_KEY = AUTH0_CLIENT_ID
+SOCIAL_AUTH_AUTH0_SECRET = AUTH0_CLIENT_SECRET
+# Exactly the OpenID scopes whose claims we read (SCOPE is otherwise added to the backend's defaults).
+SOCIAL_AUTH_AUTH0_SCOPE = ["openid", "profile", "email"]
+SOCIAL_AUTH_AUTH0_IGNORE_DEFAULT_SCOPE = True
+SOCIAL_AUTH_LOGIN_ERROR_URL = "/accounts/refused/"
+# The default (DEBUG) would turn a refusal into a traceback in development instead of the refusal page.
+SOCIAL_AUTH_RAISE_EXCEPTIONS = False
+# social-auth-app-django 8 stores UserSocialAuth.extra_data in Django's JSONField on every database,
+# so the old SOCIAL_AUTH_JSONFIELD_ENABLED / POSTGRES_JSONFIELD switches are not needed.
+# Names from Auth0 may refresh the profile on each login; the username and email an admin sees stay put.
+SOCIAL_AUTH_PROTECTED_USER_FIELDS = ["username", "email"]
+SOCIAL_AUTH_FORCE_EMAIL_LOWERCASE = True
+SOCIAL_AUTH_PIPELINE = (
+    "social_core.pipeline.social_auth.social_details",
+    "social_core.pipeline.social_auth.social_names",
+    "social_core.pipeline.social_auth.social_uid",
+    "accounts.pipeline.require_allowed_email",
+    "social_core.pipeline.social_auth.social_user",
+    "accounts.pipeline.refuse_inactive",
+    "accounts.pipeline.associate_by_verified_email",
+    "social_core.pipeline.user.get_username",
+    "accounts.pipeline.create_viewer",
+    "social_core.pipeline.social_auth.associate_user",
+    "social_core.pipeline.social_auth.load_extra_data",
+    "social_core.pipeline.user.user_details",
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", "UTC")
