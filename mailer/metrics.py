@@ -23,3 +23,14 @@ MESSAGE_RETRIES = Counter("mailer_message_retries", "Messages put back for anoth
 MESSAGES_FINISHED = Counter(
     "mailer_messages_finished", "Messages that reached a final status, by status.", ["status"]
 )
+
+# The web app's own requests. Labels stay low-cardinality: a status class, a URL name.
+HTTP_REQUESTS = Counter(
+    "mailer_http_requests", "HTTP requests answered, by method and status class.", ["method", "status"]
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "mailer_http_request_seconds",
+    "Time to answer one HTTP request, by URL name.",
+    ["view"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
