@@ -6,7 +6,14 @@ is set); gauges about messages and mailings are read from the database at scrape
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Histogram
+
+# In multiprocess mode every process writes its values into this directory, from the first metric
+# on: make sure it exists (a fresh volume may not have it yet).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 PROVIDER_REQUEST_SECONDS = Histogram(
     "mailer_provider_request_seconds",
