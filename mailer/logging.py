@@ -32,6 +32,8 @@ _context: ContextVar[dict[str, object] | None] = ContextVar("mailer_log_context"
 
 # Attributes every LogRecord has; anything else on a record came from `extra` or the context.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# Extras that are objects, not fields: django.request's `request`, django.server's `server_time`.
+_SKIPPED = frozenset({"request", "server_time"})
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _URL_KWARG_RE = re.compile(r"^(mailing|message|client)_(id|pk)$")
 _URL_NAME_RE = re.compile(r"(mailing|message|client)")
@@ -48,7 +50,7 @@ def log_context() -> dict[str, object]:
 
 def extra_fields(record: logging.LogRecord) -> dict[str, object]:
     """The record's fields beyond the standard ones: `extra=` and the context, ids first."""
-    fields = {key: value for key, value in vars(record).items() if key not in _RECORD_ATTRS}
+    fields = {key: value for key, value in vars(record).items() if key not in _RECORD_ATTRS | _SKIPPED}
     ordered = {key: fields.pop(key) for key in ID_FIELDS if fields.get(key) is not None}
     return ordered | fields
 
@@ -57,7 +59,9 @@ class ContextFilter(logging.Filter):
     """Copies the request context onto each record; a value passed with `extra=` wins."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in (_context.get() or {}).items():
+        # django.request logs 4xx/5xx after the middleware has finished, with the request attached.
+        context = _context.get() or getattr(getattr(record, "request", None), "log_context", None) or {}
+        for key, value in context.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
@@ -116,7 +120,8 @@ class RequestContextMiddleware:
         given = request.headers.get("X-Request-ID", "")
         request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
-        token = _context.set({"request_id": request_id})
+        request.log_context = {"request_id": request_id}  # type: ignore[attr-defined]
+        token = _context.set(request.log_context)
         started = time.perf_counter()
         try:
             response = self.get_response(request)
@@ -141,4 +146,5 @@ class RequestContextMiddleware:
     def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> None:
         match = request.resolver_match
         url_name = match.view_name if match else ""
-        _context.set(log_context() | {"view": url_name} | ids_from_url(url_name, view_kwargs))
+        request.log_context = log_context() | {"view": url_name} | ids_from_url(url_name, view_kwargs)
+        _context.set(request.log_context)

@@ -142,3 +142,12 @@ def test_bad_log_format_stops_the_start():
     )
     assert run.returncode != 0
     assert "LOG_FORMAT must be text or json, not 'xml'" in run.stderr
+
+
+@pytest.mark.urls("tests.ops.urls")
+def test_django_request_error_lines_carry_the_request_context(client, json_lines, db):
+    # Django logs a 4xx/5xx after the middleware chain has finished: the ids come from the request.
+    client.get("/readyz", HTTP_X_REQUEST_ID="probe-9")  # 503: no worker heartbeat
+    [error] = [line for line in json_lines() if line["logger"] == "django.request"]
+    assert error["request_id"] == "probe-9" and error["view"] == "readyz"
+    assert error["status_code"] == 503 and "request" not in error
