@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -244,34 +243,36 @@ def readiness() -> tuple[bool, dict[str, str]]:
     """Database reachable, migrations applied, some worker slot beat recently; with details."""
     global _migrations_done
     checks: dict[str, str] = {}
+    step = "database"
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = "ok"
+        step = "migrations"
         if not _migrations_done:
             executor = MigrationExecutor(connection)
             plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
             # Once applied they stay applied for this code: later probes skip reading the files.
             _migrations_done = not plan
         checks["migrations"] = "ok" if _migrations_done else "unapplied migrations"
-        limit = settings.MAILER_READY_HEARTBEAT_SECONDS
-        if limit:
-            last = WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"]
-            if last is None:
-                checks["workers"] = "no worker heartbeat yet"
-            elif timezone.now() - last > timedelta(seconds=limit):
-                checks["workers"] = (
-                    f"last worker heartbeat {int((timezone.now() - last).total_seconds())} s ago"
-                )
-            else:
-                checks["workers"] = "ok"
-        else:
-            checks["workers"] = "not checked"
+        step = "workers"
+        checks["workers"] = _heartbeat_check()
     except DatabaseError as e:
-        checks.setdefault("database", f"error: {e}")
-        logger.warning("readyz: database check failed: %s", e)
-    ready = all(value in ("ok", "not checked") for value in checks.values()) and len(checks) == 3
+        checks[step] = f"error: {e}"
+        logger.warning("readyz: %s check failed: %s", step, e)
+    ready = len(checks) == 3 and all(value in ("ok", "not checked") for value in checks.values())
     return ready, checks
+
+
+def _heartbeat_check() -> str:
+    limit = settings.MAILER_READY_HEARTBEAT_SECONDS
+    if not limit:
+        return "not checked"
+    last = WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"]
+    if last is None:
+        return "no worker heartbeat yet"
+    age = (timezone.now() - last).total_seconds()
+    return "ok" if age <= limit else f"last worker heartbeat {int(age)} s ago"
 
 
 @login_not_required

@@ -5,6 +5,7 @@ A bad value fails at start with a message that names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -222,8 +223,17 @@ LOGGING = {
 # /metrics: a bearer token and/or an IP allow-list; with neither, loopback only.
 METRICS_TOKEN = env("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS must list addresses or networks, not {_network!r}"
+        ) from None
 # /readyz fails when no worker slot has beaten for this long (0 leaves workers out of readiness).
 MAILER_READY_HEARTBEAT_SECONDS = envint("MAILER_READY_HEARTBEAT_SECONDS", "120")
+if MAILER_READY_HEARTBEAT_SECONDS < 0:
+    raise ImproperlyConfigured("MAILER_READY_HEARTBEAT_SECONDS must be 0 or more")
 
 # Outgoing email (the daily report).
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

@@ -81,3 +81,13 @@ def test_check_ready_command(db):
         call_command("check_ready")
     WorkerHeartbeat.objects.create(slot=0, beat_at=timezone.now())
     call_command("check_ready")
+
+
+def test_a_failure_after_the_database_answered_is_reported_under_its_check(client, db):
+    def broken(self, targets):
+        raise OperationalError("connection lost")
+
+    with mock.patch.object(monitoring.MigrationExecutor, "migration_plan", broken):
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "migrations": "error: connection lost"}

@@ -218,3 +218,26 @@ def test_ops_endpoints_need_no_login():
 def test_now_is_used_for_ages(client, known_queue):
     WorkerHeartbeat.objects.filter(slot=1).update(beat_at=timezone.now())
     assert value(scrape(client), "mailer_workers_live") == 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "error"),
+    [
+        (
+            "METRICS_ALLOWED_IPS",
+            "10.0.0.0/8,intranet",
+            "METRICS_ALLOWED_IPS must list addresses or networks, not 'intranet'",
+        ),
+        ("MAILER_READY_HEARTBEAT_SECONDS", "-5", "MAILER_READY_HEARTBEAT_SECONDS must be 0 or more"),
+        ("MAILER_REPORT_TIME", "8am", "MAILER_REPORT_TIME must be HH:MM, not '8am'"),
+        ("MAILER_REPORT_TIME", "24:00", "MAILER_REPORT_TIME must be HH:MM, not '24:00'"),
+    ],
+)
+def test_bad_ops_settings_stop_the_start(variable, value, error):
+    env = {**os.environ, variable: value, "DJANGO_SETTINGS_MODULE": "mailer.settings", "SECRET_KEY": "x"}
+    code = "import django; django.setup()"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode != 0
+    assert error in run.stderr
