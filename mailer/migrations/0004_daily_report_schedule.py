@@ -30,9 +30,9 @@ def delete_schedule(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [
+    dependencies = (
         ("mailer", "0003_report"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
-    ]
+    )
 
-    operations = [migrations.RunPython(create_schedule, delete_schedule)]
+    operations = (migrations.RunPython(create_schedule, delete_schedule),)
