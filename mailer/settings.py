@@ -5,6 +5,7 @@ A bad value fails at start with a message that names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -84,6 +85,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so every log line of a request carries its request id and its time is measured.
+    "mailer.logging.RequestContextMiddleware",
+    "mailer.monitoring.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -270,11 +274,59 @@ Q_CLUSTER = {
     "label": "Tasks",
 }
 
+# Operations: logs, metrics, health, the daily report (see docs/logging.md, docs/metrics.md).
+LOG_FORMAT = env("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "mailer.logging.ContextFilter"}},
+    "formatters": {
+        "text": {
+            "()": "mailer.logging.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "mailer.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# /metrics: a bearer token and/or an IP allow-list; with neither, loopback only.
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS must list addresses or networks, not {_network!r}"
+        ) from None
+# /readyz fails when no worker slot has beaten for this long (0 leaves workers out of readiness).
+MAILER_READY_HEARTBEAT_SECONDS = envint("MAILER_READY_HEARTBEAT_SECONDS", "120")
+if MAILER_READY_HEARTBEAT_SECONDS < 0:
+    raise ImproperlyConfigured("MAILER_READY_HEARTBEAT_SECONDS must be 0 or more")
+
+# Outgoing email (the daily report).
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "30")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "mailer@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The daily report: local time (TIME_ZONE) after which the day's report goes out, and to whom.
+MAILER_REPORT_TIME = env("MAILER_REPORT_TIME", "08:00")
+try:
+    _hour, _minute = (int(part) for part in MAILER_REPORT_TIME.split(":"))
+    if not (0 <= _hour < 24 and 0 <= _minute < 60) or len(MAILER_REPORT_TIME) != 5:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(f"MAILER_REPORT_TIME must be HH:MM, not {MAILER_REPORT_TIME!r}") from None
+MAILER_REPORT_RECIPIENTS = envlist("MAILER_REPORT_RECIPIENTS")
