@@ -60,7 +60,8 @@ def set_role(user, role: str) -> None:
 def role_of(user) -> str | None:
     if user.is_superuser:
         return ADMIN
-    names = set(user.groups.values_list("name", flat=True))
+    # groups.all() rather than values_list: uses prefetch_related("groups") on the users page.
+    names = {group.name for group in user.groups.all()}
     for role in (ADMIN, MANAGER, VIEWER):
         if role in names:
             return role

@@ -1,8 +1,16 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
+
+from accounts import views
 
 app_name = "accounts"
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", views.login, name="login"),
+    path("logout/", views.logout, name="logout"),
+    path("refused/", views.refused, name="refused"),
+    path("users/", views.users, name="users"),
+    path("users/<int:user_id>/role/", views.change_role, name="change_role"),
+    path("users/<int:user_id>/active/", views.set_active, name="set_active"),
+    path("tokens/", views.tokens, name="tokens"),
+    path("tokens/new/", views.create_token, name="create_token"),
+    path("tokens/<int:token_id>/revoke/", views.revoke_token, name="revoke_token"),
 ]

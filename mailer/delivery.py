@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from mailer import metrics
@@ -140,7 +140,7 @@ class Deliverer:
             Message.objects.filter(id__in=ids, status=MessageStatus.PENDING).filter(free).update(
                 locked_until=now + self.config.lease, locked_by=lease
             )
-        rows = Message.objects.filter(locked_by=lease).values_list(
+        rows = Message.objects.filter(id__in=ids, locked_by=lease).values_list(
             "id",
             "mailing_id",
             "client_id",
@@ -272,6 +272,7 @@ class Deliverer:
     ) -> None:
         by_id = {c.id: c for c in claimed}
         rows: list[Message] = []
+        sent_ids: dict[datetime, list[int]] = {}  # sent_at (to 0.1 s) -> ids
         finished: dict[str, int] = {}
         sent = down_failures = 0
         last_error = auth_error = ""
@@ -288,13 +289,8 @@ class Deliverer:
             if error is None:
                 sent += 1
                 metrics.PROVIDER_REQUEST_SECONDS.labels("ok").observe(result.seconds)
-                rows.append(
-                    Message(
-                        id=msg.id,
-                        **self._row(
-                            msg, status=MessageStatus.SENT, sent_at=at, attempts=attempt, last_error=""
-                        ),
-                    )
+                sent_ids.setdefault(at.replace(microsecond=at.microsecond // 100_000 * 100_000), []).append(
+                    msg.id
                 )
                 finished["sent"] = finished.get("sent", 0) + 1
                 logger.info(
@@ -382,7 +378,20 @@ class Deliverer:
         with transaction.atomic():
             # Only rows still under this round's lease: if it ran out and another worker took a
             # row, that worker's outcome wins.
-            Message.objects.filter(locked_by=lease).bulk_update(rows, self.FIELDS, batch_size=500)
+            leased = Message.objects.filter(locked_by=lease)
+            # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
+            # rather than bulk_update's CASE per row; sent_at is exact to 0.1 s.
+            for at, ids in sent_ids.items():
+                leased.filter(id__in=ids).update(
+                    status=MessageStatus.SENT,
+                    sent_at=at,
+                    attempts=F("attempts") + 1,
+                    last_error="",
+                    locked_until=None,
+                    locked_by="",
+                )
+            if rows:
+                leased.bulk_update(rows, self.FIELDS, batch_size=500)
             self.update_provider_state(now, sent, down_failures, last_error, auth_error)
         for status, n in finished.items():
             metrics.MESSAGES_FINISHED.labels(status).inc(n)

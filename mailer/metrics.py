@@ -6,7 +6,14 @@ is set); gauges about messages and mailings are read from the database at scrape
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Histogram
+
+# In multiprocess mode every process writes its values into this directory, from the first metric
+# on: make sure it exists (a fresh volume may not have it yet).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 PROVIDER_REQUEST_SECONDS = Histogram(
     "mailer_provider_request_seconds",
@@ -22,4 +29,15 @@ PROVIDER_ERRORS = Counter(
 MESSAGE_RETRIES = Counter("mailer_message_retries", "Messages put back for another attempt.")
 MESSAGES_FINISHED = Counter(
     "mailer_messages_finished", "Messages that reached a final status, by status.", ["status"]
+)
+
+# The web app's own requests. Labels stay low-cardinality: a status class, a URL name.
+HTTP_REQUESTS = Counter(
+    "mailer_http_requests", "HTTP requests answered, by method and status class.", ["method", "status"]
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "mailer_http_request_seconds",
+    "Time to answer one HTTP request, by URL name.",
+    ["view"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

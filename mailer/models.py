@@ -305,3 +305,21 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"slot {self.slot} ({self.owner})"
+
+
+class Report(models.Model):
+    """One daily statistics email per local date: the row stays unsent until a send succeeds."""
+
+    date = models.DateField(unique=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.TextField(blank=True, help_text="Comma-separated addresses it went to.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    # A run that is sending holds the row, so two overlapping runs can't both send.
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-date"]
+
+    def __str__(self) -> str:
+        return f"Report {self.date} ({'sent' if self.sent_at else 'not sent'})"

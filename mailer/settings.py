@@ -5,6 +5,7 @@ A bad value fails at start with a message that names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -84,6 +85,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so every log line of a request carries its request id and its time is measured.
+    "mailer.logging.RequestContextMiddleware",
+    "mailer.monitoring.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -93,6 +97,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Sign-in (accounts): every page needs a login except the exempt prefixes below, and a refused
+    # single sign-on lands on the refusal page instead of a 500.
+    "accounts.middleware.LoginRequiredMiddleware",
+    "social_django.middleware.SocialAuthExceptionMiddleware",
 ]
 
 ROOT_URLCONF = "mailer.urls"
@@ -146,6 +154,59 @@ AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "accounts:login"
+
+# Sign-in: local accounts always; Auth0 single sign-on when all three AUTH0_* variables are set.
+# The REST API and the probes authenticate (or not) on their own, so they answer 401 instead of
+# redirecting to the login page.
+# An entry ending in "/" exempts everything under it, any other entry just that path.
+LOGIN_EXEMPT_PREFIXES = ["/api/", "/docs/", "/redoc/", "/metrics", "/healthz", "/readyz"]
+AUTH0_DOMAIN = env("AUTH0_DOMAIN").removeprefix("https://").rstrip("/")
+AUTH0_CLIENT_ID = env("AUTH0_CLIENT_ID")
+AUTH0_CLIENT_SECRET = env("AUTH0_CLIENT_SECRET")
+_auth0 = {
+    "AUTH0_DOMAIN": AUTH0_DOMAIN,
+    "AUTH0_CLIENT_ID": AUTH0_CLIENT_ID,
+    "AUTH0_CLIENT_SECRET": AUTH0_CLIENT_SECRET,
+}
+if any(_auth0.values()) and not all(_auth0.values()):
+    _missing = ", ".join(name for name, value in _auth0.items() if not value)
+    raise ImproperlyConfigured(
+        f"Auth0 sign-in needs AUTH0_DOMAIN, AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET; {_missing} unset"
+    )
+AUTH0_ENABLED = all(_auth0.values())
+# Lower-cased; with both empty nobody is admitted through Auth0 (see README, "Sign-in and roles").
+AUTH0_ALLOWED_DOMAINS = [d.lower().lstrip("@") for d in envlist("AUTH0_ALLOWED_DOMAINS")]
+AUTH0_ALLOWED_EMAILS = [e.lower() for e in envlist("AUTH0_ALLOWED_EMAILS")]
+if AUTH0_ENABLED:
+    AUTHENTICATION_BACKENDS = ["social_core.backends.auth0.Auth0OAuth2", *AUTHENTICATION_BACKENDS]
+SOCIAL_AUTH_AUTH0_DOMAIN = AUTH0_DOMAIN
+SOCIAL_AUTH_AUTH0_KEY = AUTH0_CLIENT_ID
+SOCIAL_AUTH_AUTH0_SECRET = AUTH0_CLIENT_SECRET
+# Exactly the OpenID scopes whose claims we read (SCOPE is otherwise added to the backend's defaults).
+SOCIAL_AUTH_AUTH0_SCOPE = ["openid", "profile", "email"]
+SOCIAL_AUTH_AUTH0_IGNORE_DEFAULT_SCOPE = True
+SOCIAL_AUTH_LOGIN_ERROR_URL = "/accounts/refused/"
+# The default (DEBUG) would turn a refusal into a traceback in development instead of the refusal page.
+SOCIAL_AUTH_RAISE_EXCEPTIONS = False
+# social-auth-app-django 8 stores UserSocialAuth.extra_data in Django's JSONField on every database,
+# so the old SOCIAL_AUTH_JSONFIELD_ENABLED / POSTGRES_JSONFIELD switches are not needed.
+# Names from Auth0 may refresh the profile on each login; the username and email an admin sees stay put.
+SOCIAL_AUTH_PROTECTED_USER_FIELDS = ["username", "email"]
+SOCIAL_AUTH_FORCE_EMAIL_LOWERCASE = True
+SOCIAL_AUTH_PIPELINE = (
+    "social_core.pipeline.social_auth.social_details",
+    "social_core.pipeline.social_auth.social_names",
+    "social_core.pipeline.social_auth.social_uid",
+    "accounts.pipeline.require_allowed_email",
+    "social_core.pipeline.social_auth.social_user",
+    "accounts.pipeline.refuse_inactive",
+    "accounts.pipeline.associate_by_verified_email",
+    "social_core.pipeline.user.get_username",
+    "accounts.pipeline.create_viewer",
+    "social_core.pipeline.social_auth.associate_user",
+    "social_core.pipeline.social_auth.load_extra_data",
+    "social_core.pipeline.user.user_details",
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", "UTC")
@@ -213,11 +274,59 @@ Q_CLUSTER = {
     "label": "Tasks",
 }
 
+# Operations: logs, metrics, health, the daily report (see docs/logging.md, docs/metrics.md).
+LOG_FORMAT = env("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "mailer.logging.ContextFilter"}},
+    "formatters": {
+        "text": {
+            "()": "mailer.logging.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "mailer.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# /metrics: a bearer token and/or an IP allow-list; with neither, loopback only.
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS must list addresses or networks, not {_network!r}"
+        ) from None
+# /readyz fails when no worker slot has beaten for this long (0 leaves workers out of readiness).
+MAILER_READY_HEARTBEAT_SECONDS = envint("MAILER_READY_HEARTBEAT_SECONDS", "120")
+if MAILER_READY_HEARTBEAT_SECONDS < 0:
+    raise ImproperlyConfigured("MAILER_READY_HEARTBEAT_SECONDS must be 0 or more")
+
+# Outgoing email (the daily report).
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "30")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "mailer@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The daily report: local time (TIME_ZONE) after which the day's report goes out, and to whom.
+MAILER_REPORT_TIME = env("MAILER_REPORT_TIME", "08:00")
+try:
+    _hour, _minute = (int(part) for part in MAILER_REPORT_TIME.split(":"))
+    if not (0 <= _hour < 24 and 0 <= _minute < 60) or len(MAILER_REPORT_TIME) != 5:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(f"MAILER_REPORT_TIME must be HH:MM, not {MAILER_REPORT_TIME!r}") from None
+MAILER_REPORT_RECIPIENTS = envlist("MAILER_REPORT_RECIPIENTS")

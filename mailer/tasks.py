@@ -102,3 +102,10 @@ def ensure_pumps() -> list[int]:
     for slot in started:
         async_task("mailer.tasks.pump", slot, task_name=f"pump-{slot}-{uuid.uuid4().hex[:8]}")
     return started
+
+
+def send_daily_report() -> str:
+    """Every 15 minutes (schedule "daily-report"): send today's report once its time has come."""
+    from mailer.reports import send_due_report
+
+    return send_due_report()

@@ -16,5 +16,5 @@ def remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("mailer", "0002_engine_state"), ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more")]
+    dependencies = [("mailer", "0004_daily_report_schedule")]
     operations = [migrations.RunPython(create, remove)]

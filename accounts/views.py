@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import auth, messages
+from django.contrib.auth import BACKEND_SESSION_KEY
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required, login_required
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts.decorators import permission_required_or_403
+from accounts.forms import RoleForm, TokenForm
+from accounts.models import ApiToken
+from accounts.roles import role_of, set_role
+
+AUTH0_BACKEND = "social_core.backends.auth0.Auth0OAuth2"
+
+
+@login_not_required
+def login(request: HttpRequest) -> HttpResponse:
+    view = auth_views.LoginView.as_view(
+        template_name="accounts/login.html", extra_context={"auth0_enabled": settings.AUTH0_ENABLED}
+    )
+    return view(request)
+
+
+@login_not_required
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    # Django remembers in the session which backend signed the user in; for Auth0 the Auth0
+    # session must end too, or "Sign in with Auth0" would let the same person straight back in.
+    used_sso = request.session.get(BACKEND_SESSION_KEY) == AUTH0_BACKEND
+    auth.logout(request)
+    if used_sso and settings.AUTH0_ENABLED:
+        query = urlencode(
+            {
+                "client_id": settings.AUTH0_CLIENT_ID,
+                "returnTo": request.build_absolute_uri(reverse("accounts:login")),
+            }
+        )
+        return redirect(f"https://{settings.AUTH0_DOMAIN}/v2/logout?{query}")
+    return redirect("accounts:login")
+
+
+@login_not_required
+def refused(request: HttpRequest) -> HttpResponse:
+    """Where a refused or failed single sign-on lands; the reason arrives as a message."""
+    return render(request, "accounts/refused.html", status=403)
+
+
+@permission_required_or_403("auth.view_user")
+def users(request: HttpRequest) -> HttpResponse:
+    people = User.objects.order_by("username").prefetch_related("groups", "social_auth")
+    rows = [{"user": person, "role": role_of(person)} for person in people]
+    return render(request, "accounts/users.html", {"rows": rows, "role_form": RoleForm()})
+
+
+def _get_other_user(request: HttpRequest, user_id: int) -> User:
+    """Another user an admin may change; one's own role and access stay, so nobody locks themselves out."""
+    person = get_object_or_404(User, pk=user_id)
+    if person == request.user:
+        raise Http404("change your own account through another admin")
+    return person
+
+
+@require_POST
+@permission_required_or_403("auth.change_user")
+def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
+    person = _get_other_user(request, user_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the roles viewer, manager or admin.")
+    elif person.is_superuser:
+        messages.error(request, f"{person.username} is a superuser; change that in the Django admin.")
+    else:
+        set_role(person, form.cleaned_data["role"])
+        messages.success(request, f"{person.username} is now {form.cleaned_data['role']}.")
+    return redirect("accounts:users")
+
+
+@require_POST
+@permission_required_or_403("auth.change_user")
+def set_active(request: HttpRequest, user_id: int) -> HttpResponse:
+    person = _get_other_user(request, user_id)
+    active = request.POST.get("active") == "1"
+    person.is_active = active
+    person.save(update_fields=["is_active"])
+    if active:
+        messages.success(request, f"{person.username} may sign in again.")
+    else:
+        # Inactive users' sessions and API tokens stop working on their next request.
+        messages.success(request, f"{person.username} is deactivated and can no longer sign in.")
+    return redirect("accounts:users")
+
+
+def _tokens_page(
+    request: HttpRequest, form: TokenForm, new_token: str = "", status: int = 200
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "new_token": new_token,
+        "tokens": ApiToken.objects.filter(user=request.user),
+        "others": None,
+    }
+    if request.user.has_perm("accounts.view_apitoken"):
+        context["others"] = ApiToken.objects.exclude(user=request.user).select_related("user")
+    return render(request, "accounts/tokens.html", context, status=status)
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    return _tokens_page(request, TokenForm())
+
+
+@login_required
+@require_POST
+def create_token(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _tokens_page(request, form, status=400)
+    token, raw = ApiToken.issue(request.user, form.cleaned_data["name"])
+    messages.success(request, f"Token “{token.name}” created. Copy it now: it is not shown again.")
+    # Rendered rather than redirected: the raw token exists only in this response.
+    return _tokens_page(request, TokenForm(), new_token=raw)
+
+
+def _get_token_for_user(request: HttpRequest, token_id: int) -> ApiToken:
+    """One's own tokens; admins also everyone else's. Others' tokens look like they do not exist."""
+    token = get_object_or_404(ApiToken, pk=token_id)
+    if token.user_id != request.user.pk and not request.user.has_perm("accounts.change_apitoken"):
+        raise Http404("no such token")
+    return token
+
+
+@login_required
+@require_POST
+def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = _get_token_for_user(request, token_id)
+    token.revoke()
+    messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
+    return redirect("accounts:tokens")

@@ -1,0 +1,242 @@
+"""Benchmark of the sending engine, as it runs in production: `manage.py run_worker` (django-q2
+cluster, 2 sending pumps) against the gateway stand-in in its own process.
+
+    .venv/bin/python bench/engine.py --db sqlite --latency 0
+    .venv/bin/python bench/engine.py --db postgres --latency 0.05
+
+Measures, for one mailing to N clients: time to resolve the audience, time from start_at to the
+first message, messages per second (first to last accepted message), peak RSS of each worker
+process, and, as the ceiling, a bare aiohttp client loop (2 processes) against the same stand-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bare_client(url: str, n: int, concurrency: int, out) -> None:
+    import aiohttp
+
+    async def run() -> float:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one(i: int) -> None:
+                async with sem:
+                    body = {"id": i, "phone": 79001234567, "text": "ceiling"}
+                    async with session.post(f"{url}/v1/send/{i}", json=body) as resp:
+                        await resp.read()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(n)))
+            return time.perf_counter() - start
+
+    out.put(asyncio.run(run()))
+
+
+def ceiling(url: str, n: int, concurrency: int, processes: int = 2) -> float:
+    queue = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(target=bare_client, args=(url, n, concurrency, queue))
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    times = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return n * processes / max(times)
+
+
+def rss_of_children(parent: int) -> dict[int, int]:
+    """Current RSS in kB of `parent` and all its descendants."""
+    result = {}
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    todo = [parent]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        result[pid] = int(line.split()[1])
+        except OSError:
+            pass
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--clients", type=int, default=100_000)
+    parser.add_argument("--senders", type=int, default=2)
+    args = parser.parse_args()
+
+    var = ROOT / "var"
+    var.mkdir(exist_ok=True)
+    if args.db == "sqlite":
+        path = var / "bench.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        db_url = f"sqlite:///{path}"
+    else:
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS mailer_bench"],
+            check=True,
+        )
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE mailer_bench"], check=True
+        )
+        db_url = "postgres://postgres@127.0.0.1:5432/mailer_bench"
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "SECRET_KEY": "bench",
+        "MAILER_PROVIDER_URL": f"http://127.0.0.1:{port}",
+        "MAILER_PROVIDER_TOKEN": TOKEN,
+        "MAILER_SENDERS": str(args.senders),
+        "LOG_LEVEL": "INFO",
+    }
+    os.environ.update(env)
+    python = sys.executable
+    manage = [python, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], check=True, env=env)
+    subprocess.run(
+        [*manage, "seed_demo", "--clients", str(args.clients), "--no-mailings"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    import django
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mailer.settings"
+    django.setup()
+    from datetime import timedelta
+
+    from django.db.models import Max, Min
+    from django.utils import timezone
+
+    from mailer import scheduling
+    from mailer.models import Mailing, MailingState, Message, MessageStatus
+
+    # Audience resolution on its own (then undone).
+    probe = Mailing.objects.create(
+        text="probe",
+        start_at=timezone.now(),
+        end_at=timezone.now() + timedelta(hours=1),
+        state=MailingState.RUNNING,
+        started_at=timezone.now(),
+    )
+    t = time.perf_counter()
+    scheduling.resolve_audience(probe, timezone.now())
+    resolve_seconds = time.perf_counter() - t
+    assert probe.messages.count() == args.clients
+    probe.delete()
+
+    provider = subprocess.Popen(
+        [
+            *manage,
+            "fake_provider",
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--latency",
+            str(args.latency),
+            "--quiet",
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)
+    ceiling_rate = ceiling(f"http://127.0.0.1:{port}", 20_000, 64)
+
+    log = open(var / f"bench-worker-{args.db}.log", "w")
+    worker = subprocess.Popen(
+        [*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        from mailer.models import WorkerHeartbeat
+
+        deadline = time.monotonic() + 60
+        while (
+            WorkerHeartbeat.objects.exclude(owner="").count() < args.senders and time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        start_at = timezone.now() + timedelta(seconds=3)
+        mailing = Mailing.objects.create(
+            text="Benchmark: hello!", start_at=start_at, end_at=start_at + timedelta(hours=1)
+        )
+        peak: dict[int, int] = {}
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            for pid, kb in rss_of_children(worker.pid).items():
+                peak[pid] = max(peak.get(pid, 0), kb)
+            mailing.refresh_from_db()
+            if mailing.state == MailingState.FINISHED:
+                break
+            time.sleep(0.5)
+        span = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).aggregate(
+            first=Min("sent_at"), last=Max("sent_at")
+        )
+        sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count()
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(90)  # django-q2 lets a running pump finish its round
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        provider.terminate()
+        provider.wait(10)
+    duration = (span["last"] - span["first"]).total_seconds()
+    result = {
+        "db": args.db,
+        "latency_ms": round(args.latency * 1000),
+        "clients": args.clients,
+        "sent": sent,
+        "resolve_seconds": round(resolve_seconds, 2),
+        "start_to_first_message_s": round((span["first"] - mailing.start_at).total_seconds(), 2),
+        "messages_per_second": round(sent / duration) if duration else None,
+        "ceiling_bare_client_per_second": round(ceiling_rate),
+        "peak_rss_mb_per_process": sorted(round(kb / 1024) for kb in peak.values()),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

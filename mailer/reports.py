@@ -1,0 +1,169 @@
+"""The daily statistics email: the mailings processed in the last 24 hours, as HTML, text and CSV.
+
+How it is scheduled: the django-q2 schedule "daily-report" (created by migration 0004) runs
+`mailer.tasks.send_daily_report` every 15 minutes. `send_due_report` sends today's report once the
+local time (TIME_ZONE) has passed MAILER_REPORT_TIME and no report went out yet for today, and
+records it in `Report`. So a changed MAILER_REPORT_TIME applies at the next run without touching the
+schedule, and a failed send leaves the row unsent: it is logged, and the next run tries again.
+
+"Processed in the window" = the mailing had started before the window ended and had not finished
+before it began (running, paused, or finished or cancelled during the window). Counts are the
+mailing's totals when the report is built; `sent_in_period` counts only messages sent in the window.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import Count, F, Q, QuerySet
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from mailer.models import Mailing, MessageStatus, Report
+from mailer.stats import STATUSES, totals, with_counts
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = [
+    "mailing_id", "text", "state", "start_at", "end_at", "started_at", "finished_at",
+    "total", *STATUSES, "sent_in_period",
+]  # fmt: skip
+# A run that dies mid-send gives the row back after this long.
+SEND_LEASE = timedelta(minutes=10)
+
+
+def report_time() -> time:
+    hour, minute = settings.MAILER_REPORT_TIME.split(":")
+    return time(int(hour), int(minute))
+
+
+def period_ending(day: date) -> tuple[datetime, datetime]:
+    """The 24 hours before MAILER_REPORT_TIME on `day`, local time (TIME_ZONE)."""
+    end = timezone.make_aware(datetime.combine(day, report_time()))
+    return end - timedelta(hours=24), end
+
+
+def mailings_in(start: datetime, end: datetime) -> QuerySet[Mailing]:
+    return Mailing.objects.filter(started_at__lt=end).filter(
+        Q(finished_at__isnull=True) | Q(finished_at__gte=start)
+    )
+
+
+@dataclass
+class ReportContent:
+    subject: str
+    text: str
+    html: str
+    csv: str
+    csv_name: str
+    mailing_count: int
+
+
+def build(start: datetime, end: datetime) -> ReportContent:
+    base = mailings_in(start, end)
+    rows = list(
+        with_counts(base)
+        .annotate(
+            sent_in_period=Count(
+                "messages",
+                filter=Q(
+                    messages__status=MessageStatus.SENT,
+                    messages__sent_at__gte=start,
+                    messages__sent_at__lt=end,
+                ),
+            )
+        )
+        .order_by("start_at", "id")
+    )
+    overall = totals(base)
+    overall["sent_in_period"] = sum(m.sent_in_period for m in rows)
+    local_start, local_end = timezone.localtime(start), timezone.localtime(end)
+    context = {
+        "mailings": rows,
+        "totals": overall,
+        "statuses": STATUSES,
+        "start": local_start,
+        "end": local_end,
+        "time_zone": settings.TIME_ZONE,
+        "site_url": settings.SITE_URL,
+    }
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for m in rows:
+        times = (m.start_at, m.end_at, m.started_at, m.finished_at)
+        counts = (getattr(m, f"{status}_count") for status in STATUSES)
+        writer.writerow([m.pk, m.text, m.state, *map(_iso, times), m.total_count, *counts, m.sent_in_period])
+
+    return ReportContent(
+        subject=f"mailer: daily report {local_start:%Y-%m-%d %H:%M} - {local_end:%Y-%m-%d %H:%M}",
+        text=render_to_string("mailer/report_email.txt", context),
+        html=render_to_string("mailer/report_email.html", context),
+        csv=out.getvalue(),
+        csv_name=f"mailings-{local_end:%Y-%m-%d}.csv",
+        mailing_count=len(rows),
+    )
+
+
+def _iso(value: datetime | None) -> str:
+    return timezone.localtime(value).isoformat() if value else ""
+
+
+def send(start: datetime, end: datetime, recipients: list[str]) -> ReportContent:
+    """Build and send the report for the window; raises what the mail backend raises."""
+    content = build(start, end)
+    message = EmailMultiAlternatives(content.subject, content.text, settings.DEFAULT_FROM_EMAIL, recipients)
+    message.attach_alternative(content.html, "text/html")
+    message.attach(content.csv_name, content.csv, "text/csv")
+    message.send(fail_silently=False)
+    return content
+
+
+def send_due_report(now: datetime | None = None) -> str:
+    """Send today's report if its time has come and it was not sent yet. Safe to run any time.
+
+    A failed send is logged, recorded on the Report row (attempts, last_error) and re-raised, so the
+    django-q2 task shows as failed; the row stays unsent and the next run retries.
+    """
+    now = now or timezone.now()
+    recipients = settings.MAILER_REPORT_RECIPIENTS
+    if not recipients:
+        return "no recipients configured (MAILER_REPORT_RECIPIENTS)"
+    local_now = timezone.localtime(now)
+    if local_now.time() < report_time():
+        return f"not yet: the report goes out after {settings.MAILER_REPORT_TIME}"
+    today = local_now.date()
+    report, _ = Report.objects.get_or_create(date=today)
+    claimed = (
+        Report.objects.filter(pk=report.pk, sent_at__isnull=True)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .update(locked_until=now + SEND_LEASE, attempts=F("attempts") + 1)
+    )
+    if not claimed:
+        return f"report {today} already sent or being sent"
+    start, end = period_ending(today)
+    try:
+        content = send(start, end, recipients)
+    except Exception as e:
+        report.refresh_from_db()
+        logger.exception(
+            "daily report %s could not be sent (attempt %s); the next run retries", today, report.attempts
+        )
+        Report.objects.filter(pk=report.pk).update(
+            last_error=f"{type(e).__name__}: {e}"[:500], locked_until=None
+        )
+        raise
+    Report.objects.filter(pk=report.pk).update(
+        sent_at=timezone.now(), recipients=",".join(recipients), last_error="", locked_until=None
+    )
+    logger.info(
+        "daily report %s sent to %s (%s mailings)", today, ", ".join(recipients), content.mailing_count
+    )
+    return f"report {today} sent to {len(recipients)} recipients"

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import ApiToken
+from accounts.roles import ADMIN, MANAGER, VIEWER, role_of
+from tests.conftest import user_with_role
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin(client, django_user_model):
+    user = user_with_role(django_user_model, ADMIN, "boss")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return user_with_role(django_user_model, VIEWER, "bob")
+
+
+def test_admin_sees_users_with_roles(client, admin, bob, django_user_model):
+    django_user_model.objects.create_user("norole", password="pw")
+
+    page = client.get("/accounts/users/")
+
+    assert page.status_code == 200
+    rows = {row["user"].username: row["role"] for row in page.context["rows"]}
+    assert rows == {"boss": ADMIN, "bob": VIEWER, "norole": None}
+    assert 'href="/accounts/users/"' in page.content.decode()  # the nav link admins get
+
+
+@pytest.mark.parametrize("role", [VIEWER, MANAGER])
+def test_non_admins_may_not_see_or_change_users(client, django_user_model, bob, role):
+    client.force_login(user_with_role(django_user_model, role, "someone"))
+
+    assert client.get("/accounts/users/").status_code == 403
+    assert client.post(f"/accounts/users/{bob.pk}/role/", {"role": ADMIN}).status_code == 403
+    assert client.post(f"/accounts/users/{bob.pk}/active/", {"active": "0"}).status_code == 403
+    bob.refresh_from_db()
+    assert (role_of(bob), bob.is_active) == (VIEWER, True)
+    assert 'href="/accounts/users/"' not in client.get("/accounts/tokens/").content.decode()
+
+
+def test_admin_changes_a_role(client, admin, bob):
+    response = client.post(f"/accounts/users/{bob.pk}/role/", {"role": MANAGER}, follow=True)
+
+    assert role_of(bob) == MANAGER
+    assert "bob is now manager." in response.content.decode()
+
+
+def test_admin_makes_an_admin_staff(client, admin, bob):
+    client.post(f"/accounts/users/{bob.pk}/role/", {"role": ADMIN})
+
+    bob.refresh_from_db()
+    assert bob.is_staff
+    assert role_of(bob) == ADMIN
+
+
+def test_unknown_role_is_refused(client, admin, bob):
+    response = client.post(f"/accounts/users/{bob.pk}/role/", {"role": "owner"}, follow=True)
+
+    assert role_of(bob) == VIEWER
+    assert "Choose one of the roles" in response.content.decode()
+
+
+def test_superuser_role_is_left_to_the_django_admin(client, admin, django_user_model):
+    root = django_user_model.objects.create_superuser("root", password="pw")
+
+    response = client.post(f"/accounts/users/{root.pk}/role/", {"role": VIEWER}, follow=True)
+
+    assert "is a superuser" in response.content.decode()
+    assert not root.groups.exists()
+
+
+def test_admin_cannot_change_own_role_or_deactivate_self(client, admin):
+    assert client.post(f"/accounts/users/{admin.pk}/role/", {"role": VIEWER}).status_code == 404
+    assert client.post(f"/accounts/users/{admin.pk}/active/", {"active": "0"}).status_code == 404
+    admin.refresh_from_db()
+    assert (role_of(admin), admin.is_active) == (ADMIN, True)
+
+
+def test_deactivate_ends_sessions_and_tokens_then_reactivate(client, admin, bob):
+    from django.test import Client
+
+    bobs_browser = Client()
+    bobs_browser.force_login(bob)
+    _, raw = ApiToken.issue(bob, "script")
+
+    response = client.post(f"/accounts/users/{bob.pk}/active/", {"active": "0"}, follow=True)
+
+    assert "bob is deactivated" in response.content.decode()
+    bob.refresh_from_db()
+    assert not bob.is_active
+    assert bobs_browser.get("/accounts/tokens/").status_code == 302  # back to the login page
+    assert ApiToken.find_active(raw) is None
+
+    client.post(f"/accounts/users/{bob.pk}/active/", {"active": "1"})
+    bob.refresh_from_db()
+    assert bob.is_active
+    assert ApiToken.find_active(raw) is not None
+
+
+def test_user_changes_need_post(client, admin, bob):
+    assert client.get(f"/accounts/users/{bob.pk}/role/").status_code == 405
+    assert client.get(f"/accounts/users/{bob.pk}/active/").status_code == 405
+
+
+def test_unknown_user_is_404(client, admin):
+    assert client.post("/accounts/users/999999/role/", {"role": VIEWER}).status_code == 404

@@ -1,0 +1,146 @@
+"""The deployment files, checked offline: compose and CI files against the JSON schemas that
+check-jsonschema vendors, Kubernetes manifests against the schemas kubernetes-validate ships."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+TEST_COMMAND = "./bin/test"
+
+
+def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
+    # --builtin-schema: the schema inside the installed package, so nothing is fetched.
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", f"vendor.{schema}", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("schema", "path"),
+    [
+        ("compose-spec", "docker-compose.yml"),
+        ("github-workflows", ".github/workflows/ci.yml"),
+        ("gitlab-ci", ".gitlab-ci.yml"),
+    ],
+)
+def test_file_matches_its_schema(schema, path):
+    run = check_jsonschema(schema, ROOT / path)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    ("schema", "path", "break_it"),
+    [
+        ("compose-spec", "docker-compose.yml", lambda d: d["services"]["web"].update(ports="8000")),
+        ("github-workflows", ".github/workflows/ci.yml", lambda d: d["jobs"]["test"].pop("runs-on")),
+        ("gitlab-ci", ".gitlab-ci.yml", lambda d: d["test"].update(script=42)),
+    ],
+)
+def test_schema_check_catches_a_broken_file(tmp_path, schema, path, break_it):
+    data = yaml.safe_load((ROOT / path).read_text())
+    break_it(data)
+    broken = tmp_path / Path(path).name
+    broken.write_text(yaml.safe_dump(data))
+    assert check_jsonschema(schema, broken).returncode != 0
+
+
+def k8s_documents() -> list[tuple[str, dict]]:
+    return [(path.name, doc) for path in K8S for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"), k8s_documents(), ids=lambda v: v if isinstance(v, str) else v["kind"]
+)
+def test_kubernetes_manifest_is_valid(name, doc):
+    kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kubernetes_validation_catches_a_typo():
+    web = next(doc for name, doc in k8s_documents() if doc["kind"] == "Deployment" and name == "web.yaml")
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    broken = json.loads(json.dumps(web))
+    broken["spec"]["template"]["spec"]["containers"][0] = {**container, "readinesProbe": {}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kubernetes_has_what_the_service_needs():
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for _, doc in k8s_documents()}
+    assert {
+        ("Deployment", "mailer-web"), ("Deployment", "mailer-worker"), ("Service", "mailer-web"),
+        ("Ingress", "mailer"), ("ConfigMap", "mailer-config"), ("Secret", "mailer-secrets"),
+        ("Job", "mailer-migrate"),
+    } <= kinds  # fmt: skip
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents()}
+    web = docs["Deployment", "mailer-web"]["spec"]["template"]["spec"]["containers"][0]
+    assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # The kubelet's Host header must pass ALLOWED_HOSTS.
+    allowed = docs["ConfigMap", "mailer-config"]["data"]["ALLOWED_HOSTS"].split(",")
+    for probe in (web["livenessProbe"], web["readinessProbe"]):
+        assert probe["httpGet"]["httpHeaders"] == [{"name": "Host", "value": "localhost"}]
+    assert "localhost" in allowed
+    worker = docs["Deployment", "mailer-worker"]["spec"]["template"]["spec"]["containers"]
+    assert worker[0]["command"] == ["python", "manage.py", "qcluster"]
+    assert worker[0]["livenessProbe"]["exec"]["command"] == ["python", "manage.py", "check_ready"]
+    # The metrics sidecar reads the same multiprocess directory as qcluster.
+    assert worker[0]["volumeMounts"] == worker[1]["volumeMounts"]
+    assert docs["ConfigMap", "mailer-config"]["data"]["PROMETHEUS_MULTIPROC_DIR"] in {
+        m["mountPath"] for m in worker[0]["volumeMounts"]
+    }
+    # Every setting the pods get is one the README documents.
+    readme = (ROOT / "README.md").read_text()
+    for source in (
+        docs["ConfigMap", "mailer-config"]["data"],
+        docs["Secret", "mailer-secrets"]["stringData"],
+    ):
+        for variable in source:
+            assert f"`{variable}`" in readme, variable
+
+
+def test_ci_runs_the_same_test_command_on_sqlite_and_postgresql():
+    github = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
+    steps = github["jobs"]["test"]["steps"]
+    runs = [(step["run"], step.get("env", {}).get("DATABASE_URL", "")) for step in steps if "run" in step]
+    assert [cmd for cmd, _ in runs] == [TEST_COMMAND, TEST_COMMAND]
+    assert runs[0][1] == "" and runs[1][1].startswith("postgres://")
+    assert "postgres" in github["jobs"]["test"]["services"]
+
+    gitlab = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
+    script = gitlab["test"]["script"]
+    assert script[0] == TEST_COMMAND
+    assert re.fullmatch(r"DATABASE_URL=postgres://\S+ \./bin/test", script[1])
+    assert any(s["name"].startswith("postgres:") for s in gitlab["test"]["services"])
+
+
+def test_compose_runs_migrate_once_before_web_and_worker():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) >= {"db", "migrate", "web", "worker", "provider"}
+    for name in ("web", "worker"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["restart"] == "no"
+    assert services["worker"]["command"] == ["python", "manage.py", "qcluster"]
+    # Web and worker count into one volume, so the web's /metrics shows both.
+    mount = f"prometheus:{services['web']['environment']['PROMETHEUS_MULTIPROC_DIR']}"
+    assert mount in services["web"]["volumes"] and mount in services["worker"]["volumes"]
+
+
+def test_dockerfile_basics():
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("\nFROM ") + text.startswith("FROM ") == 1
+    assert re.search(r"^FROM python:3\.12-slim$", text, re.MULTILINE)
+    assert re.search(r"^USER mailer$", text, re.MULTILINE) and "useradd" in text
+    assert "collectstatic --noinput" in text
+    assert re.search(r'^CMD \["gunicorn", "mailer.wsgi"', text, re.MULTILINE)
