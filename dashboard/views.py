@@ -425,6 +425,8 @@ def _report_dict(report) -> dict[str, Any]:
     return {
         "created": report.created,
         "updated": report.updated,
+        # Rows identical to the client already stored (not in every version of the report).
+        "unchanged": getattr(report, "unchanged", 0),
         "error_count": len(report.errors),
         "errors": [
             {"row": e.row, "field": e.field, "message": e.message} for e in report.errors[:IMPORT_ERRORS_KEPT]
