@@ -68,3 +68,11 @@ def test_viewer_cannot_import(viewer_client):
     assert viewer_client.get("/clients/import/").status_code == 403
     assert viewer_client.post("/clients/import/", {"text": GOOD, "import": "1"}).status_code == 403
     assert not Client.objects.exists()
+
+
+def test_reimport_reports_unchanged_rows(manager_client):
+    manager_client.post("/clients/import/", {"text": GOOD, "import": "1"})
+    response = manager_client.post("/clients/import/", {"text": GOOD, "import": "1"}, follow=True)
+    report = response.context["report"]
+    assert (report["created"], report["updated"], report["unchanged"]) == (0, 0, 2)
+    assert "2 unchanged" in response.content.decode()
