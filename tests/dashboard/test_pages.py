@@ -214,3 +214,33 @@ def test_statistics_counts_and_date_filter(viewer_client, mailing, make_mailing,
     assert '<div class="small text-body-secondary">Sent</div><strong>2</strong>' in totals
     everything = viewer_client.get("/statistics/totals/", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in everything
+
+
+@pytest.mark.parametrize("url", ["/mailings/", "/clients/", "/statistics/"])
+def test_big_tables_never_count_everything(viewer_client, mailing, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert viewer_client.get(url).status_code == 200
+    # LazyPaginator: no COUNT(*) over the table; the statistics count only the shown mailings.
+    counting = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
+    if url == "/statistics/":
+        assert len(counting) == 1 and '"mailer_mailing"."id" IN (' in counting[0]
+    else:
+        assert counting == []
+
+
+def test_message_table_does_not_count(viewer_client, mailing):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        viewer_client.get(f"/mailings/{mailing.pk}/?status=sent", **HTMX)
+    assert not [q for q in queries if "COUNT(" in q["sql"].upper()]
+
+
+def test_history_restore_gets_the_whole_page(viewer_client, mailing):
+    headers = {**HTMX, "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
+    html = viewer_client.get("/mailings/?state=scheduled", **headers).content.decode()
+    assert "<html" in html and 'id="table"' in html
