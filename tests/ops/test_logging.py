@@ -75,8 +75,9 @@ def test_text_format_appends_ids_not_already_in_the_text():
         ("/clients/7/messages/", {"client_id": 7, "view": "client-messages"}),
     ],
 )
-def test_request_lines_carry_the_request_id_and_the_ids_in_the_url(client, json_lines, path, ids):
-    response = client.get(path, HTTP_X_REQUEST_ID="req-123")
+def test_request_lines_carry_the_request_id_and_the_ids_in_the_url(admin_client, json_lines, path, ids):
+    # Signed in: every page but the probes needs a login.
+    response = admin_client.get(path, HTTP_X_REQUEST_ID="req-123")
     assert response["X-Request-ID"] == "req-123"
     view_line, access_line = json_lines()
     assert view_line["message"] == "looked at it"
