@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from crispy_forms.helper import FormHelper
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from dashboard.filters import existing_operator_codes, existing_tags
@@ -17,7 +18,7 @@ def _datetime_field(label: str) -> forms.DateTimeField:
     return forms.DateTimeField(
         label=label,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT),
-        help_text="Server time (UTC).",
+        help_text=f"Server time ({settings.TIME_ZONE}).",
     )
 
 
