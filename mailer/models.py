@@ -209,9 +209,7 @@ class Mailing(models.Model):
                 self.refresh_from_db(fields=["state"])
                 raise MailingError(f"A {self.state} mailing can't be changed that way.")
             if changes.get("state") == MailingState.CANCELLED:
-                self.messages.filter(status=MessageStatus.PENDING).update(
-                    status=MessageStatus.CANCELLED, locked_until=None, locked_by=""
-                )
+                cancel_pending(self.messages.all(), timezone.now())
         self.refresh_from_db()
 
     def pause(self) -> None:
@@ -227,6 +225,22 @@ class Mailing(models.Model):
             state=MailingState.CANCELLED,
             finished_at=timezone.now(),
         )
+
+
+def cancel_pending(messages: models.QuerySet, now: datetime) -> int:
+    """Cancel pending messages that no worker holds. A message in flight keeps its lease: its
+    worker records what really happened (it may have been delivered), and the engine's tick
+    cancels it afterwards if it is still pending."""
+    return (
+        messages.filter(status=MessageStatus.PENDING)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .update(
+            status=MessageStatus.CANCELLED,
+            locked_until=None,
+            locked_by="",
+            last_error="the mailing was cancelled",
+        )
+    )
 
 
 class Message(models.Model):

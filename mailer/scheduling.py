@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mailer.models import Mailing, MailingState, Message, MessageStatus
+from mailer.models import Mailing, MailingState, Message, MessageStatus, cancel_pending
 
 logger = logging.getLogger("mailer.scheduling")
 
@@ -165,6 +165,8 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
 
 def finish_ended(now: datetime) -> None:
     """Expire what is left of mailings whose end has passed, and finish mailings with nothing left."""
+    # Messages that were in flight when their mailing was cancelled, and came back pending.
+    cancel_pending(Message.objects.filter(mailing__state=MailingState.CANCELLED), now)
     ended = Mailing.objects.filter(
         state__in=[MailingState.RUNNING, MailingState.PAUSED, MailingState.SCHEDULED], end_at__lte=now
     )
