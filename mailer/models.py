@@ -91,6 +91,9 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+CANCELLED_WHY = "the mailing was cancelled"
+
+
 class MailingError(Exception):
     """A control action that the mailing's state does not allow (the API answers 409)."""
 
@@ -209,7 +212,7 @@ class Mailing(models.Model):
                 self.refresh_from_db(fields=["state"])
                 raise MailingError(f"A {self.state} mailing can't be changed that way.")
             if changes.get("state") == MailingState.CANCELLED:
-                cancel_pending(self.messages.all(), timezone.now())
+                self.messages.settle_pending(timezone.now(), MessageStatus.CANCELLED, CANCELLED_WHY)
         self.refresh_from_db()
 
     def pause(self) -> None:
@@ -227,23 +230,25 @@ class Mailing(models.Model):
         )
 
 
-def cancel_pending(messages: models.QuerySet, now: datetime) -> int:
-    """Cancel pending messages that no worker holds. A message in flight keeps its lease: its
-    worker records what really happened (it may have been delivered), and the engine's tick
-    cancels it afterwards if it is still pending."""
-    return (
-        messages.filter(status=MessageStatus.PENDING)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-        .update(
-            status=MessageStatus.CANCELLED,
-            locked_until=None,
-            locked_by="",
-            last_error="the mailing was cancelled",
+class MessageQuerySet(models.QuerySet):
+    def free(self, now: datetime) -> MessageQuerySet:
+        """Messages no worker holds: never leased, or the lease ran out."""
+        return self.filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+
+    def settle_pending(self, now: datetime, status: str, why: str) -> int:
+        """Give pending messages that no worker holds a final status. A message in flight keeps
+        its lease: its worker records what really happened (it may have been delivered), and a
+        later engine tick settles it if it is still pending."""
+        return (
+            self.filter(status=MessageStatus.PENDING)
+            .free(now)
+            .update(status=status, locked_until=None, locked_by="", last_error=why)
         )
-    )
 
 
 class Message(models.Model):
+    objects = MessageQuerySet.as_manager()
+
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
     # A deleted client keeps its history: the message stays, the engine cancels it if pending.
     client = models.ForeignKey(Client, null=True, on_delete=models.SET_NULL, related_name="messages")
