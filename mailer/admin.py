@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from mailer.models import Client, Mailing, Message
+from mailer.models import Client, Mailing, Message, ProviderState, Report, WorkerHeartbeat
 
 
 @admin.register(Client)
@@ -47,3 +47,47 @@ class MessageAdmin(admin.ModelAdmin):
     raw_id_fields = ["mailing", "client"]
     list_select_related = ["mailing", "client"]
     show_full_result_count = False
+
+
+@admin.register(ProviderState)
+class ProviderStateAdmin(admin.ModelAdmin):
+    """The gateway as the workers see it. Clearing the token problem lets them try again."""
+
+    list_display = ["__str__", "breaker_open_until", "consecutive_failures", "last_error_at", "auth_error"]
+    readonly_fields = [
+        "consecutive_failures",
+        "breaker_open_until",
+        "last_error",
+        "last_error_at",
+        "last_success_at",
+        "auth_error",
+        "auth_failed_token",
+        "rate_next_at",
+    ]
+    actions = ["clear_problems"]
+
+    @admin.action(description="Clear the token problem and close the breaker")
+    def clear_problems(self, request, queryset):
+        queryset.update(auth_error="", auth_failed_token="", breaker_open_until=None, consecutive_failures=0)
+        self.message_user(request, "Cleared: the workers will try the gateway again.")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ["slot", "owner", "beat_at", "host", "pid"]
+    readonly_fields = ["slot", "owner", "beat_at", "host", "pid"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    list_display = ["date", "sent_at", "attempts", "last_error"]
+    readonly_fields = [f.name for f in Report._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False

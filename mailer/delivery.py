@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from mailer import metrics
@@ -120,12 +120,11 @@ class Deliverer:
     # 1. Claim ----------------------------------------------------------------------------------
     def claim(self, limit: int, now: datetime) -> tuple[str, list[Claimed]]:
         lease = f"{self.owner}/{next(self._rounds)}"
-        free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
         due = (
             Message.objects.filter(
                 status=MessageStatus.PENDING, next_attempt_at__lte=now, mailing__state=MailingState.RUNNING
             )
-            .filter(free)
+            .free(now)
             .order_by("next_attempt_at")
         )
         with transaction.atomic():
@@ -137,7 +136,7 @@ class Deliverer:
                 return lease, []
             # The condition repeats the filter: on SQLite the IMMEDIATE transaction serialises
             # claimers; on any database a row already leased by someone else is not taken.
-            Message.objects.filter(id__in=ids, status=MessageStatus.PENDING).filter(free).update(
+            Message.objects.filter(id__in=ids, status=MessageStatus.PENDING).free(now).update(
                 locked_until=now + self.config.lease, locked_by=lease
             )
         rows = Message.objects.filter(id__in=ids, locked_by=lease).values_list(

@@ -91,6 +91,9 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+CANCELLED_WHY = "the mailing was cancelled"
+
+
 class MailingError(Exception):
     """A control action that the mailing's state does not allow (the API answers 409)."""
 
@@ -209,9 +212,7 @@ class Mailing(models.Model):
                 self.refresh_from_db(fields=["state"])
                 raise MailingError(f"A {self.state} mailing can't be changed that way.")
             if changes.get("state") == MailingState.CANCELLED:
-                self.messages.filter(status=MessageStatus.PENDING).update(
-                    status=MessageStatus.CANCELLED, locked_until=None, locked_by=""
-                )
+                self.messages.settle_pending(timezone.now(), MessageStatus.CANCELLED, CANCELLED_WHY)
         self.refresh_from_db()
 
     def pause(self) -> None:
@@ -229,7 +230,25 @@ class Mailing(models.Model):
         )
 
 
+class MessageQuerySet(models.QuerySet):
+    def free(self, now: datetime) -> MessageQuerySet:
+        """Messages no worker holds: never leased, or the lease ran out."""
+        return self.filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+
+    def settle_pending(self, now: datetime, status: str, why: str) -> int:
+        """Give pending messages that no worker holds a final status. A message in flight keeps
+        its lease: its worker records what really happened (it may have been delivered), and a
+        later engine tick settles it if it is still pending."""
+        return (
+            self.filter(status=MessageStatus.PENDING)
+            .free(now)
+            .update(status=status, locked_until=None, locked_by="", last_error=why)
+        )
+
+
 class Message(models.Model):
+    objects = MessageQuerySet.as_manager()
+
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="messages")
     # A deleted client keeps its history: the message stays, the engine cancels it if pending.
     client = models.ForeignKey(Client, null=True, on_delete=models.SET_NULL, related_name="messages")

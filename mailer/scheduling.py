@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mailer.models import Mailing, MailingState, Message, MessageStatus
+from mailer.models import CANCELLED_WHY, Mailing, MailingState, Message, MessageStatus
 
 logger = logging.getLogger("mailer.scheduling")
 
@@ -140,10 +140,9 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
     if version > 1:
         # A filter edit: pending messages of clients who no longer match are not sent.
         dropped = (
-            Message.objects.filter(mailing=mailing, status=MessageStatus.PENDING)
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+            Message.objects.filter(mailing=mailing)
             .exclude(client__in=mailing.matching_clients())
-            .update(status=MessageStatus.CANCELLED, last_error="no longer matches the filter")
+            .settle_pending(now, MessageStatus.CANCELLED, "no longer matches the filter")
         )
         if dropped:
             logger.info(
@@ -165,20 +164,17 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
 
 def finish_ended(now: datetime) -> None:
     """Expire what is left of mailings whose end has passed, and finish mailings with nothing left."""
+    # Messages that were in flight when their mailing was cancelled, and came back pending.
+    Message.objects.filter(mailing__state=MailingState.CANCELLED).settle_pending(
+        now, MessageStatus.CANCELLED, CANCELLED_WHY
+    )
     ended = Mailing.objects.filter(
         state__in=[MailingState.RUNNING, MailingState.PAUSED, MailingState.SCHEDULED], end_at__lte=now
     )
     for mailing_id in ended.values_list("id", flat=True):
         # A leased message is in flight; its worker records it (its request ends before end_at).
-        expired = (
-            Message.objects.filter(mailing_id=mailing_id, status=MessageStatus.PENDING)
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-            .update(
-                status=MessageStatus.EXPIRED,
-                locked_until=None,
-                locked_by="",
-                last_error="the mailing ended before it could be sent",
-            )
+        expired = Message.objects.filter(mailing_id=mailing_id).settle_pending(
+            now, MessageStatus.EXPIRED, "the mailing ended before it could be sent"
         )
         if expired:
             logger.info(

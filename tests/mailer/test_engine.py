@@ -384,3 +384,38 @@ def test_no_two_messages_for_one_pair_even_when_resolving_twice(db, make_mailing
     scheduling.resolve_audience(mailing, now)
     pairs = Counter(Message.objects.values_list("mailing_id", "client_id"))
     assert len(pairs) == 4 and set(pairs.values()) == {1}
+
+
+@pytest.mark.django_db
+def test_cancel_while_in_flight_keeps_what_really_happened(
+    make_mailing, make_client, make_deliverer, provider
+):
+    delivered, refused, waiting = (make_client(f"7900000000{i}") for i in range(3))
+    mailing = make_mailing()
+    scheduling.tick()
+    ids = dict(Message.objects.values_list("client_id", "id"))
+    original = provider.answer
+
+    def answer(method, path, headers, body):
+        if path.endswith(f"/{ids[refused.id]}"):
+            return 503, b"busy", {}
+        return original(method, path, headers, body)
+
+    provider.answer = answer
+    deliverer = make_deliverer(batch_size=2)
+    send = deliverer.loop.run_until_complete
+
+    def cancel_then_send(coroutine):  # the operator clicks "cancel" while the round is claimed
+        Mailing.objects.get(pk=mailing.pk).cancel()
+        return send(coroutine)
+
+    deliverer.loop.run_until_complete = cancel_then_send
+    assert deliverer.run_batch() == 2
+    deliverer.loop.run_until_complete = send
+    status = dict(Message.objects.values_list("client_id", "status"))
+    assert status[delivered.id] == MessageStatus.SENT  # the gateway accepted it: recorded as sent
+    assert status[waiting.id] == MessageStatus.CANCELLED  # never claimed: cancelled at once
+    assert status[refused.id] == MessageStatus.PENDING  # came back for a retry...
+    scheduling.tick()
+    assert Message.objects.get(client=refused).status == MessageStatus.CANCELLED  # ...and is not retried
+    assert set(provider.record.accepted) == {ids[delivered.id]}
