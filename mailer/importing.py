@@ -188,9 +188,11 @@ def _write(rows: list[_Row], report: ImportReport) -> None:
         ):
             existing[client.phone] = client
 
-    now = timezone.now()
     new: list[Client] = []
-    changed: list[Client] = []
+    # Updates grouped by their new values: one UPDATE ... WHERE id IN (...) per (tag, timezone)
+    # and chunk. An import usually has a handful of tags and zones, and bulk_update's per-row
+    # CASE expressions took a minute for 100,000 rows.
+    changed: dict[tuple[str, str], list[int]] = {}
     for r in rows:
         client = existing.get(r.phone)
         if client is None:
@@ -198,10 +200,13 @@ def _write(rows: list[_Row], report: ImportReport) -> None:
                 Client(phone=r.phone, operator_code=operator_code_of(r.phone), tag=r.tag, timezone=r.timezone)
             )
         elif (client.tag, client.timezone) != (r.tag, r.timezone):
-            client.tag, client.timezone, client.updated_at = r.tag, r.timezone, now
-            changed.append(client)
+            changed.setdefault((r.tag, r.timezone), []).append(client.pk)
         else:
             report.unchanged += 1
     Client.objects.bulk_create(new, batch_size=CHUNK)
-    Client.objects.bulk_update(changed, ["tag", "timezone", "updated_at"], batch_size=CHUNK)
-    report.created, report.updated = len(new), len(changed)
+    now = timezone.now()
+    for (tag, tz), ids in changed.items():
+        for i in range(0, len(ids), CHUNK):
+            Client.objects.filter(pk__in=ids[i : i + CHUNK]).update(tag=tag, timezone=tz, updated_at=now)
+    report.created = len(new)
+    report.updated = sum(len(ids) for ids in changed.values())

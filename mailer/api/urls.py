@@ -19,5 +19,5 @@ urlpatterns = [
     ),
     *router.urls,
     # Anything else under /api/v1/ (including malformed ids): the API's JSON 404, not Django's HTML page.
-    re_path(r"^(?P<path>.*)$", views.not_found),
+    re_path(r"^(?P<path>[\s\S]*)$", views.not_found),
 ]
