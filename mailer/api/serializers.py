@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -171,8 +172,9 @@ class MailingFilterSerializer(StrictSerializer):
         help_text="Clients with any of these tags; empty = any tag.",
     )
     operator_codes = serializers.ListField(
-        child=serializers.RegexField(
-            r"^9[0-9]{2}$", max_length=3, error_messages={"invalid": "An operator code is 3 digits, 900-999."}
+        child=StrictCharField(
+            max_length=3,
+            validators=[RegexValidator(r"^9[0-9]{2}$", "An operator code is 3 digits, 900-999.")],
         ),
         default=list,
         max_length=100,
@@ -255,11 +257,6 @@ class MailingSerializer(StrictModelSerializer):
             else None
         )
         return {name: data[name] for name in self.Meta.fields}
-
-    def validate_text(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("The text must not be blank.")
-        return value
 
     def validate(self, attrs):
         if "filter" in attrs:
