@@ -165,6 +165,9 @@ class ImportReportSerializer(serializers.Serializer):
 
 
 class MailingFilterSerializer(StrictSerializer):
+    """Who receives the mailing: clients matching both lists (an empty list = no restriction).
+    Keys other than `tags` and `operator_codes` are refused."""
+
     tags = serializers.ListField(
         child=StrictCharField(max_length=64),
         default=list,
@@ -189,6 +192,9 @@ class HourMinuteField(serializers.TimeField):
 
 
 class MailingWindowSerializer(StrictSerializer):
+    """Hours of each client's local day in which messages may leave, e.g. 09:00-21:00; an end
+    before the start crosses midnight (22:00-06:00). Keys other than `start` and `end` are refused."""
+
     start = HourMinuteField(help_text="HH:MM, client-local.")
     end = HourMinuteField(help_text="HH:MM, client-local. Before start means the window crosses midnight.")
 

@@ -571,7 +571,9 @@ class StatsView(APIView):
     )
     def get(self, request: Request) -> Response:
         mailings = Mailing.objects.all()
-        body = {"totals": stats.totals(mailings), "mailings": list(stats.with_counts(mailings))}
+        # Explicit order: Django drops Meta.ordering from GROUP BY queries.
+        annotated = stats.with_counts(mailings).order_by("-start_at", "-id")
+        body = {"totals": stats.totals(mailings), "mailings": list(annotated)}
         return Response(s.StatsSerializer(body).data)
 
 
