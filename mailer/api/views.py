@@ -29,10 +29,13 @@ from rest_framework.views import APIView
 from mailer import stats
 from mailer.api import serializers as s
 from mailer.api.errors import Conflict
-from mailer.importing import import_clients
+from mailer.importing import ImportReport, RowError, import_clients
 from mailer.models import Client, Mailing, MailingState, Message, MessageStatus
 
 logger = logging.getLogger("mailer.api")
+
+# The file is read into memory: 50 MB is over a million rows.
+MAX_IMPORT_BYTES = 50 * 2**20
 
 # Errors every endpoint may answer; the 400 body names the fields at fault.
 _DETAIL_EXAMPLE = {"detail": "Authentication credentials were not provided."}
@@ -243,23 +246,13 @@ class ClientViewSet(viewsets.ModelViewSet):
     def import_csv(self, request: Request) -> Response:
         form = s.ImportRequestSerializer(data=request.data)
         if not form.is_valid():
-            return Response(
-                {
-                    "written": False,
-                    "created": 0,
-                    "updated": 0,
-                    "unchanged": 0,
-                    "error_count": len(form.errors),
-                    "errors": [
-                        {"row": 0, "field": name, "message": " ".join(str(m) for m in messages)}
-                        for name, messages in form.errors.items()
-                    ],
-                },
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        report = import_clients(
-            form.validated_data["file"], all_or_nothing=form.validated_data["all_or_nothing"]
-        )
+            errors = [RowError(0, name, " ".join(str(m) for m in msgs)) for name, msgs in form.errors.items()]
+            return _import_response(ImportReport(errors=errors))
+        upload = form.validated_data["file"]
+        if upload.size > MAX_IMPORT_BYTES:
+            message = f"At most {MAX_IMPORT_BYTES // 2**20} MB; split the file."
+            return _import_response(ImportReport(errors=[RowError(0, "file", message)]))
+        report = import_clients(upload, all_or_nothing=form.validated_data["all_or_nothing"])
         logger.info(
             "clients imported by user_id=%s: created=%s updated=%s errors=%s written=%s",
             request.user.id,
@@ -268,16 +261,20 @@ class ClientViewSet(viewsets.ModelViewSet):
             len(report.errors),
             report.written,
         )
-        body = {
-            "written": report.written,
-            "created": report.created,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-            "error_count": len(report.errors),
-            "errors": [{"row": e.row, "field": e.field, "message": e.message} for e in report.errors[:1000]],
-        }
-        ok = report.written or not report.errors
-        return Response(body, status=status.HTTP_200_OK if ok else status.HTTP_400_BAD_REQUEST)
+        return _import_response(report)
+
+
+def _import_response(report: ImportReport) -> Response:
+    body = {
+        "written": report.written,
+        "created": report.created,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "error_count": len(report.errors),
+        "errors": [{"row": e.row, "field": e.field, "message": e.message} for e in report.errors[:1000]],
+    }
+    ok = report.written or not report.errors
+    return Response(body, status=status.HTTP_200_OK if ok else status.HTTP_400_BAD_REQUEST)
 
 
 # Mailings

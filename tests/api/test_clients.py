@@ -181,3 +181,15 @@ def test_list_is_paginated(api, make_client):
 def test_bad_pages(api, make_client, query, status):
     make_client()
     assert api.get(f"/api/v1/clients/?{query}").status_code == status
+
+
+def test_nul_in_a_filter_is_a_400(api):
+    assert api.get("/api/v1/clients/?tag=a%00b").status_code == 400
+
+
+def test_browsable_api_for_a_logged_in_browser(client, viewer, make_client):
+    make_client(tag="vip")
+    client.force_login(viewer)
+    response = client.get("/api/v1/clients/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert "vip" in response.content.decode()

@@ -189,3 +189,11 @@ def test_endpoint_binary_garbage_is_a_400(api):
     response = upload(api, b"\x89PNG\r\n\x1a\n\x00\x00")
     assert response.status_code == 400
     assert "UTF-8" in response.json()["errors"][0]["message"]
+
+
+def test_endpoint_refuses_a_too_large_file(api, monkeypatch):
+    monkeypatch.setattr("mailer.api.views.MAX_IMPORT_BYTES", 100)
+    response = upload(api, csv_of(*(f"7916{i:07d},,UTC" for i in range(10))))
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "file"
+    assert not Client.objects.exists()
