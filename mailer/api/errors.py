@@ -11,7 +11,6 @@ import logging
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from mailer.models import MailingError
@@ -38,7 +37,3 @@ def exception_handler(exc, context):
         logger.warning("integrity error in the API: %s", exc)
         exc = Conflict("The change conflicts with existing data (e.g. a duplicate); nothing was saved.")
     return drf_exception_handler(exc, context)
-
-
-def error_response(detail: str, code: int) -> Response:
-    return Response({"detail": detail}, status=code)

@@ -43,25 +43,31 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class StrictModelSerializer(serializers.ModelSerializer):
-    serializer_field_mapping: ClassVar = {
-        **serializers.ModelSerializer.serializer_field_mapping,
-        models.CharField: StrictCharField,
-        models.TextField: StrictCharField,
-    }
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses keys it does not know, naming them (a typo must not silently widen a filter)."""
+class RefuseUnknownKeys:
+    """Refuses keys it does not know, naming them: a typo ("filters") must not silently drop a
+    restriction and send a mailing to everyone. Read-only fields are known (and ignored)."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(str(k) for k in set(data) - set(self.fields))
             if unknown:
+                allowed = ", ".join(name for name, f in self.fields.items() if not f.read_only)
                 raise serializers.ValidationError(
-                    {k: [f"Unknown key {k!r}; allowed: {', '.join(self.fields)}."] for k in unknown}
+                    {k: [f"Unknown key {k!r}; allowed: {allowed}."] for k in unknown}
                 )
         return super().to_internal_value(data)
+
+
+class StrictSerializer(RefuseUnknownKeys, serializers.Serializer):
+    pass
+
+
+class StrictModelSerializer(RefuseUnknownKeys, serializers.ModelSerializer):
+    serializer_field_mapping: ClassVar = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
 
 
 # Clients

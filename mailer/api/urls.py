@@ -7,7 +7,7 @@ from mailer.api import views
 
 app_name = "api"
 
-router = SimpleRouter()
+router = SimpleRouter(use_regex_path=False)
 router.register("clients", views.ClientViewSet, basename="client")
 router.register("mailings", views.MailingViewSet, basename="mailing")
 

@@ -8,6 +8,7 @@ Every mutation is logged on "mailer.api" with the ids involved, in the message a
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from django.db import transaction
 from django_filters import rest_framework as filters
@@ -36,6 +37,7 @@ logger = logging.getLogger("mailer.api")
 
 # The file is read into memory: 50 MB is over a million rows.
 MAX_IMPORT_BYTES = 50 * 2**20
+PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 # Errors every endpoint may answer; the 400 body names the fields at fault.
 _DETAIL_EXAMPLE = {"detail": "Authentication credentials were not provided."}
@@ -164,7 +166,7 @@ class ClientViewSet(viewsets.ModelViewSet):
     queryset = Client.objects.all()
     serializer_class = s.ClientSerializer
     # Ids are numbers; anything else falls through to urls.not_found's JSON 404.
-    lookup_value_regex = "[0-9]+"
+    lookup_value_converter = "int"
     filterset_class = ClientFilter
     action_permissions = {"import_csv": ["mailer.add_client", "mailer.change_client"]}  # noqa: RUF012
 
@@ -365,7 +367,7 @@ class MailingViewSet(viewsets.ModelViewSet):
     queryset = Mailing.objects.select_related("created_by")
     serializer_class = s.MailingSerializer
     filterset_class = MailingFilter
-    lookup_value_regex = "[0-9]+"
+    lookup_value_converter = "int"
     # Controlling a mailing is changing it; its statistics are reading its messages.
     action_permissions = {  # noqa: RUF012
         "pause": ["mailer.change_mailing"],
@@ -410,13 +412,13 @@ class MailingViewSet(viewsets.ModelViewSet):
             extra={"mailing_id": mailing_id},
         )
 
-    def _control(self, request: Request, verb: str) -> Response:
+    def _control(self, request: Request, verb: Literal["pause", "resume", "cancel"]) -> Response:
         mailing = self.get_object()
         getattr(mailing, verb)()  # MailingError -> 409 (mailer.api.errors)
         logger.info(
             "mailing_id=%s %s by user_id=%s",
             mailing.id,
-            verb,
+            PAST[verb],
             request.user.id,
             extra={"mailing_id": mailing.id},
         )
@@ -424,17 +426,17 @@ class MailingViewSet(viewsets.ModelViewSet):
 
     @_control_schema("pause", "scheduled, running")
     @action(detail=True, methods=["post"])
-    def pause(self, request: Request, pk: str) -> Response:
+    def pause(self, request: Request, pk: int) -> Response:
         return self._control(request, "pause")
 
     @_control_schema("resume", "paused (it goes back to scheduled, then runs when due)")
     @action(detail=True, methods=["post"])
-    def resume(self, request: Request, pk: str) -> Response:
+    def resume(self, request: Request, pk: int) -> Response:
         return self._control(request, "resume")
 
     @_control_schema("cancel", "scheduled, running, paused; its pending messages are cancelled")
     @action(detail=True, methods=["post"])
-    def cancel(self, request: Request, pk: str) -> Response:
+    def cancel(self, request: Request, pk: int) -> Response:
         return self._control(request, "cancel")
 
     @extend_schema(
@@ -469,7 +471,7 @@ class MailingViewSet(viewsets.ModelViewSet):
         ],
     )
     @action(detail=True, methods=["get"])
-    def stats(self, request: Request, pk: str) -> Response:
+    def stats(self, request: Request, pk: int) -> Response:
         mailing = self.get_object()
         body = {
             "id": mailing.id,

@@ -90,6 +90,15 @@ def test_bad_input_is_a_400_naming_the_field(api, body, change, expected):
     assert not Mailing.objects.exists()
 
 
+def test_unknown_top_level_key_is_a_400(api, body):
+    # "filters" for "filter" must not quietly mean "everyone".
+    body["filters"] = body.pop("filter")
+    response = api.post("/api/v1/mailings/", body, format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == ["filters"]
+    assert "Unknown key 'filters'" in response.json()["filters"][0]
+
+
 def test_end_before_start_is_a_400(api, body, now):
     body["end_at"] = (now - timedelta(hours=1)).isoformat()
     response = api.post("/api/v1/mailings/", body, format="json")
