@@ -62,10 +62,23 @@ def test_duplicate_phone_is_refused(api, make_client):
     assert response.json() == {"phone": ["A client with this phone already exists."]}
 
 
-@pytest.mark.parametrize("body", ["{bad json", "[]", '"a string"', "1e999999", "null"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{bad json",
+        "[]",
+        '"a string"',
+        "1e999999",
+        "null",
+        "[" * 100_000 + "]" * 100_000,  # deeper than Python's recursion limit
+        b'{"phone": "\xff"}',  # not UTF-8
+        '{"phone": "\\ud800"}',  # a lone surrogate
+    ],
+)
 def test_malformed_or_wrong_json_is_a_400(api, body):
     response = api.generic("POST", "/api/v1/clients/", body, content_type="application/json")
     assert response.status_code == 400
+    assert not Client.objects.exists()
 
 
 def test_form_encoded_body_is_a_415(api):
