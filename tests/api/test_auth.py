@@ -130,6 +130,10 @@ def test_docs_pages_need_login(client, viewer, url):
     # Served from the sidecar package: no CDN.
     assert "drf_spectacular_sidecar" in html
     assert "cdn.jsdelivr.net" not in html
+    assert "fonts.googleapis.com" not in html
+    if url == "/redoc/":
+        # The ReDoc bundle would fetch its logo from cdn.redoc.ly: the page's policy forbids it.
+        assert "Content-Security-Policy" in html and "img-src 'self' data:" in html
     assert "/api/schema/" in html
 
 
