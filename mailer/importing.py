@@ -3,7 +3,8 @@
 Used by the REST API (`POST /api/v1/clients/import/`) and the dashboard's import page.
 
 The file: UTF-8 (a BOM is allowed), comma-separated, a header row naming the columns. `phone` is
-required; `tag` (default empty) and `timezone` (default UTC) are optional; column order is free.
+required; `tag` (default empty) and `timezone` (default UTC) are optional; column order is free;
+columns without a name are ignored, other unknown ones are an error.
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first client row 2.
 
 Duplicates:
@@ -13,6 +14,9 @@ Duplicates:
 
 `all_or_nothing=True` writes nothing at all when any row has an error; `False` writes the valid
 rows and reports the others. Either way the writes happen in one transaction.
+
+For the UI: `import_clients(request.FILES["file"], all_or_nothing=...)` returns an ImportReport;
+nothing raises for bad input (a report with `written=False` and errors instead).
 """
 
 from __future__ import annotations
@@ -94,13 +98,15 @@ def _parse(text: str, report: ImportReport) -> list[_Row]:
         return []
     names = [h.strip().lower() for h in header]
     for name in names:
-        if name not in COLUMNS:
+        # An unnamed column (a spreadsheet's trailing comma) is ignored.
+        if name and name not in COLUMNS:
             report.errors.append(
                 RowError(1, name, f"Unknown column {name!r}; the columns are {', '.join(COLUMNS)}.")
             )
     if "phone" not in names:
         report.errors.append(RowError(1, "phone", "The header must have a phone column."))
-    if len(set(names)) != len(names):
+    named = [n for n in names if n]
+    if len(set(named)) != len(named):
         report.errors.append(RowError(1, "", "A column is named twice."))
     if report.errors:
         return []

@@ -32,6 +32,12 @@ def test_columns_in_any_order_and_optional(db):
     assert (client.phone, client.tag, client.timezone) == ("79161234567", "", "Europe/Moscow")
 
 
+def test_unnamed_columns_are_ignored(db):
+    # Spreadsheets export trailing commas.
+    report = import_clients("phone,tag,\n79161234567,vip,\n79261234567,vip,x\n", all_or_nothing=True)
+    assert (report.created, report.errors) == (2, [])
+
+
 def test_accepts_bytes_file_and_bom(db):
     data = ("\ufeff" + csv_of("79161234567,vip,UTC")).encode()
     assert import_clients(io.BytesIO(data), all_or_nothing=True).created == 1
