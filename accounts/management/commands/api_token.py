@@ -1,0 +1,34 @@
+"""Issue a personal API token for a user and print it; only its hash is stored, so this is the one chance to copy it."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import ApiToken
+
+
+class Command(BaseCommand):
+    help = "Create an API token for USERNAME and print it (shown once). Revoke it in the admin."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--name", default="cli", help="A label to tell the user's tokens apart.")
+
+    def handle(self, *args, username: str, name: str, **options) -> None:
+        User = get_user_model()
+        try:
+            user = User.objects.get(username=username)
+        except User.DoesNotExist:
+            raise CommandError(f"No user named {username!r}.") from None
+        if not user.is_active:
+            raise CommandError(f"User {username!r} is inactive; its tokens would not work.")
+        name = name.strip()
+        if not name or len(name) > ApiToken._meta.get_field("name").max_length:
+            raise CommandError("--name must be 1 to 100 characters.")
+        token, raw = ApiToken.issue(user, name)
+        self.stderr.write(
+            f"Token {token.prefix}… ({name}) for {username}. Copy it now, it is not shown again:"
+        )
+        # Only the token on stdout, so that `TOKEN=$(manage.py api_token bob)` works.
+        self.stdout.write(raw)

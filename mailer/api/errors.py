@@ -1,0 +1,39 @@
+"""How errors become responses: every failure the API knows about gets a 4xx with a message.
+
+Bodies follow DRF's shape: `{"detail": "..."}` for request-level errors and
+`{"field": ["message", ...]}` for invalid input.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from mailer.models import MailingError
+
+logger = logging.getLogger("mailer.api")
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, MailingError):
+        exc = Conflict(str(exc))
+    elif isinstance(exc, DjangoValidationError):
+        # Model rules (full_clean) that reached the view without passing a serializer.
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        )
+    elif isinstance(exc, IntegrityError):
+        # A race the validation could not see (e.g. the same phone created twice at once).
+        logger.warning("integrity error in the API: %s", exc)
+        exc = Conflict("The change conflicts with existing data (e.g. a duplicate); nothing was saved.")
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,42 @@
+"""Role checks: Django model permissions, including `view_*` for reads (accounts/roles.py)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rest_framework.permissions import DjangoModelPermissions
+
+
+class ModelPermissions(DjangoModelPermissions):
+    """Model permissions by method; a view may name the permissions of an action instead.
+
+    Actions that are not plain CRUD say what they need in `action_permissions`, e.g. pausing a
+    mailing (a POST) needs `mailer.change_mailing`, not `add_mailing`.
+    """
+
+    perms_map: ClassVar[dict[str, list[str]]] = {
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "POST": ["%(app_label)s.add_%(model_name)s"],
+        "PUT": ["%(app_label)s.change_%(model_name)s"],
+        "PATCH": ["%(app_label)s.change_%(model_name)s"],
+        "DELETE": ["%(app_label)s.delete_%(model_name)s"],
+    }
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        if getattr(view, "_ignore_model_permissions", False):
+            return True
+        perms = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))
+        if perms is not None:
+            return request.user.has_perms(perms)
+        return super().has_permission(request, view)
+
+    def _queryset(self, view):
+        # The class attribute when there is one: a get_queryset() that looks up a parent object
+        # would answer 404 before the role check had a chance to answer 403.
+        if getattr(view, "queryset", None) is not None:
+            return view.queryset
+        return super()._queryset(view)

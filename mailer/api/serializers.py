@@ -1,0 +1,388 @@
+"""Serializers: the API's shape of clients, mailings and messages, and their input validation.
+
+Input is checked by the serializer fields first and then by the model's own `full_clean()`, so the
+API, the admin and the dashboard share one set of rules; model errors come back as 400s keyed by
+the API's field names.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from mailer import stats
+from mailer.importing import phone_problem
+from mailer.models import Client, Mailing, Message, available_timezones, operator_code_of
+
+
+def _full_clean(
+    instance, field_names: dict[str, str] | None = None, exclude: list[str] | None = None
+) -> None:
+    """Run the model's rules; raise a DRF ValidationError keyed by API field names."""
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except DjangoValidationError as e:
+        errors: dict[str, list[str]] = {}
+        for name, messages in e.message_dict.items():
+            key = (field_names or {}).get(name, name)
+            errors.setdefault(key, []).extend(messages)
+        raise serializers.ValidationError(errors) from None
+
+
+class StrictCharField(serializers.CharField):
+    """A string and only a string: DRF would otherwise turn 0 or true into "0" / "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RefuseUnknownKeys:
+    """Refuses keys it does not know, naming them: a typo ("filters") must not silently drop a
+    restriction and send a mailing to everyone. Read-only fields are known (and ignored)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(str(k) for k in set(data) - set(self.fields))
+            if unknown:
+                allowed = ", ".join(name for name, f in self.fields.items() if not f.read_only)
+                raise serializers.ValidationError(
+                    {k: [f"Unknown key {k!r}; allowed: {allowed}."] for k in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(RefuseUnknownKeys, serializers.Serializer):
+    pass
+
+
+class StrictModelSerializer(RefuseUnknownKeys, serializers.ModelSerializer):
+    serializer_field_mapping: ClassVar = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
+# Clients
+
+
+@extend_schema_field({"type": "string", "pattern": "^79[0-9]{9}$", "example": "79161234567"})
+class PhoneField(StrictCharField):
+    """Checked by validate_phone, for messages that say which part is wrong."""
+
+
+class ClientSerializer(StrictModelSerializer):
+    phone = PhoneField(
+        max_length=11,
+        help_text="11 digits starting with 7 (7XXXXXXXXXX); digits 2-4 are the operator code, 900-999.",
+    )
+    timezone = StrictCharField(
+        max_length=64, default="UTC", help_text="An IANA time zone name, e.g. Europe/Moscow."
+    )
+
+    class Meta:
+        model = Client
+        fields = (
+            "id",
+            "phone",
+            "operator_code",
+            "tag",
+            "timezone",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = (
+            "operator_code",
+            "created_at",
+            "updated_at",
+        )
+        extra_kwargs: ClassVar = {
+            "tag": {"help_text": "A free label to select clients by (at most 64 characters)."}
+        }
+
+    def validate_phone(self, value: str) -> str:
+        if problem := phone_problem(value):
+            raise serializers.ValidationError(problem)
+        others = Client.objects.filter(phone=value)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise serializers.ValidationError("A client with this phone already exists.")
+        return value
+
+    def validate_timezone(self, value: str) -> str:
+        if value not in available_timezones():
+            raise serializers.ValidationError(f"{value!r} is not a known IANA time zone.")
+        return value
+
+    def validate_tag(self, value: str) -> str:
+        if not value.isprintable():
+            raise serializers.ValidationError("Control characters are not allowed.")
+        return value
+
+    def validate(self, attrs):
+        instance = Client()
+        if self.instance is not None:
+            instance.phone, instance.tag, instance.timezone = (
+                self.instance.phone,
+                self.instance.tag,
+                self.instance.timezone,
+            )
+        for name, value in attrs.items():
+            setattr(instance, name, value)
+        instance.operator_code = operator_code_of(instance.phone)
+        _full_clean(instance)
+        return attrs
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="CSV, UTF-8, with a header row: phone (required), tag, timezone (optional, any order)."
+    )
+    all_or_nothing = serializers.BooleanField(
+        default=True,
+        help_text="true: write nothing if any row has an error. false: write the valid rows, report the rest.",
+    )
+
+
+class RowErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Row in the file; the header is row 1, 0 = the file as a whole.")
+    field = serializers.CharField(help_text="The column at fault; empty when the whole row is.")
+    message = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    written = serializers.BooleanField(help_text="Whether anything was saved.")
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField(help_text="Phones already known whose tag or timezone changed.")
+    unchanged = serializers.IntegerField(help_text="Phones already known with the same tag and timezone.")
+    error_count = serializers.IntegerField()
+    errors = RowErrorSerializer(many=True, help_text="The first 1000 errors.")
+
+
+# Mailings
+
+
+class MailingFilterSerializer(StrictSerializer):
+    """Who receives the mailing: clients matching both lists (an empty list = no restriction).
+    Keys other than `tags` and `operator_codes` are refused."""
+
+    tags = serializers.ListField(
+        child=StrictCharField(max_length=64),
+        default=list,
+        max_length=1000,
+        help_text="Clients with any of these tags; empty = any tag.",
+    )
+    operator_codes = serializers.ListField(
+        child=StrictCharField(
+            max_length=3,
+            validators=[RegexValidator(r"^9[0-9]{2}$", "An operator code is 3 digits, 900-999.")],
+        ),
+        default=list,
+        max_length=100,
+        help_text="Clients whose operator code is one of these; empty = any operator.",
+    )
+
+
+@extend_schema_field({"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "example": "09:00"})
+class HourMinuteField(serializers.TimeField):
+    def __init__(self, **kwargs):
+        super().__init__(format="%H:%M", input_formats=["%H:%M"], **kwargs)
+
+
+class MailingWindowSerializer(StrictSerializer):
+    """Hours of each client's local day in which messages may leave, e.g. 09:00-21:00; an end
+    before the start crosses midnight (22:00-06:00). Keys other than `start` and `end` are refused."""
+
+    start = HourMinuteField(help_text="HH:MM, client-local.")
+    end = HourMinuteField(help_text="HH:MM, client-local. Before start means the window crosses midnight.")
+
+
+# Model errors on these fields are reported under the API's names.
+_MAILING_FIELDS = {
+    "filter_tags": "filter",
+    "filter_operator_codes": "filter",
+    "window_start": "window",
+    "window_end": "window",
+}
+
+
+class MailingSerializer(StrictModelSerializer):
+    filter = MailingFilterSerializer(
+        required=False,
+        help_text="Who receives it. Both lists given = both must match. Omitted on create = everyone.",
+    )
+    window = MailingWindowSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Hours of the client's local day in which messages may be sent; null = any time.",
+    )
+    created_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Username of its author, if still there.",
+    )
+
+    class Meta:
+        model = Mailing
+        fields = (
+            "id",
+            "text",
+            "start_at",
+            "end_at",
+            "filter",
+            "window",
+            "state",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+        )
+        read_only_fields = (
+            "state",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+        )
+        extra_kwargs: ClassVar = {
+            "text": {"help_text": "The message text, at most 1000 characters."},
+            "start_at": {"help_text": "When sending may begin (ISO 8601 with time zone)."},
+            "end_at": {"help_text": "No message leaves after this moment; must be after start_at."},
+        }
+
+    def to_representation(self, instance: Mailing):
+        data = super().to_representation(instance)
+        data["filter"] = {"tags": instance.filter_tags, "operator_codes": instance.filter_operator_codes}
+        data["window"] = (
+            {"start": instance.window_start.strftime("%H:%M"), "end": instance.window_end.strftime("%H:%M")}
+            if instance.has_window
+            else None
+        )
+        return {name: data[name] for name in self.Meta.fields}
+
+    def validate(self, attrs):
+        if "filter" in attrs:
+            # A filter object replaces the whole filter: a missing list means no restriction.
+            flt = attrs.pop("filter")
+            attrs["filter_tags"] = flt.get("tags", [])
+            attrs["filter_operator_codes"] = flt.get("operator_codes", [])
+        if "window" in attrs:
+            window = attrs.pop("window")
+            attrs["window_start"] = window.get("start") if window else None
+            attrs["window_end"] = window.get("end") if window else None
+        instance = Mailing()
+        if self.instance is not None:
+            for f in (
+                "text",
+                "start_at",
+                "end_at",
+                "filter_tags",
+                "filter_operator_codes",
+                "window_start",
+                "window_end",
+            ):
+                setattr(instance, f, getattr(self.instance, f))
+        for name, value in attrs.items():
+            setattr(instance, name, value)
+        _full_clean(instance, _MAILING_FIELDS, exclude=["created_by", "state"])
+        return attrs
+
+
+class ClientRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Client
+        fields = (
+            "id",
+            "phone",
+        )
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    client = ClientRefSerializer(read_only=True, allow_null=True, help_text="Null if the client was deleted.")
+
+    class Meta:
+        model = Message
+        fields = (
+            "id",
+            "client",
+            "status",
+            "attempts",
+            "last_error",
+            "created_at",
+            "sent_at",
+        )
+
+
+# Statistics
+
+
+class CountsSerializer(serializers.Serializer):
+    """Message counts by status; every status is present, zeros included."""
+
+    pending = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    expired = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+assert set(CountsSerializer._declared_fields) == {*stats.STATUSES, "total"}, "a status is missing"
+
+
+class MailingCountsSerializer(serializers.ModelSerializer):
+    counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Mailing
+        fields = (
+            "id",
+            "text",
+            "state",
+            "start_at",
+            "end_at",
+            "counts",
+        )
+
+    @extend_schema_field(CountsSerializer)
+    def get_counts(self, mailing) -> dict[str, int]:
+        # Annotated by stats.with_counts: no query per mailing.
+        counts = {s: getattr(mailing, f"{s}_count") for s in stats.STATUSES}
+        counts["total"] = mailing.total_count
+        return counts
+
+
+class StatsSerializer(serializers.Serializer):
+    totals = CountsSerializer(help_text="Over all mailings listed.")
+    mailings = MailingCountsSerializer(many=True)
+
+
+class TimingSerializer(serializers.Serializer):
+    started_at = serializers.DateTimeField(allow_null=True, help_text="When the engine started the mailing.")
+    finished_at = serializers.DateTimeField(allow_null=True)
+    first_sent_at = serializers.DateTimeField(allow_null=True, help_text="When the first message left.")
+    last_sent_at = serializers.DateTimeField(allow_null=True)
+    messages_per_minute = serializers.FloatField(
+        allow_null=True, help_text="Sent messages per minute between the first and the last; null if unknown."
+    )
+
+
+class MailingStatsSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Mailing._meta.get_field("state").choices)
+    counts = CountsSerializer()
+    timing = TimingSerializer()
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,588 @@
+"""REST API v1 views.
+
+DRF's generic viewsets rather than function views: they give pagination, django-filter and a
+complete OpenAPI description (drf-spectacular) without repeating ourselves per endpoint.
+Every mutation is logged on "mailer.api" with the ids involved, in the message and in `extra`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from django.db import transaction
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status, viewsets
+from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.generics import ListAPIView, get_object_or_404
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mailer import stats
+from mailer.api import serializers as s
+from mailer.api.errors import Conflict
+from mailer.importing import ImportReport, RowError, import_clients
+from mailer.models import Client, Mailing, MailingState, Message, MessageStatus
+
+logger = logging.getLogger("mailer.api")
+
+# The file is read into memory: 50 MB is over a million rows.
+MAX_IMPORT_BYTES = 50 * 2**20
+PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+
+# Errors every endpoint may answer; the 400 body names the fields at fault.
+_DETAIL_EXAMPLE = {"detail": "Authentication credentials were not provided."}
+AUTH_ERRORS = {
+    401: OpenApiResponse(
+        s.DetailSerializer,
+        "No credentials, or a bad, revoked or inactive user's token.",
+        examples=[OpenApiExample("No credentials", _DETAIL_EXAMPLE, response_only=True, status_codes=[401])],
+    ),
+    403: OpenApiResponse(
+        s.DetailSerializer,
+        "The user's role does not allow this (viewers only read; managers and admins also change).",
+        examples=[
+            OpenApiExample(
+                "Read-only role",
+                {"detail": "You do not have permission to perform this action."},
+                response_only=True,
+                status_codes=[403],
+            )
+        ],
+    ),
+}
+NOT_FOUND = {404: OpenApiResponse(s.DetailSerializer, "No such object, or a page past the end of the list.")}
+BAD_INPUT = {
+    400: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        "Invalid input: an object mapping each field at fault to a list of messages "
+        '(`"detail"` for a body that is not valid JSON).',
+        examples=[
+            OpenApiExample(
+                "Bad phone",
+                {"phone": ["Phone must be 11 digits starting with 7: 7XXXXXXXXXX."]},
+                response_only=True,
+                status_codes=[400],
+            ),
+            OpenApiExample(
+                "Unknown filter key",
+                {"filter": {"tag": ["Unknown key 'tag'; allowed: tags, operator_codes."]}},
+                response_only=True,
+                status_codes=[400],
+            ),
+        ],
+    )
+}
+CONFLICT = {
+    409: OpenApiResponse(
+        s.DetailSerializer,
+        "The mailing's state does not allow this.",
+        examples=[
+            OpenApiExample(
+                "Finished",
+                {"detail": "A finished mailing can't be changed that way."},
+                response_only=True,
+                status_codes=[409],
+            )
+        ],
+    )
+}
+
+
+class StrictFilterSet(filters.FilterSet):
+    """Refuses `?state=` and the like: an empty value is not a state or a date (django-filter
+    would silently ignore it). Text filters keep accepting an empty string."""
+
+    def is_valid(self) -> bool:
+        if self.is_bound:
+            for name, f in self.filters.items():
+                if not isinstance(f, filters.CharFilter) and self.data.get(name) == "":
+                    self.form.add_error(name, "Give a value, or leave the parameter out.")
+        return super().is_valid()
+
+
+# Clients
+
+
+class ClientFilter(StrictFilterSet):
+    tag = filters.CharFilter(help_text="Exact tag.")
+    operator_code = filters.CharFilter(help_text="Exact operator code, e.g. 916.")
+    timezone = filters.CharFilter(help_text="Exact IANA time zone, e.g. Europe/Moscow.")
+    phone = filters.CharFilter(lookup_expr="contains", max_length=11, help_text="Digits the phone contains.")
+
+    class Meta:
+        model = Client
+        fields = ("tag", "operator_code", "timezone", "phone")
+
+
+CLIENT_EXAMPLE = OpenApiExample(
+    "A client",
+    {"phone": "79161234567", "tag": "vip", "timezone": "Europe/Moscow"},
+    request_only=True,
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List clients",
+        responses={200: s.ClientSerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    create=extend_schema(
+        summary="Create a client",
+        examples=[CLIENT_EXAMPLE],
+        responses={201: s.ClientSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Get a client", responses={200: s.ClientSerializer, **AUTH_ERRORS, **NOT_FOUND}
+    ),
+    update=extend_schema(
+        summary="Replace a client",
+        examples=[CLIENT_EXAMPLE],
+        responses={200: s.ClientSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a client",
+        responses={200: s.ClientSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    destroy=extend_schema(
+        summary="Delete a client",
+        description="Its messages stay in the statistics, without the client.",
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+)
+@extend_schema(tags=["clients"])
+class ClientViewSet(viewsets.ModelViewSet):
+    """Clients: the people mailings go to. `operator_code` is derived from the phone."""
+
+    queryset = Client.objects.all()
+    serializer_class = s.ClientSerializer
+    # Ids are numbers; anything else falls through to urls.not_found's JSON 404.
+    lookup_value_converter = "int"
+    filterset_class = ClientFilter
+    action_permissions = {"import_csv": ["mailer.add_client", "mailer.change_client"]}
+
+    def perform_create(self, serializer) -> None:
+        client = serializer.save()
+        logger.info(
+            "client_id=%s created by user_id=%s",
+            client.id,
+            self.request.user.id,
+            extra={"client_id": client.id},
+        )
+
+    def perform_update(self, serializer) -> None:
+        client = serializer.save()
+        logger.info(
+            "client_id=%s updated by user_id=%s",
+            client.id,
+            self.request.user.id,
+            extra={"client_id": client.id},
+        )
+
+    def perform_destroy(self, instance: Client) -> None:
+        client_id = instance.id
+        instance.delete()
+        logger.info(
+            "client_id=%s deleted by user_id=%s",
+            client_id,
+            self.request.user.id,
+            extra={"client_id": client_id},
+        )
+
+    @extend_schema(
+        summary="Import clients from CSV",
+        description=(
+            "Upload a CSV file (multipart field `file`) with a header row: `phone` (required), `tag`, "
+            "`timezone` (optional, default empty and UTC). Rows are numbered as in a spreadsheet: the "
+            "header is row 1.\n\n"
+            "* A phone that appears twice in the file: the later row is an error.\n"
+            "* A phone already in the database: that client's tag and timezone are updated.\n"
+            "* `all_or_nothing=true` (default): any error and nothing is written (`written: false`).\n"
+            "* `all_or_nothing=false`: the valid rows are written, the others reported.\n\n"
+            "Answers 200 with the report when something was written or nothing was wrong, and 400 with "
+            "the same report when nothing was written because of errors. Needs the add and change "
+            "client permissions (manager)."
+        ),
+        request={"multipart/form-data": s.ImportRequestSerializer},
+        responses={
+            200: s.ImportReportSerializer,
+            400: OpenApiResponse(
+                s.ImportReportSerializer,
+                "Nothing written: the report lists the errors (or a field of the form is missing).",
+                examples=[
+                    OpenApiExample(
+                        "Bad rows",
+                        {
+                            "written": False,
+                            "created": 0,
+                            "updated": 0,
+                            "unchanged": 0,
+                            "error_count": 2,
+                            "errors": [
+                                {"row": 3, "field": "phone", "message": "Duplicate of row 2."},
+                                {
+                                    "row": 5,
+                                    "field": "timezone",
+                                    "message": "'Mars/Base' is not a known IANA time zone.",
+                                },
+                            ],
+                        },
+                        response_only=True,
+                        status_codes=[400],
+                    )
+                ],
+            ),
+            **AUTH_ERRORS,
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
+    def import_csv(self, request: Request) -> Response:
+        form = s.ImportRequestSerializer(data=request.data)
+        if not form.is_valid():
+            errors = [RowError(0, name, " ".join(str(m) for m in msgs)) for name, msgs in form.errors.items()]
+            return _import_response(ImportReport(errors=errors))
+        upload = form.validated_data["file"]
+        if upload.size > MAX_IMPORT_BYTES:
+            message = f"At most {MAX_IMPORT_BYTES // 2**20} MB; split the file."
+            return _import_response(ImportReport(errors=[RowError(0, "file", message)]))
+        report = import_clients(upload, all_or_nothing=form.validated_data["all_or_nothing"])
+        logger.info(
+            "clients imported by user_id=%s: created=%s updated=%s errors=%s written=%s",
+            request.user.id,
+            report.created,
+            report.updated,
+            len(report.errors),
+            report.written,
+        )
+        return _import_response(report)
+
+
+def _import_response(report: ImportReport) -> Response:
+    body = {
+        "written": report.written,
+        "created": report.created,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "error_count": len(report.errors),
+        "errors": [{"row": e.row, "field": e.field, "message": e.message} for e in report.errors[:1000]],
+    }
+    ok = report.written or not report.errors
+    return Response(body, status=status.HTTP_200_OK if ok else status.HTTP_400_BAD_REQUEST)
+
+
+# Mailings
+
+
+class MailingFilter(StrictFilterSet):
+    state = filters.ChoiceFilter(choices=MailingState.choices, help_text="Only mailings in this state.")
+    start_after = filters.DateFilter(
+        field_name="start_at",
+        lookup_expr="date__gte",
+        help_text="YYYY-MM-DD: mailings starting on that day (server time zone) or later.",
+    )
+    start_before = filters.DateFilter(
+        field_name="start_at",
+        lookup_expr="date__lte",
+        help_text="YYYY-MM-DD: mailings starting on that day (server time zone) or earlier.",
+    )
+
+    class Meta:
+        model = Mailing
+        fields = ("state", "start_after", "start_before")
+
+
+MAILING_EXAMPLE = OpenApiExample(
+    "Evening mailing to VIPs on two operators",
+    {
+        "text": "Our shop is open late tonight!",
+        "start_at": "2026-12-01T09:00:00Z",
+        "end_at": "2026-12-01T21:00:00Z",
+        "filter": {"tags": ["vip"], "operator_codes": ["916", "926"]},
+        "window": {"start": "10:00", "end": "20:00"},
+    },
+    request_only=True,
+)
+MAILING_RESPONSES = {200: s.MailingSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND}
+
+
+def _control_schema(verb: str, allowed: str):
+    return extend_schema(
+        summary=f"{verb.capitalize()} a mailing",
+        description=f"Allowed from: {allowed}. The sending engine picks the change up by itself.",
+        request=None,
+        responses={200: s.MailingSerializer, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT},
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List mailings",
+        responses={200: s.MailingSerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    create=extend_schema(
+        summary="Create a mailing",
+        description=(
+            "It starts by itself at `start_at` (at once if that has passed) and no message leaves after "
+            "`end_at`. `filter` selects clients (empty lists = no restriction; both lists = both must match); "
+            "`window` limits sending to hours of each client's local day. Unknown keys in `filter` or "
+            "`window` are refused with 400."
+        ),
+        examples=[MAILING_EXAMPLE],
+        responses={201: s.MailingSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Get a mailing", responses={200: s.MailingSerializer, **AUTH_ERRORS, **NOT_FOUND}
+    ),
+    update=extend_schema(
+        summary="Replace a mailing",
+        description="Refused with 409 once the mailing is finished or cancelled. A new filter of a running "
+        "mailing adds newly matching clients and cancels pending messages of those no longer matching.",
+        examples=[MAILING_EXAMPLE],
+        responses={**MAILING_RESPONSES, **CONFLICT},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a mailing",
+        description="As PUT; a `filter` object given replaces the whole filter (a missing list = no restriction).",
+        responses={**MAILING_RESPONSES, **CONFLICT},
+    ),
+    destroy=extend_schema(
+        summary="Delete a mailing",
+        description="Deletes it with its messages and their statistics, in any state.",
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+)
+@extend_schema(tags=["mailings"])
+class MailingViewSet(viewsets.ModelViewSet):
+    """Mailings: a text sent to the clients matching a filter between start and end."""
+
+    queryset = Mailing.objects.select_related("created_by")
+    serializer_class = s.MailingSerializer
+    filterset_class = MailingFilter
+    lookup_value_converter = "int"
+    # Controlling a mailing is changing it; its statistics are reading its messages.
+    action_permissions = {
+        "pause": ["mailer.change_mailing"],
+        "resume": ["mailer.change_mailing"],
+        "cancel": ["mailer.change_mailing"],
+        "stats": ["mailer.view_mailing", "mailer.view_message"],
+    }
+
+    def perform_create(self, serializer) -> None:
+        mailing = serializer.save(created_by=self.request.user)
+        logger.info(
+            "mailing_id=%s created by user_id=%s",
+            mailing.id,
+            self.request.user.id,
+            extra={"mailing_id": mailing.id},
+        )
+
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        # Locked, so that the engine can't finish it between our check and our write.
+        with transaction.atomic():
+            mailing = get_object_or_404(Mailing.objects.select_for_update(), pk=kwargs["pk"])
+            if not mailing.is_editable:
+                raise Conflict(f"A {mailing.state} mailing can't be edited.")
+            serializer = self.get_serializer(mailing, data=request.data, partial=kwargs.pop("partial", False))
+            serializer.is_valid(raise_exception=True)
+            serializer.save()
+        logger.info(
+            "mailing_id=%s updated by user_id=%s",
+            mailing.id,
+            request.user.id,
+            extra={"mailing_id": mailing.id},
+        )
+        return Response(self.get_serializer(mailing).data)
+
+    def perform_destroy(self, instance: Mailing) -> None:
+        mailing_id = instance.id
+        instance.delete()
+        logger.info(
+            "mailing_id=%s deleted by user_id=%s",
+            mailing_id,
+            self.request.user.id,
+            extra={"mailing_id": mailing_id},
+        )
+
+    def _control(self, request: Request, verb: Literal["pause", "resume", "cancel"]) -> Response:
+        mailing = self.get_object()
+        getattr(mailing, verb)()  # MailingError -> 409 (mailer.api.errors)
+        logger.info(
+            "mailing_id=%s %s by user_id=%s",
+            mailing.id,
+            PAST[verb],
+            request.user.id,
+            extra={"mailing_id": mailing.id},
+        )
+        return Response(self.get_serializer(mailing).data)
+
+    @_control_schema("pause", "scheduled, running")
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: int) -> Response:
+        return self._control(request, "pause")
+
+    @_control_schema("resume", "paused (it goes back to scheduled, then runs when due)")
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: int) -> Response:
+        return self._control(request, "resume")
+
+    @_control_schema("cancel", "scheduled, running, paused; its pending messages are cancelled")
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: int) -> Response:
+        return self._control(request, "cancel")
+
+    @extend_schema(
+        tags=["statistics"],
+        summary="Statistics of one mailing",
+        description="Message counts by status and the sending timing.",
+        responses={200: s.MailingStatsSerializer, **AUTH_ERRORS, **NOT_FOUND},
+        examples=[
+            OpenApiExample(
+                "Half sent",
+                {
+                    "id": 7,
+                    "state": "running",
+                    "counts": {
+                        "pending": 500,
+                        "sent": 480,
+                        "failed": 15,
+                        "expired": 0,
+                        "cancelled": 5,
+                        "total": 1000,
+                    },
+                    "timing": {
+                        "started_at": "2026-12-01T09:00:02Z",
+                        "finished_at": None,
+                        "first_sent_at": "2026-12-01T09:00:03Z",
+                        "last_sent_at": "2026-12-01T09:04:03Z",
+                        "messages_per_minute": 120.0,
+                    },
+                },
+                response_only=True,
+            )
+        ],
+    )
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk: int) -> Response:
+        mailing = self.get_object()
+        body = {
+            "id": mailing.id,
+            "state": mailing.state,
+            "counts": stats.counts_of(mailing),
+            "timing": stats.timing(mailing),
+        }
+        return Response(s.MailingStatsSerializer(body).data)
+
+
+class MessageFilter(StrictFilterSet):
+    status = filters.ChoiceFilter(choices=MessageStatus.choices, help_text="Only messages with this status.")
+
+    class Meta:
+        model = Message
+        fields = ("status",)
+
+
+@extend_schema(
+    tags=["mailings"],
+    summary="Messages of a mailing",
+    description="One per client of the audience, oldest first, with its delivery status.",
+    responses={200: s.MessageSerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+)
+class MailingMessagesView(ListAPIView):
+    serializer_class = s.MessageSerializer
+    filterset_class = MessageFilter
+    queryset = Message.objects.none()  # for the permission check (view_message)
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Message.objects.none()
+        mailing = get_object_or_404(Mailing, pk=self.kwargs["pk"])  # DRF's: a non-number is a 404 too
+        return Message.objects.filter(mailing=mailing).select_related("client").order_by("id")
+
+
+class StatsView(APIView):
+    queryset = Mailing.objects.none()  # for the permission check (view_mailing)
+
+    @extend_schema(
+        tags=["statistics"],
+        summary="Statistics of all mailings",
+        description=(
+            "Every mailing (newest first) with its message counts by status, and the totals over all of "
+            "them. A constant number of queries, however many mailings there are."
+        ),
+        responses={200: s.StatsSerializer, **AUTH_ERRORS},
+        examples=[
+            OpenApiExample(
+                "Two mailings",
+                {
+                    "totals": {
+                        "pending": 0,
+                        "sent": 15,
+                        "failed": 1,
+                        "expired": 0,
+                        "cancelled": 0,
+                        "total": 16,
+                    },
+                    "mailings": [
+                        {
+                            "id": 2,
+                            "text": "Sale!",
+                            "state": "finished",
+                            "start_at": "2026-12-01T09:00:00Z",
+                            "end_at": "2026-12-01T21:00:00Z",
+                            "counts": {
+                                "pending": 0,
+                                "sent": 10,
+                                "failed": 0,
+                                "expired": 0,
+                                "cancelled": 0,
+                                "total": 10,
+                            },
+                        },
+                        {
+                            "id": 1,
+                            "text": "Hello",
+                            "state": "finished",
+                            "start_at": "2026-11-01T09:00:00Z",
+                            "end_at": "2026-11-01T21:00:00Z",
+                            "counts": {
+                                "pending": 0,
+                                "sent": 5,
+                                "failed": 1,
+                                "expired": 0,
+                                "cancelled": 0,
+                                "total": 6,
+                            },
+                        },
+                    ],
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        mailings = Mailing.objects.all()
+        # Explicit order: Django drops Meta.ordering from GROUP BY queries.
+        annotated = stats.with_counts(mailings).order_by("-start_at", "-id")
+        body = {"totals": stats.totals(mailings), "mailings": list(annotated)}
+        return Response(s.StatsSerializer(body).data)
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@authentication_classes([])
+@permission_classes([])
+def not_found(request: Request, path: str) -> Response:
+    """Unknown /api/v1/ addresses: a JSON 404 like the rest of the API, not Django's HTML page."""
+    detail = "No such API endpoint."
+    if not request.path.endswith("/"):
+        detail += f" Addresses end with a slash: {request.path}/"
+    return Response({"detail": detail}, status=status.HTTP_404_NOT_FOUND)

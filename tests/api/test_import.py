@@ -1,0 +1,205 @@
+"""Client import from CSV: mailer.importing (shared with the dashboard) and POST /api/v1/clients/import/."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from mailer.importing import RowError, import_clients
+from mailer.models import Client
+
+
+def csv_of(*rows: str, header: str = "phone,tag,timezone") -> str:
+    return "\n".join([header, *rows]) + "\n"
+
+
+def test_creates_clients(db):
+    report = import_clients(csv_of("79161234567,vip,Europe/Moscow", "79261234567,,"), all_or_nothing=True)
+    assert (report.created, report.updated, report.errors, report.written) == (2, 0, [], True)
+    a, b = Client.objects.order_by("phone")
+    assert (a.phone, a.operator_code, a.tag, a.timezone) == ("79161234567", "916", "vip", "Europe/Moscow")
+    assert (b.operator_code, b.tag, b.timezone) == ("926", "", "UTC")  # empty timezone = UTC
+
+
+def test_columns_in_any_order_and_optional(db):
+    import_clients(csv_of("Europe/Moscow,79161234567", header="timezone,phone"), all_or_nothing=True)
+    client = Client.objects.get()
+    assert (client.phone, client.tag, client.timezone) == ("79161234567", "", "Europe/Moscow")
+
+
+def test_unnamed_columns_are_ignored(db):
+    # Spreadsheets export trailing commas.
+    report = import_clients("phone,tag,\n79161234567,vip,\n79261234567,vip,x\n", all_or_nothing=True)
+    assert (report.created, report.errors) == (2, [])
+
+
+def test_accepts_bytes_file_and_bom(db):
+    data = ("\ufeff" + csv_of("79161234567,vip,UTC")).encode()
+    assert import_clients(io.BytesIO(data), all_or_nothing=True).created == 1
+    assert import_clients(io.StringIO(csv_of("79261234567,vip,UTC")), all_or_nothing=True).created == 1
+
+
+def test_per_row_errors_with_row_numbers(db):
+    text = csv_of(
+        "79161234567,vip,UTC",  # row 2
+        "7916123456,vip,UTC",  # 3: short phone
+        "78161234567,vip,UTC",  # 4: operator code
+        "79161234567,new,UTC",  # 5: duplicate of row 2
+        "79261234567,vip,Mars/Base",  # 6: timezone
+        "79361234567," + "x" * 65 + ",UTC",  # 7: tag too long
+        "79461234567,vip,UTC,extra",  # 8: too many values
+        "",  # 9: blank, skipped
+        "79561234567",  # 10: short row, fine
+    )
+    report = import_clients(text, all_or_nothing=False)
+    assert [(e.row, e.field) for e in report.errors] == [
+        (3, "phone"),
+        (4, "phone"),
+        (5, "phone"),
+        (6, "timezone"),
+        (7, "tag"),
+        (8, ""),
+    ]
+    messages = {e.row: e.message for e in report.errors}
+    assert "Duplicate of row 2" in messages[5]
+    assert "Operator code 816" in messages[4]
+    assert "Mars/Base" in messages[6]
+    assert (report.created, report.written) == (2, True)
+    assert set(Client.objects.values_list("phone", flat=True)) == {"79161234567", "79561234567"}
+
+
+def test_all_or_nothing_writes_nothing_on_error(db, make_client):
+    make_client("79161234567", tag="old")
+    text = csv_of("79161234567,new,UTC", "79261234567,vip,UTC", "bad,vip,UTC")
+    report = import_clients(text, all_or_nothing=True)
+    assert report.errors == [RowError(4, "phone", "Phone must be 11 digits starting with 7: 7XXXXXXXXXX.")]
+    assert (report.created, report.updated, report.written) == (0, 0, False)
+    assert list(Client.objects.values_list("phone", "tag")) == [("79161234567", "old")]
+
+
+def test_known_phone_is_updated_and_unchanged_counted(db, make_client):
+    make_client("79161234567", tag="old", timezone="UTC")
+    make_client("79261234567", tag="same", timezone="UTC")
+    report = import_clients(csv_of("79161234567,new,Asia/Tokyo", "79261234567,same,UTC"), all_or_nothing=True)
+    assert (report.created, report.updated, report.unchanged) == (0, 1, 1)
+    client = Client.objects.get(phone="79161234567")
+    assert (client.tag, client.timezone) == ("new", "Asia/Tokyo")
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        ("", "", "empty"),
+        ("phone,tag,colour\n79161234567,a,red\n", "colour", "Unknown column"),
+        ("tag,timezone\nvip,UTC\n", "phone", "phone column"),
+        ("phone,phone\n79161234567,79161234567\n", "", "twice"),
+    ],
+)
+def test_bad_header_writes_nothing(db, text, field, message):
+    report = import_clients(text, all_or_nothing=False)
+    assert report.errors[0].row == 1 and report.errors[0].field == field
+    assert message in report.errors[0].message
+    assert not report.written and not Client.objects.exists()
+
+
+def test_not_utf8(db):
+    report = import_clients("phone,tag\n79161234567,caf\u00e9\n".encode("latin-1"), all_or_nothing=False)
+    assert report.errors[0].row == 0 and "UTF-8" in report.errors[0].message
+    assert not Client.objects.exists()
+
+
+def test_control_characters_in_tag_are_refused(db):
+    report = import_clients(csv_of("79161234567,a\x00b,UTC"), all_or_nothing=False)
+    assert [(e.row, e.field) for e in report.errors] == [(2, "tag")]
+
+
+def test_many_rows_fast_and_without_per_row_queries(db, make_client):
+    # The 100,000-row figure is in docs/benchmarks.md (bench/import_clients.py).
+    n = 5000
+    make_client("79000000000", tag="old")
+    text = csv_of(*(f"79{i:09d},t{i % 5},UTC" for i in range(n)))
+    start = time.perf_counter()
+    with CaptureQueriesContext(connection) as queries:
+        report = import_clients(text, all_or_nothing=True)
+    elapsed = time.perf_counter() - start
+    assert (report.created, report.updated, report.errors) == (n - 1, 1, [])
+    assert Client.objects.count() == n
+    # Batches, not rows (SQLite inserts ~160 rows a query: its limit on parameters).
+    assert len(queries) < n / 100
+    assert elapsed < 10
+
+
+# The endpoint
+
+
+def upload(api, text: str | bytes, **fields):
+    data = text.encode() if isinstance(text, str) else text
+    return api.post(
+        "/api/v1/clients/import/",
+        {"file": SimpleUploadedFile("clients.csv", data, content_type="text/csv"), **fields},
+        format="multipart",
+    )
+
+
+def test_endpoint_imports(api, caplog):
+    response = upload(api, csv_of("79161234567,vip,UTC", "79261234567,vip,UTC"))
+    assert response.status_code == 200
+    assert response.json() == {
+        "written": True,
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "error_count": 0,
+        "errors": [],
+    }
+    assert Client.objects.count() == 2
+    assert "created=2" in caplog.text
+
+
+def test_endpoint_all_or_nothing_by_default(api):
+    response = upload(api, csv_of("79161234567,vip,UTC", "79161234567,vip,UTC"))
+    assert response.status_code == 400
+    body = response.json()
+    assert body["written"] is False and body["error_count"] == 1
+    assert body["errors"] == [{"row": 3, "field": "phone", "message": "Duplicate of row 2."}]
+    assert not Client.objects.exists()
+
+
+def test_endpoint_valid_rows_only(api):
+    response = upload(api, csv_of("79161234567,vip,UTC", "nope,vip,UTC"), all_or_nothing="false")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["written"], body["created"], body["error_count"]) == (True, 1, 1)
+    assert body["errors"][0]["row"] == 3
+    assert Client.objects.count() == 1
+
+
+def test_endpoint_caps_the_error_list(api):
+    response = upload(api, csv_of(*(f"bad{i},,UTC" for i in range(1500))))
+    body = response.json()
+    assert body["error_count"] == 1500 and len(body["errors"]) == 1000
+
+
+def test_endpoint_without_file_is_a_400(api):
+    response = api.post("/api/v1/clients/import/", {"all_or_nothing": "maybe"}, format="multipart")
+    assert response.status_code == 400
+    assert {e["field"] for e in response.json()["errors"]} == {"file", "all_or_nothing"}
+
+
+def test_endpoint_binary_garbage_is_a_400(api):
+    response = upload(api, b"\x89PNG\r\n\x1a\n\x00\x00")
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["errors"][0]["message"]
+
+
+def test_endpoint_refuses_a_too_large_file(api, monkeypatch):
+    monkeypatch.setattr("mailer.api.views.MAX_IMPORT_BYTES", 100)
+    response = upload(api, csv_of(*(f"7916{i:07d},,UTC" for i in range(10))))
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "file"
+    assert not Client.objects.exists()
