@@ -7,8 +7,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from mailer.models import Client
 
-pytest.importorskip("mailer.importing", reason="mailer.importing (the API branch) is not merged yet")
-
 pytestmark = pytest.mark.django_db
 
 GOOD = "phone,tag,timezone\n79161234567,vip,Europe/Moscow\n79261234567,retail,UTC\n"
