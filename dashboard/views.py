@@ -1,13 +1,470 @@
+"""The staff dashboard: typed function views, one template per page with htmx fragments.
+
+A view renders "page.html#fragment" when htmx asks (request.htmx) and the whole page otherwise, so
+every link and form also works without JavaScript. A normal POST redirects; an htmx POST
+re-renders the fragment it came from, with the messages that say what happened.
+"""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import csv
+import io
+import re
+from datetime import UTC, timedelta
+from typing import Any
 
-from mailer.models import Mailing, MailingState
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_tables2 import LazyPaginator, RequestConfig
+
+from dashboard import charts, exports
+from dashboard.filters import ClientFilter, MailingFilter, MessageFilter, StatsFilter
+from dashboard.forms import ClientForm, ImportForm, MailingForm
+from dashboard.tables import ClientTable, MailingTable, MessageTable, StatsTable
+from mailer import stats
+from mailer.models import Client, Mailing, MailingError, MailingState, Message, MessageStatus, ProviderState
+
+PER_PAGE = 25
+CHART_HOURS = 72
+RATE_WINDOW = timedelta(minutes=5)
+MIN_RATE_SPAN = timedelta(seconds=10)
+PREVIEW_ROWS = 10
+IMPORT_ERRORS_KEPT = 500
+
+
+def _page(
+    request: HttpRequest, template: str, fragment: str, context: dict[str, Any], **kwargs
+) -> HttpResponse:
+    """The whole page, or only `fragment` when htmx swaps a part (but not on a history restore)."""
+    if request.htmx and not request.htmx.history_restore_request:
+        template = f"{template}#{fragment}"
+    return render(request, template, context, **kwargs)
+
+
+def _paginate(request: HttpRequest, table) -> None:
+    # LazyPaginator fetches one row more than a page instead of counting the whole table.
+    RequestConfig(request, paginate={"per_page": PER_PAGE, "paginator_class": LazyPaginator}).configure(table)
+
+
+# Home
+
+
+def _progress(mailing: Mailing, counts: dict[str, int], per_minute: float | None) -> dict[str, Any]:
+    """Progress bar segments (percent of all messages) and the ETA of what is still pending."""
+    total = counts["total"]
+    segments = [
+        (status, round(100 * counts[status] / total, 1) if total else 0)
+        for status in ("sent", "failed", "expired", "cancelled")
+    ]
+    done = total - counts["pending"]
+    eta = None
+    if counts["pending"] and per_minute:
+        eta = timezone.now() + timedelta(minutes=counts["pending"] / per_minute)
+    return {
+        "mailing": mailing,
+        "counts": counts,
+        "segments": segments,
+        "percent": round(100 * done / total) if total else 0,
+        "per_minute": per_minute,
+        "eta": eta,
+    }
+
+
+def _running() -> list[dict[str, Any]]:
+    running = list(
+        stats.with_counts(Mailing.objects.filter(state=MailingState.RUNNING)).order_by("start_at")[:20]
+    )
+    since = timezone.now() - RATE_WINDOW
+    recent = dict(
+        Message.objects.filter(
+            mailing__in=[m.pk for m in running], status=MessageStatus.SENT, sent_at__gte=since
+        )
+        .values_list("mailing")
+        .annotate(n=Count("id"))
+    )
+    minutes = RATE_WINDOW.total_seconds() / 60
+    result = []
+    for m in running:
+        counts = {s: getattr(m, f"{s}_count") for s in stats.STATUSES} | {"total": m.total_count}
+        per_minute = round(recent[m.pk] / minutes, 1) if recent.get(m.pk) else None
+        result.append(_progress(m, counts, per_minute))
+    return result
+
+
+def _live_context() -> dict[str, Any]:
+    provider = ProviderState.get()
+    return {
+        "running": _running(),
+        "provider": provider,
+        "breaker_open": provider.breaker_is_open(),
+        "now": timezone.now(),
+    }
+
+
+def _hourly_chart() -> str:
+    end = timezone.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=CHART_HOURS - 1)
+    # Only sent messages have sent_at, so the sent_at index alone answers this.
+    rows = charts.counts_per(Message.objects.filter(sent_at__gte=start), "sent_at", "hour")
+    buckets = charts.fill_buckets(rows, start, end, timedelta(hours=1))
+    local = [(timezone.localtime(at).strftime("%d %H:00"), n) for at, n in buckets]
+    return charts.bar_chart(local, title=f"Messages sent per hour, last {CHART_HOURS} hours")
 
 
 @login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
 def home(request: HttpRequest) -> HttpResponse:
-    running = Mailing.objects.filter(state=MailingState.RUNNING)[:20]
-    return render(request, "dashboard/home.html", {"running": running})
+    context = _live_context()
+    context["upcoming"] = Mailing.objects.filter(
+        state=MailingState.SCHEDULED, end_at__gt=timezone.now()
+    ).order_by("start_at")[:10]
+    context["paused"] = Mailing.objects.filter(state=MailingState.PAUSED).order_by("start_at")[:10]
+    context["hourly_chart"] = _hourly_chart()
+    return render(request, "dashboard/home.html", context)
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+@require_GET
+def home_live(request: HttpRequest) -> HttpResponse:
+    """The running mailings and provider health, polled every 2 s while something runs."""
+    context = _live_context()
+    response = render(request, "dashboard/home.html#live", context)
+    if not context["running"]:
+        # 286 tells htmx to stop polling; the swapped-in fragment has no trigger either.
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+# Mailings
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+def mailing_list(request: HttpRequest) -> HttpResponse:
+    filterset = MailingFilter(request.GET or None, queryset=Mailing.objects.all())
+    table = MailingTable(filterset.qs)
+    _paginate(request, table)
+    return _page(request, "dashboard/mailing_list.html", "table", {"filter": filterset, "table": table})
+
+
+def _duplicate_initial(source: Mailing) -> dict[str, Any]:
+    """A copy's fields, starting in ten minutes and lasting as long as the original."""
+    start = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=10)
+    return {
+        "text": source.text,
+        "start_at": timezone.localtime(start),
+        "end_at": timezone.localtime(start + (source.end_at - source.start_at)),
+        "filter_tags": source.filter_tags,
+        "filter_operator_codes": source.filter_operator_codes,
+        "window_start": source.window_start,
+        "window_end": source.window_end,
+    }
+
+
+@login_required
+@permission_required("mailer.add_mailing", raise_exception=True)
+def mailing_create(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = MailingForm(request.POST)
+        if form.is_valid():
+            mailing = form.save(commit=False)
+            mailing.created_by = request.user
+            mailing.save()
+            messages.success(
+                request, f"Mailing #{mailing.pk} created; it starts {mailing.start_at:%Y-%m-%d %H:%M}."
+            )
+            return redirect("dashboard:mailing-detail", pk=mailing.pk)
+    else:
+        initial = {}
+        source_pk = request.GET.get("from", "")
+        if source_pk.isdigit():
+            # "Duplicate": the form filled in from another mailing; nothing is saved until submitted.
+            initial = _duplicate_initial(get_object_or_404(Mailing, pk=int(source_pk)))
+        form = MailingForm(initial=initial)
+    return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": None})
+
+
+@login_required
+@permission_required("mailer.change_mailing", raise_exception=True)
+def mailing_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing = get_object_or_404(Mailing, pk=pk)
+    if not mailing.is_editable:
+        messages.error(request, f"Mailing #{mailing.pk} is {mailing.state}; it can no longer be edited.")
+        return redirect("dashboard:mailing-detail", pk=mailing.pk)
+    form = MailingForm(request.POST or None, instance=mailing)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Mailing #{mailing.pk} saved.")
+        return redirect("dashboard:mailing-detail", pk=mailing.pk)
+    return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": mailing})
+
+
+OPERATOR_CODE_RE = re.compile(r"^9\d{2}$")
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+@require_GET
+def mailing_audience(request: HttpRequest) -> HttpResponse:
+    """How many clients the filter in the form matches right now (the form asks as it changes)."""
+    tags = {t.strip() for t in request.GET.getlist("filter_tags") if t.strip()}
+    tags |= {t.strip() for t in request.GET.get("new_tags", "").split(",") if t.strip()}
+    codes = [c for c in request.GET.getlist("filter_operator_codes") if OPERATOR_CODE_RE.match(c)]
+    count = Mailing(filter_tags=sorted(tags), filter_operator_codes=codes).matching_clients().count()
+    return render(request, "dashboard/mailing_form.html#audience", {"audience": count})
+
+
+def _per_minute_chart(mailing: Mailing) -> str:
+    rows = charts.counts_per(
+        Message.objects.filter(mailing=mailing, status=MessageStatus.SENT, sent_at__isnull=False),
+        "sent_at",
+        "minute",
+    )
+    if not rows:
+        return charts.bar_chart([], title="Messages sent per minute")
+    buckets = charts.fill_buckets(rows, min(rows), max(rows), timedelta(minutes=1))
+    buckets, factor = charts.coarsen(buckets, 120)
+    unit = "messages" if factor == 1 else f"messages per {factor} min"
+    labels = [(timezone.localtime(at).strftime("%H:%M"), n) for at, n in buckets]
+    title = "Messages sent per minute" if factor == 1 else f"Messages sent per {factor} minutes"
+    return charts.bar_chart(labels, title=title, unit=unit)
+
+
+def _summary_context(mailing: Mailing) -> dict[str, Any]:
+    counts = stats.counts_of(mailing)
+    timing = stats.timing(mailing)
+    per_minute = timing["messages_per_minute"]
+    if timing["first_sent_at"] and timing["last_sent_at"] - timing["first_sent_at"] < MIN_RATE_SPAN:
+        per_minute = None  # two messages a millisecond apart are not a rate
+    return {
+        "mailing": mailing,
+        "timing": timing,
+        "progress": _progress(mailing, counts, per_minute),
+        "polling": _is_live(mailing),
+    }
+
+
+def _is_live(mailing: Mailing) -> bool:
+    """Worth polling: running, or due to start at the engine's next tick."""
+    if mailing.state == MailingState.RUNNING:
+        return True
+    return mailing.state == MailingState.SCHEDULED and mailing.start_at <= timezone.now() < mailing.end_at
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+def mailing_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing = get_object_or_404(Mailing, pk=pk)
+    if request.htmx and request.htmx.target == "summary":
+        response = render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
+        return response if _is_live(mailing) else HttpResponseStopPolling(response.content)
+    filterset = MessageFilter(request.GET or None, queryset=mailing.messages.select_related("client"))
+    table = MessageTable(filterset.qs)
+    _paginate(request, table)
+    context = {"mailing": mailing, "filter": filterset, "table": table}
+    if request.htmx and not request.htmx.history_restore_request:
+        # Filtering or paging the messages: the summary and the chart are not re-rendered.
+        return render(request, "dashboard/mailing_detail.html#messages", context)
+    context |= _summary_context(mailing) | {"minute_chart": _per_minute_chart(mailing)}
+    return render(request, "dashboard/mailing_detail.html", context)
+
+
+CONTROLS = {"pause": Mailing.pause, "resume": Mailing.resume, "cancel": Mailing.cancel}
+DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+
+
+@login_required
+@permission_required("mailer.change_mailing", raise_exception=True)
+@require_POST
+def mailing_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    mailing = get_object_or_404(Mailing, pk=pk)
+    try:
+        CONTROLS[action](mailing)
+    except MailingError as e:
+        messages.error(request, str(e))
+    else:
+        messages.success(request, f"Mailing #{mailing.pk} {DONE[action]}.")
+    if request.htmx:
+        return render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
+    return redirect("dashboard:mailing-detail", pk=mailing.pk)
+
+
+@login_required
+@permission_required("mailer.delete_mailing", raise_exception=True)
+@require_POST
+def mailing_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    mailing = get_object_or_404(Mailing, pk=pk)
+    if mailing.state == MailingState.RUNNING:
+        messages.error(request, f"Mailing #{mailing.pk} is running: pause or cancel it before deleting it.")
+        if request.htmx:
+            return render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
+        return redirect("dashboard:mailing-detail", pk=mailing.pk)
+    number = mailing.pk
+    mailing.delete()
+    messages.success(request, f"Mailing #{number} and its messages deleted.")
+    url = reverse("dashboard:mailing-list")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@permission_required("mailer.view_message", raise_exception=True)
+@require_GET
+def mailing_messages_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    mailing = get_object_or_404(Mailing, pk=pk)
+    filterset = MessageFilter(request.GET or None, queryset=mailing.messages.all())
+    return exports.messages_csv(mailing, filterset.qs)
+
+
+# Statistics
+
+
+def _stats_queryset(request: HttpRequest) -> tuple[StatsFilter, QuerySet[Mailing]]:
+    filterset = StatsFilter(request.GET or None, queryset=Mailing.objects.all())
+    return filterset, filterset.qs
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+def statistics(request: HttpRequest) -> HttpResponse:
+    filterset, mailings = _stats_queryset(request)
+    table = StatsTable(mailings)
+    _paginate(request, table)
+    # Counts for the shown page only: counting every mailing's messages to show 25 of them
+    # would read the whole message table on each request.
+    shown = [row.record.pk for row in table.page.object_list]
+    table.counts = {
+        m.pk: {s: getattr(m, f"{s}_count") for s in stats.STATUSES} | {"total": m.total_count}
+        for m in stats.with_counts(Mailing.objects.filter(pk__in=shown))
+    }
+    return _page(request, "dashboard/statistics.html", "table", {"filter": filterset, "table": table})
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+@require_GET
+def statistics_totals(request: HttpRequest) -> HttpResponse:
+    """Counts by status over all filtered mailings. The page loads it after itself: it reads every
+    message of those mailings, which takes a moment on a million rows."""
+    _, mailings = _stats_queryset(request)
+    return render(request, "dashboard/statistics.html#totals", {"totals": stats.totals(mailings)})
+
+
+@login_required
+@permission_required("mailer.view_mailing", raise_exception=True)
+@require_GET
+def statistics_csv(request: HttpRequest) -> StreamingHttpResponse:
+    _, mailings = _stats_queryset(request)
+    return exports.overview_csv(stats.with_counts(mailings).order_by("-start_at", "-id"))
+
+
+# Clients
+
+
+@login_required
+@permission_required("mailer.view_client", raise_exception=True)
+def client_list(request: HttpRequest) -> HttpResponse:
+    filterset = ClientFilter(request.GET or None, queryset=Client.objects.all())
+    table = ClientTable(filterset.qs)
+    _paginate(request, table)
+    return _page(request, "dashboard/client_list.html", "table", {"filter": filterset, "table": table})
+
+
+@login_required
+@permission_required("mailer.add_client", raise_exception=True)
+def client_create(request: HttpRequest) -> HttpResponse:
+    form = ClientForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        client = form.save()
+        messages.success(request, f"Client {client.phone} added.")
+        return redirect("dashboard:client-list")
+    return render(request, "dashboard/client_form.html", {"form": form, "client": None})
+
+
+@login_required
+@permission_required("mailer.view_client", raise_exception=True)
+def client_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    client = get_object_or_404(Client, pk=pk)
+    form = ClientForm(request.POST or None, instance=client)
+    if request.method == "POST":
+        if not request.user.has_perm("mailer.change_client"):
+            return HttpResponse("You may not change clients.", status=403)
+        if form.is_valid():
+            form.save()
+            messages.success(request, f"Client {client.phone} saved.")
+            return redirect("dashboard:client-list")
+    return render(request, "dashboard/client_form.html", {"form": form, "client": client})
+
+
+@login_required
+@permission_required("mailer.delete_client", raise_exception=True)
+@require_POST
+def client_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    client = get_object_or_404(Client, pk=pk)
+    client.delete()
+    messages.success(request, f"Client {client.phone} deleted; their past messages are kept.")
+    url = reverse("dashboard:client-list")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _first_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    return header, [row for _, row in zip(range(PREVIEW_ROWS), reader, strict=False)]
+
+
+def _report_dict(report) -> dict[str, Any]:
+    return {
+        "created": report.created,
+        "updated": report.updated,
+        # Rows identical to the client already stored (not in every version of the report).
+        "unchanged": getattr(report, "unchanged", 0),
+        "error_count": len(report.errors),
+        "errors": [
+            {"row": e.row, "field": e.field, "message": e.message} for e in report.errors[:IMPORT_ERRORS_KEPT]
+        ],
+    }
+
+
+@login_required
+@permission_required("mailer.add_client", raise_exception=True)
+def client_import(request: HttpRequest) -> HttpResponse:
+    """Preview (first rows and every row's errors, nothing saved), then import.
+
+    The preview runs the real import inside a transaction that is rolled back, so what it
+    reports is exactly what the import will do.
+    """
+    from mailer.importing import import_clients
+
+    form = ImportForm(request.POST or None, request.FILES or None)
+    context: dict[str, Any] = {"form": form, "report": request.session.pop("import_report", None)}
+    if request.method == "POST" and form.is_valid():
+        text = form.cleaned_data["csv_text"]
+        all_or_nothing = form.cleaned_data["all_or_nothing"]
+        if "preview" in request.POST:
+            with transaction.atomic():
+                report = import_clients(text, all_or_nothing=all_or_nothing)
+                transaction.set_rollback(True)
+            header, rows = _first_rows(text)
+            # The checked content goes into the text box, so "Import" needs no second upload.
+            form = ImportForm(initial={"text": text, "all_or_nothing": all_or_nothing})
+            context |= {"form": form, "preview": _report_dict(report), "header": header, "rows": rows}
+            return render(request, "dashboard/client_import.html", context)
+        report = import_clients(text, all_or_nothing=all_or_nothing)
+        summary = f"{report.created} clients added, {report.updated} updated"
+        if report.errors:
+            saved = "nothing saved" if all_or_nothing else "those rows skipped"
+            messages.warning(request, f"{summary}; {len(report.errors)} rows had errors ({saved}).")
+        else:
+            messages.success(request, f"Import done: {summary}.")
+        request.session["import_report"] = _report_dict(report)
+        return redirect("dashboard:client-import")
+    return render(request, "dashboard/client_import.html", context)

@@ -1,0 +1,238 @@
+"""Times the dashboard's main pages on a big database: 100,000 clients and 1,000,000 messages.
+
+    python bench/dashboard_pages.py [--db var/bench_dashboard.sqlite3] [--runs 5] [--reseed]
+
+Seeds a separate SQLite file with bulk inserts (about a minute; reused on the next run unless
+--reseed), then requests each page with the Django test client several times and prints the median
+in a Markdown table (docs/benchmarks.md, "Dashboard pages"). One mailing has 100,000 messages so
+that its CSV export shows streaming: the peak Python memory of that export is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CLIENTS = 100_000
+MESSAGES = 1_000_000
+BIG_MAILING = 100_000  # messages of mailing #1 (every client)
+MAILINGS = 200  # the others share the rest
+TAGS = ["retail", "vip", "wholesale", "new", "loyal", "b2b", ""]
+CODES = ["900", "901", "903", "905", "910", "915", "916", "925", "926", "950", "977", "999"]
+ZONES = ["Europe/Moscow", "Europe/Samara", "Asia/Yekaterinburg", "Asia/Novosibirsk", "UTC"]
+
+
+def setup(db: Path) -> None:
+    os.environ["DATABASE_URL"] = f"sqlite:///{db}"
+    os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # No collectstatic here: serve static names as they are.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def fmt(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def seed() -> None:
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from mailer.models import Client, Mailing, MailingState
+
+    started = time.monotonic()
+    call_command("migrate", verbosity=0)
+    rng = random.Random(1)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with transaction.atomic():
+        Client.objects.bulk_create(
+            (
+                Client(
+                    phone=f"7{CODES[i % len(CODES)]}{i:07d}",
+                    operator_code=CODES[i % len(CODES)],
+                    tag=TAGS[i % len(TAGS)],
+                    timezone=ZONES[i % len(ZONES)],
+                )
+                for i in range(CLIENTS)
+            ),
+            batch_size=5000,
+        )
+    client_ids = list(Client.objects.order_by("id").values_list("id", flat=True))
+    print(f"  clients: {time.monotonic() - started:.0f} s", flush=True)
+
+    mailings = []
+    for n in range(MAILINGS + 1):
+        start = now - timedelta(days=30) + timedelta(hours=3.6 * n)
+        running = n >= MAILINGS - 2
+        mailings.append(
+            Mailing(
+                text=f"Offer number {n}: {rng.choice(['sale', 'news', 'bonus'])}",
+                start_at=start,
+                end_at=start + timedelta(days=2 if not running else 40),
+                filter_tags=[TAGS[n % 6]] if n else [],
+                state=MailingState.RUNNING if running else MailingState.FINISHED,
+                started_at=start,
+                audience_version=1,
+                resolved_version=1,
+            )
+        )
+    Mailing.objects.bulk_create(mailings)
+    mailing_ids = list(Mailing.objects.order_by("start_at").values_list("id", flat=True))
+    running_ids = set(mailing_ids[-2:])
+
+    per_mailing = (MESSAGES - BIG_MAILING) // MAILINGS
+    sql = (
+        "INSERT INTO mailer_message (mailing_id, client_id, status, created_at, sent_at, attempts,"
+        " last_error, next_attempt_at, locked_until, locked_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, NULL, '')"
+    )
+
+    def rows():
+        for index, mailing_id in enumerate(mailing_ids):
+            count = BIG_MAILING if index == 0 else per_mailing
+            offset = 0 if index == 0 else rng.randrange(CLIENTS - count)
+            base = mailings[index].start_at
+            for k in range(count):
+                if mailing_id in running_ids and k > count // 2:
+                    status, sent, error = "pending", None, ""
+                else:
+                    roll = rng.random()
+                    status = "sent" if roll < 0.93 else "failed" if roll < 0.97 else "expired"
+                    sent = fmt(base + timedelta(seconds=k * 0.05)) if status == "sent" else None
+                    error = "HTTP 500 from gateway" if status == "failed" else ""
+                yield (mailing_id, client_ids[offset + k], status, fmt(base), sent, 1, error, fmt(base))
+
+    batch: list[tuple] = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        for row in rows():
+            batch.append(row)
+            if len(batch) == 50_000:
+                cursor.executemany(sql, batch)
+                batch.clear()
+        if batch:
+            cursor.executemany(sql, batch)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    print(f"  seeded in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def bench(runs: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client as HttpClient
+
+    from mailer.models import Client, Mailing, Message
+
+    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
+    browser = HttpClient()
+    browser.force_login(user)
+    big = Mailing.objects.order_by("start_at").first()
+    other = Mailing.objects.order_by("-start_at")[5]
+    phone = Client.objects.order_by("id")[5000].phone
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    pages = [
+        ("Home", "/", {}),
+        ("Home, live part (htmx poll)", "/live/", htmx),
+        ("Mailings", "/mailings/", {}),
+        ("Mailings, page 5 (htmx)", "/mailings/?page=5", htmx),
+        ("Mailings, text search", "/mailings/?q=bonus", htmx),
+        ("New mailing form", "/mailings/new/", {}),
+        ("Audience count (tag vip)", "/mailings/audience/?filter_tags=vip", htmx),
+        ("Mailing detail, 100,000 messages", f"/mailings/{big.pk}/", {}),
+        ("Mailing detail, failed only (htmx)", f"/mailings/{big.pk}/?status=failed", htmx),
+        ("Mailing detail, 4,500 messages", f"/mailings/{other.pk}/", {}),
+        ("Statistics", "/statistics/", {}),
+        (
+            "Statistics totals over all 1,000,000 messages (loaded after the page)",
+            "/statistics/totals/",
+            htmx,
+        ),
+        (
+            "Statistics, last 7 days (htmx)",
+            f"/statistics/?start_from={(datetime.now(UTC) - timedelta(days=7)).date()}",
+            htmx,
+        ),
+        ("Clients", "/clients/", {}),
+        ("Clients, tag filter page 10 (htmx)", "/clients/?tag=vip&page=10", htmx),
+        ("Clients, phone prefix", f"/clients/?phone={phone[:7]}", htmx),
+        ("Statistics CSV (201 mailings)", "/statistics/mailings.csv", {}),
+    ]
+    print(
+        f"\n{Message.objects.count():,} messages, {Client.objects.count():,} clients, "
+        f"{Mailing.objects.count()} mailings; median of {runs} runs\n"
+    )
+    print("| page | median ms | max ms |\n|---|---:|---:|")
+    for name, url, headers in pages:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            response = browser.get(url, **headers)
+            if response.streaming:
+                for _chunk in response.streaming_content:
+                    pass
+            times.append((time.perf_counter() - t) * 1000)
+            assert response.status_code in (200, 286), (url, response.status_code)
+        print(f"| {name} | {statistics.median(times):.0f} | {max(times):.0f} |", flush=True)
+
+    # The big export, read to the end: its time, then (a second run) its peak Python memory.
+    def export() -> tuple[int, int]:
+        response = browser.get(f"/mailings/{big.pk}/messages.csv")
+        size = rows = 0
+        for chunk in response.streaming_content:
+            size += len(chunk)
+            rows += chunk.count(b"\n")
+        return size, rows
+
+    t = time.perf_counter()
+    size, rows = export()
+    elapsed = time.perf_counter() - t
+    tracemalloc.start()
+    export()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(
+        f"| Messages CSV of the 100,000-message mailing ({rows - 1:,} rows, {size / 1e6:.1f} MB; "
+        f"peak Python memory {peak / 1e6:.1f} MB) | {elapsed * 1000:.0f} | (one run) |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", default=str(ROOT / "var" / "bench_dashboard.sqlite3"))
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--reseed", action="store_true")
+    args = parser.parse_args()
+    db = Path(args.db)
+    fresh = args.reseed or not db.exists()
+    if args.reseed:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    setup(db)
+    if fresh:
+        print(f"Seeding {db} ...", flush=True)
+        seed()
+    bench(args.runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Filters of the dashboard's tables (django-filter); their forms render above each table."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from mailer.models import Client, Mailing, MailingState, Message, MessageStatus
+
+
+def _date_input() -> forms.DateInput:
+    return forms.DateInput(attrs={"type": "date"})
+
+
+def _search_input() -> forms.TextInput:
+    # type=search: the filter form reacts to typing in these (see _filter_form.html).
+    return forms.TextInput(attrs={"type": "search"})
+
+
+def _day_start(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+class MailingFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search", widget=_search_input())
+    state = django_filters.ChoiceFilter(choices=MailingState.choices, empty_label="Any state")
+    start_from = django_filters.DateFilter(
+        method="starts_from", label="Starts on or after", widget=_date_input()
+    )
+    start_to = django_filters.DateFilter(
+        method="starts_to", label="Starts on or before", widget=_date_input()
+    )
+
+    class Meta:
+        model = Mailing
+        fields = ["q", "state", "start_from", "start_to"]
+
+    def search(self, queryset: QuerySet[Mailing], name: str, value: str) -> QuerySet[Mailing]:
+        value = value.strip()
+        if value.isdigit():
+            return queryset.filter(Q(pk=int(value)) | Q(text__icontains=value))
+        return queryset.filter(text__icontains=value)
+
+    # Days are whole days in the server's time zone; comparing datetimes keeps the start_at index usable.
+    def starts_from(self, queryset: QuerySet[Mailing], name: str, value) -> QuerySet[Mailing]:
+        return queryset.filter(start_at__gte=_day_start(value))
+
+    def starts_to(self, queryset: QuerySet[Mailing], name: str, value) -> QuerySet[Mailing]:
+        return queryset.filter(start_at__lt=_day_start(value) + timezone.timedelta(days=1))
+
+
+class StatsFilter(MailingFilter):
+    class Meta:
+        model = Mailing
+        fields = ["start_from", "start_to", "state", "q"]
+
+
+class ClientFilter(django_filters.FilterSet):
+    phone = django_filters.CharFilter(method="search_phone", label="Phone", widget=_search_input())
+    tag = django_filters.ChoiceFilter(choices=[], empty_label="Any tag")
+    operator_code = django_filters.ChoiceFilter(choices=[], empty_label="Any operator", label="Operator")
+    timezone = django_filters.ChoiceFilter(choices=[], empty_label="Any time zone", label="Time zone")
+
+    class Meta:
+        model = Client
+        fields = ["phone", "tag", "operator_code", "timezone"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Offer only values that clients actually have; each is a DISTINCT over an indexed column.
+        self.filters["tag"].extra["choices"] = [(t, t) for t in existing_tags()]
+        self.filters["operator_code"].extra["choices"] = [(c, c) for c in existing_operator_codes()]
+        zones = Client.objects.order_by("timezone").values_list("timezone", flat=True).distinct()
+        self.filters["timezone"].extra["choices"] = [(z, z) for z in zones]
+
+    def search_phone(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
+        digits = "".join(ch for ch in value if ch.isdigit())
+        if not digits:
+            return queryset
+        # A prefix search can use the phone's unique index; an inner search can't, so only when asked.
+        return (
+            queryset.filter(phone__startswith=digits)
+            if value.strip().startswith(("7", "+7"))
+            else (queryset.filter(phone__contains=digits))
+        )
+
+
+class MessageFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=MessageStatus.choices, empty_label="Any status")
+    phone = django_filters.CharFilter(
+        field_name="client__phone",
+        lookup_expr="startswith",
+        label="Phone starts with",
+        widget=_search_input(),
+    )
+
+    class Meta:
+        model = Message
+        fields = ["status", "phone"]
+
+
+def existing_tags() -> list[str]:
+    return list(Client.objects.exclude(tag="").order_by("tag").values_list("tag", flat=True).distinct())
+
+
+def existing_operator_codes() -> list[str]:
+    return list(Client.objects.order_by("operator_code").values_list("operator_code", flat=True).distinct())

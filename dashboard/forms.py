@@ -1,0 +1,145 @@
+"""Forms of the dashboard. Validation messages come from the models' own rules (full_clean)."""
+
+from __future__ import annotations
+
+from crispy_forms.helper import FormHelper
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from dashboard.filters import existing_operator_codes, existing_tags
+from mailer.models import Client, Mailing, available_timezones
+
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+
+
+def _datetime_field(label: str) -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT),
+        help_text=f"Server time ({settings.TIME_ZONE}).",
+    )
+
+
+class MailingForm(forms.ModelForm):
+    start_at = _datetime_field("Start")
+    end_at = _datetime_field("End")
+    filter_tags = forms.MultipleChoiceField(
+        label="Tags",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked = every tag.",
+    )
+    new_tags = forms.CharField(
+        label="Other tags",
+        required=False,
+        max_length=500,
+        help_text="Tags no client has yet, separated by commas.",
+    )
+    filter_operator_codes = forms.MultipleChoiceField(
+        label="Operator codes",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked = every operator.",
+    )
+
+    class Meta:
+        model = Mailing
+        fields = [
+            "text",
+            "start_at",
+            "end_at",
+            "filter_tags",
+            "new_tags",
+            "filter_operator_codes",
+            "window_start",
+            "window_end",
+        ]
+        widgets = {
+            "text": forms.Textarea(attrs={"rows": 3, "maxlength": 1000}),
+            "window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "window_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        }
+        labels = {"window_start": "Send from (client-local)", "window_end": "Send until (client-local)"}
+        help_texts = {
+            "window_start": "Leave both empty to send at any hour.",
+            "window_end": "May be earlier than the start: the window then crosses midnight.",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Choices are what clients have, plus whatever this mailing already targets.
+        initial_tags = self.initial.get("filter_tags") or []
+        initial_codes = self.initial.get("filter_operator_codes") or []
+        tags = sorted(set(existing_tags()) | set(initial_tags))
+        codes = sorted(set(existing_operator_codes()) | {str(c) for c in initial_codes})
+        self.fields["filter_tags"].choices = [(t, t) for t in tags]
+        self.fields["filter_operator_codes"].choices = [(c, c) for c in codes]
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+
+    def clean_new_tags(self) -> list[str]:
+        return [t.strip() for t in self.cleaned_data["new_tags"].split(",") if t.strip()]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if "filter_tags" in cleaned:
+            cleaned["filter_tags"] = sorted(set(cleaned["filter_tags"]) | set(cleaned.get("new_tags") or []))
+        return cleaned
+
+
+class ClientForm(forms.ModelForm):
+    class Meta:
+        model = Client
+        fields = ["phone", "tag", "timezone"]
+        widgets = {"timezone": forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"})}
+        help_texts = {"phone": "11 digits: 7, then the operator code (900-999), then 7 digits."}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+
+    @staticmethod
+    def timezones() -> list[str]:
+        return sorted(available_timezones())
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(required=False, label="CSV file", help_text="Columns: phone, tag, timezone.")
+    text = forms.CharField(
+        required=False,
+        strip=False,
+        label="…or paste CSV",
+        widget=forms.Textarea(attrs={"rows": 6, "class": "font-monospace"}),
+    )
+    all_or_nothing = forms.BooleanField(
+        required=False, initial=True, label="All or nothing: import nothing if any row has an error"
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload and upload.size > MAX_IMPORT_BYTES:
+            raise ValidationError(f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB.")
+        return upload
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload:
+            try:
+                # utf-8-sig: files saved by Excel start with a byte order mark.
+                cleaned["csv_text"] = upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise ValidationError({"file": "The file is not UTF-8 text. Save it as CSV UTF-8."}) from None
+        elif cleaned.get("text", "").strip():
+            cleaned["csv_text"] = cleaned["text"]
+        elif not self.errors:
+            raise ValidationError("Choose a CSV file or paste its contents.")
+        return cleaned

@@ -1,0 +1,126 @@
+"""The dashboard's tables (django-tables2). Big tables page with LazyPaginator: no COUNT(*)."""
+
+from __future__ import annotations
+
+import django_tables2 as tables
+from django.utils.html import format_html
+
+from mailer.models import Client, Mailing, Message
+from mailer.stats import STATUSES
+
+STATE_BADGES = {
+    "scheduled": "text-bg-info",
+    "running": "text-bg-primary",
+    "paused": "text-bg-warning",
+    "cancelled": "text-bg-secondary",
+    "finished": "text-bg-success",
+    "pending": "text-bg-light",
+    "sent": "text-bg-success",
+    "failed": "text-bg-danger",
+    "expired": "text-bg-warning",
+}
+
+
+def badge(value: str, label: str) -> str:
+    return format_html('<span class="badge {}">{}</span>', STATE_BADGES.get(value, "text-bg-light"), label)
+
+
+class MailingTable(tables.Table):
+    id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
+    text = tables.Column(
+        linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}),
+        attrs={"td": {"class": "text-truncate", "style": "max-width: 24rem"}},
+    )
+    state = tables.Column()
+    start_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Start")
+    end_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="End")
+    audience = tables.Column(empty_values=(), orderable=False, verbose_name="Filter")
+    window = tables.Column(empty_values=(), orderable=False, verbose_name="Local window")
+
+    class Meta:
+        model = Mailing
+        fields = ("id", "text", "state", "start_at", "end_at", "audience", "window")
+        attrs = {"class": "table table-sm table-hover align-middle"}
+        order_by = ("-start_at",)
+
+    def render_state(self, record: Mailing) -> str:
+        return badge(record.state, record.get_state_display())
+
+    def render_audience(self, record: Mailing) -> str:
+        parts = []
+        if record.filter_tags:
+            parts.append("tags " + ", ".join(record.filter_tags))
+        if record.filter_operator_codes:
+            parts.append("codes " + ", ".join(record.filter_operator_codes))
+        return "; ".join(parts) or "all clients"
+
+    def render_window(self, record: Mailing) -> str:
+        if not record.has_window:
+            return "any time"
+        return f"{record.window_start:%H:%M}–{record.window_end:%H:%M}"
+
+
+class CountColumn(tables.Column):
+    """A message count of the row's mailing, from `table.counts` (filled for the shown page only)."""
+
+    def __init__(self, status: str, **kwargs) -> None:
+        super().__init__(empty_values=(), orderable=False, **kwargs)
+        self.status = status
+
+    def render(self, record: Mailing, table: StatsTable) -> int:
+        return table.counts.get(record.pk, {}).get(self.status, 0)
+
+
+class StatsTable(tables.Table):
+    """Mailings with their message counts; the counts can't be sorted on, as that would count
+    the messages of every mailing on each request."""
+
+    id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
+    text = tables.Column(attrs={"td": {"class": "text-truncate", "style": "max-width: 18rem"}})
+    state = tables.Column()
+    start_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Start")
+    total = CountColumn("total", verbose_name="Total")
+
+    class Meta:
+        model = Mailing
+        fields = ("id", "text", "state", "start_at", "total")
+        attrs = {"class": "table table-sm table-hover align-middle"}
+        order_by = ("-start_at",)
+
+    def __init__(self, *args, **kwargs) -> None:
+        extra = [(s, CountColumn(s, verbose_name=s.capitalize())) for s in STATUSES]
+        super().__init__(*args, extra_columns=extra, **kwargs)
+        self.counts: dict[int, dict[str, int]] = {}
+
+    def render_state(self, record: Mailing) -> str:
+        return badge(record.state, record.get_state_display())
+
+
+class ClientTable(tables.Table):
+    phone = tables.Column(linkify=("dashboard:client-edit", {"pk": tables.A("pk")}))
+    operator_code = tables.Column(verbose_name="Operator")
+    tag = tables.Column()
+    timezone = tables.Column(verbose_name="Time zone")
+    created_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Added")
+
+    class Meta:
+        model = Client
+        fields = ("phone", "operator_code", "tag", "timezone", "created_at")
+        attrs = {"class": "table table-sm table-hover align-middle"}
+
+
+class MessageTable(tables.Table):
+    id = tables.Column(verbose_name="#")
+    phone = tables.Column(accessor="client__phone", verbose_name="Phone", default="(deleted client)")
+    status = tables.Column()
+    attempts = tables.Column()
+    sent_at = tables.DateTimeColumn(format="Y-m-d H:i:s", verbose_name="Sent")
+    last_error = tables.Column(verbose_name="Last error", attrs={"td": {"class": "small text-danger"}})
+
+    class Meta:
+        model = Message
+        fields = ("id", "phone", "status", "attempts", "sent_at", "last_error")
+        attrs = {"class": "table table-sm align-middle"}
+
+    def render_status(self, record: Message) -> str:
+        return badge(record.status, record.get_status_display())
