@@ -271,7 +271,8 @@ class Deliverer:
     ) -> None:
         by_id = {c.id: c for c in claimed}
         rows: list[Message] = []
-        sent_ids: dict[datetime, list[int]] = {}  # sent_at (to 0.1 s) -> ids
+        # Successes grouped by 0.1 s of answer time: bucket -> [latest answer time, ids].
+        sent_groups: dict[datetime, list] = {}
         finished: dict[str, int] = {}
         sent = down_failures = 0
         last_error = auth_error = ""
@@ -288,9 +289,11 @@ class Deliverer:
             if error is None:
                 sent += 1
                 metrics.PROVIDER_REQUEST_SECONDS.labels("ok").observe(result.seconds)
-                sent_ids.setdefault(at.replace(microsecond=at.microsecond // 100_000 * 100_000), []).append(
-                    msg.id
+                group = sent_groups.setdefault(
+                    at.replace(microsecond=at.microsecond // 100_000 * 100_000), [at, []]
                 )
+                group[0] = max(group[0], at)
+                group[1].append(msg.id)
                 finished["sent"] = finished.get("sent", 0) + 1
                 logger.info(
                     "message_id=%s mailing_id=%s client_id=%s attempt=%s POST /v1/send/%s -> sent in %.3fs",
@@ -379,8 +382,9 @@ class Deliverer:
             # row, that worker's outcome wins.
             leased = Message.objects.filter(locked_by=lease)
             # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
-            # rather than bulk_update's CASE per row; sent_at is exact to 0.1 s.
-            for at, ids in sent_ids.items():
+            # rather than bulk_update's CASE per row. sent_at is the group's latest answer: at most
+            # 0.1 s after a message's real answer, never before it (nor after the mailing's end).
+            for at, ids in sent_groups.values():
                 leased.filter(id__in=ids).update(
                     status=MessageStatus.SENT,
                     sent_at=at,

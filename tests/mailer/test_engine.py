@@ -419,3 +419,21 @@ def test_cancel_while_in_flight_keeps_what_really_happened(
     scheduling.tick()
     assert Message.objects.get(client=refused).status == MessageStatus.CANCELLED  # ...and is not retried
     assert set(provider.record.accepted) == {ids[delivered.id]}
+
+
+@pytest.mark.django_db
+def test_sent_at_is_never_before_the_real_answer(make_mailing, make_client, make_deliverer, provider):
+    provider.behaviour.jitter = 0.05
+    for i in range(40):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    scheduling.tick()
+    before = timezone.now()
+    make_deliverer(concurrency=4, batch_size=40).run_batch()
+    after = timezone.now()
+    sent = list(Message.objects.filter(mailing=mailing).values_list("id", "sent_at"))
+    assert len(sent) == 40
+    for msg_id, sent_at in sent:
+        answered = datetime.fromtimestamp(provider.record.times[msg_id], UTC)  # when the gateway got it
+        assert answered <= sent_at <= after, (msg_id, answered, sent_at)
+    assert min(s for _, s in sent) >= before
