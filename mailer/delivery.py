@@ -155,6 +155,9 @@ class Deliverer:
     def run_batch(self, now: datetime | None = None) -> int:
         """Claim, send and record one batch; returns how many messages it handled (0: idle)."""
         now = now or timezone.now()
+        # The monotonic clock at the same instant as `now`: deadlines and answer times are
+        # measured from it, so neither drifts by the time the claim took.
+        clock = time.monotonic()
         limit = self.allowed_batch(now)
         if not limit:
             return 0
@@ -164,7 +167,6 @@ class Deliverer:
         mailings = Mailing.objects.in_bulk({c.mailing_id for c in claimed})
         decisions: dict[int, dict] = {}
         outbound: list[Outbound] = []
-        clock = time.monotonic()
         for msg in claimed:
             mailing = mailings[msg.mailing_id]
             decision = self.decide(msg, mailing, now)
@@ -177,9 +179,8 @@ class Deliverer:
                 decisions[msg.id] = decision
         if outbound and self.config.rate_limit:
             self.pace(outbound)
-        started = time.monotonic()
         results = self.loop.run_until_complete(self.gateway.send_many(outbound)) if outbound else []
-        self.record(lease, claimed, mailings, decisions, results, now, started)
+        self.record(lease, claimed, mailings, decisions, results, now, clock)
         return len(claimed)
 
     def allowed_batch(self, now: datetime) -> int:
@@ -267,7 +268,7 @@ class Deliverer:
         decisions: dict[int, dict],
         results: list[Result],
         now: datetime,
-        started: float,
+        clock: float,  # time.monotonic() at `now`
     ) -> None:
         by_id = {c.id: c for c in claimed}
         rows: list[Message] = []
@@ -283,7 +284,7 @@ class Deliverer:
         for result in results:
             msg, error = by_id[result.message_id], result.error
             mailing = mailings[msg.mailing_id]
-            at = now + timedelta(seconds=result.finished_at - started)
+            at = now + timedelta(seconds=result.finished_at - clock)
             ids = {"mailing_id": msg.mailing_id, "message_id": msg.id, "client_id": msg.client_id}
             attempt = msg.attempts + 1
             if error is None:
