@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass, field
 from typing import IO
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mailer.models import PHONE_RE, Client, available_timezones, operator_code_of
+from mailer.models import Client, available_timezones, operator_code_of, phone_problem
 
 COLUMNS = ("phone", "tag", "timezone")
 TAG_MAX = Client._meta.get_field("tag").max_length
@@ -72,17 +71,6 @@ def _text_of(file_or_text: str | bytes | IO) -> str:
     if isinstance(data, bytes):
         return data.decode("utf-8-sig")
     return data.removeprefix("\ufeff")
-
-
-def phone_problem(phone: str) -> str | None:
-    """Why `phone` is not a valid client phone, or None. Shared with the API's serializer."""
-    # isascii: `\d` in the regex would also accept other scripts' digits.
-    if not (phone.isascii() and re.fullmatch(PHONE_RE, phone)):
-        return "Phone must be 11 digits starting with 7: 7XXXXXXXXXX."
-    code = operator_code_of(phone)
-    if not "900" <= code <= "999":
-        return f"Operator code {code} (digits 2-4) must be between 900 and 999."
-    return None
 
 
 def _parse(text: str, report: ImportReport) -> list[_Row]:

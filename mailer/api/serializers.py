@@ -10,14 +10,20 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import RegexValidator
 from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mailer import stats
-from mailer.importing import phone_problem
-from mailer.models import Client, Mailing, Message, available_timezones, operator_code_of
+from mailer.models import (
+    Client,
+    Mailing,
+    Message,
+    available_timezones,
+    operator_code_of,
+    phone_problem,
+    validate_operator_code,
+)
 
 
 def _full_clean(
@@ -183,7 +189,7 @@ class MailingFilterSerializer(StrictSerializer):
     operator_codes = serializers.ListField(
         child=StrictCharField(
             max_length=3,
-            validators=[RegexValidator(r"^9[0-9]{2}$", "An operator code is 3 digits, 900-999.")],
+            validators=[validate_operator_code],
         ),
         default=list,
         max_length=100,
