@@ -22,6 +22,7 @@ import itertools
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,7 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mailer import metrics
-from mailer.models import Mailing, MailingState, Message, MessageStatus, ProviderState
+from mailer.models import ENDED_WHY, Mailing, MailingState, Message, MessageStatus, ProviderState
 from mailer.scheduling import in_window, window_opens_at, zone
 from mailer.sending import Gateway, Outbound, Result
 
@@ -95,6 +96,11 @@ class Claimed:
     last_error: str
     phone: str | None
     tz: str | None
+
+    @property
+    def log_ids(self) -> dict:
+        """The ids every log line about this message carries (as record attributes)."""
+        return {"mailing_id": self.mailing_id, "message_id": self.id, "client_id": self.client_id}
 
 
 class Deliverer:
@@ -203,7 +209,6 @@ class Deliverer:
     # 2. Decide ---------------------------------------------------------------------------------
     def decide(self, msg: Claimed, mailing: Mailing, now: datetime) -> dict | None:
         """None to send now; otherwise the fields to write instead."""
-        ids = {"mailing_id": msg.mailing_id, "message_id": msg.id, "client_id": msg.client_id}
         if mailing.state != MailingState.RUNNING:
             return {}  # paused or cancelled since the claim: just release it
         if msg.client_id is None:
@@ -211,11 +216,11 @@ class Deliverer:
                 "message_id=%s mailing_id=%s client_id=None cancelled: client deleted",
                 msg.id,
                 msg.mailing_id,
-                extra=ids,
+                extra=msg.log_ids,
             )
             return {"status": MessageStatus.CANCELLED, "last_error": "the client was deleted"}
         if (mailing.end_at - now).total_seconds() < MIN_TIME_LEFT:
-            return self._expired(msg, "the mailing ended before it could be sent")
+            return self._expired(msg, ENDED_WHY)
         if mailing.has_window:
             local = now.astimezone(zone(msg.tz)).time().replace(tzinfo=None)
             if not in_window(local, mailing.window_start, mailing.window_end):
@@ -228,7 +233,7 @@ class Deliverer:
                     msg.mailing_id,
                     msg.client_id,
                     opens.isoformat(),
-                    extra=ids,
+                    extra=msg.log_ids,
                 )
                 return {"next_attempt_at": opens}
         return None
@@ -241,7 +246,7 @@ class Deliverer:
             msg.mailing_id,
             msg.client_id,
             why,
-            extra={"mailing_id": msg.mailing_id, "message_id": msg.id, "client_id": msg.client_id},
+            extra=msg.log_ids,
         )
         return {"status": MessageStatus.EXPIRED, "last_error": why}
 
@@ -274,28 +279,26 @@ class Deliverer:
         rows: list[Message] = []
         # Successes grouped by 0.1 s of answer time: bucket -> [latest answer time, ids].
         sent_groups: dict[datetime, list] = {}
-        finished: dict[str, int] = {}
-        sent = down_failures = 0
+        finished: Counter[str] = Counter()  # final statuses, for the metric
+        down_failures = 0
         last_error = auth_error = ""
         for msg_id, fields in decisions.items():
             rows.append(Message(id=msg_id, **self._row(by_id[msg_id], **fields)))
             if fields.get("status"):
-                finished[fields["status"]] = finished.get(fields["status"], 0) + 1
+                finished[fields["status"]] += 1
         for result in results:
             msg, error = by_id[result.message_id], result.error
             mailing = mailings[msg.mailing_id]
             at = now + timedelta(seconds=result.finished_at - clock)
-            ids = {"mailing_id": msg.mailing_id, "message_id": msg.id, "client_id": msg.client_id}
             attempt = msg.attempts + 1
             if error is None:
-                sent += 1
                 metrics.PROVIDER_REQUEST_SECONDS.labels("ok").observe(result.seconds)
                 group = sent_groups.setdefault(
                     at.replace(microsecond=at.microsecond // 100_000 * 100_000), [at, []]
                 )
                 group[0] = max(group[0], at)
                 group[1].append(msg.id)
-                finished["sent"] = finished.get("sent", 0) + 1
+                finished[MessageStatus.SENT] += 1
                 logger.info(
                     "message_id=%s mailing_id=%s client_id=%s attempt=%s POST /v1/send/%s -> sent in %.3fs",
                     msg.id,
@@ -304,29 +307,12 @@ class Deliverer:
                     attempt,
                     msg.id,
                     result.seconds,
-                    extra=ids,
+                    extra=msg.log_ids,
                 )
                 continue
             if error.kind == "too_late":
-                rows.append(
-                    Message(
-                        id=msg.id,
-                        **self._row(
-                            msg,
-                            status=MessageStatus.EXPIRED,
-                            last_error="the mailing ended before it could be sent",
-                        ),
-                    )
-                )
-                finished["expired"] = finished.get("expired", 0) + 1
-                logger.info(
-                    "message_id=%s mailing_id=%s client_id=%s expired: the mailing ended before it could "
-                    "be sent",
-                    msg.id,
-                    msg.mailing_id,
-                    msg.client_id,
-                    extra=ids,
-                )
+                rows.append(Message(id=msg.id, **self._row(msg, **self._expired(msg, ENDED_WHY))))
+                finished[MessageStatus.EXPIRED] += 1
                 continue
             metrics.PROVIDER_ERRORS.labels(error.kind).inc()
             last_error = str(error)
@@ -343,7 +329,7 @@ class Deliverer:
                     msg.client_id,
                     msg.id,
                     error,
-                    extra=ids,
+                    extra=msg.log_ids,
                 )
                 continue
             if error.kind in DOWN_KINDS:
@@ -361,7 +347,7 @@ class Deliverer:
                     status, fields = None, {"next_attempt_at": next_at}
                     metrics.MESSAGE_RETRIES.inc()
             if status:
-                finished[status] = finished.get(status, 0) + 1
+                finished[status] += 1
                 fields["status"] = status
             rows.append(
                 Message(id=msg.id, **self._row(msg, attempts=attempt, last_error=last_error[:500], **fields))
@@ -376,7 +362,7 @@ class Deliverer:
                 error,
                 " (may have been delivered)" if error.delivered_maybe else "",
                 status or f"retry at {fields['next_attempt_at'].isoformat()}",
-                extra=ids,
+                extra=msg.log_ids,
             )
         with transaction.atomic():
             # Only rows still under this round's lease: if it ran out and another worker took a
@@ -385,8 +371,8 @@ class Deliverer:
             # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
             # rather than bulk_update's CASE per row. sent_at is the group's latest answer: at most
             # 0.1 s after a message's real answer, never before it (nor after the mailing's end).
-            for at, ids in sent_groups.values():
-                leased.filter(id__in=ids).update(
+            for at, sent_ids in sent_groups.values():
+                leased.filter(id__in=sent_ids).update(
                     status=MessageStatus.SENT,
                     sent_at=at,
                     attempts=F("attempts") + 1,
@@ -396,7 +382,9 @@ class Deliverer:
                 )
             if rows:
                 leased.bulk_update(rows, self.FIELDS, batch_size=500)
-            self.update_provider_state(now, sent, down_failures, last_error, auth_error)
+            self.update_provider_state(
+                now, finished[MessageStatus.SENT], down_failures, last_error, auth_error
+            )
         for status, n in finished.items():
             metrics.MESSAGES_FINISHED.labels(status).inc(n)
 

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mailer.models import CANCELLED_WHY, Mailing, MailingState, Message, MessageStatus
+from mailer.models import CANCELLED_WHY, ENDED_WHY, Mailing, MailingState, Message, MessageStatus
 
 logger = logging.getLogger("mailer.scheduling")
 
@@ -174,7 +174,7 @@ def finish_ended(now: datetime) -> None:
     for mailing_id in ended.values_list("id", flat=True):
         # A leased message is in flight; its worker records it (its request ends before end_at).
         expired = Message.objects.filter(mailing_id=mailing_id).settle_pending(
-            now, MessageStatus.EXPIRED, "the mailing ended before it could be sent"
+            now, MessageStatus.EXPIRED, ENDED_WHY
         )
         if expired:
             logger.info(
