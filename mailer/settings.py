@@ -182,6 +182,13 @@ if AUTH0_ENABLED:
 SOCIAL_AUTH_AUTH0_DOMAIN = AUTH0_DOMAIN
 SOCIAL_AUTH_AUTH0_KEY = AUTH0_CLIENT_ID
 SOCIAL_AUTH_AUTH0_SECRET = AUTH0_CLIENT_SECRET
+# A CA to trust for Auth0's certificate instead of the system's (the local stand-in, see
+# docs/security.md; a TLS-inspecting proxy). social-core hands it to requests as `verify` for the
+# token and JWKS requests alike.
+AUTH0_CA_BUNDLE = env("AUTH0_CA_BUNDLE")
+if AUTH0_CA_BUNDLE and not Path(AUTH0_CA_BUNDLE).is_file():
+    raise ImproperlyConfigured(f"AUTH0_CA_BUNDLE must be a PEM file; {AUTH0_CA_BUNDLE!r} is not a file")
+SOCIAL_AUTH_AUTH0_VERIFY_SSL = AUTH0_CA_BUNDLE or True
 # Exactly the OpenID scopes whose claims we read (SCOPE is otherwise added to the backend's defaults).
 SOCIAL_AUTH_AUTH0_SCOPE = ["openid", "profile", "email"]
 SOCIAL_AUTH_AUTH0_IGNORE_DEFAULT_SCOPE = True

@@ -36,8 +36,25 @@ def require_chromium(path: str, required: bool) -> None:
     pytest.skip(reason)
 
 
+def require_node(required: bool) -> None:
+    """Skip (or fail, like require_chromium) without the node and npm that run the Auth0 stand-in."""
+    missing = [name for name in ("node", "npm") if not shutil.which(name)]
+    if not missing:
+        return
+    reason = f"no {' and '.join(missing)} on PATH (apt-get install nodejs npm)"
+    if required:
+        pytest.fail(f"MAILER_E2E_REQUIRED=1 but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
-def browser():
+def browser_args() -> list[str]:
+    """Chromium's command line; a test module may override this fixture to add flags."""
+    return ARGS
+
+
+@pytest.fixture(scope="module")
+def browser(browser_args):
     # Module scope: while Playwright runs, its event loop is "running" in this thread, which
     # would break other tests that run an asyncio loop of their own (the engine's Deliverer).
     require_chromium(CHROMIUM, os.environ.get("MAILER_E2E_REQUIRED") == "1")
@@ -49,7 +66,7 @@ def browser():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=browser_args, headless=True)
             yield browser
             browser.close()
     finally:

@@ -1,10 +1,11 @@
-"""Without Chromium the browser tests skip, unless CI requires them (MAILER_E2E_REQUIRED=1)."""
+"""Without Chromium (or node, for single sign-on) the browser tests skip, unless CI requires them
+(MAILER_E2E_REQUIRED=1)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, require_chromium
+from tests.e2e.conftest import CHROMIUM, require_chromium, require_node
 
 
 def test_missing_chromium_skips_with_reason():
@@ -22,3 +23,11 @@ def test_present_chromium_passes(tmp_path):
     fake.write_text("")
     require_chromium(str(fake), required=True)  # neither skips nor fails
     assert CHROMIUM  # the default path is configured
+
+
+def test_missing_node_skips_or_fails_when_required(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(pytest.skip.Exception, match="no node and npm on PATH"):
+        require_node(required=False)
+    with pytest.raises(pytest.fail.Exception, match="MAILER_E2E_REQUIRED=1 but no node and npm"):
+        require_node(required=True)
