@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 
+from mailer.http import HtmxHttpRequest
+
 
 def is_login_exempt(path: str) -> bool:
     """True for paths under a LOGIN_EXEMPT_PREFIXES entry ending in "/", or equal to another entry.
@@ -28,8 +30,8 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
 
-    def handle_no_permission(self, request: HttpRequest, view_func) -> HttpResponse:
-        if getattr(request, "htmx", False):
+    def handle_no_permission(self, request: HtmxHttpRequest, view_func) -> HttpResponse:
+        if request.htmx:
             # A plain redirect would be followed by the XHR and the login form swapped into a
             # fragment of the page; HX-Redirect makes the browser load the login page instead,
             # coming back to the page the user was on (not to the fragment's URL).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -23,6 +24,7 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=12, editable=False, help_text="Shown to tell tokens apart.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the token never expires.")
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -32,14 +34,20 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def issue(cls, user, name: str) -> tuple[ApiToken, str]:
-        """Create a token; returns the row and the raw token, which is not stored anywhere."""
+    def issue(cls, user, name: str, days: int | None = None) -> tuple[ApiToken, str]:
+        """Create a token, valid for `days` (None: until revoked); returns the row and the raw
+        token, which is not stored anywhere."""
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, key_hash=hash_token(raw), prefix=raw[:12])
+        expires_at = timezone.now() + timedelta(days=days) if days else None
+        token = cls.objects.create(
+            user=user, name=name, key_hash=hash_token(raw), prefix=raw[:12], expires_at=expires_at
+        )
         return token, raw
 
     @classmethod
-    def find_active(cls, raw: str) -> ApiToken | None:
+    def find_usable(cls, raw: str) -> ApiToken | None:
+        """The token, unless it is unknown, revoked or its user inactive; an expired one is returned
+        too, so that the caller can say so (see `is_expired`)."""
         return (
             cls.objects.select_related("user")
             .filter(key_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
@@ -47,8 +55,12 @@ class ApiToken(models.Model):
         )
 
     @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
 
     def revoke(self) -> None:
         if self.revoked_at is None:

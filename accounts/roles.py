@@ -1,7 +1,11 @@
 """Roles are Django groups with model permissions; they are kept in sync after every migrate.
 
 viewer: read everything and export. manager: also create, edit and control mailings and clients.
-admin: also users, roles, everyone's API tokens and the Django admin (admins are staff).
+admin: also other people's roles and activation, everyone's API tokens, unlocking sign-ins, and the
+product's models in the Django admin (admins are staff). Never superuser status, permissions,
+groups, superusers' accounts or anything that runs code: that is for superusers, who are created
+from the command line (`manage.py createsuperuser`). What each role may do, page by page:
+docs/security.md (checked against the URLconf by tests/accounts/test_access.py).
 """
 
 from __future__ import annotations
@@ -18,16 +22,17 @@ _MANAGE = [
     "mailer.change_mailing",
     "mailer.delete_mailing",
 ]
+# auth.view_user / auth.change_user open the product's Users page (roles, activation); the Django
+# admin's user and group pages are for superusers whatever the permissions say (accounts/admin.py).
 _ADMIN = [
     "auth.view_user",
-    "auth.add_user",
     "auth.change_user",
-    "auth.delete_user",
-    "auth.view_group",
-    "auth.change_group",
     "accounts.view_apitoken",
     "accounts.change_apitoken",
     "accounts.delete_apitoken",
+    # Unlocking a sign-in that django-axes locked: deleting its failed attempts.
+    "axes.view_accessattempt",
+    "axes.delete_accessattempt",
 ]
 ROLE_PERMISSIONS = {VIEWER: _VIEW, MANAGER: _VIEW + _MANAGE, ADMIN: _VIEW + _MANAGE + _ADMIN}
 

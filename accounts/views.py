@@ -6,14 +6,15 @@ from django.conf import settings
 from django.contrib import auth, messages
 from django.contrib.auth import BACKEND_SESSION_KEY
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_not_required, login_required
+from django.contrib.auth.decorators import login_not_required, permission_required
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from accounts.decorators import permission_required_or_403
 from accounts.forms import RoleForm, TokenForm
 from accounts.models import ApiToken
 from accounts.roles import role_of, set_role
@@ -53,7 +54,7 @@ def refused(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/refused.html", status=403)
 
 
-@permission_required_or_403("auth.view_user")
+@permission_required("auth.view_user", raise_exception=True)
 def users(request: HttpRequest) -> HttpResponse:
     people = User.objects.order_by("username").prefetch_related("groups", "social_auth")
     rows = [{"user": person, "role": role_of(person)} for person in people]
@@ -61,22 +62,25 @@ def users(request: HttpRequest) -> HttpResponse:
 
 
 def _get_other_user(request: HttpRequest, user_id: int) -> User:
-    """Another user an admin may change; one's own role and access stay, so nobody locks themselves out."""
+    """Another user an admin may change: not oneself (nobody locks themselves out), and not a
+    superuser (a role is less than a superuser; superusers are managed from the command line)."""
     person = get_object_or_404(User, pk=user_id)
     if person == request.user:
         raise Http404("change your own account through another admin")
+    if person.is_superuser and not request.user.is_superuser:
+        raise PermissionDenied("superusers are managed by superusers")
     return person
 
 
 @require_POST
-@permission_required_or_403("auth.change_user")
+@permission_required("auth.change_user", raise_exception=True)
 def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
     person = _get_other_user(request, user_id)
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose one of the roles viewer, manager or admin.")
     elif person.is_superuser:
-        messages.error(request, f"{person.username} is a superuser; change that in the Django admin.")
+        messages.error(request, f"{person.username} is a superuser; a role would change nothing.")
     else:
         set_role(person, form.cleaned_data["role"])
         messages.success(request, f"{person.username} is now {form.cleaned_data['role']}.")
@@ -84,7 +88,7 @@ def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_POST
-@permission_required_or_403("auth.change_user")
+@permission_required("auth.change_user", raise_exception=True)
 def set_active(request: HttpRequest, user_id: int) -> HttpResponse:
     person = _get_other_user(request, user_id)
     active = request.POST.get("active") == "1"
@@ -112,20 +116,20 @@ def _tokens_page(
     return render(request, "accounts/tokens.html", context, status=status)
 
 
-@login_required
 def tokens(request: HttpRequest) -> HttpResponse:
     return _tokens_page(request, TokenForm())
 
 
-@login_required
+# Rendered rather than redirected, since the raw token exists only in this response; never_cache
+# (Cache-Control: no-store) keeps it out of the browser's and any proxy's cache.
+@never_cache
 @require_POST
 def create_token(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form, status=400)
-    token, raw = ApiToken.issue(request.user, form.cleaned_data["name"])
+    token, raw = ApiToken.issue(request.user, form.cleaned_data["name"], days=form.cleaned_data["days"])
     messages.success(request, f"Token “{token.name}” created. Copy it now: it is not shown again.")
-    # Rendered rather than redirected: the raw token exists only in this response.
     return _tokens_page(request, TokenForm(), new_token=raw)
 
 
@@ -137,7 +141,6 @@ def _get_token_for_user(request: HttpRequest, token_id: int) -> ApiToken:
     return token
 
 
-@login_required
 @require_POST
 def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token = _get_token_for_user(request, token_id)

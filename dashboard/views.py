@@ -14,10 +14,10 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import permission_required
 from django.db import transaction
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -30,6 +30,7 @@ from dashboard.filters import ClientFilter, MailingFilter, MessageFilter, StatsF
 from dashboard.forms import ClientForm, ImportForm, MailingForm
 from dashboard.tables import ClientTable, MailingTable, MessageTable, StatsTable
 from mailer import stats
+from mailer.http import HtmxHttpRequest
 from mailer.models import Client, Mailing, MailingError, MailingState, Message, MessageStatus, ProviderState
 
 PER_PAGE = 25
@@ -41,7 +42,7 @@ IMPORT_ERRORS_KEPT = 500
 
 
 def _page(
-    request: HttpRequest, template: str, fragment: str, context: dict[str, Any], **kwargs
+    request: HtmxHttpRequest, template: str, fragment: str, context: dict[str, Any], **kwargs
 ) -> HttpResponse:
     """The whole page, or only `fragment` when htmx swaps a part (but not on a history restore)."""
     if request.htmx and not request.htmx.history_restore_request:
@@ -49,7 +50,7 @@ def _page(
     return render(request, template, context, **kwargs)
 
 
-def _paginate(request: HttpRequest, table) -> None:
+def _paginate(request: HtmxHttpRequest, table) -> None:
     # LazyPaginator fetches one row more than a page instead of counting the whole table.
     RequestConfig(request, paginate={"per_page": PER_PAGE, "paginator_class": LazyPaginator}).configure(table)
 
@@ -119,9 +120,8 @@ def _hourly_chart() -> str:
     return charts.bar_chart(local, title=f"Messages sent per hour, last {CHART_HOURS} hours")
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     context = _live_context()
     context["upcoming"] = Mailing.objects.filter(
         state=MailingState.SCHEDULED, end_at__gt=timezone.now()
@@ -131,10 +131,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/home.html", context)
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
-def home_live(request: HttpRequest) -> HttpResponse:
+def home_live(request: HtmxHttpRequest) -> HttpResponse:
     """The running mailings and provider health, polled every 2 s while something runs."""
     context = _live_context()
     response = render(request, "dashboard/home.html#live", context)
@@ -147,9 +146,8 @@ def home_live(request: HttpRequest) -> HttpResponse:
 # Mailings
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
-def mailing_list(request: HttpRequest) -> HttpResponse:
+def mailing_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = MailingFilter(request.GET or None, queryset=Mailing.objects.all())
     table = MailingTable(filterset.qs)
     _paginate(request, table)
@@ -170,9 +168,8 @@ def _duplicate_initial(source: Mailing) -> dict[str, Any]:
     }
 
 
-@login_required
 @permission_required("mailer.add_mailing", raise_exception=True)
-def mailing_create(request: HttpRequest) -> HttpResponse:
+def mailing_create(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = MailingForm(request.POST)
         if form.is_valid():
@@ -193,9 +190,8 @@ def mailing_create(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": None})
 
 
-@login_required
 @permission_required("mailer.change_mailing", raise_exception=True)
-def mailing_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     if not mailing.is_editable:
         messages.error(request, f"Mailing #{mailing.pk} is {mailing.state}; it can no longer be edited.")
@@ -211,10 +207,9 @@ def mailing_edit(request: HttpRequest, pk: int) -> HttpResponse:
 OPERATOR_CODE_RE = re.compile(r"^9\d{2}$")
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
-def mailing_audience(request: HttpRequest) -> HttpResponse:
+def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
     """How many clients the filter in the form matches right now (the form asks as it changes)."""
     tags = {t.strip() for t in request.GET.getlist("filter_tags") if t.strip()}
     tags |= {t.strip() for t in request.GET.get("new_tags", "").split(",") if t.strip()}
@@ -260,9 +255,8 @@ def _is_live(mailing: Mailing) -> bool:
     return mailing.state == MailingState.SCHEDULED and mailing.start_at <= timezone.now() < mailing.end_at
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
-def mailing_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     if request.htmx and request.htmx.target == "summary":
         response = render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
@@ -282,10 +276,9 @@ CONTROLS = {"pause": Mailing.pause, "resume": Mailing.resume, "cancel": Mailing.
 DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
-@login_required
 @permission_required("mailer.change_mailing", raise_exception=True)
 @require_POST
-def mailing_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def mailing_control(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     try:
         CONTROLS[action](mailing)
@@ -298,10 +291,9 @@ def mailing_control(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     return redirect("dashboard:mailing-detail", pk=mailing.pk)
 
 
-@login_required
 @permission_required("mailer.delete_mailing", raise_exception=True)
 @require_POST
-def mailing_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def mailing_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     if mailing.state == MailingState.RUNNING:
         messages.error(request, f"Mailing #{mailing.pk} is running: pause or cancel it before deleting it.")
@@ -315,10 +307,9 @@ def mailing_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-@login_required
 @permission_required("mailer.view_message", raise_exception=True)
 @require_GET
-def mailing_messages_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+def mailing_messages_csv(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     filterset = MessageFilter(request.GET or None, queryset=mailing.messages.all())
     return exports.messages_csv(mailing, filterset.qs)
@@ -327,14 +318,13 @@ def mailing_messages_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse
 # Statistics
 
 
-def _stats_queryset(request: HttpRequest) -> tuple[StatsFilter, QuerySet[Mailing]]:
+def _stats_queryset(request: HtmxHttpRequest) -> tuple[StatsFilter, QuerySet[Mailing]]:
     filterset = StatsFilter(request.GET or None, queryset=Mailing.objects.all())
     return filterset, filterset.qs
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
-def statistics(request: HttpRequest) -> HttpResponse:
+def statistics(request: HtmxHttpRequest) -> HttpResponse:
     filterset, mailings = _stats_queryset(request)
     table = StatsTable(mailings)
     _paginate(request, table)
@@ -348,20 +338,18 @@ def statistics(request: HttpRequest) -> HttpResponse:
     return _page(request, "dashboard/statistics.html", "table", {"filter": filterset, "table": table})
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
-def statistics_totals(request: HttpRequest) -> HttpResponse:
+def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
     """Counts by status over all filtered mailings. The page loads it after itself: it reads every
     message of those mailings, which takes a moment on a million rows."""
     _, mailings = _stats_queryset(request)
     return render(request, "dashboard/statistics.html#totals", {"totals": stats.totals(mailings)})
 
 
-@login_required
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
-def statistics_csv(request: HttpRequest) -> StreamingHttpResponse:
+def statistics_csv(request: HtmxHttpRequest) -> StreamingHttpResponse:
     _, mailings = _stats_queryset(request)
     return exports.overview_csv(stats.with_counts(mailings).order_by("-start_at", "-id"))
 
@@ -369,18 +357,16 @@ def statistics_csv(request: HttpRequest) -> StreamingHttpResponse:
 # Clients
 
 
-@login_required
 @permission_required("mailer.view_client", raise_exception=True)
-def client_list(request: HttpRequest) -> HttpResponse:
+def client_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = ClientFilter(request.GET or None, queryset=Client.objects.all())
     table = ClientTable(filterset.qs)
     _paginate(request, table)
     return _page(request, "dashboard/client_list.html", "table", {"filter": filterset, "table": table})
 
 
-@login_required
 @permission_required("mailer.add_client", raise_exception=True)
-def client_create(request: HttpRequest) -> HttpResponse:
+def client_create(request: HtmxHttpRequest) -> HttpResponse:
     form = ClientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         client = form.save()
@@ -389,9 +375,8 @@ def client_create(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/client_form.html", {"form": form, "client": None})
 
 
-@login_required
 @permission_required("mailer.view_client", raise_exception=True)
-def client_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def client_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     client = get_object_or_404(Client, pk=pk)
     form = ClientForm(request.POST or None, instance=client)
     if request.method == "POST":
@@ -404,10 +389,9 @@ def client_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/client_form.html", {"form": form, "client": client})
 
 
-@login_required
 @permission_required("mailer.delete_client", raise_exception=True)
 @require_POST
-def client_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def client_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     client = get_object_or_404(Client, pk=pk)
     client.delete()
     messages.success(request, f"Client {client.phone} deleted; their past messages are kept.")
@@ -434,9 +418,8 @@ def _report_dict(report) -> dict[str, Any]:
     }
 
 
-@login_required
 @permission_required("mailer.add_client", raise_exception=True)
-def client_import(request: HttpRequest) -> HttpResponse:
+def client_import(request: HtmxHttpRequest) -> HttpResponse:
     """Preview (first rows and every row's errors, nothing saved), then import.
 
     The preview runs the real import inside a transaction that is rolled back, so what it

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -59,6 +61,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+BEHIND_PROXY = envbool("BEHIND_PROXY")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -79,6 +82,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
+    # Before accounts: its permissions must exist when the roles are synced after migrate.
+    "axes",
     "mailer",
     "accounts",
     "dashboard",
@@ -89,6 +95,7 @@ MIDDLEWARE = [
     "mailer.logging.RequestContextMiddleware",
     "mailer.monitoring.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -101,6 +108,8 @@ MIDDLEWARE = [
     # single sign-on lands on the refusal page instead of a 500.
     "accounts.middleware.LoginRequiredMiddleware",
     "social_django.middleware.SocialAuthExceptionMiddleware",
+    # Last, as django-axes asks: turns a sign-in refused for lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mailer.urls"
@@ -150,7 +159,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# django-axes first: it refuses a locked-out username or address before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -159,7 +169,7 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # The REST API and the probes authenticate (or not) on their own, so they answer 401 instead of
 # redirecting to the login page.
 # An entry ending in "/" exempts everything under it, any other entry just that path.
-LOGIN_EXEMPT_PREFIXES = ["/api/", "/docs/", "/redoc/", "/metrics", "/healthz", "/readyz"]
+LOGIN_EXEMPT_PREFIXES = ["/api/", "/metrics", "/healthz", "/readyz"]
 AUTH0_DOMAIN = env("AUTH0_DOMAIN").removeprefix("https://").rstrip("/")
 AUTH0_CLIENT_ID = env("AUTH0_CLIENT_ID")
 AUTH0_CLIENT_SECRET = env("AUTH0_CLIENT_SECRET")
@@ -178,7 +188,7 @@ AUTH0_ENABLED = all(_auth0.values())
 AUTH0_ALLOWED_DOMAINS = [d.lower().lstrip("@") for d in envlist("AUTH0_ALLOWED_DOMAINS")]
 AUTH0_ALLOWED_EMAILS = [e.lower() for e in envlist("AUTH0_ALLOWED_EMAILS")]
 if AUTH0_ENABLED:
-    AUTHENTICATION_BACKENDS = ["social_core.backends.auth0.Auth0OAuth2", *AUTHENTICATION_BACKENDS]
+    AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "social_core.backends.auth0.Auth0OAuth2"]
 SOCIAL_AUTH_AUTH0_DOMAIN = AUTH0_DOMAIN
 SOCIAL_AUTH_AUTH0_KEY = AUTH0_CLIENT_ID
 SOCIAL_AUTH_AUTH0_SECRET = AUTH0_CLIENT_SECRET
@@ -228,17 +238,53 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# Password guessing (django-axes, see docs/security.md): after LOGIN_FAILURE_LIMIT failed sign-ins
+# within LOGIN_LOCKOUT_MINUTES, that username (from any address) and that address (whatever the
+# username) are refused until the minutes have passed or an admin unlocks them. Counted on the
+# product's login page and the Django admin's alike; API tokens never pass through it.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "10")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", "15"))
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= timedelta(0):
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be 1 or more")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.locked_out"
+# Not reset by a success: one valid account would otherwise wipe an address's failures.
+AXES_RESET_ON_SUCCESS = False
+AXES_USERNAME_FORM_FIELD = "username"
+# Log failures with the username and the address (axes masks both by default); never the password,
+# which axes always masks.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
+
 # Security: on by default when DEBUG is off; SECURE_SSL_REDIRECT is for deployments behind TLS.
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", "False")
+# Cookies travel over HTTPS only whenever the service is served over HTTPS.
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", str(SITE_URL.startswith("https://")))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False")
+# The probes and Prometheus talk plain HTTP to the pod, not through the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD")
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_PROXY") else None
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (django-csp): scripts, styles and everything else from
+# this server only, no inline script anywhere. Inline style *attributes* (progress bar widths) may
+# stay: they cannot run code. The API docs pages widen style-src for their bundles (mailer/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # UI packages
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
@@ -352,6 +398,12 @@ LOGGING = {
 # /metrics: a bearer token and/or an IP allow-list; with neither, loopback only.
 METRICS_TOKEN = env("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = envlist("METRICS_ALLOWED_IPS")
+if BEHIND_PROXY and not (METRICS_TOKEN or METRICS_ALLOWED_IPS):
+    # Behind a proxy on the same host every request comes from loopback, so loopback proves nothing.
+    raise ImproperlyConfigured(
+        "BEHIND_PROXY is on, so /metrics needs METRICS_TOKEN or METRICS_ALLOWED_IPS (a proxy on this "
+        "host makes every request look like loopback); set one of them"
+    )
 for _network in METRICS_ALLOWED_IPS:
     try:
         ipaddress.ip_network(_network, strict=False)

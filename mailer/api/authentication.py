@@ -31,9 +31,13 @@ class BearerTokenAuthentication(BaseAuthentication):
             raw = parts[1].decode("ascii")
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
-        token = ApiToken.find_active(raw)
+        token = ApiToken.find_usable(raw)
         if token is None:
-            raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        if token.is_expired:
+            raise exceptions.AuthenticationFailed(
+                f"This token expired at {token.expires_at.isoformat()}; create a new one on the Tokens page."
+            )
         self._touch(token)
         return token.user, token
 
@@ -64,6 +68,6 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             "description": (
                 "A personal API token. Staff create one with `python manage.py api_token USERNAME "
                 "--name NAME` (shown once; only its hash is stored). Send it as "
-                "`Authorization: Bearer mlr_...`. A revoked token, or one whose user is inactive, gets 401."
+                "`Authorization: Bearer mlr_...`. A revoked or expired token, or one whose user is inactive, gets 401."
             ),
         }

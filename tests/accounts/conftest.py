@@ -30,9 +30,10 @@ def auth0(settings, rsa_key):
     settings.AUTH0_CLIENT_ID = settings.SOCIAL_AUTH_AUTH0_KEY = CLIENT_ID
     settings.AUTH0_CLIENT_SECRET = settings.SOCIAL_AUTH_AUTH0_SECRET = CLIENT_SECRET
     settings.AUTH0_ENABLED = True
+    # As mailer.settings builds it with the AUTH0_* variables set.
     settings.AUTHENTICATION_BACKENDS = [
+        *settings.AUTHENTICATION_BACKENDS,
         "social_core.backends.auth0.Auth0OAuth2",
-        "django.contrib.auth.backends.ModelBackend",
     ]
     settings.AUTH0_ALLOWED_DOMAINS = ["example.com"]
     settings.AUTH0_ALLOWED_EMAILS = ["guest@partner.org"]

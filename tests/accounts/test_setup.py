@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
-    code = "import mailer.settings as s; print(s.AUTH0_ENABLED, s.AUTHENTICATION_BACKENDS[0], s.AUTH0_ALLOWED_DOMAINS)"
+    code = "import mailer.settings as s; print(s.AUTH0_ENABLED, s.AUTHENTICATION_BACKENDS[-1], s.AUTH0_ALLOWED_DOMAINS)"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("AUTH0_")}
     environ.update(SECRET_KEY="x", **env)
     return subprocess.run(

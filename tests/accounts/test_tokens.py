@@ -27,7 +27,7 @@ def test_create_shows_the_token_once_and_stores_only_its_hash(client, alice):
     assert (token.user, token.name, token.key_hash) == (alice, "CRM import", hash_token(raw))
     assert raw not in (token.key_hash, token.prefix)
     assert raw.startswith(token.prefix)
-    assert ApiToken.find_active(raw) == token
+    assert ApiToken.find_usable(raw) == token
 
     listing = client.get("/accounts/tokens/").content.decode()
     assert raw not in listing
@@ -62,7 +62,7 @@ def test_revoke_own_token(client, alice):
     assert "is revoked" in response.content.decode()
     token.refresh_from_db()
     assert token.revoked_at is not None
-    assert ApiToken.find_active(raw) is None
+    assert ApiToken.find_usable(raw) is None
 
 
 @pytest.mark.parametrize("role", [VIEWER, MANAGER])
@@ -71,7 +71,7 @@ def test_non_admin_cannot_revoke_others_tokens(client, django_user_model, role):
     client.force_login(user_with_role(django_user_model, role, "someone"))
 
     assert client.post(f"/accounts/tokens/{token.pk}/revoke/").status_code == 404
-    assert ApiToken.find_active(raw) == token
+    assert ApiToken.find_usable(raw) == token
 
 
 def test_admin_sees_and_revokes_others_tokens(client, django_user_model):
@@ -83,7 +83,7 @@ def test_admin_sees_and_revokes_others_tokens(client, django_user_model):
     assert "bobs script" in page.content.decode()
 
     client.post(f"/accounts/tokens/{token.pk}/revoke/")
-    assert ApiToken.find_active(raw) is None
+    assert ApiToken.find_usable(raw) is None
 
 
 def test_token_mutations_need_post(client, alice):
@@ -99,4 +99,38 @@ def test_anonymous_cannot_create(client):
     response = client.post("/accounts/tokens/new/", {"name": "x"})
 
     assert response.status_code == 302
+    assert not ApiToken.objects.exists()
+
+
+def test_the_page_with_a_new_token_is_never_cached(client, alice):
+    response = client.post("/accounts/tokens/new/", {"name": "CRM import"})
+
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_create_with_an_expiry_and_the_list_shows_it_and_the_last_use(client, alice):
+    from django.utils import timezone
+
+    response = client.post("/accounts/tokens/new/", {"name": "CRM import", "days": "7"})
+
+    token = ApiToken.objects.get()
+    assert response.status_code == 200
+    assert (
+        timezone.timedelta(days=6, hours=23) < token.expires_at - timezone.now() <= timezone.timedelta(days=7)
+    )
+    raw = re.search(r'value="(mlr_[^"]+)"', response.content.decode()).group(1)
+    assert client.get("/api/v1/stats/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+    token.refresh_from_db()
+    listing = client.get("/accounts/tokens/").content.decode()
+    assert "Expires" in listing and "Last used" in listing
+    assert "never</td>" not in listing  # neither the expiry nor the last use is empty now
+    token.expires_at = timezone.now() - timezone.timedelta(minutes=1)
+    token.save()
+    assert "expired</span>" in client.get("/accounts/tokens/").content.decode()
+
+
+def test_an_unknown_expiry_is_a_form_error(client, alice):
+    response = client.post("/accounts/tokens/new/", {"name": "x", "days": "100000"})
+
+    assert response.status_code == 400
     assert not ApiToken.objects.exists()

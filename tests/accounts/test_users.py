@@ -66,13 +66,25 @@ def test_unknown_role_is_refused(client, admin, bob):
     assert "Choose one of the roles" in response.content.decode()
 
 
-def test_superuser_role_is_left_to_the_django_admin(client, admin, django_user_model):
+def test_admin_role_may_not_touch_a_superuser(client, admin, django_user_model):
     root = django_user_model.objects.create_superuser("root", password="pw")
 
-    response = client.post(f"/accounts/users/{root.pk}/role/", {"role": VIEWER}, follow=True)
+    assert client.post(f"/accounts/users/{root.pk}/role/", {"role": VIEWER}).status_code == 403
+    assert client.post(f"/accounts/users/{root.pk}/active/", {"active": "0"}).status_code == 403
 
-    assert "is a superuser" in response.content.decode()
-    assert not root.groups.exists()
+    root.refresh_from_db()
+    assert root.is_active and root.is_superuser and not root.groups.exists()
+
+
+def test_superuser_may_deactivate_another_superuser(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw"))
+    other = django_user_model.objects.create_superuser("root2", password="pw")
+
+    response = client.post(f"/accounts/users/{other.pk}/active/", {"active": "0"})
+
+    assert response.status_code == 302
+    other.refresh_from_db()
+    assert not other.is_active
 
 
 def test_admin_cannot_change_own_role_or_deactivate_self(client, admin):
@@ -95,12 +107,12 @@ def test_deactivate_ends_sessions_and_tokens_then_reactivate(client, admin, bob)
     bob.refresh_from_db()
     assert not bob.is_active
     assert bobs_browser.get("/accounts/tokens/").status_code == 302  # back to the login page
-    assert ApiToken.find_active(raw) is None
+    assert ApiToken.find_usable(raw) is None
 
     client.post(f"/accounts/users/{bob.pk}/active/", {"active": "1"})
     bob.refresh_from_db()
     assert bob.is_active
-    assert ApiToken.find_active(raw) is not None
+    assert ApiToken.find_usable(raw) is not None
 
 
 def test_user_changes_need_post(client, admin, bob):

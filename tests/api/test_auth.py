@@ -65,7 +65,7 @@ def test_bad_token_gets_401(urls, header):
 
 def test_revoked_token_gets_401(api):
     assert api.get("/api/v1/clients/").status_code == 200
-    ApiToken.find_active(api.raw_token).revoke()
+    ApiToken.find_usable(api.raw_token).revoke()
     response = api.get("/api/v1/clients/")
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
@@ -78,7 +78,7 @@ def test_token_of_inactive_user_gets_401(api, manager):
 
 
 def test_last_used_is_recorded_at_most_once_a_minute(api):
-    token = ApiToken.find_active(api.raw_token)
+    token = ApiToken.find_usable(api.raw_token)
     assert token.last_used_at is None
     api.get("/api/v1/clients/")
     token.refresh_from_db()
@@ -131,10 +131,18 @@ def test_docs_pages_need_login(client, viewer, url):
     assert "drf_spectacular_sidecar" in html
     assert "cdn.jsdelivr.net" not in html
     assert "fonts.googleapis.com" not in html
-    if url == "/redoc/":
-        # The ReDoc bundle would fetch its logo from cdn.redoc.ly: the page's policy forbids it.
-        assert "Content-Security-Policy" in html and "img-src 'self' data:" in html
-    assert "/api/schema/" in html
+    # No inline script (the policy forbids it); e.g. the ReDoc bundle's logo from cdn.redoc.ly is
+    # refused by img-src 'self' data:.
+    assert "<script>" not in html
+    policy = dict(part.strip().split(" ", 1) for part in page["Content-Security-Policy"].split(";"))
+    assert (policy["script-src"], policy["img-src"]) == ("'self'", "'self' data:")
+    if url == "/docs/":
+        # Swagger UI's init script is a file of its own, which points at the schema.
+        script = client.get("/docs/?script=")
+        assert script["Content-Type"].startswith("application/javascript")
+        assert "/api/schema/" in script.content.decode()
+    else:
+        assert "/api/schema/" in html
 
 
 # Roles
@@ -186,7 +194,7 @@ def test_api_token_command_prints_a_working_token(manager):
     out = StringIO()
     call_command("api_token", "manager", "--name", "ci", stdout=out, stderr=StringIO())
     raw = out.getvalue().strip()
-    token = ApiToken.find_active(raw)
+    token = ApiToken.find_usable(raw)
     assert token is not None and token.user == manager and token.name == "ci"
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -202,3 +210,33 @@ def test_api_token_command_refuses_unknown_or_inactive_user(db, django_user_mode
     with pytest.raises(CommandError, match="inactive"):
         call_command("api_token", "viewer")
     assert not ApiToken.objects.exists()
+
+
+def test_expired_token_gets_401_saying_so(api):
+    token = ApiToken.find_usable(api.raw_token)
+    token.expires_at = timezone.now() - timedelta(seconds=1)
+    token.save()
+
+    response = api.get("/api/v1/clients/")
+
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+    assert token.expires_at.isoformat() in response.json()["detail"]
+
+
+def test_token_works_until_it_expires(api):
+    token = ApiToken.find_usable(api.raw_token)
+    token.expires_at = timezone.now() + timedelta(minutes=5)
+    token.save()
+
+    assert api.get("/api/v1/clients/").status_code == 200
+
+
+def test_api_token_command_sets_an_expiry(manager):
+    out = StringIO()
+    call_command("api_token", "manager", "--days", "30", stdout=out, stderr=StringIO())
+
+    token = ApiToken.find_usable(out.getvalue().strip())
+    assert timedelta(days=29, hours=23) < token.expires_at - timezone.now() <= timedelta(days=30)
+    with pytest.raises(CommandError, match="--days"):
+        call_command("api_token", "manager", "--days", "0", stdout=StringIO(), stderr=StringIO())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ PRODUCTION = {
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
     "SECURE_HSTS_PRELOAD": "true",
     "BEHIND_PROXY": "true",
+    "METRICS_TOKEN": "metrics-token",
 }
 
 
@@ -48,6 +50,9 @@ def test_deploy_check_passes_with_production_settings():
         ({"MAILER_PROVIDER_URL": "gateway.example.com"}, "MAILER_PROVIDER_URL"),
         ({"DATABASE_URL": "nonsense://"}, "DATABASE_URL"),
         ({"MAILER_REQUEST_TIMEOUT": "40"}, "MAILER_LEASE_SECONDS"),
+        # Behind a proxy, loopback proves nothing: /metrics needs a token or an allow-list.
+        ({"METRICS_TOKEN": "", "METRICS_ALLOWED_IPS": ""}, "METRICS_TOKEN or METRICS_ALLOWED_IPS"),
+        ({"LOGIN_FAILURE_LIMIT": "0"}, "LOGIN_FAILURE_LIMIT"),
     ],
 )
 def test_bad_value_fails_at_start_naming_the_variable(env, named):
@@ -59,3 +64,47 @@ def test_bad_value_fails_at_start_naming_the_variable(env, named):
 def test_secret_key_is_required_without_debug():
     result = manage("check", **{**PRODUCTION, "SECRET_KEY": ""})
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def cookie_settings(**env: str) -> str:
+    code = "import mailer.settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)"
+    base = {k: v for k, v in os.environ.items() if k not in ("SITE_URL", "SESSION_COOKIE_SECURE")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_cookies_are_secure_whenever_the_site_is_https():
+    assert cookie_settings(SITE_URL="https://mailer.example.com") == "True True"
+    assert cookie_settings(SITE_URL="http://127.0.0.1:8000") == "False False"
+    assert cookie_settings() == "False False"
+    # An explicit setting still wins (e.g. a test deployment on plain HTTP with an https SITE_URL).
+    assert (
+        cookie_settings(SITE_URL="https://mailer.example.com", SESSION_COOKIE_SECURE="false") == "False False"
+    )
+
+
+def test_the_kubernetes_settings_pass_the_deploy_check():
+    """HSTS, the SSL redirect and secure cookies are on in deploy/k8s, and the start accepts it."""
+    from tests.ops.test_deploy import k8s_documents
+
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents()}
+    env = {**docs["ConfigMap", "mailer-config"]["data"], **docs["Secret", "mailer-secrets"]["stringData"]}
+    env.update(
+        SECRET_KEY=PRODUCTION["SECRET_KEY"], DATABASE_URL=""
+    )  # no database server needed for the check
+
+    result = manage("check", "--deploy", **env)
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    # HSTS preload is a commitment to the browsers' list that each deployment makes on its own.
+    warnings = re.findall(r"\((\w+\.W\d+)\)", result.stderr + result.stdout)
+    assert warnings in ([], ["security.W021"]), result.stderr
+    assert env["SECURE_SSL_REDIRECT"] == "true" and int(env["SECURE_HSTS_SECONDS"]) >= 31536000
