@@ -1,9 +1,26 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_settings(*names: str, without: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
+    """Import mailer.settings in a fresh interpreter, with `env` and without the variables whose
+    names start with one of `without`, and print the named settings on one line."""
+    code = f"import mailer.settings as s; print({', '.join(f's.{name}' for name in names)})"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(without)}
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,17 @@ CLIENT_SECRET = "test-client-secret"
 KID = "test-key-1"
 
 
+@pytest.fixture
+def admin(client, django_user_model):
+    """A user with the admin role (staff, not superuser), signed in."""
+    from accounts.roles import ADMIN
+    from tests.conftest import user_with_role
+
+    user = user_with_role(django_user_model, ADMIN, "boss")
+    client.force_login(user)
+    return user
+
+
 @pytest.fixture(scope="session")
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -11,7 +11,6 @@ from django_q.models import Schedule
 from accounts.admin import ROLE_ADMIN_APPS
 from accounts.models import ApiToken
 from accounts.roles import ADMIN
-from tests.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -20,13 +19,6 @@ SUPERUSER_ONLY = sorted(
     for model in admin.site._registry
     if model._meta.app_label not in ROLE_ADMIN_APPS
 )
-
-
-@pytest.fixture
-def staff_admin(client, django_user_model):
-    user = user_with_role(django_user_model, ADMIN, "boss")
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture
@@ -45,7 +37,7 @@ def test_the_list_covers_what_can_grant_rights_or_run_code():
 
 
 @pytest.mark.parametrize("label", SUPERUSER_ONLY)
-def test_admin_role_gets_403_on_every_model_outside_the_product(client, staff_admin, root, label):
+def test_admin_role_gets_403_on_every_model_outside_the_product(client, admin, root, label):
     app_label, model_name = label.split(".")
     changelist = reverse(f"admin:{app_label}_{model_name}_changelist")
 
@@ -55,24 +47,24 @@ def test_admin_role_gets_403_on_every_model_outside_the_product(client, staff_ad
     assert client.get(changelist).status_code == 200
 
 
-def test_admin_index_shows_the_admin_role_only_the_product(client, staff_admin):
+def test_admin_index_shows_the_admin_role_only_the_product(client, admin):
     apps = {app["app_label"] for app in client.get("/admin/").context["app_list"]}
 
     assert apps and apps <= ROLE_ADMIN_APPS
 
 
-def test_admin_role_cannot_make_itself_superuser(client, staff_admin):
+def test_admin_role_cannot_make_itself_superuser(client, admin):
     response = client.post(
-        f"/admin/auth/user/{staff_admin.pk}/change/",
+        f"/admin/auth/user/{admin.pk}/change/",
         {"username": "boss", "is_active": "on", "is_staff": "on", "is_superuser": "on"},
     )
 
     assert response.status_code == 403
-    staff_admin.refresh_from_db()
-    assert not staff_admin.is_superuser
+    admin.refresh_from_db()
+    assert not admin.is_superuser
 
 
-def test_admin_role_cannot_set_a_superusers_password(client, staff_admin, root):
+def test_admin_role_cannot_set_a_superusers_password(client, admin, root):
     url = f"/admin/auth/user/{root.pk}/password/"
     assert client.get(url).status_code == 403
     response = client.post(
@@ -84,7 +76,7 @@ def test_admin_role_cannot_set_a_superusers_password(client, staff_admin, root):
     assert root.check_password("root-password")
 
 
-def test_admin_role_cannot_add_permissions_to_a_group(client, staff_admin):
+def test_admin_role_cannot_add_permissions_to_a_group(client, admin):
     group = Group.objects.get(name=ADMIN)
     before = set(group.permissions.all())
     everything = Permission.objects.values_list("pk", flat=True)
@@ -98,7 +90,7 @@ def test_admin_role_cannot_add_permissions_to_a_group(client, staff_admin):
     assert set(group.permissions.all()) == before
 
 
-def test_admin_role_cannot_schedule_code_on_the_worker(client, staff_admin):
+def test_admin_role_cannot_schedule_code_on_the_worker(client, admin):
     response = client.post(
         "/admin/django_q/schedule/add/",
         {
@@ -114,11 +106,11 @@ def test_admin_role_cannot_schedule_code_on_the_worker(client, staff_admin):
     assert not Schedule.objects.filter(func="os.system").exists()
 
 
-def test_a_tokens_owner_cannot_be_changed_in_the_admin(client, staff_admin, root):
-    token, _ = ApiToken.issue(staff_admin, "mine")
+def test_a_tokens_owner_cannot_be_changed_in_the_admin(client, admin, root):
+    token, _ = ApiToken.issue(admin, "mine")
 
     client.post(f"/admin/accounts/apitoken/{token.pk}/change/", {"name": "mine", "user": str(root.pk)})
 
     token.refresh_from_db()
-    assert token.user == staff_admin
+    assert token.user == admin
     assert client.get("/admin/accounts/apitoken/add/").status_code == 403

@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import SESSION_KEY
 from django.core.management import call_command
 
 from accounts.roles import ADMIN, role_of
+from tests.conftest import load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+AUTH0 = {"AUTH0_DOMAIN": "https://127.0.0.1:8101/", "AUTH0_CLIENT_ID": "id", "AUTH0_CLIENT_SECRET": "s"}
 
 
-def load_settings(**env: str) -> subprocess.CompletedProcess:
-    code = "import mailer.settings as s; print(s.AUTH0_ENABLED, s.AUTHENTICATION_BACKENDS[-1], s.AUTH0_ALLOWED_DOMAINS)"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("AUTH0_")}
-    environ.update(SECRET_KEY="x", **env)
-    return subprocess.run(
-        [sys.executable, "-c", code], check=False, cwd=ROOT, env=environ, capture_output=True, text=True
-    )
+def auth0_settings(*names: str, **env: str) -> subprocess.CompletedProcess:
+    return load_settings(*names, without=("AUTH0_",), SECRET_KEY="x", **env)
+
+
+def load_auth0(**env: str) -> subprocess.CompletedProcess:
+    return auth0_settings("AUTH0_ENABLED", "AUTHENTICATION_BACKENDS[-1]", "AUTH0_ALLOWED_DOMAINS", **env)
 
 
 def test_auth0_is_off_without_its_variables():
-    result = load_settings()
+    result = load_auth0()
 
     assert result.stdout.split()[:2] == ["False", "django.contrib.auth.backends.ModelBackend"]
 
 
 def test_auth0_is_on_with_all_three_variables():
-    result = load_settings(
+    result = load_auth0(
         AUTH0_DOMAIN="https://t.eu.auth0.com/",
         AUTH0_CLIENT_ID="id",
         AUTH0_CLIENT_SECRET="secret",
@@ -46,7 +43,7 @@ def test_auth0_is_on_with_all_three_variables():
 
 
 def test_partial_auth0_configuration_fails_naming_what_is_missing():
-    result = load_settings(AUTH0_DOMAIN="t.eu.auth0.com", AUTH0_CLIENT_ID="id")
+    result = load_auth0(AUTH0_DOMAIN="t.eu.auth0.com", AUTH0_CLIENT_ID="id")
 
     assert result.returncode != 0
     assert "AUTH0_CLIENT_SECRET unset" in result.stderr
@@ -72,3 +69,38 @@ def test_demo_login_is_an_admin(client, django_user_model):
 
     assert role_of(django_user_model.objects.get(username="demo")) == ADMIN
     assert client.get("/accounts/users/").status_code == 200
+
+
+# AUTH0_CA_BUNDLE: the CA that Auth0's certificate is checked against (the local stand-in's).
+
+
+def test_the_bundle_is_what_social_auth_verifies_with(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+
+    result = auth0_settings(
+        "SOCIAL_AUTH_AUTH0_VERIFY_SSL", "SOCIAL_AUTH_AUTH0_DOMAIN", AUTH0_CA_BUNDLE=str(bundle), **AUTH0
+    )
+
+    assert result.returncode == 0, result.stderr
+    # The port stays in the domain: the local stand-in is "127.0.0.1:PORT".
+    assert result.stdout.split() == [str(bundle), "127.0.0.1:8101"]
+
+
+def test_without_a_bundle_the_system_cas_verify():
+    result = auth0_settings("SOCIAL_AUTH_AUTH0_VERIFY_SSL", "SOCIAL_AUTH_AUTH0_DOMAIN", **AUTH0)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "True"
+
+
+def test_a_missing_bundle_fails_naming_the_variable(tmp_path):
+    result = auth0_settings(
+        "SOCIAL_AUTH_AUTH0_VERIFY_SSL",
+        "SOCIAL_AUTH_AUTH0_DOMAIN",
+        AUTH0_CA_BUNDLE=str(tmp_path / "nowhere.pem"),
+        **AUTH0,
+    )
+
+    assert result.returncode != 0
+    assert "AUTH0_CA_BUNDLE must be a PEM file" in result.stderr

@@ -10,13 +10,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin(client, django_user_model):
-    user = user_with_role(django_user_model, ADMIN, "boss")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def bob(django_user_model):
     return user_with_role(django_user_model, VIEWER, "bob")
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = {
     "SECRET_KEY": "x" * 60 + "-production-like-key-with-enough-variety-0123456789",
@@ -67,15 +69,8 @@ def test_secret_key_is_required_without_debug():
 
 
 def cookie_settings(**env: str) -> str:
-    code = "import mailer.settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)"
-    base = {k: v for k, v in os.environ.items() if k not in ("SITE_URL", "SESSION_COOKIE_SECURE")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = load_settings(
+        "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", without=("SITE_URL", "SESSION_COOKIE_SECURE"), **env
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
