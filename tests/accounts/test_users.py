@@ -62,6 +62,8 @@ def test_unknown_role_is_refused(client, admin, bob):
 def test_admin_role_may_not_touch_a_superuser(client, admin, django_user_model):
     root = django_user_model.objects.create_superuser("root", password="pw")
 
+    page = client.get("/accounts/users/").content.decode()
+    assert f"/accounts/users/{root.pk}/" not in page  # no buttons that would only answer 403
     assert client.post(f"/accounts/users/{root.pk}/role/", {"role": VIEWER}).status_code == 403
     assert client.post(f"/accounts/users/{root.pk}/active/", {"active": "0"}).status_code == 403
 
