@@ -23,6 +23,19 @@ def load_settings(*names: str, without: tuple[str, ...] = (), **env: str) -> sub
     )
 
 
+AUTH0_BACKEND = "social_core.backends.auth0.Auth0OAuth2"
+
+
+def enable_auth0(settings, domain: str, client_id: str, secret: str) -> None:
+    """Auth0 on, as mailer.settings sets it up when the three AUTH0_* variables are given."""
+    settings.AUTH0_DOMAIN = settings.SOCIAL_AUTH_AUTH0_DOMAIN = domain
+    settings.AUTH0_CLIENT_ID = settings.SOCIAL_AUTH_AUTH0_KEY = client_id
+    settings.AUTH0_CLIENT_SECRET = settings.SOCIAL_AUTH_AUTH0_SECRET = secret
+    settings.AUTH0_ENABLED = True
+    if AUTH0_BACKEND not in settings.AUTHENTICATION_BACKENDS:
+        settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, AUTH0_BACKEND]
+
+
 @pytest.fixture(autouse=True)
 def _fast_and_plain(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

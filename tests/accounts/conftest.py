@@ -12,6 +12,8 @@ import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
 from social_core.backends.auth0 import Auth0OAuth2
 
+from tests.conftest import enable_auth0
+
 DOMAIN = "tenant.eu.auth0.example"
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-client-secret"
@@ -37,15 +39,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
 @pytest.fixture
 def auth0(settings, rsa_key):
     """Auth0 configured as through AUTH0_* env vars, allowing example.com and one outside address."""
-    settings.AUTH0_DOMAIN = settings.SOCIAL_AUTH_AUTH0_DOMAIN = DOMAIN
-    settings.AUTH0_CLIENT_ID = settings.SOCIAL_AUTH_AUTH0_KEY = CLIENT_ID
-    settings.AUTH0_CLIENT_SECRET = settings.SOCIAL_AUTH_AUTH0_SECRET = CLIENT_SECRET
-    settings.AUTH0_ENABLED = True
-    # As mailer.settings builds it with the AUTH0_* variables set.
-    settings.AUTHENTICATION_BACKENDS = [
-        *settings.AUTHENTICATION_BACKENDS,
-        "social_core.backends.auth0.Auth0OAuth2",
-    ]
+    enable_auth0(settings, DOMAIN, CLIENT_ID, CLIENT_SECRET)
     settings.AUTH0_ALLOWED_DOMAINS = ["example.com"]
     settings.AUTH0_ALLOWED_EMAILS = ["guest@partner.org"]
     # social-core keeps JWKS keys per class for a day; each test starts from a cold cache.

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken
 from accounts.roles import ADMIN, MANAGER, VIEWER
 from mailer.models import Client, Mailing
-from tests.conftest import user_with_role
+from tests.conftest import enable_auth0, user_with_role
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 ROLES = ["anonymous", "no role", VIEWER, MANAGER, ADMIN]
@@ -69,14 +69,7 @@ def test_every_url_has_a_row_and_every_row_a_url():
 @pytest.fixture
 def world(db, django_user_model, settings):
     """What the URLs' ids point at, and a signed-in client per role (settings as with Auth0 on)."""
-    settings.AUTH0_DOMAIN = settings.SOCIAL_AUTH_AUTH0_DOMAIN = "tenant.example"
-    settings.AUTH0_CLIENT_ID = settings.SOCIAL_AUTH_AUTH0_KEY = "id"
-    settings.AUTH0_CLIENT_SECRET = settings.SOCIAL_AUTH_AUTH0_SECRET = "secret"
-    settings.AUTH0_ENABLED = True
-    settings.AUTHENTICATION_BACKENDS = [
-        *settings.AUTHENTICATION_BACKENDS,
-        "social_core.backends.auth0.Auth0OAuth2",
-    ]
+    enable_auth0(settings, "tenant.example", "id", "secret")
     settings.MAILER_READY_HEARTBEAT_SECONDS = 0
     other = user_with_role(django_user_model, VIEWER, "someone-else")
     users = {

@@ -26,6 +26,7 @@ from django.contrib.auth.models import User
 from social_core.backends.auth0 import Auth0OAuth2
 
 from accounts.roles import VIEWER, role_of
+from tests.conftest import enable_auth0
 from tests.e2e.conftest import ARGS, require_node
 
 pytestmark = pytest.mark.e2e
@@ -138,14 +139,8 @@ def sso(settings, standins, certs):
 
     def configure(mode: str = "honest") -> Standin:
         standin = standins(mode)
-        settings.AUTH0_DOMAIN = settings.SOCIAL_AUTH_AUTH0_DOMAIN = standin.domain
-        settings.AUTH0_CLIENT_ID = settings.SOCIAL_AUTH_AUTH0_KEY = CLIENT_ID
-        settings.AUTH0_CLIENT_SECRET = settings.SOCIAL_AUTH_AUTH0_SECRET = CLIENT_SECRET
+        enable_auth0(settings, standin.domain, CLIENT_ID, CLIENT_SECRET)
         settings.AUTH0_CA_BUNDLE = settings.SOCIAL_AUTH_AUTH0_VERIFY_SSL = str(certs / "ca.pem")
-        settings.AUTH0_ENABLED = True
-        backend = "social_core.backends.auth0.Auth0OAuth2"
-        if backend not in settings.AUTHENTICATION_BACKENDS:
-            settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, backend]
         settings.AUTH0_ALLOWED_DOMAINS = ["example.com"]
         settings.AUTH0_ALLOWED_EMAILS = []
         return standin
