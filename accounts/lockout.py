@@ -1,7 +1,7 @@
 """Password guessing: django-axes counts failed sign-ins (settings, "Password guessing").
 
-Here is what axes asks the project for: whose address a request comes from, and the answer to a
-locked-out sign-in. How to unlock: the Django admin's "Access attempts" (admins), or
+Here is what axes asks the project for: which username and whose address a sign-in is, and the
+answer to a locked-out sign-in. How to unlock: the Django admin's "Access attempts" (admins), or
 `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` (see docs/security.md).
 """
 
@@ -11,11 +11,24 @@ import ipaddress
 import logging
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 logger = logging.getLogger(__name__)
+
+
+def attempted_username(request: HttpRequest, credentials: dict | None = None) -> str | None:
+    """The username a sign-in tried, as axes counts, stores and logs it: cut to the longest a
+    username can be. Django's login form does not enforce that length, and a longer one names
+    nobody; uncut, it would overflow axes' column (a 500 on PostgreSQL) and flood the log."""
+    field = settings.AXES_USERNAME_FORM_FIELD
+    username = credentials.get(field) if credentials else getattr(request, "data", request.POST).get(field)
+    if username is None:
+        return None
+    user_model = get_user_model()
+    return str(username)[: user_model._meta.get_field(user_model.USERNAME_FIELD).max_length]
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -33,7 +46,7 @@ def client_ip(request: HttpRequest) -> str:
 
 def locked_out(request: HttpRequest, response=None, credentials: dict | None = None) -> HttpResponse:
     """The login page again (429), saying why and for how long; also for the Django admin's login."""
-    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    username = attempted_username(request, credentials) or ""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     logger.warning("sign-in refused: locked out username=%r ip=%s", username, client_ip(request))
     context = {

@@ -102,6 +102,20 @@ def test_behind_the_proxy_the_forwarded_address_is_counted(client, alice, django
     assert (locked.status_code, other.status_code) == (429, 302)
 
 
+@pytest.mark.parametrize("path", [LOGIN, "/admin/login/"])
+@pytest.mark.parametrize("username", ["x" * 100_000, "é" * 300, "a\x00b", ""])
+def test_hostile_usernames_are_refused_not_a_500(client, alice, settings, path, username):
+    for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+        response = client.post(
+            path, {"username": username, "password": "p" * 5000}, REMOTE_ADDR="203.0.113.7"
+        )
+        assert response.status_code in (200, 429)
+    # A long one is counted under its first 150 characters, and locks like any other.
+    if len(username) > 150:
+        assert response.status_code == 429
+        assert AccessAttempt.objects.get().username == username[:150]
+
+
 def test_the_django_admin_login_counts_and_locks_too(client, alice, settings):
     guess(client, "/admin/login/", "alice", settings.AXES_FAILURE_LIMIT)
 
