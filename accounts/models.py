@@ -14,6 +14,7 @@ TOKEN_PREFIX = "mlr_"
 
 
 def hash_token(raw: str) -> str:
+    """SHA-256 of a secret, in hex: what is stored of API tokens and of a gateway token it refused."""
     return hashlib.sha256(raw.encode()).hexdigest()
 
 

@@ -9,7 +9,8 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from mailer.models import Client, Mailing, MailingState, Message, MessageStatus
+from mailer.http import count_param
+from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, validate_moment
 
 
 def _date_input() -> forms.DateInput:
@@ -29,10 +30,10 @@ class MailingFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search", widget=_search_input())
     state = django_filters.ChoiceFilter(choices=MailingState.choices, empty_label="Any state")
     start_from = django_filters.DateFilter(
-        method="starts_from", label="Starts on or after", widget=_date_input()
+        method="starts_from", label="Starts on or after", widget=_date_input(), validators=[validate_moment]
     )
     start_to = django_filters.DateFilter(
-        method="starts_to", label="Starts on or before", widget=_date_input()
+        method="starts_to", label="Starts on or before", widget=_date_input(), validators=[validate_moment]
     )
 
     class Meta:
@@ -41,8 +42,8 @@ class MailingFilter(django_filters.FilterSet):
 
     def search(self, queryset: QuerySet[Mailing], name: str, value: str) -> QuerySet[Mailing]:
         value = value.strip()
-        if value.isdigit():
-            return queryset.filter(Q(pk=int(value)) | Q(text__icontains=value))
+        if number := count_param(value):
+            return queryset.filter(Q(pk=number) | Q(text__icontains=value))
         return queryset.filter(text__icontains=value)
 
     # Days are whole days in the server's time zone; comparing datetimes keeps the start_at index usable.
@@ -78,7 +79,7 @@ class ClientFilter(django_filters.FilterSet):
         self.filters["timezone"].extra["choices"] = [(z, z) for z in zones]
 
     def search_phone(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
-        digits = "".join(ch for ch in value if ch.isdigit())
+        digits = "".join(ch for ch in value if ch in "0123456789")
         if not digits:
             return queryset
         # A prefix search can use the phone's unique index; an inner search can't, so only when asked.

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from dashboard.filters import existing_operator_codes, existing_tags
-from mailer.models import Client, Mailing, available_timezones
+from mailer.models import Client, Mailing, available_timezones, tag_problem
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -80,7 +80,10 @@ class MailingForm(forms.ModelForm):
         self.helper.form_tag = False
 
     def clean_new_tags(self) -> list[str]:
-        return [t.strip() for t in self.cleaned_data["new_tags"].split(",") if t.strip()]
+        tags = [t.strip() for t in self.cleaned_data["new_tags"].split(",") if t.strip()]
+        if problem := next(filter(None, map(tag_problem, tags)), None):
+            raise ValidationError(problem)
+        return tags
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.paginator import EmptyPage
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
@@ -30,10 +31,21 @@ from dashboard.filters import ClientFilter, MailingFilter, MessageFilter, StatsF
 from dashboard.forms import ClientForm, ImportForm, MailingForm
 from dashboard.tables import ClientTable, MailingTable, MessageTable, StatsTable
 from mailer import stats
-from mailer.http import HtmxHttpRequest
-from mailer.models import Client, Mailing, MailingError, MailingState, Message, MessageStatus, ProviderState
+from mailer.http import HtmxHttpRequest, count_param
+from mailer.models import (
+    OPERATOR_CODE_RE,
+    Client,
+    Mailing,
+    MailingError,
+    MailingState,
+    Message,
+    MessageStatus,
+    ProviderState,
+    tag_problem,
+)
 
 PER_PAGE = 25
+MAX_PER_PAGE = 100
 CHART_HOURS = 72
 RATE_WINDOW = timedelta(minutes=5)
 MIN_RATE_SPAN = timedelta(seconds=10)
@@ -51,8 +63,17 @@ def _page(
 
 
 def _paginate(request: HtmxHttpRequest, table) -> None:
-    # LazyPaginator fetches one row more than a page instead of counting the whole table.
-    RequestConfig(request, paginate={"per_page": PER_PAGE, "paginator_class": LazyPaginator}).configure(table)
+    """Order the table by `?sort=` and show `?page=` of `?per_page=` rows (at most MAX_PER_PAGE).
+
+    LazyPaginator fetches one row more than a page instead of counting the whole table. A page
+    that is not a number, or is past the end, shows the first.
+    """
+    RequestConfig(request, paginate=False).configure(table)
+    per_page = min(count_param(request.GET.get("per_page")) or PER_PAGE, MAX_PER_PAGE)
+    try:
+        table.paginate(LazyPaginator, per_page=per_page, page=count_param(request.GET.get("page")) or 1)
+    except EmptyPage:
+        table.paginate(LazyPaginator, per_page=per_page, page=1)
 
 
 # Home
@@ -182,10 +203,9 @@ def mailing_create(request: HtmxHttpRequest) -> HttpResponse:
             return redirect("dashboard:mailing-detail", pk=mailing.pk)
     else:
         initial = {}
-        source_pk = request.GET.get("from", "")
-        if source_pk.isdigit():
+        if source_pk := count_param(request.GET.get("from")):
             # "Duplicate": the form filled in from another mailing; nothing is saved until submitted.
-            initial = _duplicate_initial(get_object_or_404(Mailing, pk=int(source_pk)))
+            initial = _duplicate_initial(get_object_or_404(Mailing, pk=source_pk))
         form = MailingForm(initial=initial)
     return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": None})
 
@@ -204,16 +224,14 @@ def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": mailing})
 
 
-OPERATOR_CODE_RE = re.compile(r"^9\d{2}$")
-
-
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
 def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
     """How many clients the filter in the form matches right now (the form asks as it changes)."""
-    tags = {t.strip() for t in request.GET.getlist("filter_tags") if t.strip()}
-    tags |= {t.strip() for t in request.GET.get("new_tags", "").split(",") if t.strip()}
-    codes = [c for c in request.GET.getlist("filter_operator_codes") if OPERATOR_CODE_RE.match(c)]
+    tags = {t.strip() for t in request.GET.getlist("filter_tags")}
+    tags |= {t.strip() for t in request.GET.get("new_tags", "").split(",")}
+    tags = {t for t in tags if t and not tag_problem(t)}  # the form reports a bad one on saving
+    codes = [c for c in request.GET.getlist("filter_operator_codes") if re.fullmatch(OPERATOR_CODE_RE, c)]
     count = Mailing(filter_tags=sorted(tags), filter_operator_codes=codes).matching_clients().count()
     return render(request, "dashboard/mailing_form.html#audience", {"audience": count})
 

@@ -17,7 +17,6 @@ all worker processes see the same ones.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import random
@@ -31,6 +30,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.models import hash_token
 from mailer import metrics
 from mailer.models import ENDED_WHY, Mailing, MailingState, Message, MessageStatus, ProviderState
 from mailer.scheduling import in_window, window_opens_at, zone
@@ -75,10 +75,6 @@ class EngineConfig:
         )
 
 
-def token_fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def backoff(attempts: int, base: float, cap: float, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter ("equal jitter"), never shorter than the gateway's Retry-After."""
     delay = min(cap, base * 2 ** max(attempts - 1, 0))
@@ -116,7 +112,7 @@ class Deliverer:
         self.gateway = gateway or Gateway(
             settings.MAILER_PROVIDER_URL, settings.MAILER_PROVIDER_TOKEN, self.config.concurrency
         )
-        self.token_hash = token_fingerprint(settings.MAILER_PROVIDER_TOKEN)
+        self.token_hash = hash_token(settings.MAILER_PROVIDER_TOKEN)
         self.loop = asyncio.new_event_loop()
 
     def close(self) -> None:

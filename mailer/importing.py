@@ -29,10 +29,9 @@ from typing import IO
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mailer.models import Client, available_timezones, operator_code_of, phone_problem
+from mailer.models import Client, operator_code_of, phone_problem, tag_problem, timezone_problem
 
 COLUMNS = ("phone", "tag", "timezone")
-TAG_MAX = Client._meta.get_field("tag").max_length
 # Chunks keep each IN list and INSERT under SQLite's limit on query parameters.
 CHUNK = 2000
 
@@ -100,7 +99,6 @@ def _parse(text: str, report: ImportReport) -> list[_Row]:
         return []
 
     index = {name: i for i, name in enumerate(names)}
-    zones = available_timezones()
     seen: dict[str, int] = {}
     rows: list[_Row] = []
     row_number = 1
@@ -124,12 +122,10 @@ def _parse(text: str, report: ImportReport) -> list[_Row]:
                 errors.append(RowError(row_number, "phone", problem))
             elif phone in seen:
                 errors.append(RowError(row_number, "phone", f"Duplicate of row {seen[phone]}."))
-            if len(tag) > TAG_MAX:
-                errors.append(RowError(row_number, "tag", f"At most {TAG_MAX} characters."))
-            elif not tag.isprintable():
-                errors.append(RowError(row_number, "tag", "Control characters are not allowed."))
-            if tz not in zones:
-                errors.append(RowError(row_number, "timezone", f"{tz[:64]!r} is not a known IANA time zone."))
+            if problem := tag_problem(tag):
+                errors.append(RowError(row_number, "tag", problem))
+            if problem := timezone_problem(tz):
+                errors.append(RowError(row_number, "timezone", problem))
             if errors:
                 report.errors.extend(errors)
                 continue

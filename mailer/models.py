@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -21,12 +21,52 @@ from django.utils import timezone
 PHONE_RE = r"^7[0-9]{10}$"
 PHONE_MESSAGE = "Phone must be 11 digits starting with 7: 7XXXXXXXXXX."
 validate_phone = RegexValidator(PHONE_RE, PHONE_MESSAGE)
-validate_operator_code = RegexValidator(r"^9[0-9]{2}$", "Operator code must be 3 digits, 900 to 999.")
+OPERATOR_CODE_RE = r"^9[0-9]{2}$"
+validate_operator_code = RegexValidator(OPERATOR_CODE_RE, "Operator code must be 3 digits, 900 to 999.")
+
+
+# Mailings happen between these moments. Without a bound, the API took 0001-01-01 and 9999-12-31,
+# and pages then failed to show them in a time zone that pushes them out of datetime's range.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def validate_moment(value: datetime | date) -> None:
+    """A mailing's start or end, or a day to search them by, lies in EARLIEST..LATEST."""
+    day = value.astimezone(UTC).date() if isinstance(value, datetime) else value
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise ValidationError(
+            "Give a date from %(first)s to %(last)s.",
+            params={"first": EARLIEST.year, "last": LATEST.year - 1},
+        )
+
+
+def timezone_problem(name: str) -> str | None:
+    if name not in available_timezones():
+        return f"{name[:64]!r} is not a known IANA time zone, e.g. Europe/Moscow."
+    return None
 
 
 def validate_timezone(value: str) -> None:
-    if value not in available_timezones():
-        raise ValidationError("%(value)s is not a known IANA time zone.", params={"value": value})
+    if problem := timezone_problem(value):
+        raise ValidationError(problem)
+
+
+TAG_MAX = 64
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why `tag` can't be a client's tag or one a mailing selects by, or None."""
+    if len(tag) > TAG_MAX:
+        return f"A tag has at most {TAG_MAX} characters."
+    if not tag.isprintable():
+        return "A tag can't hold control characters (tabs, line breaks and the like)."
+    return None
+
+
+def validate_tag(value: str) -> None:
+    if problem := tag_problem(value):
+        raise ValidationError(problem)
 
 
 _TIMEZONES: frozenset[str] | None = None
@@ -58,7 +98,7 @@ def phone_problem(phone: str) -> str | None:
 class Client(models.Model):
     phone = models.CharField(max_length=11, unique=True, validators=[validate_phone])
     operator_code = models.CharField(max_length=3, editable=False, db_index=True)
-    tag = models.CharField(max_length=64, blank=True, db_index=True)
+    tag = models.CharField(max_length=TAG_MAX, blank=True, db_index=True, validators=[validate_tag])
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -110,8 +150,8 @@ class MailingError(Exception):
 
 class Mailing(models.Model):
     text = models.TextField(max_length=1000)
-    start_at = models.DateTimeField()
-    end_at = models.DateTimeField()
+    start_at = models.DateTimeField(validators=[validate_moment])
+    end_at = models.DateTimeField(validators=[validate_moment])
     filter_tags = models.JSONField(default=list, blank=True)
     filter_operator_codes = models.JSONField(default=list, blank=True)
     window_start = models.TimeField(null=True, blank=True, help_text="Client-local time.")
@@ -163,6 +203,8 @@ class Mailing(models.Model):
             isinstance(t, str) and t.strip() for t in self.filter_tags
         ):
             errors["filter_tags"] = "Tags must be a list of non-empty labels."
+        elif problem := next(filter(None, map(tag_problem, self.filter_tags)), None):
+            errors["filter_tags"] = problem
         if not isinstance(self.filter_operator_codes, list):
             errors["filter_operator_codes"] = "Operator codes must be a list."
         else:

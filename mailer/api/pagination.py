@@ -5,10 +5,7 @@ from __future__ import annotations
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
-
-def _is_count(raw: str) -> bool:
-    # len() first: int() of a very long digit string is slow or refused.
-    return raw.isascii() and raw.isdigit() and len(raw) <= 9 and int(raw) >= 1
+from mailer.http import count_param
 
 
 class Pagination(PageNumberPagination):
@@ -19,13 +16,13 @@ class Pagination(PageNumberPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         raw = request.query_params.get(self.page_query_param)
-        if raw is not None and not _is_count(raw):
+        if raw is not None and count_param(raw) is None:
             raise ValidationError({self.page_query_param: ["A page number, 1 or more."]})
         return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and not _is_count(raw):
+        if raw is not None and count_param(raw) is None:
             raise ValidationError(
                 {
                     self.page_size_query_param: [

@@ -16,13 +16,15 @@ from rest_framework import serializers
 
 from mailer import stats
 from mailer.models import (
+    TAG_MAX,
     Client,
     Mailing,
     Message,
-    available_timezones,
     operator_code_of,
     phone_problem,
     validate_operator_code,
+    validate_tag,
+    validate_timezone,
 )
 
 
@@ -90,7 +92,10 @@ class ClientSerializer(StrictModelSerializer):
         help_text="11 digits starting with 7 (7XXXXXXXXXX); digits 2-4 are the operator code, 900-999.",
     )
     timezone = StrictCharField(
-        max_length=64, default="UTC", help_text="An IANA time zone name, e.g. Europe/Moscow."
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="An IANA time zone name, e.g. Europe/Moscow.",
     )
 
     class Meta:
@@ -121,16 +126,6 @@ class ClientSerializer(StrictModelSerializer):
             others = others.exclude(pk=self.instance.pk)
         if others.exists():
             raise serializers.ValidationError("A client with this phone already exists.")
-        return value
-
-    def validate_timezone(self, value: str) -> str:
-        if value not in available_timezones():
-            raise serializers.ValidationError(f"{value!r} is not a known IANA time zone.")
-        return value
-
-    def validate_tag(self, value: str) -> str:
-        if not value.isprintable():
-            raise serializers.ValidationError("Control characters are not allowed.")
         return value
 
     def validate(self, attrs):
@@ -181,7 +176,7 @@ class MailingFilterSerializer(StrictSerializer):
     Keys other than `tags` and `operator_codes` are refused."""
 
     tags = serializers.ListField(
-        child=StrictCharField(max_length=64),
+        child=StrictCharField(max_length=TAG_MAX, validators=[validate_tag]),
         default=list,
         max_length=1000,
         help_text="Clients with any of these tags; empty = any tag.",

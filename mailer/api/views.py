@@ -31,7 +31,7 @@ from mailer import stats
 from mailer.api import serializers as s
 from mailer.api.errors import Conflict
 from mailer.importing import ImportReport, RowError, import_clients
-from mailer.models import Client, Mailing, MailingState, Message, MessageStatus
+from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, validate_moment
 
 logger = logging.getLogger("mailer.api")
 
@@ -287,11 +287,13 @@ class MailingFilter(StrictFilterSet):
     start_after = filters.DateFilter(
         field_name="start_at",
         lookup_expr="date__gte",
+        validators=[validate_moment],
         help_text="YYYY-MM-DD: mailings starting on that day (server time zone) or later.",
     )
     start_before = filters.DateFilter(
         field_name="start_at",
         lookup_expr="date__lte",
+        validators=[validate_moment],
         help_text="YYYY-MM-DD: mailings starting on that day (server time zone) or earlier.",
     )
 

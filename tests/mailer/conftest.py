@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from django.db import connections
 
+from accounts.models import hash_token
 from mailer import scheduling
-from mailer.delivery import Deliverer, EngineConfig, token_fingerprint
+from mailer.delivery import Deliverer, EngineConfig
 from mailer.fake_provider import Behaviour, FakeProvider
 from mailer.models import ProviderState
 from mailer.sending import Gateway
@@ -51,7 +52,7 @@ def make_deliverer(provider):
     def make(owner: str = "w1", token: str = TOKEN, **overrides) -> Deliverer:
         conf = config(**overrides)
         deliverer = Deliverer(owner, conf, Gateway(provider.url, token, conf.concurrency))
-        deliverer.token_hash = token_fingerprint(token)
+        deliverer.token_hash = hash_token(token)
         made.append(deliverer)
         return deliverer
 

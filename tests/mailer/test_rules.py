@@ -1,0 +1,106 @@
+"""Each rule about data lives on the model; every way in (dashboard, Django admin, API, import)
+refuses the same input with the same message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from rest_framework.test import APIClient
+
+from mailer.importing import import_clients
+from mailer.models import Client, Mailing, tag_problem, timezone_problem
+
+pytestmark = pytest.mark.django_db
+
+BAD_TAGS = ["vip\x07", "line\nbreak", "x" * 200]
+
+
+def _api(admin_user) -> APIClient:
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    return api
+
+
+@pytest.mark.parametrize("tag", BAD_TAGS)
+def test_a_bad_client_tag_is_refused_everywhere(client, admin_user, tag):
+    problem = tag_problem(tag)
+    assert problem
+    client.force_login(admin_user)
+    data = {"phone": "79161234567", "tag": tag, "timezone": "UTC"}
+
+    dashboard = client.post("/clients/new/", data)
+    assert dashboard.status_code == 200
+    assert problem in dashboard.context["form"].errors["tag"] or len(tag) > 64
+
+    admin = client.post("/admin/mailer/client/add/", data)
+    assert admin.status_code == 200
+    assert admin.context["adminform"].form.errors["tag"]
+
+    api = _api(admin_user).post("/api/v1/clients/", data, format="json")
+    assert api.status_code == 400
+    assert "tag" in api.json()
+
+    report = import_clients(f'phone,tag\n79161234567,"{tag}"\n', all_or_nothing=True)
+    assert not report.written
+    assert not Client.objects.exists()
+
+
+def test_control_characters_in_a_tag_get_one_message(client, admin_user):
+    client.force_login(admin_user)
+    data = {"phone": "79161234567", "tag": "vip\x07", "timezone": "UTC"}
+    message = tag_problem("vip\x07")
+    assert client.post("/clients/new/", data).context["form"].errors["tag"] == [message]
+    assert client.post("/admin/mailer/client/add/", data).context["adminform"].form.errors["tag"] == [message]
+    assert _api(admin_user).post("/api/v1/clients/", data, format="json").json()["tag"] == [message]
+    report = import_clients("phone,tag\n79161234567,vip\x07\n", all_or_nothing=True)
+    assert [e.message for e in report.errors] == [message]
+
+
+@pytest.mark.parametrize("tag", BAD_TAGS)
+def test_a_mailing_cannot_select_a_tag_no_client_could_have(client, admin_user, now, tag):
+    client.force_login(admin_user)
+    form = {
+        "text": "Hi",
+        "start_at": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "end_at": (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+        "new_tags": tag,
+    }
+    response = client.post("/mailings/new/", form)
+    assert response.status_code == 200
+    assert response.context["form"].errors["new_tags"] == [tag_problem(tag)]
+
+    body = {
+        "text": "Hi",
+        "start_at": (now + timedelta(hours=1)).isoformat(),
+        "end_at": (now + timedelta(hours=2)).isoformat(),
+        "filter": {"tags": [tag]},
+    }
+    assert _api(admin_user).post("/api/v1/mailings/", body, format="json").status_code == 400
+    with pytest.raises(Exception, match="tag"):
+        Mailing(text="Hi", start_at=now, end_at=now + timedelta(hours=1), filter_tags=[tag]).full_clean()
+    assert not Mailing.objects.exists()
+
+
+def test_one_time_zone_message(client, admin_user):
+    client.force_login(admin_user)
+    data = {"phone": "79161234567", "tag": "", "timezone": "Mars/Olympus"}
+    message = timezone_problem("Mars/Olympus")
+    assert client.post("/clients/new/", data).context["form"].errors["timezone"] == [message]
+    assert _api(admin_user).post("/api/v1/clients/", data, format="json").json()["timezone"] == [message]
+    report = import_clients("phone,timezone\n79161234567,Mars/Olympus\n", all_or_nothing=True)
+    assert [e.message for e in report.errors] == [message]
+
+
+@pytest.mark.parametrize("day", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:00Z", "1999-12-31T23:00:00Z"])
+def test_dates_out_of_range_are_refused_everywhere(client, admin_user, now, day):
+    in_range = (now + timedelta(hours=1)).isoformat()
+    for start, end in ((day, in_range), (in_range, day)):
+        body = {"text": "Hi", "start_at": start, "end_at": end}
+        response = _api(admin_user).post("/api/v1/mailings/", body, format="json")
+        assert response.status_code == 400
+        assert "Give a date from 2000 to 2099." in str(response.json())
+    client.force_login(admin_user)
+    form = {"text": "Hi", "start_at": day[:16], "end_at": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")}
+    assert client.post("/mailings/new/", form).context["form"].errors["start_at"]
+    assert not Mailing.objects.exists()
