@@ -101,6 +101,10 @@ def test_dates_out_of_range_are_refused_everywhere(client, admin_user, now, day)
         assert response.status_code == 400
         assert "Give a date from 2000 to 2099." in str(response.json())
     client.force_login(admin_user)
-    form = {"text": "Hi", "start_at": day[:16], "end_at": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")}
+    form = {
+        "text": "Hi",
+        "start_at": day[:16],
+        "end_at": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+    }
     assert client.post("/mailings/new/", form).context["form"].errors["start_at"]
     assert not Mailing.objects.exists()
