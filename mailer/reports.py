@@ -13,8 +13,6 @@ mailing's totals when the report is built; `sent_in_period` counts only messages
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -25,6 +23,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from mailer.csvfiles import csv_text
 from mailer.models import Mailing, MessageStatus, Report
 from mailer.stats import STATUSES, totals, with_counts
 
@@ -94,19 +93,17 @@ def build(start: datetime, end: datetime) -> ReportContent:
         "site_url": settings.SITE_URL,
     }
 
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for m in rows:
-        times = (m.start_at, m.end_at, m.started_at, m.finished_at)
-        counts = (getattr(m, f"{status}_count") for status in STATUSES)
-        writer.writerow([m.pk, m.text, m.state, *map(_iso, times), m.total_count, *counts, m.sent_in_period])
+    def csv_rows():
+        for m in rows:
+            times = (m.start_at, m.end_at, m.started_at, m.finished_at)
+            counts = (getattr(m, f"{status}_count") for status in STATUSES)
+            yield [m.pk, m.text, m.state, *map(_iso, times), m.total_count, *counts, m.sent_in_period]
 
     return ReportContent(
         subject=f"mailer: daily report {local_start:%Y-%m-%d %H:%M} - {local_end:%Y-%m-%d %H:%M}",
         text=render_to_string("mailer/report_email.txt", context),
         html=render_to_string("mailer/report_email.html", context),
-        csv=out.getvalue(),
+        csv=csv_text(CSV_COLUMNS, csv_rows()),
         csv_name=f"mailings-{local_end:%Y-%m-%d}.csv",
         mailing_count=len(rows),
     )

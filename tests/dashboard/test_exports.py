@@ -139,3 +139,25 @@ def test_fill_and_coarsen_buckets():
     assert [n for _, n in buckets] == [0, 0, 3, 0, 0]
     merged, factor = charts.coarsen(buckets, 2)
     assert factor == 3 and [n for _, n in merged] == [3, 0]
+
+
+FORMULAS = ["=1+1", "+1+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1", "=cmd|' /C calc'!A0"]
+
+
+def test_messages_export_neutralises_formulas(viewer_client, make_mailing, make_client):
+    mailing = make_mailing()
+    for error in FORMULAS:
+        Message.objects.create(mailing=mailing, client=make_client(), last_error=error)
+    rows = _rows(viewer_client.get(f"/mailings/{mailing.pk}/messages.csv"))
+    column = rows[0].index("last_error")
+    assert [r[column] for r in rows[1:]] == ["'" + f for f in FORMULAS]
+
+
+def test_overview_export_neutralises_formulas(viewer_client, make_mailing):
+    for i, text in enumerate(FORMULAS):
+        make_mailing(text=text, filter_tags=[f"@tag{i}"])
+    rows = _rows(viewer_client.get("/statistics/mailings.csv"))
+    header = rows[0]
+    cells = [dict(zip(header, r, strict=True)) for r in rows[1:]]
+    assert sorted(c["text"] for c in cells) == sorted("'" + f for f in FORMULAS)
+    assert all(c["tags"].startswith("'@tag") for c in cells)

@@ -103,7 +103,8 @@ def test_report_content_for_known_mailings(report_settings, known_mailings):
     # CSV: a header and one row per mailing, quoted properly.
     [(name, content, csv_type)] = email.attachments
     assert (name, csv_type) == ("mailings-2026-03-10.csv", "text/csv")
-    rows = list(csv.DictReader(io.StringIO(content)))
+    assert content.startswith("\ufeff")  # Excel reads it as UTF-8
+    rows = list(csv.DictReader(io.StringIO(content[1:])))
     assert [int(r["mailing_id"]) for r in rows] == [b.pk, a.pk]  # by start
     by_id = {int(r["mailing_id"]): r for r in rows}
     assert by_id[b.pk]["text"] == 'Loyalty, "gold" tier'
@@ -117,7 +118,7 @@ def test_report_content_for_known_mailings(report_settings, known_mailings):
 def test_empty_period_says_so(report_settings, db):
     reports.send(*reports.period_ending(DAY), ["ops@example.com"])
     assert "No mailing was processed in this period." in mail.outbox[0].body
-    assert mail.outbox[0].attachments[0][1].splitlines() == [",".join(reports.CSV_COLUMNS)]
+    assert mail.outbox[0].attachments[0][1].splitlines() == ["\ufeff" + ",".join(reports.CSV_COLUMNS)]
 
 
 def test_schedule_exists_after_migrate(db):
@@ -237,3 +238,17 @@ def test_send_report_command_needs_recipients_and_reports_failure(report_setting
     report_settings.EMAIL_BACKEND = f"{__name__}.FailingBackend"
     with pytest.raises(CommandError, match="Sending the report failed: ConnectionRefusedError"):
         call_command("send_report", "--to", "a@example.com")
+
+
+def test_report_csv_cells_cannot_run_as_formulas(report_settings, make_mailing):
+    start, end = reports.period_ending(DAY)
+    make_mailing(
+        text='=HYPERLINK("http://evil.example","Click")',
+        start_at=start + timedelta(hours=1),
+        end_at=end,
+        started_at=start + timedelta(hours=1),
+        state=MailingState.RUNNING,
+    )
+    content = reports.build(start, end).csv
+    [row] = csv.DictReader(io.StringIO(content[1:]))
+    assert row["text"] == '\'=HYPERLINK("http://evil.example","Click")'
