@@ -7,6 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from social_django import views as social_views
 
 from mailer import monitoring
+from mailer.api import errors
+
+handler400 = errors.bad_request
+handler500 = errors.server_error
 
 
 def docs_page(view_class):

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -37,3 +41,28 @@ def exception_handler(exc, context):
         logger.warning("integrity error in the API: %s", exc)
         exc = Conflict("The change conflicts with existing data (e.g. a duplicate); nothing was saved.")
     return drf_exception_handler(exc, context)
+
+
+# Django's own error pages, for what goes wrong before or outside DRF (an oversized body is refused
+# when it is read, a crash): the API answers JSON there too. Set as handler400/handler500 in
+# mailer/urls.py.
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    detail = "Bad request."
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        detail = f"The request body is larger than {limit // 1024} KB."
+    return JsonResponse({"detail": detail}, status=400)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if not _is_api(request):
+        return defaults.server_error(request)
+    return JsonResponse(
+        {"detail": "Server error; it is logged under this response's X-Request-ID."}, status=500
+    )

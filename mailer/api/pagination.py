@@ -31,3 +31,10 @@ class Pagination(PageNumberPagination):
                 }
             )
         return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view):
+        # What paginate_queryset enforces, so that a client (or schemathesis) knows it.
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+        return parameters

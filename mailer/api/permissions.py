@@ -29,6 +29,9 @@ class ModelPermissions(DjangoModelPermissions):
             return False
         if getattr(view, "_ignore_model_permissions", False):
             return True
+        if not hasattr(view, request.method.lower()):
+            return True  # a method the endpoint does not have: 405 (from the view), not 403
+
         perms = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))
         if perms is not None:
             return request.user.has_perms(perms)

@@ -77,3 +77,28 @@ def test_auth_scheme_and_examples(schema):
     assert schema["paths"]["/api/v1/clients/import/"]["post"]["requestBody"]["content"].keys() == {
         "multipart/form-data"
     }
+
+
+def test_paging_parameters_are_at_least_one(schema):
+    listed = 0
+    for _, _, op in operations(schema):
+        for parameter in op.get("parameters", []):
+            if parameter["name"] in ("page", "page_size"):
+                assert parameter["schema"]["minimum"] == 1
+                listed += 1
+    assert listed >= 6  # clients, mailings, messages: page and page_size each
+
+
+def test_bodies_that_refuse_unknown_keys_say_so(schema):
+    components = schema["components"]["schemas"]
+    for name in (
+        "ClientRequest",
+        "PatchedClientRequest",
+        "MailingRequest",
+        "PatchedMailingRequest",
+        "MailingFilterRequest",
+        "MailingWindowRequest",
+    ):
+        assert components[name]["additionalProperties"] is False, name
+    # Answers may grow new keys; only requests are closed.
+    assert "additionalProperties" not in components["Client"]

@@ -1,0 +1,332 @@
+"""The OpenAPI description of the REST API (drf-spectacular): summaries, examples, error answers.
+
+Kept apart from mailer/api/views.py so that a view reads as a view; each view names its entry here
+(`@schema.clients`, `@schema.import_csv`, ...).
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+
+from mailer.api import serializers as s
+
+
+class RefuseUnknownKeysExtension(OpenApiSerializerExtension):
+    """Request bodies of serializers that refuse unknown keys say so: `additionalProperties: false`."""
+
+    target_class = s.RefuseUnknownKeys
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
+
+
+# Errors every endpoint may answer; the 400 body names the fields at fault.
+_DETAIL_EXAMPLE = {"detail": "Authentication credentials were not provided."}
+AUTH_ERRORS = {
+    401: OpenApiResponse(
+        s.DetailSerializer,
+        "No credentials, or a bad, revoked or inactive user's token.",
+        examples=[OpenApiExample("No credentials", _DETAIL_EXAMPLE, response_only=True, status_codes=[401])],
+    ),
+    403: OpenApiResponse(
+        s.DetailSerializer,
+        "The user's role does not allow this (viewers only read; managers and admins also change).",
+        examples=[
+            OpenApiExample(
+                "Read-only role",
+                {"detail": "You do not have permission to perform this action."},
+                response_only=True,
+                status_codes=[403],
+            )
+        ],
+    ),
+}
+NOT_FOUND = {404: OpenApiResponse(s.DetailSerializer, "No such object, or a page past the end of the list.")}
+BAD_INPUT = {
+    400: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        "Invalid input: an object mapping each field at fault to a list of messages "
+        '(`"detail"` for a body that is not valid JSON).',
+        examples=[
+            OpenApiExample(
+                "Bad phone",
+                {"phone": ["Phone must be 11 digits starting with 7: 7XXXXXXXXXX."]},
+                response_only=True,
+                status_codes=[400],
+            ),
+            OpenApiExample(
+                "Unknown filter key",
+                {"filter": {"tag": ["Unknown key 'tag'; allowed: tags, operator_codes."]}},
+                response_only=True,
+                status_codes=[400],
+            ),
+        ],
+    )
+}
+CONFLICT = {
+    409: OpenApiResponse(
+        s.DetailSerializer,
+        "The mailing's state does not allow this.",
+        examples=[
+            OpenApiExample(
+                "Finished",
+                {"detail": "A finished mailing can't be changed that way."},
+                response_only=True,
+                status_codes=[409],
+            )
+        ],
+    )
+}
+
+
+CLIENT_EXAMPLE = OpenApiExample(
+    "A client",
+    {"phone": "79161234567", "tag": "vip", "timezone": "Europe/Moscow"},
+    request_only=True,
+)
+
+
+clients = extend_schema_view(
+    list=extend_schema(
+        summary="List clients",
+        responses={200: s.ClientSerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    create=extend_schema(
+        summary="Create a client",
+        examples=[CLIENT_EXAMPLE],
+        responses={201: s.ClientSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Get a client", responses={200: s.ClientSerializer, **AUTH_ERRORS, **NOT_FOUND}
+    ),
+    update=extend_schema(
+        summary="Replace a client",
+        examples=[CLIENT_EXAMPLE],
+        responses={200: s.ClientSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a client",
+        responses={200: s.ClientSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    destroy=extend_schema(
+        summary="Delete a client",
+        description="Its messages stay in the statistics, without the client.",
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+)
+
+
+import_csv = extend_schema(
+    summary="Import clients from CSV",
+    description=(
+        "Upload a CSV file (multipart field `file`) with a header row: `phone` (required), `tag`, "
+        "`timezone` (optional, default empty and UTC). Rows are numbered as in a spreadsheet: the "
+        "header is row 1.\n\n"
+        "* A phone that appears twice in the file: the later row is an error.\n"
+        "* A phone already in the database: that client's tag and timezone are updated.\n"
+        "* `all_or_nothing=true` (default): any error and nothing is written (`written: false`).\n"
+        "* `all_or_nothing=false`: the valid rows are written, the others reported.\n\n"
+        "Answers 200 with the report when something was written or nothing was wrong, and 400 with "
+        "the same report when nothing was written because of errors. Needs the add and change "
+        "client permissions (manager)."
+    ),
+    request={"multipart/form-data": s.ImportRequestSerializer},
+    responses={
+        200: s.ImportReportSerializer,
+        400: OpenApiResponse(
+            s.ImportReportSerializer,
+            "Nothing written: the report lists the errors (or a field of the form is missing).",
+            examples=[
+                OpenApiExample(
+                    "Bad rows",
+                    {
+                        "written": False,
+                        "created": 0,
+                        "updated": 0,
+                        "unchanged": 0,
+                        "error_count": 2,
+                        "errors": [
+                            {"row": 3, "field": "phone", "message": "Duplicate of row 2."},
+                            {
+                                "row": 5,
+                                "field": "timezone",
+                                "message": "'Mars/Base' is not a known IANA time zone.",
+                            },
+                        ],
+                    },
+                    response_only=True,
+                    status_codes=[400],
+                )
+            ],
+        ),
+        **AUTH_ERRORS,
+    },
+)
+
+
+MAILING_EXAMPLE = OpenApiExample(
+    "Evening mailing to VIPs on two operators",
+    {
+        "text": "Our shop is open late tonight!",
+        "start_at": "2026-12-01T09:00:00Z",
+        "end_at": "2026-12-01T21:00:00Z",
+        "filter": {"tags": ["vip"], "operator_codes": ["916", "926"]},
+        "window": {"start": "10:00", "end": "20:00"},
+    },
+    request_only=True,
+)
+MAILING_RESPONSES = {200: s.MailingSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND}
+
+
+def control(verb: str, allowed: str):
+    return extend_schema(
+        summary=f"{verb.capitalize()} a mailing",
+        description=f"Allowed from: {allowed}. The sending engine picks the change up by itself.",
+        request=None,
+        responses={200: s.MailingSerializer, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT},
+    )
+
+
+mailings = extend_schema_view(
+    list=extend_schema(
+        summary="List mailings",
+        responses={200: s.MailingSerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    create=extend_schema(
+        summary="Create a mailing",
+        description=(
+            "It starts by itself at `start_at` (at once if that has passed) and no message leaves after "
+            "`end_at`. `filter` selects clients (empty lists = no restriction; both lists = both must match); "
+            "`window` limits sending to hours of each client's local day. Unknown keys in `filter` or "
+            "`window` are refused with 400."
+        ),
+        examples=[MAILING_EXAMPLE],
+        responses={201: s.MailingSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Get a mailing", responses={200: s.MailingSerializer, **AUTH_ERRORS, **NOT_FOUND}
+    ),
+    update=extend_schema(
+        summary="Replace a mailing",
+        description="Refused with 409 once the mailing is finished or cancelled. A new filter of a running "
+        "mailing adds newly matching clients and cancels pending messages of those no longer matching.",
+        examples=[MAILING_EXAMPLE],
+        responses={**MAILING_RESPONSES, **CONFLICT},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a mailing",
+        description="As PUT; a `filter` object given replaces the whole filter (a missing list = no restriction).",
+        responses={**MAILING_RESPONSES, **CONFLICT},
+    ),
+    destroy=extend_schema(
+        summary="Delete a mailing",
+        description="Deletes it with its messages and their statistics, in any state.",
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+)
+
+
+mailing_stats = extend_schema(
+    tags=["statistics"],
+    summary="Statistics of one mailing",
+    description="Message counts by status and the sending timing.",
+    responses={200: s.MailingStatsSerializer, **AUTH_ERRORS, **NOT_FOUND},
+    examples=[
+        OpenApiExample(
+            "Half sent",
+            {
+                "id": 7,
+                "state": "running",
+                "counts": {
+                    "pending": 500,
+                    "sent": 480,
+                    "failed": 15,
+                    "expired": 0,
+                    "cancelled": 5,
+                    "total": 1000,
+                },
+                "timing": {
+                    "started_at": "2026-12-01T09:00:02Z",
+                    "finished_at": None,
+                    "first_sent_at": "2026-12-01T09:00:03Z",
+                    "last_sent_at": "2026-12-01T09:04:03Z",
+                    "messages_per_minute": 120.0,
+                },
+            },
+            response_only=True,
+        )
+    ],
+)
+
+
+mailing_messages = extend_schema(
+    tags=["mailings"],
+    summary="Messages of a mailing",
+    description="One per client of the audience, oldest first, with its delivery status.",
+    responses={200: s.MessageSerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+)
+
+
+all_stats = extend_schema(
+    tags=["statistics"],
+    summary="Statistics of all mailings",
+    description=(
+        "Every mailing (newest first) with its message counts by status, and the totals over all of "
+        "them. A constant number of queries, however many mailings there are."
+    ),
+    responses={200: s.StatsSerializer, **AUTH_ERRORS},
+    examples=[
+        OpenApiExample(
+            "Two mailings",
+            {
+                "totals": {
+                    "pending": 0,
+                    "sent": 15,
+                    "failed": 1,
+                    "expired": 0,
+                    "cancelled": 0,
+                    "total": 16,
+                },
+                "mailings": [
+                    {
+                        "id": 2,
+                        "text": "Sale!",
+                        "state": "finished",
+                        "start_at": "2026-12-01T09:00:00Z",
+                        "end_at": "2026-12-01T21:00:00Z",
+                        "counts": {
+                            "pending": 0,
+                            "sent": 10,
+                            "failed": 0,
+                            "expired": 0,
+                            "cancelled": 0,
+                            "total": 10,
+                        },
+                    },
+                    {
+                        "id": 1,
+                        "text": "Hello",
+                        "state": "finished",
+                        "start_at": "2026-11-01T09:00:00Z",
+                        "end_at": "2026-11-01T21:00:00Z",
+                        "counts": {
+                            "pending": 0,
+                            "sent": 5,
+                            "failed": 1,
+                            "expired": 0,
+                            "cancelled": 0,
+                            "total": 6,
+                        },
+                    },
+                ],
+            },
+            response_only=True,
+        )
+    ],
+)
