@@ -27,8 +27,17 @@ def csv_response(
     return response
 
 
-MESSAGE_COLUMNS = ("id", "client__phone", "status", "attempts", "created_at", "sent_at", "last_error")
-MESSAGE_HEADER = ("message_id", "phone", "status", "attempts", "created_at", "sent_at", "last_error")
+MESSAGE_COLUMNS = (
+    "id",
+    "client__phone",
+    "status",
+    "attempts",
+    "created_at",
+    "sent_at",
+    "last_error",
+    "sent_text__text",
+)
+MESSAGE_HEADER = ("message_id", "phone", "status", "attempts", "created_at", "sent_at", "last_error", "text")
 
 
 def messages_csv(mailing: Mailing, messages: QuerySet[Message]) -> StreamingHttpResponse:

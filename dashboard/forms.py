@@ -37,6 +37,8 @@ class MailingForm(forms.ModelForm):
         max_length=500,
         help_text="Tags no client has yet, separated by commas.",
     )
+    # The revision the form was opened at: saving over a newer one is a conflict (Mailing.save_edit).
+    revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
     filter_operator_codes = forms.MultipleChoiceField(
         label="Operator codes",
         required=False,
@@ -69,6 +71,8 @@ class MailingForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["revision"].initial = self.instance.revision
         # Choices are what clients have, plus whatever this mailing already targets.
         initial_tags = self.initial.get("filter_tags") or []
         initial_codes = self.initial.get("filter_operator_codes") or []

@@ -116,11 +116,16 @@ class MessageTable(tables.Table):
     attempts = tables.Column()
     sent_at = tables.DateTimeColumn(format="Y-m-d H:i:s", verbose_name="Sent")
     last_error = tables.Column(verbose_name="Last error", attrs={"td": {"class": "small text-danger"}})
+    # Which of the mailing's texts (listed above the table) the gateway was given.
+    sent_text = tables.Column(accessor="sent_text__number", verbose_name="Text", default="")
 
     class Meta:
         model = Message
-        fields = ("id", "phone", "status", "attempts", "sent_at", "last_error")
+        fields = ("id", "phone", "status", "attempts", "sent_at", "sent_text", "last_error")
         attrs = {"class": "table table-sm align-middle"}
 
     def render_status(self, record: Message) -> str:
         return badge(record.status, record.get_status_display())
+
+    def render_sent_text(self, value: int) -> str:
+        return f"#{value}"

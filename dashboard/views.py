@@ -38,9 +38,11 @@ from mailer.models import (
     Mailing,
     MailingError,
     MailingState,
+    MailingText,
     Message,
     MessageStatus,
     ProviderState,
+    StaleEdit,
     tag_problem,
 )
 
@@ -218,9 +220,18 @@ def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return redirect("dashboard:mailing-detail", pk=mailing.pk)
     form = MailingForm(request.POST or None, instance=mailing)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, f"Mailing #{mailing.pk} saved.")
-        return redirect("dashboard:mailing-detail", pk=mailing.pk)
+        try:
+            form.save(commit=False).save_edit(form.cleaned_data["revision"])
+        except StaleEdit as e:
+            form.add_error(
+                None, f"{e} Your changes are still in the form: open the mailing again to see theirs."
+            )
+        except MailingError as e:
+            messages.error(request, str(e))
+            return redirect("dashboard:mailing-detail", pk=mailing.pk)
+        else:
+            messages.success(request, f"Mailing #{mailing.pk} saved.")
+            return redirect("dashboard:mailing-detail", pk=mailing.pk)
     return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": mailing})
 
 
@@ -279,15 +290,26 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.htmx and request.htmx.target == "summary":
         response = render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
         return response if _is_live(mailing) else HttpResponseStopPolling(response.content)
-    filterset = MessageFilter(request.GET or None, queryset=mailing.messages.select_related("client"))
+    messages_ = mailing.messages.select_related("client", "sent_text")
+    filterset = MessageFilter(request.GET or None, queryset=messages_)
     table = MessageTable(filterset.qs)
     _paginate(request, table)
     context = {"mailing": mailing, "filter": filterset, "table": table}
     if request.htmx and not request.htmx.history_restore_request:
         # Filtering or paging the messages: the summary and the chart are not re-rendered.
         return render(request, "dashboard/mailing_detail.html#messages", context)
-    context |= _summary_context(mailing) | {"minute_chart": _per_minute_chart(mailing)}
+    context |= _summary_context(mailing) | {
+        "minute_chart": _per_minute_chart(mailing),
+        "texts": _texts(mailing),
+    }
     return render(request, "dashboard/mailing_detail.html", context)
+
+
+def _texts(mailing: Mailing) -> list[MailingText]:
+    """Its texts with how many messages carried each, when it has had more than one."""
+    if mailing.current_text_id and mailing.texts.count() < 2:
+        return []
+    return list(mailing.texts.annotate(carried=Count("messages")).order_by("number"))
 
 
 CONTROLS = {"pause": Mailing.pause, "resume": Mailing.resume, "cancel": Mailing.cancel}
@@ -313,13 +335,14 @@ def mailing_control(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespo
 @require_POST
 def mailing_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
-    if mailing.state == MailingState.RUNNING:
-        messages.error(request, f"Mailing #{mailing.pk} is running: pause or cancel it before deleting it.")
+    number = mailing.pk
+    try:
+        mailing.delete_unless_running()
+    except MailingError as e:
+        messages.error(request, str(e))
         if request.htmx:
             return render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
         return redirect("dashboard:mailing-detail", pk=mailing.pk)
-    number = mailing.pk
-    mailing.delete()
     messages.success(request, f"Mailing #{number} and its messages deleted.")
     url = reverse("dashboard:mailing-list")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

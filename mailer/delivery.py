@@ -92,6 +92,7 @@ class Claimed:
     last_error: str
     phone: str | None
     tz: str | None
+    sent_text_id: int | None
 
     @property
     def log_ids(self) -> dict:
@@ -150,6 +151,7 @@ class Deliverer:
             "last_error",
             "client__phone",
             "client__timezone",
+            "sent_text_id",
         )
         return lease, [Claimed(*row) for row in rows]
 
@@ -273,7 +275,8 @@ class Deliverer:
     ) -> None:
         by_id = {c.id: c for c in claimed}
         rows: list[Message] = []
-        # Successes grouped by 0.1 s of answer time: bucket -> [latest answer time, ids].
+        # Successes grouped by 0.1 s of answer time and the text they carried:
+        # (bucket, text id) -> [latest answer time, ids].
         sent_groups: dict[datetime, list] = {}
         finished: Counter[str] = Counter()  # final statuses, for the metric
         down_failures = 0
@@ -289,9 +292,8 @@ class Deliverer:
             attempt = msg.attempts + 1
             if error is None:
                 metrics.PROVIDER_REQUEST_SECONDS.labels("ok").observe(result.seconds)
-                group = sent_groups.setdefault(
-                    at.replace(microsecond=at.microsecond // 100_000 * 100_000), [at, []]
-                )
+                bucket = at.replace(microsecond=at.microsecond // 100_000 * 100_000)
+                group = sent_groups.setdefault((bucket, mailing.current_text_id), [at, []])
                 group[0] = max(group[0], at)
                 group[1].append(msg.id)
                 finished[MessageStatus.SENT] += 1
@@ -345,6 +347,7 @@ class Deliverer:
             if status:
                 finished[status] += 1
                 fields["status"] = status
+            fields["sent_text_id"] = mailing.current_text_id
             rows.append(
                 Message(id=msg.id, **self._row(msg, attempts=attempt, last_error=last_error[:500], **fields))
             )
@@ -367,10 +370,11 @@ class Deliverer:
             # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
             # rather than bulk_update's CASE per row. sent_at is the group's latest answer: at most
             # 0.1 s after a message's real answer, never before it (nor after the mailing's end).
-            for at, sent_ids in sent_groups.values():
+            for (_, text_id), (at, sent_ids) in sent_groups.items():
                 leased.filter(id__in=sent_ids).update(
                     status=MessageStatus.SENT,
                     sent_at=at,
+                    sent_text_id=text_id,
                     attempts=F("attempts") + 1,
                     last_error="",
                     locked_until=None,
@@ -384,7 +388,16 @@ class Deliverer:
         for status, n in finished.items():
             metrics.MESSAGES_FINISHED.labels(status).inc(n)
 
-    FIELDS = ["status", "sent_at", "attempts", "last_error", "next_attempt_at", "locked_until", "locked_by"]
+    FIELDS = [
+        "status",
+        "sent_at",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "locked_until",
+        "locked_by",
+        "sent_text",
+    ]
 
     @staticmethod
     def _row(msg: Claimed, **fields) -> dict:
@@ -397,6 +410,7 @@ class Deliverer:
             "next_attempt_at": msg.next_attempt_at,
             "locked_until": None,
             "locked_by": "",
+            "sent_text_id": msg.sent_text_id,
             **fields,
         }
 

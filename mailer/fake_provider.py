@@ -56,6 +56,7 @@ class Record:
     outcomes: Counter = field(default_factory=Counter)
     phones: dict = field(default_factory=dict)  # msg id -> phone
     times: dict = field(default_factory=dict)  # msg id -> time.time() of the first OK
+    texts: dict = field(default_factory=dict)  # msg id -> the text of the first OK
 
 
 class FakeProvider:
@@ -181,6 +182,7 @@ class FakeProvider:
         self.record.accepted[msg_id] += 1
         self.record.phones.setdefault(msg_id, data["phone"])
         self.record.times.setdefault(msg_id, time.time())
+        self.record.texts.setdefault(msg_id, data["text"])
         if self.log_each:
             logger.info(
                 "received message_id=%s phone=%s text_length=%s", msg_id, data["phone"], len(data["text"])

@@ -167,6 +167,13 @@ class Mailing(models.Model):
     audience_version = models.PositiveIntegerField(default=1)
     resolved_version = models.PositiveIntegerField(default=0)
     resolve_lease_until = models.DateTimeField(null=True, blank=True)
+    # Optimistic concurrency: every save adds one; an edit made from an older revision is refused
+    # (the form shows a conflict, the API answers 412 to a stale If-Match).
+    revision = models.PositiveIntegerField(default=1, editable=False)
+    # The text as it is now, as a MailingText row: each message records the one it was sent with.
+    current_text = models.ForeignKey(
+        "MailingText", null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-start_at", "-id"]
@@ -218,6 +225,38 @@ class Mailing(models.Model):
             raise ValidationError(errors)
 
     def save(self, *args, **kwargs) -> None:
+        with transaction.atomic():
+            self._save(*args, **kwargs)
+            if self.current_text is None or self.current_text.text != self.text:
+                number = self.texts.count() + 1
+                self.current_text = MailingText.objects.create(mailing=self, number=number, text=self.text)
+                Mailing.objects.filter(pk=self.pk).update(current_text=self.current_text)
+
+    def save_edit(self, read_revision: int | None) -> None:
+        """Save a user's edit made from `read_revision` (None: don't check). The row is locked, so
+        neither a concurrent edit nor the engine finishing the mailing slips in between."""
+        with transaction.atomic():
+            current = Mailing.objects.select_for_update().values("revision", "state").get(pk=self.pk)
+            if read_revision is not None and current["revision"] != read_revision:
+                raise StaleEdit(
+                    f"Mailing #{self.pk} was changed by someone else since you opened it "
+                    f"(revision {read_revision}, now {current['revision']})."
+                )
+            if current["state"] in (MailingState.FINISHED, MailingState.CANCELLED):
+                raise MailingError(f"A {current['state']} mailing can't be edited.")
+            self.revision = current["revision"]
+            self.save()
+
+    def delete_unless_running(self) -> None:
+        """Delete it with its messages, unless it is running: its requests in flight would complete
+        for messages that no longer exist. Locked, so the engine can't start it meanwhile."""
+        with transaction.atomic():
+            state = Mailing.objects.select_for_update().values_list("state", flat=True).get(pk=self.pk)
+            if state == MailingState.RUNNING:
+                raise MailingError(f"Mailing #{self.pk} is running: pause or cancel it first.")
+            self.delete()
+
+    def _save(self, *args, **kwargs) -> None:
         # Normalise so that filters compare as strings and never hold duplicates.
         self.filter_tags = sorted({str(t).strip() for t in self.filter_tags or []})
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
@@ -230,6 +269,8 @@ class Mailing(models.Model):
                 self.filter_operator_codes,
             ):
                 self.audience_version += 1
+        if self.pk:
+            self.revision += 1
         super().save(*args, **kwargs)
 
     @property
@@ -282,6 +323,26 @@ class Mailing(models.Model):
         )
 
 
+class StaleEdit(MailingError):
+    """An edit made from a revision of the mailing that is no longer the latest."""
+
+
+class MailingText(models.Model):
+    """A mailing's text as it was from `created_at` on; messages point at the one they carried."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="texts")
+    number = models.PositiveIntegerField()
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["mailing", "number"]
+        constraints = [models.UniqueConstraint(fields=["mailing", "number"], name="mailing_text_number")]
+
+    def __str__(self) -> str:
+        return f"Mailing #{self.mailing_id} text {self.number}"
+
+
 class MessageQuerySet(models.QuerySet):
     def free(self, now: datetime) -> MessageQuerySet:
         """Messages no worker holds: never leased, or the lease ran out."""
@@ -314,6 +375,10 @@ class Message(models.Model):
     next_attempt_at = models.DateTimeField(default=timezone.now)
     locked_until = models.DateTimeField(null=True, blank=True)
     locked_by = models.CharField(max_length=64, blank=True)
+    # The text the gateway was last given for this message (empty before any attempt).
+    sent_text = models.ForeignKey(
+        MailingText, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
 
     class Meta:
         ordering = ["id"]

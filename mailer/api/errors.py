@@ -28,6 +28,12 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class PreconditionFailed(exceptions.APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The resource changed since you read it."
+    default_code = "precondition_failed"
+
+
 def exception_handler(exc, context):
     if isinstance(exc, MailingError):
         exc = Conflict(str(exc))

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 
 from mailer.api import serializers as s
 
@@ -181,6 +187,26 @@ MAILING_EXAMPLE = OpenApiExample(
     },
     request_only=True,
 )
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    description='The ETag a GET gave, e.g. `"3"`: the change is refused (412) if the mailing changed since.',
+)
+STALE = {
+    412: OpenApiResponse(
+        s.DetailSerializer,
+        "Someone changed the mailing after the revision named in If-Match.",
+        examples=[
+            OpenApiExample(
+                "Changed meanwhile",
+                {"detail": "Mailing #7 was changed by someone else since you opened it (revision 3, now 4)."},
+                response_only=True,
+                status_codes=[412],
+            )
+        ],
+    )
+}
 MAILING_RESPONSES = {200: s.MailingSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND}
 
 
@@ -210,24 +236,31 @@ mailings = extend_schema_view(
         responses={201: s.MailingSerializer, **BAD_INPUT, **AUTH_ERRORS},
     ),
     retrieve=extend_schema(
-        summary="Get a mailing", responses={200: s.MailingSerializer, **AUTH_ERRORS, **NOT_FOUND}
+        summary="Get a mailing",
+        description="The `ETag` header names its revision; send it back as `If-Match` when changing it.",
+        responses={200: s.MailingSerializer, **AUTH_ERRORS, **NOT_FOUND},
     ),
     update=extend_schema(
         summary="Replace a mailing",
         description="Refused with 409 once the mailing is finished or cancelled. A new filter of a running "
-        "mailing adds newly matching clients and cancels pending messages of those no longer matching.",
+        "mailing adds newly matching clients and cancels pending messages of those no longer matching. "
+        "With `If-Match`, refused with 412 if someone changed it since.",
         examples=[MAILING_EXAMPLE],
-        responses={**MAILING_RESPONSES, **CONFLICT},
+        parameters=[IF_MATCH],
+        responses={**MAILING_RESPONSES, **CONFLICT, **STALE},
     ),
     partial_update=extend_schema(
         summary="Change some fields of a mailing",
         description="As PUT; a `filter` object given replaces the whole filter (a missing list = no restriction).",
-        responses={**MAILING_RESPONSES, **CONFLICT},
+        parameters=[IF_MATCH],
+        responses={**MAILING_RESPONSES, **CONFLICT, **STALE},
     ),
     destroy=extend_schema(
         summary="Delete a mailing",
-        description="Deletes it with its messages and their statistics, in any state.",
-        responses={204: None, **AUTH_ERRORS, **NOT_FOUND},
+        description="Deletes it with its messages and their statistics. Refused with 409 while it is "
+        "running (pause or cancel it first), and with 412 for a stale `If-Match`.",
+        parameters=[IF_MATCH],
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT, **STALE},
     ),
 )
 

@@ -310,6 +310,13 @@ class ClientRefSerializer(serializers.ModelSerializer):
 
 class MessageSerializer(serializers.ModelSerializer):
     client = ClientRefSerializer(read_only=True, allow_null=True, help_text="Null if the client was deleted.")
+    text = serializers.CharField(
+        source="sent_text.text",
+        read_only=True,
+        allow_null=True,
+        help_text="The text the gateway was given for it (the mailing's text may have changed since); "
+        "null before the first attempt.",
+    )
 
     class Meta:
         model = Message
@@ -321,6 +328,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "last_error",
             "created_at",
             "sent_at",
+            "text",
         )
 
 

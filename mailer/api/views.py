@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from django.db import transaction
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -24,9 +23,10 @@ from rest_framework.views import APIView
 from mailer import stats
 from mailer.api import schema
 from mailer.api import serializers as s
-from mailer.api.errors import Conflict
+from mailer.api.errors import Conflict, PreconditionFailed
+from mailer.http import count_param
 from mailer.importing import ImportReport, RowError, import_clients
-from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, validate_moment
+from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, StaleEdit, validate_moment
 
 logger = logging.getLogger("mailer.api")
 
@@ -186,26 +186,38 @@ class MailingViewSet(viewsets.ModelViewSet):
             extra={"mailing_id": mailing.id},
         )
 
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        mailing = self.get_object()
+        return _with_etag(Response(self.get_serializer(mailing).data), mailing)
+
     def update(self, request: Request, *args, **kwargs) -> Response:
-        # Locked, so that the engine can't finish it between our check and our write.
-        with transaction.atomic():
-            mailing = get_object_or_404(Mailing.objects.select_for_update(), pk=kwargs["pk"])
-            if not mailing.is_editable:
-                raise Conflict(f"A {mailing.state} mailing can't be edited.")
-            serializer = self.get_serializer(mailing, data=request.data, partial=kwargs.pop("partial", False))
-            serializer.is_valid(raise_exception=True)
-            serializer.save()
+        mailing = self.get_object()
+        if not mailing.is_editable:
+            raise Conflict(f"A {mailing.state} mailing can't be edited.")
+        read_revision = _if_match(request)
+        serializer = self.get_serializer(mailing, data=request.data, partial=kwargs.pop("partial", False))
+        serializer.is_valid(raise_exception=True)
+        for name, value in serializer.validated_data.items():
+            setattr(mailing, name, value)
+        try:
+            # Locked and checked again: the engine may have finished it, someone else edited it.
+            mailing.save_edit(read_revision)
+        except StaleEdit as e:
+            raise PreconditionFailed(f"{e} GET it again and apply your change to that.") from None
         logger.info(
             "mailing_id=%s updated by user_id=%s",
             mailing.id,
             request.user.id,
             extra={"mailing_id": mailing.id},
         )
-        return Response(self.get_serializer(mailing).data)
+        return _with_etag(Response(self.get_serializer(mailing).data), mailing)
 
     def perform_destroy(self, instance: Mailing) -> None:
+        read_revision = _if_match(self.request)
+        if read_revision is not None and read_revision != instance.revision:
+            raise PreconditionFailed(f"Mailing #{instance.pk} was changed since you read it; GET it again.")
         mailing_id = instance.id
-        instance.delete()
+        instance.delete_unless_running()  # MailingError -> 409
         logger.info(
             "mailing_id=%s deleted by user_id=%s",
             mailing_id,
@@ -253,6 +265,22 @@ class MailingViewSet(viewsets.ModelViewSet):
         return Response(s.MailingStatsSerializer(body).data)
 
 
+def _with_etag(response: Response, mailing: Mailing) -> Response:
+    response["ETag"] = f'"{mailing.revision}"'
+    return response
+
+
+def _if_match(request: Request) -> int | None:
+    """The revision an If-Match header names (an ETag this API gave); None without one or for *."""
+    header = request.headers.get("If-Match", "").strip()
+    if not header or header == "*":
+        return None
+    revision = count_param(header.removeprefix("W/").strip('"'))
+    if revision is None:
+        raise PreconditionFailed(f'If-Match must be an ETag of this mailing, like "3"; got {header[:40]!r}.')
+    return revision
+
+
 class MessageFilter(StrictFilterSet):
     status = filters.ChoiceFilter(choices=MessageStatus.choices, help_text="Only messages with this status.")
 
@@ -271,7 +299,7 @@ class MailingMessagesView(ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Message.objects.none()
         mailing = get_object_or_404(Mailing, pk=self.kwargs["pk"])  # DRF's: a non-number is a 404 too
-        return Message.objects.filter(mailing=mailing).select_related("client").order_by("id")
+        return Message.objects.filter(mailing=mailing).select_related("client", "sent_text").order_by("id")
 
 
 class StatsView(APIView):

@@ -298,6 +298,7 @@ def test_messages_paginated_and_filtered(api, make_mailing, make_client, now):
         "last_error": "",
         "created_at": first["created_at"],
         "sent_at": now.isoformat().replace("+00:00", "Z"),
+        "text": None,  # made here, not by the engine: no text recorded
     }
     assert (second["id"], second["attempts"], second["last_error"]) == (failed.id, 3, "HTTP 500")
     assert (third["id"], third["client"]) == (orphan.id, None)

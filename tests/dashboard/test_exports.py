@@ -43,7 +43,16 @@ def test_messages_export(viewer_client, make_mailing, make_client):
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == f'attachment; filename="mailing-{mailing.pk}-messages.csv"'
     rows = _rows(response)
-    assert rows[0] == ["message_id", "phone", "status", "attempts", "created_at", "sent_at", "last_error"]
+    assert rows[0] == [
+        "message_id",
+        "phone",
+        "status",
+        "attempts",
+        "created_at",
+        "sent_at",
+        "last_error",
+        "text",
+    ]
     assert rows[1][1:4] == ["79161234567", "sent", "1"]
     assert rows[1][5] == "2026-03-01T12:30:00+00:00"
     assert rows[2][1:3] == ["79001234567", "failed"] and rows[2][5] == ""
