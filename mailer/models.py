@@ -459,3 +459,80 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"Report {self.date} ({'sent' if self.sent_at else 'not sent'})"
+
+
+class ImportState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    CHECKING = "checking", "Checking"
+    CHECKED = "checked", "Checked, waiting for confirmation"
+    WRITING = "writing", "Writing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Nothing written"
+
+
+class ClientImport(models.Model):
+    """A CSV file of clients, kept in the database (ImportChunk) and imported by a worker
+    (mailer.importing): checked in full first, then written in short transactions that also record
+    how far they got, so a killed worker's successor goes on from there."""
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    filename = models.CharField(max_length=200, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    all_or_nothing = models.BooleanField(default=True)
+    # False: stop after the check and wait for the user's go-ahead (the dashboard's "Check first").
+    write = models.BooleanField(default=True)
+    state = models.CharField(max_length=16, choices=ImportState.choices, default=ImportState.QUEUED)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Progress: bytes of the file checked, then rows written of rows to write.
+    bytes_checked = models.PositiveBigIntegerField(default=0)
+    rows_to_write = models.PositiveIntegerField(default=0)
+    rows_written = models.PositiveIntegerField(default=0)
+    written_through = models.PositiveIntegerField(default=0, help_text="Last file row written.")
+    # The report: from the check (what would happen), then from the writes (what did).
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first errors: [row, field, message].")
+    written = models.BooleanField(default=False)
+    problem = models.CharField(max_length=500, blank=True, help_text="Why it stopped, if it failed.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in (ImportState.DONE, ImportState.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.state in (ImportState.QUEUED, ImportState.CHECKING):
+            return min(100, round(100 * self.bytes_checked / self.size)) if self.size else 0
+        if self.state == ImportState.WRITING:
+            return min(100, round(100 * self.rows_written / self.rows_to_write)) if self.rows_to_write else 0
+        return 100
+
+    @property
+    def can_write(self) -> bool:
+        """After the check: whether confirming would write anything."""
+        return self.state == ImportState.CHECKED and not (self.all_or_nothing and self.error_count)
+
+
+class ImportChunk(models.Model):
+    """One piece (up to 1 MB) of an uploaded file, in order: a worker on any host can read it."""
+
+    client_import = models.ForeignKey(ClientImport, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["client_import", "seq"]
+        constraints = [models.UniqueConstraint(fields=["client_import", "seq"], name="import_chunk_seq")]
+
+    def __str__(self) -> str:
+        return f"Import #{self.client_import_id} piece {self.seq}"

@@ -333,6 +333,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MailingStateEnum": "mailer.models.MailingState",
         "MessageStatusEnum": "mailer.models.MessageStatus",
+        "ImportStateEnum": "mailer.models.ImportState",
     },
 }
 
@@ -343,6 +344,7 @@ if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("MAILER_PROVIDER_URL must start with http:// or https://")
 
 # The sending engine (see mailer/delivery.py and docs/engine.md).
+MAILER_IMPORT_MAX_MB = envint("MAILER_IMPORT_MAX_MB", "50")  # client CSV files, UI and API alike
 MAILER_SENDERS = envint("MAILER_SENDERS", "2")  # sending pumps, one per worker process
 MAILER_BATCH_SIZE = envint("MAILER_BATCH_SIZE", "500")  # messages claimed per round
 MAILER_CONCURRENCY = envint("MAILER_CONCURRENCY", "64")  # requests in flight per worker

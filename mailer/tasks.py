@@ -92,7 +92,11 @@ def pump(slot: int, seconds: float | None = None, handover: bool = True) -> str:
 
 
 def ensure_pumps() -> list[int]:
-    """Enqueue a pump for every slot without a live one; returns the slots it enqueued."""
+    """Enqueue a pump for every slot without a live one; returns the slots it enqueued. Also
+    queues again a client import whose worker died (its lease ran out)."""
+    from mailer.importing import resume_imports
+
+    resume_imports()
     fresh = set(
         WorkerHeartbeat.objects.filter(beat_at__gte=timezone.now() - STALE_AFTER)
         .exclude(owner="")
@@ -102,6 +106,13 @@ def ensure_pumps() -> list[int]:
     for slot in started:
         async_task("mailer.tasks.pump", slot, task_name=f"pump-{slot}-{uuid.uuid4().hex[:8]}")
     return started
+
+
+def run_import(import_id: int) -> str:
+    """A client import (mailer.importing): check, then write; resumable."""
+    from mailer.importing import run_import
+
+    return run_import(import_id)
 
 
 def send_daily_report() -> str:

@@ -138,16 +138,18 @@ import_csv = extend_schema(
         "* A phone already in the database: that client's tag and timezone are updated.\n"
         "* `all_or_nothing=true` (default): any error and nothing is written (`written: false`).\n"
         "* `all_or_nothing=false`: the valid rows are written, the others reported.\n\n"
-        "Answers 200 with the report when something was written or nothing was wrong, and 400 with "
-        "the same report when nothing was written because of errors. Needs the add and change "
-        "client permissions (manager)."
+        "The file (at most `MAILER_IMPORT_MAX_MB`, 50 MB by default) is kept and imported by a "
+        "worker: the answer is 202 with the import, and `Location` (also `url`) is where to follow "
+        "it: `state` goes queued, checking, writing, then done (`written: true`) or failed "
+        "(nothing written: `errors` says why). A 400 with the report's shape answers a missing field "
+        "or a file over the limit. Needs the add and change client permissions (manager)."
     ),
     request={"multipart/form-data": s.ImportRequestSerializer},
     responses={
-        200: s.ImportReportSerializer,
+        202: s.ImportSerializer,
         400: OpenApiResponse(
             s.ImportReportSerializer,
-            "Nothing written: the report lists the errors (or a field of the form is missing).",
+            "Nothing stored: a field of the form is missing or wrong, or the file is too large.",
             examples=[
                 OpenApiExample(
                     "Bad rows",
@@ -173,6 +175,12 @@ import_csv = extend_schema(
         ),
         **AUTH_ERRORS,
     },
+)
+import_status = extend_schema(
+    summary="Follow a client import",
+    description="Its state, progress (`percent` of the current step) and report: while it runs, "
+    "the counts grow; once `done` they say what was written, once `failed` nothing was.",
+    responses={200: s.ImportSerializer, **AUTH_ERRORS, **NOT_FOUND},
 )
 
 

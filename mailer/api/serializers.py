@@ -18,6 +18,7 @@ from mailer import stats
 from mailer.models import (
     TAG_MAX,
     Client,
+    ImportState,
     Mailing,
     Message,
     operator_code_of,
@@ -143,11 +144,18 @@ class ClientSerializer(StrictModelSerializer):
         return attrs
 
 
+class FormBooleanField(serializers.BooleanField):
+    """true or false, as the schema says: DRF would also take 0, 1, "yes", "on" and the like."""
+
+    TRUE_VALUES: ClassVar = {"true", "True", True}
+    FALSE_VALUES: ClassVar = {"false", "False", False}
+
+
 class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text="CSV, UTF-8, with a header row: phone (required), tag, timezone (optional, any order)."
     )
-    all_or_nothing = serializers.BooleanField(
+    all_or_nothing = FormBooleanField(
         default=True,
         help_text="true: write nothing if any row has an error. false: write the valid rows, report the rest.",
     )
@@ -166,6 +174,15 @@ class ImportReportSerializer(serializers.Serializer):
     unchanged = serializers.IntegerField(help_text="Phones already known with the same tag and timezone.")
     error_count = serializers.IntegerField()
     errors = RowErrorSerializer(many=True, help_text="The first 1000 errors.")
+
+
+class ImportSerializer(ImportReportSerializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="Where to follow it (GET).")
+    state = serializers.ChoiceField(choices=ImportState.choices)
+    percent = serializers.IntegerField(help_text="Progress of the current step (checking, then writing).")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 # Mailings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from django.urls import reverse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -25,13 +26,20 @@ from mailer.api import schema
 from mailer.api import serializers as s
 from mailer.api.errors import Conflict, PreconditionFailed
 from mailer.http import count_param
-from mailer.importing import ImportReport, RowError, import_clients
-from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, StaleEdit, validate_moment
+from mailer.importing import ImportRefused, ImportReport, RowError, start_import
+from mailer.models import (
+    Client,
+    ClientImport,
+    Mailing,
+    MailingState,
+    Message,
+    MessageStatus,
+    StaleEdit,
+    validate_moment,
+)
 
 logger = logging.getLogger("mailer.api")
 
-# The file is read into memory: 50 MB is over a million rows.
-MAX_IMPORT_BYTES = 50 * 2**20
 PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
@@ -71,7 +79,10 @@ class ClientViewSet(viewsets.ModelViewSet):
     # Ids are numbers; anything else falls through to urls.not_found's JSON 404.
     lookup_value_converter = "int"
     filterset_class = ClientFilter
-    action_permissions = {"import_csv": ["mailer.add_client", "mailer.change_client"]}
+    action_permissions = {
+        "import_csv": ["mailer.add_client", "mailer.change_client"],
+        "import_status": ["mailer.add_client", "mailer.change_client"],
+    }
 
     def perform_create(self, serializer) -> None:
         client = serializer.save()
@@ -107,34 +118,45 @@ class ClientViewSet(viewsets.ModelViewSet):
         form = s.ImportRequestSerializer(data=request.data)
         if not form.is_valid():
             errors = [RowError(0, name, " ".join(str(m) for m in msgs)) for name, msgs in form.errors.items()]
-            return _import_response(ImportReport(errors=errors))
+            return Response(ImportReport(errors=errors, error_count=len(errors)).as_dict(), status=400)
         upload = form.validated_data["file"]
-        if upload.size > MAX_IMPORT_BYTES:
-            message = f"At most {MAX_IMPORT_BYTES // 2**20} MB; split the file."
-            return _import_response(ImportReport(errors=[RowError(0, "file", message)]))
-        report = import_clients(upload, all_or_nothing=form.validated_data["all_or_nothing"])
+        try:
+            imp = start_import(
+                upload,
+                user=request.user,
+                filename=upload.name or "",
+                all_or_nothing=form.validated_data["all_or_nothing"],
+            )
+        except ImportRefused as e:
+            report = ImportReport(errors=[RowError(0, "file", str(e))], error_count=1)
+            return Response(report.as_dict(), status=400)
         logger.info(
-            "clients imported by user_id=%s: created=%s updated=%s errors=%s written=%s",
+            "import_id=%s of %s bytes started by user_id=%s",
+            imp.pk,
+            imp.size,
             request.user.id,
-            report.created,
-            report.updated,
-            len(report.errors),
-            report.written,
+            extra={"import_id": imp.pk},
         )
-        return _import_response(report)
+        url = reverse("api:client-import-status", kwargs={"import_id": imp.pk})
+        return Response(_import_body(imp, url), status=202, headers={"Location": url})
+
+    @schema.import_status
+    @action(detail=False, methods=["get"], url_path="imports/<int:import_id>", url_name="import-status")
+    def import_status(self, request: Request, import_id: int) -> Response:
+        imp = get_object_or_404(ClientImport, pk=import_id)
+        return Response(_import_body(imp, request.path))
 
 
-def _import_response(report: ImportReport) -> Response:
-    body = {
-        "written": report.written,
-        "created": report.created,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "error_count": len(report.errors),
-        "errors": [{"row": e.row, "field": e.field, "message": e.message} for e in report.errors[:1000]],
+def _import_body(imp: ClientImport, url: str) -> dict:
+    return {
+        "id": imp.pk,
+        "url": url,
+        "state": imp.state,
+        "percent": imp.percent,
+        "created_at": imp.created_at,
+        "finished_at": imp.finished_at,
+        **ImportReport.of(imp).as_dict(),
     }
-    ok = report.written or not report.errors
-    return Response(body, status=status.HTTP_200_OK if ok else status.HTTP_400_BAD_REQUEST)
 
 
 # Mailings

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.roles import ADMIN, MANAGER, VIEWER
-from mailer.models import Client, Mailing
+from mailer.models import Client, ClientImport, ImportState, Mailing
 from tests.conftest import enable_auth0, user_with_role
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
@@ -89,6 +89,7 @@ def world(db, django_user_model, settings):
             "client": str(Client.objects.create(phone=f"79{Client.objects.count():09d}", timezone="UTC").pk),
             "user": str(other.pk),
             "token": str(ApiToken.issue(other, "theirs")[0].pk),
+            "import": str(ClientImport.objects.create(state=ImportState.DONE).pk),
         }
 
     return users, ids
@@ -97,9 +98,10 @@ def world(db, django_user_model, settings):
 def concrete(pattern: str, ids: dict[str, str]) -> str:
     if pattern == ADMIN_SITE:
         return "/admin/"
-    kind = "client" if "clients/" in pattern else "mailing"
+    kind = "import" if "clients/import/<" in pattern else "client" if "clients/" in pattern else "mailing"
     values = {
         "pk": ids[kind],
+        "import_id": ids["import"],
         "user_id": ids["user"],
         "token_id": ids["token"],
         "backend": "auth0",

@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mailer.importing import RowError, import_clients
-from mailer.models import Client
+from mailer.importing import RowError, import_clients, run_import
+from mailer.models import Client, ClientImport
 
 
 def csv_of(*rows: str, header: str = "phone,tag,timezone") -> str:
@@ -138,18 +138,30 @@ def test_many_rows_fast_and_without_per_row_queries(db, make_client):
 
 
 def upload(api, text: str | bytes, **fields):
+    """POST the file; once accepted, run the import as a worker would and GET where it points."""
     data = text.encode() if isinstance(text, str) else text
-    return api.post(
+    response = api.post(
         "/api/v1/clients/import/",
         {"file": SimpleUploadedFile("clients.csv", data, content_type="text/csv"), **fields},
         format="multipart",
     )
+    if response.status_code != 202:
+        return response
+    assert response.json()["state"] == "queued"
+    run_import(response.json()["id"])
+    return api.get(response["Location"])
 
 
 def test_endpoint_imports(api, caplog):
     response = upload(api, csv_of("79161234567,vip,UTC", "79261234567,vip,UTC"))
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    assert (body["state"], body["percent"], body["url"]) == (
+        "done",
+        100,
+        f"/api/v1/clients/imports/{body['id']}/",
+    )
+    assert {k: body[k] for k in ("written", "created", "updated", "unchanged", "error_count", "errors")} == {
         "written": True,
         "created": 2,
         "updated": 0,
@@ -158,13 +170,13 @@ def test_endpoint_imports(api, caplog):
         "errors": [],
     }
     assert Client.objects.count() == 2
-    assert "created=2" in caplog.text
+    assert f"import_id={body['id']} of 59 bytes started" in caplog.text
 
 
 def test_endpoint_all_or_nothing_by_default(api):
     response = upload(api, csv_of("79161234567,vip,UTC", "79161234567,vip,UTC"))
-    assert response.status_code == 400
     body = response.json()
+    assert body["state"] == "failed"
     assert body["written"] is False and body["error_count"] == 1
     assert body["errors"] == [{"row": 3, "field": "phone", "message": "Duplicate of row 2."}]
     assert not Client.objects.exists()
@@ -193,13 +205,23 @@ def test_endpoint_without_file_is_a_400(api):
 
 def test_endpoint_binary_garbage_is_a_400(api):
     response = upload(api, b"\x89PNG\r\n\x1a\n\x00\x00")
-    assert response.status_code == 400
+    assert response.json()["state"] == "failed"
     assert "UTF-8" in response.json()["errors"][0]["message"]
 
 
 def test_endpoint_refuses_a_too_large_file(api, monkeypatch):
-    monkeypatch.setattr("mailer.api.views.MAX_IMPORT_BYTES", 100)
+    monkeypatch.setattr("mailer.importing.max_bytes", lambda: 100)
     response = upload(api, csv_of(*(f"7916{i:07d},,UTC" for i in range(10))))
     assert response.status_code == 400
-    assert response.json()["errors"][0]["field"] == "file"
-    assert not Client.objects.exists()
+    assert response.json()["errors"][0] == {
+        "row": 0,
+        "field": "file",
+        "message": "The file is larger than 50 MB; split it.",
+    }
+    assert not Client.objects.exists() and not ClientImport.objects.exists()
+
+
+def test_endpoint_status_needs_the_import_permission(viewer_api, api):
+    response = upload(api, csv_of("79161234567,vip,UTC"))
+    assert viewer_api.get(response.json()["url"]).status_code == 403
+    assert api.get("/api/v1/clients/imports/999999/").status_code == 404

@@ -44,6 +44,7 @@ def test_every_operation_is_described_and_authenticated(schema):
         "/api/v1/clients/",
         "/api/v1/clients/{id}/",
         "/api/v1/clients/import/",
+        "/api/v1/clients/imports/{import_id}/",
         "/api/v1/mailings/",
         "/api/v1/mailings/{id}/",
         "/api/v1/mailings/{id}/pause/",
