@@ -8,10 +8,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from dashboard.filters import existing_operator_codes, existing_tags
+from mailer.importing import max_bytes
 from mailer.models import Client, Mailing, available_timezones, tag_problem
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
-MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
 def _datetime_field(label: str) -> forms.DateTimeField:
@@ -114,13 +114,7 @@ class ClientForm(forms.ModelForm):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(required=False, label="CSV file", help_text="Columns: phone, tag, timezone.")
-    text = forms.CharField(
-        required=False,
-        strip=False,
-        label="…or paste CSV",
-        widget=forms.Textarea(attrs={"rows": 6, "class": "font-monospace"}),
-    )
+    file = forms.FileField(label="CSV file", help_text="Columns: phone, tag, timezone.")
     all_or_nothing = forms.BooleanField(
         required=False, initial=True, label="All or nothing: import nothing if any row has an error"
     )
@@ -129,24 +123,10 @@ class ImportForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.form_tag = False
+        self.fields["file"].help_text += f" UTF-8, at most {settings.MAILER_IMPORT_MAX_MB} MB."
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload and upload.size > MAX_IMPORT_BYTES:
-            raise ValidationError(f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB.")
+        if upload.size > max_bytes():
+            raise ValidationError(f"The file is larger than {settings.MAILER_IMPORT_MAX_MB} MB; split it.")
         return upload
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        upload = cleaned.get("file")
-        if upload:
-            try:
-                # utf-8-sig: files saved by Excel start with a byte order mark.
-                cleaned["csv_text"] = upload.read().decode("utf-8-sig")
-            except UnicodeDecodeError:
-                raise ValidationError({"file": "The file is not UTF-8 text. Save it as CSV UTF-8."}) from None
-        elif cleaned.get("text", "").strip():
-            cleaned["csv_text"] = cleaned["text"]
-        elif not self.errors:
-            raise ValidationError("Choose a CSV file or paste its contents.")
-        return cleaned

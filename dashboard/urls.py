@@ -22,6 +22,9 @@ urlpatterns = [
     path("clients/", views.client_list, name="client-list"),
     path("clients/new/", views.client_create, name="client-create"),
     path("clients/import/", views.client_import, name="client-import"),
+    path("clients/import/<int:pk>/", views.client_import_detail, name="client-import-detail"),
+    path("clients/import/<int:pk>/confirm/", views.client_import_confirm, name="client-import-confirm"),
+    path("clients/import/<int:pk>/errors.csv", views.client_import_report, name="client-import-report"),
     path("clients/<int:pk>/", views.client_edit, name="client-edit"),
     path("clients/<int:pk>/delete/", views.client_delete, name="client-delete"),
 ]

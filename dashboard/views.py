@@ -7,8 +7,6 @@ re-renders the fragment it came from, with the messages that say what happened.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from datetime import UTC, timedelta
 from typing import Any
@@ -16,7 +14,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import EmptyPage
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -30,11 +27,13 @@ from dashboard import charts, exports
 from dashboard.filters import ClientFilter, MailingFilter, MessageFilter, StatsFilter
 from dashboard.forms import ClientForm, ImportForm, MailingForm
 from dashboard.tables import ClientTable, MailingTable, MessageTable, StatsTable
-from mailer import stats
+from mailer import importing, stats
 from mailer.http import HtmxHttpRequest, count_param
 from mailer.models import (
     OPERATOR_CODE_RE,
     Client,
+    ClientImport,
+    ImportState,
     Mailing,
     MailingError,
     MailingState,
@@ -52,7 +51,7 @@ CHART_HOURS = 72
 RATE_WINDOW = timedelta(minutes=5)
 MIN_RATE_SPAN = timedelta(seconds=10)
 PREVIEW_ROWS = 10
-IMPORT_ERRORS_KEPT = 500
+IMPORT_ERRORS_SHOWN = 500
 
 
 def _page(
@@ -440,55 +439,58 @@ def client_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _first_rows(text: str) -> tuple[list[str], list[list[str]]]:
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
-    return header, [row for _, row in zip(range(PREVIEW_ROWS), reader, strict=False)]
-
-
-def _report_dict(report) -> dict[str, Any]:
-    return {
-        "created": report.created,
-        "updated": report.updated,
-        # Rows identical to the client already stored (not in every version of the report).
-        "unchanged": getattr(report, "unchanged", 0),
-        "error_count": len(report.errors),
-        "errors": [
-            {"row": e.row, "field": e.field, "message": e.message} for e in report.errors[:IMPORT_ERRORS_KEPT]
-        ],
-    }
+@permission_required("mailer.add_client", raise_exception=True)
+def client_import(request: HtmxHttpRequest) -> HttpResponse:
+    """Upload a file: "Check" stops after the check for a go-ahead, "Import" writes at once. A
+    worker does the work; the import's page follows it."""
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            imp = importing.start_import(
+                upload,
+                user=request.user,
+                filename=upload.name,
+                all_or_nothing=form.cleaned_data["all_or_nothing"],
+                write="check" not in request.POST,
+            )
+        except importing.ImportRefused as e:
+            form.add_error("file", str(e))
+        else:
+            return redirect("dashboard:client-import-detail", pk=imp.pk)
+    recent = ClientImport.objects.select_related("created_by")[:10]
+    return render(request, "dashboard/client_import.html", {"form": form, "recent": recent})
 
 
 @permission_required("mailer.add_client", raise_exception=True)
-def client_import(request: HtmxHttpRequest) -> HttpResponse:
-    """Preview (first rows and every row's errors, nothing saved), then import.
+@require_GET
+def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Progress while it runs (htmx polls the fragment), then the report."""
+    imp = get_object_or_404(ClientImport, pk=pk)
+    report = importing.ImportReport.of(imp)
+    context = {"imp": imp, "report": report.as_dict(errors=IMPORT_ERRORS_SHOWN)}
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "dashboard/client_import_detail.html#progress", context)
+        running = imp.state in (ImportState.QUEUED, ImportState.CHECKING, ImportState.WRITING)
+        return response if running else HttpResponseStopPolling(response.content)
+    context["header"], context["rows"] = importing.first_rows(imp, PREVIEW_ROWS)
+    return render(request, "dashboard/client_import_detail.html", context)
 
-    The preview runs the real import inside a transaction that is rolled back, so what it
-    reports is exactly what the import will do.
-    """
-    from mailer.importing import import_clients
 
-    form = ImportForm(request.POST or None, request.FILES or None)
-    context: dict[str, Any] = {"form": form, "report": request.session.pop("import_report", None)}
-    if request.method == "POST" and form.is_valid():
-        text = form.cleaned_data["csv_text"]
-        all_or_nothing = form.cleaned_data["all_or_nothing"]
-        if "preview" in request.POST:
-            with transaction.atomic():
-                report = import_clients(text, all_or_nothing=all_or_nothing)
-                transaction.set_rollback(True)
-            header, rows = _first_rows(text)
-            # The checked content goes into the text box, so "Import" needs no second upload.
-            form = ImportForm(initial={"text": text, "all_or_nothing": all_or_nothing})
-            context |= {"form": form, "preview": _report_dict(report), "header": header, "rows": rows}
-            return render(request, "dashboard/client_import.html", context)
-        report = import_clients(text, all_or_nothing=all_or_nothing)
-        summary = f"{report.created} clients added, {report.updated} updated"
-        if report.errors:
-            saved = "nothing saved" if all_or_nothing else "those rows skipped"
-            messages.warning(request, f"{summary}; {len(report.errors)} rows had errors ({saved}).")
-        else:
-            messages.success(request, f"Import done: {summary}.")
-        request.session["import_report"] = _report_dict(report)
-        return redirect("dashboard:client-import")
-    return render(request, "dashboard/client_import.html", context)
+@permission_required("mailer.add_client", raise_exception=True)
+@require_POST
+def client_import_confirm(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    imp = get_object_or_404(ClientImport, pk=pk)
+    if importing.confirm(imp):
+        messages.success(request, f"Import #{imp.pk}: writing the clients.")
+    else:
+        messages.error(request, f"Import #{imp.pk} has nothing to write now.")
+    return redirect("dashboard:client-import-detail", pk=imp.pk)
+
+
+@permission_required("mailer.add_client", raise_exception=True)
+@require_GET
+def client_import_report(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
+    """Every stored error (up to importing.ERRORS_KEPT), as CSV."""
+    imp = get_object_or_404(ClientImport, pk=pk)
+    return exports.csv_response(f"import-{imp.pk}-errors.csv", ("row", "field", "message"), imp.errors)

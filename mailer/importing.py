@@ -221,6 +221,19 @@ def resume_imports() -> list[int]:
     return stale
 
 
+def first_rows(imp: ClientImport, n: int) -> tuple[list[str], list[list[str]]]:
+    """The header and the first `n` rows as they are in the file, for the page (not validated)."""
+    text = io.TextIOWrapper(
+        io.BufferedReader(_ChunkStream(imp)), encoding="utf-8-sig", errors="replace", newline=""
+    )
+    reader = csv.reader(text)
+    try:
+        header = next(reader, [])
+        return header[:20], [row[:20] for _, row in zip(range(n), reader, strict=False)]
+    except csv.Error:
+        return [], []
+
+
 def _fail(imp: ClientImport, error: RowError) -> None:
     report = ImportReport.of(imp)
     report.add_error(error)

@@ -1,11 +1,17 @@
-"""The CSV import page over mailer.importing.import_clients (the API's importer)."""
+"""The CSV import pages: upload, the worker's progress (htmx polling), the report, the go-ahead
+after a check, the downloadable errors. `work()` runs the queued task as a worker would."""
 
 from __future__ import annotations
+
+import csv
+import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from mailer.models import Client
+from mailer.importing import run_import
+from mailer.models import Client, ClientImport
+from tests.dashboard.conftest import HTMX
 
 pytestmark = pytest.mark.django_db
 
@@ -13,64 +19,99 @@ GOOD = "phone,tag,timezone\n79161234567,vip,Europe/Moscow\n79261234567,retail,UT
 MIXED = GOOD + "12345,vip,UTC\n"
 
 
-def test_preview_shows_rows_and_errors_and_saves_nothing(manager_client):
-    response = manager_client.post(
-        "/clients/import/", {"text": MIXED, "all_or_nothing": "on", "preview": "1"}
-    )
-    assert response.status_code == 200
-    html = response.content.decode()
-    assert not Client.objects.exists()
-    assert response.context["preview"]["error_count"] == 1
-    assert response.context["preview"]["errors"][0]["row"] in (3, 4)  # 1-based data row or file line
-    assert response.context["rows"][0] == ["79161234567", "vip", "Europe/Moscow"]
-    assert 'id="preview-rows"' in html and "import-errors" in html
-    # The checked content is carried into the text box for the Import button.
-    assert response.context["form"].initial["text"] == MIXED
+def _upload(client, text: str | bytes, button: str = "import", **fields):
+    data = text.encode() if isinstance(text, str) else text
+    upload = SimpleUploadedFile("clients.csv", data, content_type="text/csv")
+    return client.post("/clients/import/", {"file": upload, button: "1", **fields})
 
 
-def test_import_from_uploaded_file_with_bom(manager_client):
-    upload = SimpleUploadedFile("clients.csv", ("\ufeff" + GOOD).encode(), content_type="text/csv")
-    response = manager_client.post("/clients/import/", {"file": upload, "import": "1"}, follow=True)
+def work() -> ClientImport:
+    imp = ClientImport.objects.latest("pk")
+    run_import(imp.pk)
+    imp.refresh_from_db()
+    return imp
+
+
+def test_import_runs_in_the_background_and_the_page_follows_it(manager_client, manager):
+    response = _upload(manager_client, "\ufeff" + GOOD, all_or_nothing="on")
+    imp = ClientImport.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/clients/import/{imp.pk}/"
+    assert (imp.state, imp.created_by, imp.filename, imp.size) == ("queued", manager, "clients.csv", 75)
+    assert not Client.objects.exists()  # nothing happens in the request
+
+    page = manager_client.get(f"/clients/import/{imp.pk}/")
+    html = page.content.decode()
+    assert 'hx-trigger="every 1s"' in html and "Queued" in html
+    assert page.context["rows"][0] == ["79161234567", "vip", "Europe/Moscow"]  # the file's first rows
+
+    assert work().state == "done"
+    fragment = manager_client.get(f"/clients/import/{imp.pk}/", **HTMX)
+    assert fragment.status_code == 286  # htmx: stop polling
+    assert "Done: 2 added, 0 updated, 0 unchanged." in fragment.content.decode()
+    assert "every 1s" not in fragment.content.decode()
     assert sorted(Client.objects.values_list("phone", flat=True)) == ["79161234567", "79261234567"]
-    messages = [str(m) for m in response.context["messages"]]
-    assert any("2 clients added" in m for m in messages)
-    assert response.context["report"]["created"] == 2
+
+
+def test_check_first_then_confirm(manager_client):
+    _upload(manager_client, MIXED, button="check")
+    imp = work()
+    assert imp.state == "checked" and not Client.objects.exists()
+    html = manager_client.get(f"/clients/import/{imp.pk}/").content.decode()
+    assert "The check found: 2 new, 0 to update, 0 unchanged, " in html
+    assert 'id="confirm-import"' in html  # not all-or-nothing: the good rows may go in
+    response = manager_client.post(f"/clients/import/{imp.pk}/confirm/")
+    assert response.status_code == 302
+    assert work().state == "done"
+    assert Client.objects.count() == 2
+    assert manager_client.post(f"/clients/import/{imp.pk}/confirm/", follow=True).status_code == 200
+    assert Client.objects.count() == 2
 
 
 def test_all_or_nothing_saves_nothing_on_error(manager_client):
-    response = manager_client.post(
-        "/clients/import/", {"text": MIXED, "all_or_nothing": "on", "import": "1"}, follow=True
-    )
+    _upload(manager_client, MIXED, all_or_nothing="on")
+    imp = work()
+    assert imp.state == "failed" and not imp.written
+    html = manager_client.get(f"/clients/import/{imp.pk}/").content.decode()
+    assert "Nothing was saved: 1 row with errors (all or nothing)." in html
+    assert "import-errors" in html
     assert not Client.objects.exists()
-    assert response.context["report"]["error_count"] == 1
-    assert any("nothing saved" in str(m) for m in response.context["messages"])
 
 
-def test_partial_import_keeps_good_rows(manager_client):
-    response = manager_client.post("/clients/import/", {"text": MIXED, "import": "1"}, follow=True)
-    assert Client.objects.count() == 2
-    assert response.context["report"]["error_count"] == 1
-    assert "import-errors" in response.content.decode()
+def test_errors_download_as_csv_safe_for_spreadsheets(manager_client):
+    _upload(manager_client, GOOD + "=HYPERLINK(1),vip,UTC\n79031234567,,Mars/Base\n")
+    imp = work()
+    response = manager_client.get(f"/clients/import/{imp.pk}/errors.csv")
+    assert response["Content-Disposition"] == f'attachment; filename="import-{imp.pk}-errors.csv"'
+    body = b"".join(response.streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(body[1:])))
+    assert rows[0] == ["row", "field", "message"]
+    assert [r[:2] for r in rows[1:]] == [["4", "phone"], ["5", "timezone"]]
+    assert all(not r[2].startswith("=") for r in rows[1:])
 
 
-def test_bad_input_is_explained(manager_client):
+def test_bad_input_is_explained(manager_client, settings):
     response = manager_client.post("/clients/import/", {"import": "1"})
-    assert "Choose a CSV file or paste its contents." in response.content.decode()
-    upload = SimpleUploadedFile("clients.csv", "phone\n7916\xe9".encode("latin-1"))
-    response = manager_client.post("/clients/import/", {"file": upload, "import": "1"})
-    assert "not UTF-8" in response.content.decode()
-    assert not Client.objects.exists()
+    assert "This field is required." in response.content.decode()
+    _upload(manager_client, "phone\n7916\xe9".encode("latin-1"))
+    imp = work()
+    assert imp.state == "failed" and "not UTF-8" in imp.errors[0][2]
+    settings.MAILER_IMPORT_MAX_MB = 0
+    response = _upload(manager_client, GOOD)
+    assert "The file is larger than 0 MB; split it." in response.content.decode()
+    assert ClientImport.objects.count() == 1 and not Client.objects.exists()
 
 
 def test_viewer_cannot_import(viewer_client):
     assert viewer_client.get("/clients/import/").status_code == 403
-    assert viewer_client.post("/clients/import/", {"text": GOOD, "import": "1"}).status_code == 403
-    assert not Client.objects.exists()
+    assert _upload(viewer_client, GOOD).status_code == 403
+    assert not ClientImport.objects.exists()
 
 
 def test_reimport_reports_unchanged_rows(manager_client):
-    manager_client.post("/clients/import/", {"text": GOOD, "import": "1"})
-    response = manager_client.post("/clients/import/", {"text": GOOD, "import": "1"}, follow=True)
-    report = response.context["report"]
-    assert (report["created"], report["updated"], report["unchanged"]) == (0, 0, 2)
-    assert "2 unchanged" in response.content.decode()
+    _upload(manager_client, GOOD)
+    work()
+    _upload(manager_client, GOOD)
+    imp = work()
+    assert (imp.created, imp.updated, imp.unchanged) == (0, 0, 2)
+    assert "2 unchanged" in manager_client.get(f"/clients/import/{imp.pk}/").content.decode()
+    assert len(manager_client.get("/clients/import/").context["recent"]) == 2

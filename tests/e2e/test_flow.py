@@ -32,28 +32,38 @@ def _login(page, username: str) -> None:
     page.wait_for_url("**/")
 
 
-def test_marketing_day(page, django_user_model, engine, screenshot):
+def test_marketing_day(page, django_user_model, engine, screenshot, tmp_path):
     from playwright.sync_api import expect
 
     user_with_role(django_user_model, "manager", "maria")
     _login(page, "maria")
     expect(page.locator("h1")).to_have_text("Home")
 
-    # Clients by CSV import: preview first (nothing saved), then import the good rows.
+    # Clients by CSV import: check first (nothing saved), then import the good rows. A worker does
+    # the work (here: this test, as the worker would); the page follows it by itself.
+    from mailer.importing import run_import
+    from mailer.models import ClientImport
+
     page.click("nav >> text=Clients")
     page.click("text=Import CSV")
-    page.fill("#id_text", CSV)
+    csv_file = tmp_path / "clients.csv"
+    csv_file.write_text(CSV)
+    page.set_input_files("#id_file", str(csv_file))
     page.uncheck("#id_all_or_nothing")
-    page.click("button[name=preview]")
-    preview = page.locator("#preview")
-    expect(preview).to_contain_text("3 new")
-    expect(preview.locator(".import-errors tbody tr")).to_have_count(1)
+    page.click("button[name=check]")
+    expect(page.locator("#import-state")).to_have_text("Queued")
+    run_import(ClientImport.objects.get().pk)
+    report = page.locator("#report")
+    expect(report).to_contain_text("The check found: 3 new")
+    expect(report.locator(".import-errors tbody tr")).to_have_count(1)
     expect(page.locator("#preview-rows tbody tr")).to_have_count(4)
     screenshot("clients-import-preview")
     assert Client.objects.count() == 0
-    page.click("button[name=import]")
-    expect(page.locator(".alert")).to_contain_text("3 clients added")
-    expect(page.locator("#report .import-errors tbody tr")).to_have_count(1)
+    page.click("#confirm-import")
+    expect(page.locator("#import-state")).to_have_text("Writing")
+    run_import(ClientImport.objects.get().pk)
+    expect(report).to_contain_text("Done: 3 added")
+    expect(page.locator(".progress-bar")).to_have_text("100%")
     assert Client.objects.count() == 3
 
     # Filtering the clients table swaps the table only.

@@ -1,0 +1,66 @@
+"""A client import whose worker is killed (SIGKILL) while writing: the successor goes on from the
+last row written; no row is lost, none counted twice."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from mailer import importing
+from mailer.models import Client, ClientImport, ImportState
+
+ROWS = 30_000
+
+
+def _run(import_id: int) -> None:
+    connections.close_all()
+    importing.run_import(import_id)
+    connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_while_writing_loses_and_doubles_nothing(monkeypatch):
+    Client.objects.create(phone="79000000001", tag="old", timezone="UTC")  # one update among the rows
+    text = "phone,tag\n" + "".join(f"79{i:09d},bulk\n" for i in range(1, ROWS + 1))
+    imp = importing.start_import(io.BytesIO(text.encode()), enqueue=False)
+
+    # Slow writes, so that the kill lands in the middle.
+    original = importing._write_batch
+    monkeypatch.setattr(importing, "_write_batch", lambda batch: (time.sleep(0.2), original(batch))[1])
+    connections.close_all()
+    worker = multiprocessing.get_context("fork").Process(target=_run, args=(imp.pk,), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        imp.refresh_from_db()
+        if imp.state == ImportState.WRITING and imp.rows_written >= 2 * importing.CHUNK:
+            break
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(5)
+
+    imp.refresh_from_db()
+    assert imp.state == ImportState.WRITING and 0 < imp.rows_written < ROWS
+    # What the import says it wrote is exactly what is in the table: each chunk and its record
+    # of progress committed together.
+    assert Client.objects.filter(tag="bulk").count() == imp.rows_written
+
+    # Its lease holds the import for a while; then the minute's housekeeping queues it again.
+    assert importing.run_import(imp.pk) == "not due"
+    ClientImport.objects.filter(pk=imp.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert importing.resume_imports() == [imp.pk]
+    monkeypatch.setattr(importing, "_write_batch", original)
+    assert importing.run_import(imp.pk) == ImportState.DONE
+
+    imp.refresh_from_db()
+    assert Client.objects.filter(tag="bulk").count() == ROWS
+    assert (imp.created, imp.updated, imp.unchanged, imp.rows_written) == (ROWS - 1, 1, 0, ROWS)
+    assert imp.written and imp.error_count == 0
