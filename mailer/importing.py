@@ -223,10 +223,7 @@ def resume_imports() -> list[int]:
 
 def first_rows(imp: ClientImport, n: int) -> tuple[list[str], list[list[str]]]:
     """The header and the first `n` rows as they are in the file, for the page (not validated)."""
-    text = io.TextIOWrapper(
-        io.BufferedReader(_ChunkStream(imp)), encoding="utf-8-sig", errors="replace", newline=""
-    )
-    reader = csv.reader(text)
+    reader = csv.reader(_text(_ChunkStream(imp), errors="replace"))
     try:
         header = next(reader, [])
         return header[:20], [row[:20] for _, row in zip(range(n), reader, strict=False)]
@@ -270,6 +267,11 @@ class _ChunkStream(io.RawIOBase):
         return n
 
 
+def _text(stream: _ChunkStream, errors: str = "strict") -> io.TextIOWrapper:
+    # utf-8-sig: files saved by Excel start with a byte order mark. newline="": as csv wants it.
+    return io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8-sig", errors=errors, newline="")
+
+
 @dataclass
 class _Row:
     row: int
@@ -281,8 +283,7 @@ class _Row:
 def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
     """The valid rows, in file order; every problem goes into the report. Memory: one dict entry
     per phone, for duplicates (an int for an int: ~100 bytes a row)."""
-    text = io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    reader = csv.reader(_text(stream))
     try:
         header = next(reader, None)
     except csv.Error as e:
