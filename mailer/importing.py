@@ -240,16 +240,14 @@ def _fail(imp: ClientImport, error: RowError) -> None:
 
 
 class _ChunkStream(io.RawIOBase):
-    """The stored file as a binary stream, one piece fetched at a time."""
+    """The stored file as a binary stream, one piece fetched at a time. Each piece is a query of
+    its own: a cursor left open across the writes would, on SQLite, keep a read snapshot that
+    makes the next write fail at once ("database is locked") when someone else wrote meanwhile."""
 
     def __init__(self, imp: ClientImport) -> None:
-        self.pieces = iter(
-            ImportChunk.objects.filter(client_import=imp)
-            .order_by("seq")
-            .values_list("data", flat=True)
-            .iterator(chunk_size=1)
-        )
-        self.buffer = b""
+        self.imp = imp
+        self.next_seq = 0
+        self.buffer = memoryview(b"")
         self.position = 0
 
     def readable(self) -> bool:
@@ -257,12 +255,17 @@ class _ChunkStream(io.RawIOBase):
 
     def readinto(self, target) -> int:
         while not self.buffer:
-            piece = next(self.pieces, None)
+            piece = (
+                ImportChunk.objects.filter(client_import=self.imp, seq=self.next_seq)
+                .values_list("data", flat=True)
+                .first()
+            )
             if piece is None:
                 return 0
-            self.buffer = bytes(piece)
+            self.next_seq += 1
+            self.buffer = memoryview(bytes(piece))
         n = min(len(target), len(self.buffer))
-        target[:n], self.buffer = self.buffer[:n], self.buffer[n:]
+        target[:n], self.buffer = self.buffer[:n], self.buffer[n:]  # views: no copies
         self.position += n
         return n
 

@@ -64,3 +64,33 @@ def test_a_worker_killed_while_writing_loses_and_doubles_nothing(monkeypatch):
     assert Client.objects.filter(tag="bulk").count() == ROWS
     assert (imp.created, imp.updated, imp.unchanged, imp.rows_written) == (ROWS - 1, 1, 0, ROWS)
     assert imp.written and imp.error_count == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_others_writing_between_the_chunks_do_not_stop_the_import(monkeypatch):
+    """The sending engine writes all the time. On SQLite, a read left open across the import's
+    chunks made the next chunk's write fail at once with "database is locked" (seen in bin/demo)."""
+    import threading
+
+    text = "phone,tag\n" + "".join(f"79{i:09d},bulk\n" for i in range(1, 3 * importing.CHUNK + 1))
+    monkeypatch.setattr(importing, "PIECE_BYTES", 4096)  # many pieces, read as the writes go
+    imp = importing.start_import(io.BytesIO(text.encode()), enqueue=False)
+    others = iter(range(10**6))
+
+    def someone_else_writes() -> None:
+        Client.objects.create(phone=f"7999{next(others):07d}", tag="other", timezone="UTC")
+        connections.close_all()
+
+    original = importing._batches
+
+    def batches(rows):
+        for batch in original(rows):
+            writer = threading.Thread(target=someone_else_writes)
+            writer.start()
+            writer.join()
+            yield batch
+
+    monkeypatch.setattr(importing, "_batches", batches)
+    assert importing.run_import(imp.pk) == ImportState.DONE
+    assert Client.objects.filter(tag="bulk").count() == 3 * importing.CHUNK
+    assert Client.objects.filter(tag="other").count() == 6  # three batches checked, three written
