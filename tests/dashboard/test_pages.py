@@ -139,7 +139,8 @@ def test_mailing_list_filters_and_htmx_fragment(viewer_client, make_mailing):
 
 def test_mailing_list_date_filter(viewer_client, make_mailing, now):
     make_mailing(text="Old one", start_at=now - timedelta(days=10), end_at=now - timedelta(days=9))
-    make_mailing(text="New one")
+    # An hour ahead, not the default minute ago: run just after midnight, that was "yesterday".
+    make_mailing(text="New one", start_at=now + timedelta(hours=1), end_at=now + timedelta(hours=2))
     day = (now - timedelta(days=1)).date().isoformat()
     html = viewer_client.get(f"/mailings/?start_from={day}").content.decode()
     assert "New one" in html and "Old one" not in html
