@@ -33,7 +33,6 @@ from mailer.models import (
     OPERATOR_CODE_RE,
     Client,
     ClientImport,
-    ImportState,
     Mailing,
     MailingError,
     MailingState,
@@ -471,8 +470,7 @@ def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context = {"imp": imp, "report": report.as_dict(errors=IMPORT_ERRORS_SHOWN)}
     if request.htmx and not request.htmx.history_restore_request:
         response = render(request, "dashboard/client_import_detail.html#progress", context)
-        running = imp.state in (ImportState.QUEUED, ImportState.CHECKING, ImportState.WRITING)
-        return response if running else HttpResponseStopPolling(response.content)
+        return response if imp.is_running else HttpResponseStopPolling(response.content)
     context["header"], context["rows"] = importing.first_rows(imp, PREVIEW_ROWS)
     return render(request, "dashboard/client_import_detail.html", context)
 

@@ -94,6 +94,10 @@ class ImportReport:
             written=imp.written,
         )
 
+    def stored_errors(self) -> list[list]:
+        """The errors as ClientImport.errors keeps them (`of` reads them back)."""
+        return [[e.row, e.field, e.message] for e in self.errors]
+
     def as_dict(self, errors: int = 1000) -> dict:
         """The shape the API answers and the page shows: counts and the first `errors` errors."""
         return {
@@ -128,8 +132,6 @@ def start_import(
 ) -> ClientImport:
     """Keep the file in the database and queue the task that imports it (once this commits).
     Raises ImportRefused, storing nothing, for a file over the size limit."""
-    from django_q.tasks import async_task
-
     with transaction.atomic():
         imp = ClientImport.objects.create(
             created_by=user, filename=filename[:200], all_or_nothing=all_or_nothing, write=write
@@ -143,14 +145,19 @@ def start_import(
         imp.size = size
         imp.save(update_fields=["size"])
         if enqueue:
-            transaction.on_commit(lambda: async_task("mailer.tasks.run_import", imp.pk, timeout=3600))
+            transaction.on_commit(lambda: _enqueue(imp.pk))
     return imp
+
+
+def _enqueue(import_id: int) -> None:
+    from django_q.tasks import async_task
+
+    # Its own timeout: a million rows take a minute or two, more than the cluster's default.
+    async_task("mailer.tasks.run_import", import_id, timeout=3600)
 
 
 def confirm(imp: ClientImport) -> bool:
     """The user's go-ahead after a check; False if there is nothing it could write."""
-    from django_q.tasks import async_task
-
     if not imp.can_write:
         return False
     with transaction.atomic():
@@ -158,7 +165,7 @@ def confirm(imp: ClientImport) -> bool:
             state=ImportState.WRITING, write=True
         ):
             return False
-        transaction.on_commit(lambda: async_task("mailer.tasks.run_import", imp.pk, timeout=3600))
+        transaction.on_commit(lambda: _enqueue(imp.pk))
     return True
 
 
@@ -183,7 +190,7 @@ def run_import(import_id: int) -> str:
     held = ClientImport.objects.filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now),
         pk=import_id,
-        state__in=[ImportState.QUEUED, ImportState.CHECKING, ImportState.WRITING],
+        state__in=ClientImport.RUNNING,
     ).update(lease_until=now + LEASE)
     if not held:
         return "not due"
@@ -193,13 +200,13 @@ def run_import(import_id: int) -> str:
             _check(imp)
         if imp.state == ImportState.WRITING:
             _write(imp)
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError:
         _fail(
             imp,
             RowError(
                 0,
                 "",
-                f"The file is not UTF-8 text (byte {imp.bytes_checked + e.start}). Save it as CSV UTF-8.",
+                "The file is not UTF-8 text. Save it as CSV UTF-8.",
             ),
         )
     ClientImport.objects.filter(pk=imp.pk).update(lease_until=None)
@@ -208,16 +215,14 @@ def run_import(import_id: int) -> str:
 
 def resume_imports() -> list[int]:
     """Every minute (with ensure_pumps): queue again the imports whose worker died."""
-    from django_q.tasks import async_task
-
     stale = list(
         ClientImport.objects.filter(
-            state__in=[ImportState.QUEUED, ImportState.CHECKING, ImportState.WRITING],
+            state__in=ClientImport.RUNNING,
             lease_until__lt=timezone.now(),
         ).values_list("pk", flat=True)
     )
     for pk in stale:
-        async_task("mailer.tasks.run_import", pk, timeout=3600)
+        _enqueue(pk)
     return stale
 
 
@@ -235,7 +240,7 @@ def _fail(imp: ClientImport, error: RowError) -> None:
     report = ImportReport.of(imp)
     report.add_error(error)
     imp.state, imp.finished_at = ImportState.FAILED, timezone.now()
-    imp.errors, imp.error_count = [list(vars(e).values()) for e in report.errors], report.error_count
+    imp.errors, imp.error_count = report.stored_errors(), report.error_count
     imp.save(update_fields=["state", "finished_at", "errors", "error_count"])
 
 
@@ -369,22 +374,16 @@ def _check(imp: ClientImport) -> None:
     valid = 0
     for batch in _batches(_rows(stream, report)):
         valid += len(batch)
-        existing = _existing(batch)
-        for r in batch:
-            known = existing.get(r.phone)
-            if known is None:
-                report.created += 1
-            elif known[1:] != (r.tag, r.timezone):
-                report.updated += 1
-            else:
-                report.unchanged += 1
-        imp.bytes_checked = stream.position
+        new, changed, unchanged = _sort_out(batch)
+        report.created += len(new)
+        report.updated += sum(len(ids) for ids in changed.values())
+        report.unchanged += unchanged
         ClientImport.objects.filter(pk=imp.pk).update(
             bytes_checked=stream.position, lease_until=timezone.now() + LEASE
         )
     imp.bytes_checked = imp.size
     imp.created, imp.updated, imp.unchanged = report.created, report.updated, report.unchanged
-    imp.errors = [[e.row, e.field, e.message] for e in report.errors]
+    imp.errors = report.stored_errors()
     imp.error_count = report.error_count
     imp.rows_to_write = valid
     if report.error_count and imp.all_or_nothing:
@@ -437,24 +436,35 @@ def _write(imp: ClientImport) -> None:
     imp.save(update_fields=["state", "written", "finished_at"])
 
 
-def _write_batch(batch: list[_Row]) -> tuple[int, int, int]:
+def _sort_out(batch: list[_Row]) -> tuple[list[_Row], dict[tuple[str, str], list[int]], int]:
+    """What the import does with each row, for the check and the writes alike: the new ones, the
+    ids of known clients to change grouped by their new (tag, timezone), and how many are as
+    stored already."""
     existing = _existing(batch)
-    new: list[Client] = []
-    # Updates grouped by their new values: one UPDATE ... WHERE id IN (...) per (tag, timezone).
-    # An import usually has a handful of tags and zones; bulk_update's per-row CASE was slow.
+    new: list[_Row] = []
     changed: dict[tuple[str, str], list[int]] = {}
     unchanged = 0
     for r in batch:
         known = existing.get(r.phone)
         if known is None:
-            new.append(
-                Client(phone=r.phone, operator_code=operator_code_of(r.phone), tag=r.tag, timezone=r.timezone)
-            )
+            new.append(r)
         elif known[1:] != (r.tag, r.timezone):
             changed.setdefault((r.tag, r.timezone), []).append(known[0])
         else:
             unchanged += 1
-    Client.objects.bulk_create(new)
+    return new, changed, unchanged
+
+
+def _write_batch(batch: list[_Row]) -> tuple[int, int, int]:
+    new, changed, unchanged = _sort_out(batch)
+    # One UPDATE ... WHERE id IN (...) per (tag, timezone): an import usually has a handful of tags
+    # and zones, and bulk_update's per-row CASE was slow.
+    Client.objects.bulk_create(
+        [
+            Client(phone=r.phone, operator_code=operator_code_of(r.phone), tag=r.tag, timezone=r.timezone)
+            for r in new
+        ]
+    )
     now = timezone.now()
     for (tag, tz), ids in changed.items():
         Client.objects.filter(pk__in=ids).update(tag=tag, timezone=tz, updated_at=now)

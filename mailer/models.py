@@ -236,15 +236,14 @@ class Mailing(models.Model):
         """Save a user's edit made from `read_revision` (None: don't check). The row is locked, so
         neither a concurrent edit nor the engine finishing the mailing slips in between."""
         with transaction.atomic():
-            current = Mailing.objects.select_for_update().values("revision", "state").get(pk=self.pk)
-            if read_revision is not None and current["revision"] != read_revision:
+            current = Mailing.objects.select_for_update().only("revision", "state").get(pk=self.pk)
+            if read_revision is not None and current.revision != read_revision:
                 raise StaleEdit(
                     f"Mailing #{self.pk} was changed by someone else since you opened it "
-                    f"(revision {read_revision}, now {current['revision']})."
+                    f"(revision {read_revision}, now {current.revision})."
                 )
-            if current["state"] in (MailingState.FINISHED, MailingState.CANCELLED):
-                raise MailingError(f"A {current['state']} mailing can't be edited.")
-            self.revision = current["revision"]
+            current.check_editable()
+            self.revision = current.revision
             self.save()
 
     def delete_unless_running(self) -> None:
@@ -280,6 +279,10 @@ class Mailing(models.Model):
     @property
     def is_editable(self) -> bool:
         return self.state not in (MailingState.FINISHED, MailingState.CANCELLED)
+
+    def check_editable(self) -> None:
+        if not self.is_editable:
+            raise MailingError(f"A {self.state} mailing can't be edited.")
 
     def matching_clients(self) -> models.QuerySet[Client]:
         """Clients that match the filter: empty lists mean no restriction; both given = AND."""
@@ -505,9 +508,12 @@ class ClientImport(models.Model):
     def __str__(self) -> str:
         return f"Import #{self.pk} ({self.state})"
 
+    # A worker has it (or will): the states run_import takes up and the page polls in.
+    RUNNING = (ImportState.QUEUED, ImportState.CHECKING, ImportState.WRITING)
+
     @property
-    def is_final(self) -> bool:
-        return self.state in (ImportState.DONE, ImportState.FAILED)
+    def is_running(self) -> bool:
+        return self.state in self.RUNNING
 
     @property
     def percent(self) -> int:

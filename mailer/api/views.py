@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from mailer import stats
 from mailer.api import schema
 from mailer.api import serializers as s
-from mailer.api.errors import Conflict, PreconditionFailed
+from mailer.api.errors import PreconditionFailed
 from mailer.http import count_param
 from mailer.importing import ImportRefused, ImportReport, RowError, start_import
 from mailer.models import (
@@ -214,8 +214,7 @@ class MailingViewSet(viewsets.ModelViewSet):
 
     def update(self, request: Request, *args, **kwargs) -> Response:
         mailing = self.get_object()
-        if not mailing.is_editable:
-            raise Conflict(f"A {mailing.state} mailing can't be edited.")
+        mailing.check_editable()  # before validating: a finished mailing is 409 whatever the body
         read_revision = _if_match(request)
         serializer = self.get_serializer(mailing, data=request.data, partial=kwargs.pop("partial", False))
         serializer.is_valid(raise_exception=True)
