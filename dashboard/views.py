@@ -33,13 +33,13 @@ from mailer.models import (
     OPERATOR_CODE_RE,
     Client,
     ClientImport,
+    GatewayState,
     Mailing,
     MailingError,
     MailingState,
     MailingText,
     Message,
     MessageStatus,
-    ProviderState,
     StaleEdit,
     tag_problem,
 )
@@ -47,8 +47,6 @@ from mailer.models import (
 PER_PAGE = 25
 MAX_PER_PAGE = 100
 CHART_HOURS = 72
-RATE_WINDOW = timedelta(minutes=5)
-MIN_RATE_SPAN = timedelta(seconds=10)
 PREVIEW_ROWS = 10
 IMPORT_ERRORS_SHOWN = 500
 
@@ -79,54 +77,24 @@ def _paginate(request: HtmxHttpRequest, table) -> None:
 # Home
 
 
-def _progress(mailing: Mailing, counts: dict[str, int], per_minute: float | None) -> dict[str, Any]:
-    """Progress bar segments (percent of all messages) and the ETA of what is still pending."""
-    total = counts["total"]
-    segments = [
-        (status, round(100 * counts[status] / total, 1) if total else 0)
-        for status in ("sent", "failed", "expired", "cancelled")
-    ]
-    done = total - counts["pending"]
-    eta = None
-    if counts["pending"] and per_minute:
-        eta = timezone.now() + timedelta(minutes=counts["pending"] / per_minute)
-    return {
-        "mailing": mailing,
-        "counts": counts,
-        "segments": segments,
-        "percent": round(100 * done / total) if total else 0,
-        "per_minute": per_minute,
-        "eta": eta,
-    }
-
-
 def _running() -> list[dict[str, Any]]:
     running = list(
         stats.with_counts(Mailing.objects.filter(state=MailingState.RUNNING)).order_by("start_at")[:20]
     )
-    since = timezone.now() - RATE_WINDOW
-    recent = dict(
-        Message.objects.filter(
-            mailing__in=[m.pk for m in running], status=MessageStatus.SENT, sent_at__gte=since
-        )
-        .values_list("mailing")
-        .annotate(n=Count("id"))
-    )
-    minutes = RATE_WINDOW.total_seconds() / 60
+    rates = stats.rates([m.pk for m in running])
     result = []
     for m in running:
         counts = {s: getattr(m, f"{s}_count") for s in stats.STATUSES} | {"total": m.total_count}
-        per_minute = round(recent[m.pk] / minutes, 1) if recent.get(m.pk) else None
-        result.append(_progress(m, counts, per_minute))
+        result.append(stats.progress(m, counts, rates.get(m.pk)))
     return result
 
 
 def _live_context() -> dict[str, Any]:
-    provider = ProviderState.get()
+    gateway = GatewayState.get()
     return {
         "running": _running(),
-        "provider": provider,
-        "breaker_open": provider.breaker_is_open(),
+        "gateway": gateway,
+        "breaker_open": gateway.breaker_is_open(),
         "now": timezone.now(),
     }
 
@@ -155,7 +123,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
 def home_live(request: HtmxHttpRequest) -> HttpResponse:
-    """The running mailings and provider health, polled every 2 s while something runs."""
+    """The running mailings and the gateway's health, polled every 2 s while something runs."""
     context = _live_context()
     response = render(request, "dashboard/home.html#live", context)
     if not context["running"]:
@@ -262,15 +230,11 @@ def _per_minute_chart(mailing: Mailing) -> str:
 
 
 def _summary_context(mailing: Mailing) -> dict[str, Any]:
-    counts = stats.counts_of(mailing)
     timing = stats.timing(mailing)
-    per_minute = timing["messages_per_minute"]
-    if timing["first_sent_at"] and timing["last_sent_at"] - timing["first_sent_at"] < MIN_RATE_SPAN:
-        per_minute = None  # two messages a millisecond apart are not a rate
     return {
         "mailing": mailing,
         "timing": timing,
-        "progress": _progress(mailing, counts, per_minute),
+        "progress": stats.progress(mailing, stats.counts_of(mailing), timing["messages_per_minute"]),
         "polling": _is_live(mailing),
     }
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from mailer.models import Client, Mailing, Message, ProviderState, Report, WorkerHeartbeat
+from mailer.models import Client, GatewayState, Mailing, Message, Report, WorkerHeartbeat
 
 
 @admin.register(Client)
@@ -49,8 +49,8 @@ class MessageAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
-@admin.register(ProviderState)
-class ProviderStateAdmin(admin.ModelAdmin):
+@admin.register(GatewayState)
+class GatewayStateAdmin(admin.ModelAdmin):
     """The gateway as the workers see it. Clearing the token problem lets them try again."""
 
     list_display = ["__str__", "breaker_open_until", "consecutive_failures", "last_error_at", "auth_error"]

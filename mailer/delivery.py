@@ -10,7 +10,7 @@ One round (`Deliverer.run_batch`):
 
 A worker killed between 1 and 4 loses nothing: its lease runs out and another worker claims the
 rows again. Only a request whose answer never came can then reach the gateway a second time,
-with the same message id. Breaker, rate limit and a refused token are kept in ProviderState, so
+with the same message id. Breaker, rate limit and a refused token are kept in GatewayState, so
 all worker processes see the same ones.
 """
 
@@ -22,28 +22,29 @@ import logging
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django import db
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import hash_token
 from mailer import metrics
-from mailer.models import ENDED_WHY, Mailing, MailingState, Message, MessageStatus, ProviderState
+from mailer.models import ENDED_WHY, GatewayState, Mailing, MailingState, Message, MessageStatus
 from mailer.scheduling import in_window, window_opens_at, zone
-from mailer.sending import Gateway, Outbound, Result
+from mailer.sending import ErrorKind, Gateway, GatewayError, Outbound, Result
 
 logger = logging.getLogger("mailer.delivery")
 
 # Don't start a request with less time than this before the mailing's end.
 MIN_TIME_LEFT = 0.5
-# Breaker: only these mean "the gateway is down"; 429 and garbage answers come from a live one.
-DOWN_KINDS = {"timeout", "connection", "http_5xx"}
-# A down gateway is probed with one message at least this often, so recovery is noticed quickly.
-BREAKER_MAX_SECONDS = 60.0
+# A round in which at least this share of requests got through comes from a gateway that is up:
+# its failures are random, not the message's fault, and are retried soon (see `outcome`).
+HEALTHY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,136 @@ class Claimed:
         return {"mailing_id": self.mailing_id, "message_id": self.id, "client_id": self.client_id}
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What one round comes to for one message: the row's new fields, its final status (None:
+    it stays pending) and the log line that says why."""
+
+    fields: dict
+    status: str | None
+    level: int
+    event: str
+
+
+def decide(msg: Claimed, mailing: Mailing, now: datetime) -> Outcome | None:
+    """Before sending: None to send now, otherwise what happens instead (pure)."""
+    if mailing.state != MailingState.RUNNING:
+        return Outcome({}, None, logging.DEBUG, "released: the mailing is not running")
+    if msg.client_id is None:
+        return Outcome(
+            {"status": MessageStatus.CANCELLED, "last_error": "the client was deleted"},
+            MessageStatus.CANCELLED,
+            logging.INFO,
+            "cancelled: client deleted",
+        )
+    if (mailing.end_at - now).total_seconds() < MIN_TIME_LEFT:
+        return _expired(ENDED_WHY)
+    if mailing.has_window:
+        local = now.astimezone(zone(msg.tz)).time().replace(tzinfo=None)
+        if not in_window(local, mailing.window_start, mailing.window_end):
+            opens = window_opens_at(now, msg.tz, mailing.window_start, mailing.window_end)
+            if opens >= mailing.end_at:
+                return _expired("the client's local window does not open before the end")
+            return Outcome(
+                {"next_attempt_at": opens},
+                None,
+                logging.INFO,
+                f"waits for the window until {opens.isoformat()}",
+            )
+    return None
+
+
+def _expired(why: str) -> Outcome:
+    return Outcome(
+        {"status": MessageStatus.EXPIRED, "last_error": why},
+        MessageStatus.EXPIRED,
+        logging.INFO,
+        f"expired: {why}",
+    )
+
+
+def outcome(
+    msg: Claimed,
+    error: GatewayError | None,
+    at: datetime,
+    mailing: Mailing,
+    config: EngineConfig,
+    healthy: bool,
+    seconds: float,
+) -> Outcome:
+    """The gateway's answer for one message, as the row's new state (pure, but for the jitter).
+
+    `at` is when the answer came. `healthy`: most of this round got through, so a failure is a
+    random one of a gateway that is up, not the message's fault: it is retried after the first
+    backoff step whatever its attempts, and the mailing ends near its fault-free time. Whether
+    the gateway is down is the breaker's business (GatewayState.note_round)."""
+    attempt = msg.attempts + 1
+    request = f"attempt={attempt} POST /v1/send/{msg.id}"
+    if error is None:
+        fields = {"status": MessageStatus.SENT, "sent_at": at, "attempts": attempt, "last_error": ""}
+        return Outcome(fields, MessageStatus.SENT, logging.INFO, f"{request} -> sent in {seconds:.3f}s")
+    if error.kind == ErrorKind.TOO_LATE:
+        return _expired(ENDED_WHY)
+    if error.kind == ErrorKind.STOPPED:
+        return Outcome({}, None, logging.INFO, "released: the worker is stopping")
+    text = str(error)
+    if error.kind == ErrorKind.AUTH:
+        # Not the message's fault: no attempt counted, it goes out once the token is fixed.
+        return Outcome(
+            {"last_error": text[:500]},
+            None,
+            logging.ERROR,
+            f"POST /v1/send/{msg.id} -> {error}; sending stops until the token is fixed",
+        )
+    fields = {"attempts": attempt, "last_error": text[:500], "sent_text_id": mailing.current_text_id}
+    maybe = " (may have been delivered)" if error.delivered_maybe else ""
+    if error.kind.permanent or attempt >= config.max_attempts:
+        fields["status"] = MessageStatus.FAILED
+        return Outcome(
+            fields, MessageStatus.FAILED, logging.WARNING, f"{request} -> {error}{maybe} -> failed"
+        )
+    steps = 1 if healthy else attempt
+    delay = backoff(steps, config.retry_base, config.retry_max, error.retry_after)
+    next_at = at + timedelta(seconds=delay)
+    if next_at >= mailing.end_at - timedelta(seconds=MIN_TIME_LEFT):
+        fields["status"] = MessageStatus.EXPIRED
+        return Outcome(
+            fields, MessageStatus.EXPIRED, logging.WARNING, f"{request} -> {error}{maybe} -> expired"
+        )
+    fields["next_attempt_at"] = next_at
+    return Outcome(
+        fields, None, logging.WARNING, f"{request} -> {error}{maybe} -> retry at {next_at.isoformat()}"
+    )
+
+
+def request_label(error: GatewayError | None) -> str | None:
+    """The `mailer_provider_request_seconds` label of a request, None if none was made."""
+    if error is None:
+        return "ok"
+    if error.kind in (ErrorKind.TOO_LATE, ErrorKind.STOPPED):
+        return None
+    if error.kind == ErrorKind.AUTH:
+        return "auth"
+    return "permanent" if error.kind.permanent else "retryable"
+
+
+@dataclass
+class Round:
+    """One claimed batch, from the claim until its outcomes are written."""
+
+    lease: str
+    now: datetime
+    clock: float  # time.monotonic() at `now`
+    claimed: list[Claimed]
+    mailings: dict[int, Mailing]
+    decisions: dict[int, Outcome]
+    results: list[Result] = field(default_factory=list)
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    note: dict = field(default_factory=dict)  # what GatewayState.note_round is told
+
+
 class Deliverer:
-    """One per worker process. Not thread-safe: it owns an event loop and a pooled HTTP client."""
+    """One per sender process. Not thread-safe: it owns an event loop and a pooled HTTP client."""
 
     _rounds = itertools.count(1)
 
@@ -115,6 +244,8 @@ class Deliverer:
         )
         self.token_hash = hash_token(settings.MAILER_PROVIDER_TOKEN)
         self.loop = asyncio.new_event_loop()
+        # A round the gateway answered but the database did not take: written before anything new.
+        self.unrecorded: Round | None = None
 
     def close(self) -> None:
         self.loop.run_until_complete(self.gateway.close())
@@ -156,24 +287,35 @@ class Deliverer:
         return lease, [Claimed(*row) for row in rows]
 
     # One round ---------------------------------------------------------------------------------
-    def run_batch(self, now: datetime | None = None) -> int:
-        """Claim, send and record one batch; returns how many messages it handled (0: idle)."""
+    def run_batch(self, now: datetime | None = None, stopping: Callable[[], bool] | None = None) -> int:
+        """Claim, send and record one batch; returns how many messages it handled (0: idle).
+
+        A round the database missed is written first: nothing new is claimed until it is. While
+        the database is away this raises (a DatabaseError) and the caller tries again later."""
+        self.flush()
         now = now or timezone.now()
         # The monotonic clock at the same instant as `now`: deadlines and answer times are
         # measured from it, so neither drifts by the time the claim took.
         clock = time.monotonic()
-        limit = self.allowed_batch(now)
+        state = GatewayState.get()
+        limit = state.round_size(
+            now,
+            self.token_hash,
+            self.config.batch_size,
+            self.config.breaker_threshold,
+            self.config.rate_limit,
+        )
         if not limit:
             return 0
         lease, claimed = self.claim(limit, now)
         if not claimed:
             return 0
         mailings = Mailing.objects.in_bulk({c.mailing_id for c in claimed})
-        decisions: dict[int, dict] = {}
+        decisions: dict[int, Outcome] = {}
         outbound: list[Outbound] = []
         for msg in claimed:
             mailing = mailings[msg.mailing_id]
-            decision = self.decide(msg, mailing, now)
+            decision = decide(msg, mailing, now)
             if decision is None:
                 deadline = clock + (mailing.end_at - now).total_seconds()
                 outbound.append(
@@ -183,190 +325,108 @@ class Deliverer:
                 decisions[msg.id] = decision
         if outbound and self.config.rate_limit:
             self.pace(outbound)
-        results = self.loop.run_until_complete(self.gateway.send_many(outbound)) if outbound else []
-        self.record(lease, claimed, mailings, decisions, results, now, clock)
+        batch = Round(lease, now, clock, claimed, mailings, decisions)
+        if outbound:
+            batch.results = self.loop.run_until_complete(self.gateway.send_many(outbound, stopping))
+        self.unrecorded = self.settle(batch)
+        self.flush()
         return len(claimed)
 
-    def allowed_batch(self, now: datetime) -> int:
-        state = ProviderState.get()
-        if state.auth_error:
-            if state.auth_failed_token == self.token_hash:
-                return 0  # the same token was refused: wait for an operator
-            # The token was changed since: try again.
-            ProviderState.objects.filter(pk=1).update(auth_error="", auth_failed_token="")
-            logger.warning("gateway token changed since it was refused: sending resumes")
-        if state.breaker_is_open(now):
-            return 0
-        limit = self.config.batch_size
-        if state.consecutive_failures >= self.config.breaker_threshold:
-            limit = 1  # half-open: one message probes the gateway
-        if self.config.rate_limit:
-            limit = min(limit, max(1, int(self.config.rate_limit)))
-        return limit
-
-    # 2. Decide ---------------------------------------------------------------------------------
-    def decide(self, msg: Claimed, mailing: Mailing, now: datetime) -> dict | None:
-        """None to send now; otherwise the fields to write instead."""
-        if mailing.state != MailingState.RUNNING:
-            return {}  # paused or cancelled since the claim: just release it
-        if msg.client_id is None:
-            logger.info(
-                "message_id=%s mailing_id=%s client_id=None cancelled: client deleted",
-                msg.id,
-                msg.mailing_id,
-                extra=msg.log_ids,
-            )
-            return {"status": MessageStatus.CANCELLED, "last_error": "the client was deleted"}
-        if (mailing.end_at - now).total_seconds() < MIN_TIME_LEFT:
-            return self._expired(msg, ENDED_WHY)
-        if mailing.has_window:
-            local = now.astimezone(zone(msg.tz)).time().replace(tzinfo=None)
-            if not in_window(local, mailing.window_start, mailing.window_end):
-                opens = window_opens_at(now, msg.tz, mailing.window_start, mailing.window_end)
-                if opens >= mailing.end_at:
-                    return self._expired(msg, "the client's local window does not open before the end")
-                logger.info(
-                    "message_id=%s mailing_id=%s client_id=%s waits for the window until %s",
-                    msg.id,
-                    msg.mailing_id,
-                    msg.client_id,
-                    opens.isoformat(),
-                    extra=msg.log_ids,
-                )
-                return {"next_attempt_at": opens}
-        return None
-
-    @staticmethod
-    def _expired(msg: Claimed, why: str) -> dict:
-        logger.info(
-            "message_id=%s mailing_id=%s client_id=%s expired: %s",
-            msg.id,
-            msg.mailing_id,
-            msg.client_id,
-            why,
-            extra=msg.log_ids,
-        )
-        return {"status": MessageStatus.EXPIRED, "last_error": why}
-
     def pace(self, outbound: list[Outbound]) -> None:
-        """Global rate limit: reserve a run of send slots on the shared row (GCRA), then space
-        this batch's sends over them, so all workers together stay under the cap."""
+        """Global rate limit: reserve a run of send slots for all workers together, then space
+        this batch's sends over them."""
         rate = self.config.rate_limit
-        with transaction.atomic():
-            state = ProviderState.objects.select_for_update().get(pk=1)
-            wall = timezone.now()
-            start = max(state.rate_next_at or wall, wall)
-            state.rate_next_at = start + timedelta(seconds=len(outbound) / rate)
-            state.save(update_fields=["rate_next_at"])
-        first = time.monotonic() + (start - wall).total_seconds()
+        first = time.monotonic() + GatewayState.reserve(len(outbound), rate)
         for i, item in enumerate(outbound):
             item.not_before = first + i / rate
 
-    # 4. Record ---------------------------------------------------------------------------------
-    def record(
-        self,
-        lease: str,
-        claimed: list[Claimed],
-        mailings: dict[int, Mailing],
-        decisions: dict[int, dict],
-        results: list[Result],
-        now: datetime,
-        clock: float,  # time.monotonic() at `now`
-    ) -> None:
-        by_id = {c.id: c for c in claimed}
-        rows: list[Message] = []
-        # Successes grouped by 0.1 s of answer time and the text they carried:
-        # (bucket, text id) -> [latest answer time, ids].
-        sent_groups: dict[datetime, list] = {}
-        finished: Counter[str] = Counter()  # final statuses, for the metric
+    # 3. Settle: what the answers mean, said once -------------------------------------------------
+    def settle(self, batch: Round) -> Round:
+        """Turn the answers into outcomes, and log and count them (once, whatever happens to the
+        database later)."""
+        by_id = {c.id: c for c in batch.claimed}
+        outcomes = batch.outcomes
+        requests = [r for r in batch.results if request_label(r.error)]
+        got_through = sum(r.error is None for r in requests)
+        healthy = bool(requests) and got_through >= HEALTHY_SHARE * len(requests)
         down_failures = 0
         last_error = auth_error = ""
-        for msg_id, fields in decisions.items():
-            rows.append(Message(id=msg_id, **self._row(by_id[msg_id], **fields)))
-            if fields.get("status"):
-                finished[fields["status"]] += 1
-        for result in results:
+        outcomes.update(batch.decisions)
+        for result in batch.results:
             msg, error = by_id[result.message_id], result.error
-            mailing = mailings[msg.mailing_id]
-            at = now + timedelta(seconds=result.finished_at - clock)
-            attempt = msg.attempts + 1
-            if error is None:
-                metrics.PROVIDER_REQUEST_SECONDS.labels("ok").observe(result.seconds)
-                bucket = at.replace(microsecond=at.microsecond // 100_000 * 100_000)
-                group = sent_groups.setdefault((bucket, mailing.current_text_id), [at, []])
-                group[0] = max(group[0], at)
-                group[1].append(msg.id)
-                finished[MessageStatus.SENT] += 1
-                logger.info(
-                    "message_id=%s mailing_id=%s client_id=%s attempt=%s POST /v1/send/%s -> sent in %.3fs",
-                    msg.id,
-                    msg.mailing_id,
-                    msg.client_id,
-                    attempt,
-                    msg.id,
-                    result.seconds,
-                    extra=msg.log_ids,
-                )
-                continue
-            if error.kind == "too_late":
-                rows.append(Message(id=msg.id, **self._row(msg, **self._expired(msg, ENDED_WHY))))
-                finished[MessageStatus.EXPIRED] += 1
+            at = batch.now + timedelta(seconds=result.finished_at - batch.clock)
+            outcomes[msg.id] = outcome(
+                msg, error, at, batch.mailings[msg.mailing_id], self.config, healthy, result.seconds
+            )
+            if label := request_label(error):
+                metrics.PROVIDER_REQUEST_SECONDS.labels(label).observe(result.seconds)
+            if error is None or not label:
                 continue
             metrics.PROVIDER_ERRORS.labels(error.kind).inc()
             last_error = str(error)
-            if error.auth:
-                metrics.PROVIDER_REQUEST_SECONDS.labels("auth").observe(result.seconds)
+            if error.kind == ErrorKind.AUTH:
                 auth_error = last_error
-                # Not the message's fault: no attempt counted, it goes out once the token is fixed.
-                rows.append(Message(id=msg.id, **self._row(msg, last_error=last_error)))
-                logger.error(
-                    "message_id=%s mailing_id=%s client_id=%s POST /v1/send/%s -> %s; sending "
-                    "stops until the token is fixed",
-                    msg.id,
-                    msg.mailing_id,
-                    msg.client_id,
-                    msg.id,
-                    error,
-                    extra=msg.log_ids,
-                )
                 continue
-            if error.kind in DOWN_KINDS:
-                down_failures += 1
-            if error.permanent or attempt >= self.config.max_attempts:
-                metrics.PROVIDER_REQUEST_SECONDS.labels("permanent").observe(result.seconds)
-                status, fields = MessageStatus.FAILED, {}
-            else:
-                metrics.PROVIDER_REQUEST_SECONDS.labels("retryable").observe(result.seconds)
-                delay = backoff(attempt, self.config.retry_base, self.config.retry_max, error.retry_after)
-                next_at = at + timedelta(seconds=delay)
-                if next_at >= mailing.end_at - timedelta(seconds=MIN_TIME_LEFT):
-                    status, fields = MessageStatus.EXPIRED, {}
-                else:
-                    status, fields = None, {"next_attempt_at": next_at}
-                    metrics.MESSAGE_RETRIES.inc()
-            if status:
-                finished[status] += 1
-                fields["status"] = status
-            fields["sent_text_id"] = mailing.current_text_id
-            rows.append(
-                Message(id=msg.id, **self._row(msg, attempts=attempt, last_error=last_error[:500], **fields))
-            )
-            logger.warning(
-                "message_id=%s mailing_id=%s client_id=%s attempt=%s POST /v1/send/%s -> %s%s -> %s",
+            down_failures += error.kind.gateway_down
+            if outcomes[msg.id].status is None:
+                metrics.MESSAGE_RETRIES.inc()
+        for msg_id, result in outcomes.items():
+            msg = by_id[msg_id]
+            logger.log(
+                result.level,
+                "message_id=%s mailing_id=%s client_id=%s %s",
                 msg.id,
                 msg.mailing_id,
                 msg.client_id,
-                attempt,
-                msg.id,
-                error,
-                " (may have been delivered)" if error.delivered_maybe else "",
-                status or f"retry at {fields['next_attempt_at'].isoformat()}",
+                result.event,
                 extra=msg.log_ids,
             )
+        finished = Counter(o.status for o in outcomes.values() if o.status)
+        for status, n in finished.items():
+            metrics.MESSAGES_FINISHED.labels(status).inc(n)
+        batch.note = {
+            "sent": finished[MessageStatus.SENT],
+            "down_failures": down_failures,
+            "last_error": last_error,
+            "auth_error": auth_error,
+        }
+        return batch
+
+    # 4. Record ---------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write the unrecorded round, if any. On a database error the round is kept (and the
+        broken connection dropped, so the next try opens a new one) and the error raised."""
+        if self.unrecorded is None:
+            return
+        try:
+            self.record(self.unrecorded)
+        except DatabaseError:
+            db.close_old_connections()
+            raise
+        self.unrecorded = None
+
+    def record(self, batch: Round) -> None:
+        """Every outcome in one transaction, only for rows still under this round's lease: if it
+        ran out and another worker took a row, that worker's outcome wins. Safe to repeat: once
+        written, the rows are no longer under the lease."""
+        by_id = {c.id: c for c in batch.claimed}
+        rows: list[Message] = []
+        # Successes grouped by 0.1 s of answer time and the text they carried:
+        # (bucket, text id) -> [latest answer time, ids].
+        sent_groups: dict[tuple, list] = {}
+        for msg_id, result in batch.outcomes.items():
+            msg = by_id[msg_id]
+            if result.status == MessageStatus.SENT:
+                at = result.fields["sent_at"]
+                bucket = at.replace(microsecond=at.microsecond // 100_000 * 100_000)
+                text_id = batch.mailings[msg.mailing_id].current_text_id
+                group = sent_groups.setdefault((bucket, text_id), [at, []])
+                group[0] = max(group[0], at)
+                group[1].append(msg_id)
+            else:
+                rows.append(Message(id=msg_id, **self._row(msg, **result.fields)))
         with transaction.atomic():
-            # Only rows still under this round's lease: if it ran out and another worker took a
-            # row, that worker's outcome wins.
-            leased = Message.objects.filter(locked_by=lease)
+            leased = Message.objects.filter(locked_by=batch.lease)
             # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
             # rather than bulk_update's CASE per row. sent_at is the group's latest answer: at most
             # 0.1 s after a message's real answer, never before it (nor after the mailing's end).
@@ -382,11 +442,14 @@ class Deliverer:
                 )
             if rows:
                 leased.bulk_update(rows, self.FIELDS, batch_size=500)
-            self.update_provider_state(
-                now, finished[MessageStatus.SENT], down_failures, last_error, auth_error
-            )
-        for status, n in finished.items():
-            metrics.MESSAGES_FINISHED.labels(status).inc(n)
+            if batch.results:
+                GatewayState.note_round(
+                    batch.now,
+                    **batch.note,
+                    token_hash=self.token_hash,
+                    threshold=self.config.breaker_threshold,
+                    breaker_seconds=self.config.breaker_seconds,
+                )
 
     FIELDS = [
         "status",
@@ -413,33 +476,3 @@ class Deliverer:
             "sent_text_id": msg.sent_text_id,
             **fields,
         }
-
-    def update_provider_state(
-        self, now: datetime, sent: int, down_failures: int, last_error: str, auth_error: str
-    ) -> None:
-        state = ProviderState.objects.filter(pk=1)
-        if auth_error:
-            state.update(
-                auth_error=auth_error[:500],
-                auth_failed_token=self.token_hash,
-                last_error=auth_error[:500],
-                last_error_at=now,
-            )
-        if sent:
-            state.update(consecutive_failures=0, breaker_open_until=None, last_success_at=now)
-        elif down_failures:
-            # Closed: count failures up to the threshold (a whole failed batch opens it once).
-            # Open/half-open: each failed probe counts one more and doubles the open period.
-            threshold = self.config.breaker_threshold
-            failures = state.values_list("consecutive_failures", flat=True).first() or 0
-            failures = failures + 1 if failures >= threshold else min(failures + down_failures, threshold)
-            fields = {"consecutive_failures": failures, "last_error": last_error[:500], "last_error_at": now}
-            if failures >= threshold:
-                seconds = min(self.config.breaker_seconds * 2 ** (failures - threshold), BREAKER_MAX_SECONDS)
-                fields["breaker_open_until"] = now + timedelta(seconds=seconds)
-                logger.error(
-                    "gateway looks down (last error: %s): breaker open for %.0fs", last_error, seconds
-                )
-            state.update(**fields)
-        elif last_error:
-            state.update(last_error=last_error[:500], last_error_at=now)

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import zoneinfo
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +17,8 @@ from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+
+logger = logging.getLogger("mailer.gateway")
 
 # [0-9], not \d: \d also matches other scripts' digits (Python and PostgreSQL alike).
 PHONE_RE = r"^7[0-9]{10}$"
@@ -404,8 +407,10 @@ class Message(models.Model):
         return f"Message #{self.pk} ({self.status})"
 
 
-class ProviderState(models.Model):
-    """One row (pk=1) shared by every worker process: circuit breaker, rate limiter, auth problem."""
+class GatewayState(models.Model):
+    """One row (pk=1) shared by every worker process: whether anyone may send now (circuit
+    breaker, refused token) and the pace of sends for all workers together (rate limit). The rules
+    are here; the engine asks `round_size` before a round and tells `note_round` what it saw."""
 
     consecutive_failures = models.PositiveIntegerField(default=0)
     breaker_open_until = models.DateTimeField(null=True, blank=True)
@@ -418,19 +423,91 @@ class ProviderState(models.Model):
     # Global rate limit (GCRA): the earliest time the next message may leave, for all workers.
     rate_next_at = models.DateTimeField(null=True, blank=True)
 
+    # A down gateway is probed with one message at least this often, so recovery is noticed quickly.
+    BREAKER_MAX_SECONDS = 60.0
+
     class Meta:
-        verbose_name = "provider state"
+        verbose_name = "gateway state"
 
     def __str__(self) -> str:
         return "SMS gateway state"
 
     @classmethod
-    def get(cls) -> ProviderState:
+    def get(cls) -> GatewayState:
         state, _ = cls.objects.get_or_create(pk=1)
         return state
 
     def breaker_is_open(self, now: datetime | None = None) -> bool:
         return self.breaker_open_until is not None and self.breaker_open_until > (now or timezone.now())
+
+    def round_size(self, now: datetime, token_hash: str, batch_size: int, threshold: int, rate: float) -> int:
+        """How many messages the next round may claim: none while the breaker is open or while
+        the configured token is the refused one; one to probe a gateway that looked down."""
+        if self.auth_error:
+            if self.auth_failed_token == token_hash:
+                return 0  # the same token was refused: wait for an operator
+            # The token was changed since: try again.
+            GatewayState.objects.filter(pk=self.pk, auth_failed_token=self.auth_failed_token).update(
+                auth_error="", auth_failed_token=""
+            )
+            logger.warning("gateway token changed since it was refused: sending resumes")
+        if self.breaker_is_open(now):
+            return 0
+        if self.consecutive_failures >= threshold:
+            return 1  # half-open
+        return min(batch_size, max(1, int(rate))) if rate else batch_size
+
+    @classmethod
+    def note_round(
+        cls,
+        now: datetime,
+        *,
+        sent: int,
+        down_failures: int,
+        last_error: str,
+        auth_error: str,
+        token_hash: str,
+        threshold: int,
+        breaker_seconds: float,
+    ) -> None:
+        """What one round saw. A success closes the breaker. Failures that say the gateway is
+        down count up to `threshold` (a whole failed round counts once toward opening it); once
+        open, each failed probe counts one more and doubles the open period."""
+        state = cls.objects.filter(pk=1)
+        if auth_error:
+            state.update(
+                auth_error=auth_error[:500],
+                auth_failed_token=token_hash,
+                last_error=auth_error[:500],
+                last_error_at=now,
+            )
+        if sent:
+            state.update(consecutive_failures=0, breaker_open_until=None, last_success_at=now)
+        elif down_failures:
+            failures = state.values_list("consecutive_failures", flat=True).first() or 0
+            failures = failures + 1 if failures >= threshold else min(failures + down_failures, threshold)
+            fields = {"consecutive_failures": failures, "last_error": last_error[:500], "last_error_at": now}
+            if failures >= threshold:
+                seconds = min(breaker_seconds * 2 ** (failures - threshold), cls.BREAKER_MAX_SECONDS)
+                fields["breaker_open_until"] = now + timedelta(seconds=seconds)
+                logger.error(
+                    "gateway looks down (last error: %s): breaker open for %.0fs", last_error, seconds
+                )
+            state.update(**fields)
+        elif last_error:
+            state.update(last_error=last_error[:500], last_error_at=now)
+
+    @classmethod
+    def reserve(cls, n: int, rate: float) -> float:
+        """Reserve the next `n` send slots at `rate` per second for all workers together (GCRA
+        under a row lock). Returns in how many seconds the first slot starts."""
+        with transaction.atomic():
+            state = cls.objects.select_for_update().get(pk=1)
+            wall = timezone.now()
+            start = max(state.rate_next_at or wall, wall)
+            state.rate_next_at = start + timedelta(seconds=n / rate)
+            state.save(update_fields=["rate_next_at"])
+        return (start - wall).total_seconds()
 
 
 class WorkerHeartbeat(models.Model):

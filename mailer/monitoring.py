@@ -30,11 +30,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from mailer.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 from mailer.models import (
+    GatewayState,
     Mailing,
     MailingState,
     Message,
     MessageStatus,
-    ProviderState,
     Report,
     WorkerHeartbeat,
 )
@@ -120,7 +120,7 @@ class DatabaseCollector:
             value=max(oldest, 0),
         )
 
-        state = ProviderState.objects.filter(pk=1).first() or ProviderState()
+        state = GatewayState.objects.filter(pk=1).first() or GatewayState()
         yield GaugeMetricFamily(
             "mailer_provider_breaker_open",
             "1 while the circuit breaker holds sending back.",

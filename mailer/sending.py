@@ -1,6 +1,10 @@
 """Talking to the SMS gateway. Every request goes through `Gateway.send`, which either returns
-(the gateway answered `200 {"code": 0, ...}`) or raises a `ProviderError` saying what went wrong and
-whether trying again can help, so the engine and the tests have one place to look.
+(the gateway answered `200 {"code": 0, ...}`) or raises a `GatewayError` whose `kind` says what went
+wrong, so the engine and the tests have one place to look.
+
+"Gateway" is the one word for the third-party SMS service in code and docs; the environment
+variables (`MAILER_PROVIDER_URL`, `MAILER_PROVIDER_TOKEN`), the metric names (`mailer_provider_*`)
+and the `fake_provider` command keep their published names.
 
 aiohttp rather than requests: a requests thread pool tops out near 1,000 requests/s per process on
 this hardware (CPU-bound), below the engine's goal; aiohttp keeps many requests in flight on pooled
@@ -13,30 +17,52 @@ import asyncio
 import email.utils
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import aiohttp
 
 
-class ProviderError(Exception):
-    """A failed send. `permanent`: retrying can't help. `auth`: the token was refused."""
+class ErrorKind(StrEnum):
+    """What went wrong with one request; the values are the `mailer_provider_errors` labels."""
+
+    TIMEOUT = "timeout"  # no answer in time: it may have been delivered
+    CONNECTION = "connection"  # refused, or lost before the answer
+    HTTP_5XX = "http_5xx"
+    HTTP_429 = "http_429"  # throttled: try again after Retry-After
+    HTTP_4XX = "http_4xx"  # the gateway refuses this message: it will never succeed
+    AUTH = "auth"  # 401/403: the token was refused, nobody sends until it changes
+    BAD_ANSWER = "bad_answer"  # 200 with a body that isn't the contract's
+    TOO_LATE = "too_late"  # not sent: the mailing ends before an answer could come
+    STOPPED = "stopped"  # not sent: the worker is stopping
+
+    @property
+    def gateway_down(self) -> bool:
+        """Errors that mean "the gateway is down" (the breaker's business); 429 and garbage
+        answers come from a live gateway."""
+        return self in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.HTTP_5XX)
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying can't help."""
+        return self in (ErrorKind.HTTP_4XX, ErrorKind.TOO_LATE)
+
+
+class GatewayError(Exception):
+    """A failed send: `kind` says what happened."""
 
     def __init__(
         self,
-        kind: str,
+        kind: ErrorKind,
         detail: str,
         *,
-        permanent: bool = False,
-        auth: bool = False,
         retry_after: float | None = None,
         delivered_maybe: bool = False,
     ) -> None:
         super().__init__(f"{kind}: {detail}")
-        # timeout | connection | http_5xx | http_429 | http_4xx | auth | bad_answer | too_late
         self.kind = kind
         self.detail = detail
-        self.permanent = permanent
-        self.auth = auth
         self.retry_after = retry_after
         # True when the gateway may have accepted the message although we got no answer: a retry
         # may reach it twice, with the same message id (its idempotency key).
@@ -56,7 +82,7 @@ class Outbound:
 @dataclass(slots=True)
 class Result:
     message_id: int
-    error: ProviderError | None
+    error: GatewayError | None
     seconds: float
     finished_at: float  # time.monotonic() when the answer came
 
@@ -100,9 +126,7 @@ class Gateway:
         # connection must still be over by the deadline.
         left = item.deadline - time.monotonic()
         if left < self.MIN_TIME:
-            raise ProviderError(
-                "too_late", "not sent: the mailing ends before an answer could come", permanent=True
-            )
+            raise GatewayError(ErrorKind.TOO_LATE, "not sent: the mailing ends before an answer could come")
         timeout = min(item.timeout, left)
         session = await self._client()
         url = f"{self.base_url}/v1/send/{item.message_id}"
@@ -113,33 +137,38 @@ class Gateway:
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except TimeoutError:
-            raise ProviderError("timeout", f"no answer within {timeout:.1f}s", delivered_maybe=True) from None
+            raise GatewayError(
+                ErrorKind.TIMEOUT, f"no answer within {timeout:.1f}s", delivered_maybe=True
+            ) from None
         except aiohttp.ClientConnectorError as e:
-            raise ProviderError("connection", f"can't connect: {e.os_error or e}") from None
+            raise GatewayError(ErrorKind.CONNECTION, f"can't connect: {e.os_error or e}") from None
         except (aiohttp.ClientError, OSError) as e:
-            raise ProviderError(
-                "connection", f"connection lost: {type(e).__name__}", delivered_maybe=True
+            raise GatewayError(
+                ErrorKind.CONNECTION, f"connection lost: {type(e).__name__}", delivered_maybe=True
             ) from None
         if status in (401, 403):
-            raise ProviderError("auth", f"HTTP {status}: token refused", auth=True)
+            raise GatewayError(ErrorKind.AUTH, f"HTTP {status}: token refused")
         if status == 429:
-            raise ProviderError("http_429", "HTTP 429: throttled", retry_after=retry_after)
+            raise GatewayError(ErrorKind.HTTP_429, "HTTP 429: throttled", retry_after=retry_after)
         if status >= 500:
-            raise ProviderError("http_5xx", f"HTTP {status}", retry_after=retry_after)
+            raise GatewayError(ErrorKind.HTTP_5XX, f"HTTP {status}", retry_after=retry_after)
         if status != 200:
-            raise ProviderError(
-                "http_4xx", f"HTTP {status}: {raw[:200].decode(errors='replace')}", permanent=True
-            )
+            raise GatewayError(ErrorKind.HTTP_4XX, f"HTTP {status}: {raw[:200].decode(errors='replace')}")
         try:
             answer = json.loads(raw)
         except ValueError:
             answer = None
         if not isinstance(answer, dict) or answer.get("code") != 0:
-            raise ProviderError(
-                "bad_answer", f"HTTP 200 with unexpected body {raw[:100]!r}", delivered_maybe=True
+            raise GatewayError(
+                ErrorKind.BAD_ANSWER, f"HTTP 200 with unexpected body {raw[:100]!r}", delivered_maybe=True
             )
 
-    async def send_many(self, items: list[Outbound]) -> list[Result]:
+    async def send_many(
+        self, items: list[Outbound], stopping: Callable[[], bool] | None = None
+    ) -> list[Result]:
+        """Send all, `concurrency` at a time. Once `stopping()` is true, what has not started yet
+        is not sent (an ErrorKind.STOPPED result), so a stopping worker only waits for the
+        requests already in flight."""
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(item: Outbound) -> Result:
@@ -148,10 +177,12 @@ class Gateway:
                 await asyncio.sleep(wait)
             async with limit:
                 started = time.monotonic()
+                if stopping is not None and stopping():
+                    return Result(item.message_id, GatewayError(ErrorKind.STOPPED, "not sent"), 0.0, started)
                 try:
                     await self.send(item)
                     error = None
-                except ProviderError as e:
+                except GatewayError as e:
                     error = e
                 done = time.monotonic()
                 return Result(item.message_id, error, done - started, done)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailer.models import MailingState, Message, MessageStatus, ProviderState
+from mailer.models import GatewayState, MailingState, Message, MessageStatus
 from tests.dashboard.conftest import HTMX
 
 pytestmark = pytest.mark.django_db
@@ -104,7 +104,7 @@ def test_home_lists_upcoming_and_provider_problems(viewer_client, make_mailing):
         start_at=timezone.now() + timedelta(days=1),
         end_at=timezone.now() + timedelta(days=2),
     )
-    state = ProviderState.get()
+    state = GatewayState.get()
     state.auth_error = "401 Unauthorized"
     state.breaker_open_until = timezone.now() + timedelta(minutes=5)
     state.last_error = "HTTP 503 from gateway"

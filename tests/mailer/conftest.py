@@ -13,7 +13,7 @@ from accounts.models import hash_token
 from mailer import scheduling
 from mailer.delivery import Deliverer, EngineConfig
 from mailer.fake_provider import Behaviour, FakeProvider
-from mailer.models import ProviderState
+from mailer.models import GatewayState
 from mailer.sending import Gateway
 
 TOKEN = "test-provider-token"
@@ -114,4 +114,4 @@ def kill(process: multiprocessing.Process) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_provider_state(db):
-    ProviderState.objects.all().delete()
+    GatewayState.objects.all().delete()

@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from mailer import scheduling
-from mailer.models import Mailing, MailingState, Message, MessageStatus, ProviderState
+from mailer.models import GatewayState, Mailing, MailingState, Message, MessageStatus
 from tests.mailer.conftest import drain, kill, start_worker
 
 
@@ -245,7 +245,7 @@ def test_outage_of_ten_minutes_then_recovery(make_mailing, make_client, make_del
         scheduling.tick(now + timedelta(seconds=step))
         deliverer.run_batch(now + timedelta(seconds=step))
         attempts = sum(Message.objects.values_list("attempts", flat=True))
-    state = ProviderState.get()
+    state = GatewayState.get()
     assert state.consecutive_failures >= 5 and "connect" in state.last_error
     # 120 rounds of up to 50 messages, but the breaker let only a few dozen requests through.
     assert 50 <= attempts <= 80, attempts
@@ -258,7 +258,7 @@ def test_outage_of_ten_minutes_then_recovery(make_mailing, make_client, make_del
         deliverer.run_batch(now + timedelta(seconds=step))
     assert statuses(mailing) == {"sent": 100}
     assert set(provider.record.accepted.values()) == {1}
-    assert ProviderState.get().consecutive_failures == 0
+    assert GatewayState.get().consecutive_failures == 0
 
 
 @pytest.mark.django_db
@@ -290,7 +290,7 @@ def test_rate_limit_holds_across_two_workers(make_mailing, make_client, provider
     for i in range(60):
         make_client(f"7900{i:07d}")
     mailing = make_mailing()
-    ProviderState.get()
+    GatewayState.get()
     started = time.time()
     workers = [start_worker(provider.url, f"r{i}", seconds=30, rate_limit=20.0) for i in range(2)]
     for worker in workers:
@@ -314,7 +314,7 @@ def test_refused_token_stops_sending_until_it_changes(
     bad = make_deliverer("bad", token="wrong")
     scheduling.tick()
     assert bad.run_batch() == 5
-    state = ProviderState.get()
+    state = GatewayState.get()
     assert "auth" in state.auth_error and state.auth_failed_token == bad.token_hash
     assert statuses(mailing) == {"pending": 5}
     assert set(Message.objects.values_list("attempts", flat=True)) == {0}  # not the messages' fault
@@ -323,7 +323,7 @@ def test_refused_token_stops_sending_until_it_changes(
 
     drain(make_deliverer("fixed"))  # a new token (e.g. after a restart with the right one)
     assert statuses(mailing) == {"sent": 5}
-    assert ProviderState.get().auth_error == ""
+    assert GatewayState.get().auth_error == ""
 
 
 @pytest.mark.django_db

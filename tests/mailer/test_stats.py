@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from mailer import stats
 from mailer.models import Mailing, Message, MessageStatus
@@ -56,3 +57,26 @@ def test_timing(make_mailing, make_client, now):
             mailing=mailing, client=make_client(), status="sent", sent_at=now + timedelta(seconds=6 * i)
         )
     assert stats.timing(mailing)["messages_per_minute"] == 11.0
+
+
+def test_one_rate_for_the_api_the_home_page_and_the_detail_page(make_mailing, make_client, now):
+    steady, burst = make_mailing(), make_mailing()
+    for i in range(11):
+        Message.objects.create(
+            mailing=steady, client=make_client(), status="sent", sent_at=now + timedelta(seconds=6 * i)
+        )
+    for i in range(2):  # a millisecond apart: no rate to speak of
+        Message.objects.create(
+            mailing=burst, client=make_client(), status="sent", sent_at=now + timedelta(milliseconds=i)
+        )
+    rates = stats.rates([steady.pk, burst.pk])
+    assert rates[steady.pk] == stats.timing(steady)["messages_per_minute"] == 11.0
+    assert rates[burst.pk] is stats.timing(burst)["messages_per_minute"] is None
+
+
+def test_eta_is_pending_over_the_rate(make_mailing):
+    counts = dict.fromkeys(stats.STATUSES, 0) | {"sent": 30, "pending": 60, "total": 90}
+    progress = stats.progress(make_mailing(), counts, 30.0)
+    assert progress["percent"] == 33
+    assert timedelta(minutes=1.99) < progress["eta"] - timezone.now() <= timedelta(minutes=2)
+    assert stats.progress(make_mailing(), counts, None)["eta"] is None

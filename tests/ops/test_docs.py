@@ -12,7 +12,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailer import metrics as m
-from mailer.models import ProviderState, Report, WorkerHeartbeat
+from mailer.models import GatewayState, Report, WorkerHeartbeat
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
@@ -22,7 +22,7 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 def exposed(client, db) -> set[str]:
     """Family names on /metrics, with every optional metric present."""
     now = timezone.now()
-    ProviderState.objects.create(pk=1, last_success_at=now)
+    GatewayState.objects.create(pk=1, last_success_at=now)
     WorkerHeartbeat.objects.create(slot=0, beat_at=now)
     Report.objects.create(date=now.date(), sent_at=now)
     m.PROVIDER_REQUEST_SECONDS.labels(outcome="ok").observe(0.1)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailer import metrics as m
-from mailer.models import MailingState, Message, MessageStatus, ProviderState, WorkerHeartbeat
+from mailer.models import GatewayState, MailingState, Message, MessageStatus, WorkerHeartbeat
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ def known_queue(db, now, make_client, make_mailing):
     message(MessageStatus.PENDING, clients[5], next_attempt_at=now - timedelta(minutes=2),
             locked_until=now - timedelta(seconds=1))  # fmt: skip
     message(MessageStatus.PENDING, clients[6], next_attempt_at=now + timedelta(minutes=10))
-    ProviderState.objects.create(
+    GatewayState.objects.create(
         pk=1, consecutive_failures=4, breaker_open_until=now + timedelta(seconds=30), auth_error=""
     )
     WorkerHeartbeat.objects.create(slot=0, beat_at=now - timedelta(seconds=5))
@@ -88,7 +88,7 @@ def test_empty_database_gives_zeros_not_gaps(client, db):
 
 
 def test_auth_error_shows(client, db):
-    ProviderState.objects.create(pk=1, auth_error="401 from the gateway")
+    GatewayState.objects.create(pk=1, auth_error="401 from the gateway")
     assert value(scrape(client), "mailer_provider_auth_error") == 1
 
 
