@@ -1,4 +1,4 @@
-# The mailer image: web (the default command) and worker (`python manage.py qcluster`) alike.
+# The mailer image: web (the default command) and worker (`python manage.py run_worker`) alike.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -77,8 +77,8 @@ class GatewayStateAdmin(admin.ModelAdmin):
 
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin):
-    list_display = ["slot", "owner", "beat_at", "host", "pid"]
-    readonly_fields = ["slot", "owner", "beat_at", "host", "pid"]
+    list_display = ["owner", "slot", "beat_at", "host", "pid"]
+    readonly_fields = ["owner", "slot", "beat_at", "host", "pid"]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -172,7 +172,8 @@ def outcome(
     if error.kind == ErrorKind.TOO_LATE:
         return _expired(ENDED_WHY)
     if error.kind == ErrorKind.STOPPED:
-        return Outcome({}, None, logging.INFO, "released: the worker is stopping")
+        maybe = " (may have been delivered)" if error.delivered_maybe else ""
+        return Outcome({}, None, logging.INFO, f"released: {error.detail}{maybe}")
     text = str(error)
     if error.kind == ErrorKind.AUTH:
         # Not the message's fault: no attempt counted, it goes out once the token is fixed.

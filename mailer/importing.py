@@ -214,7 +214,7 @@ def run_import(import_id: int) -> str:
 
 
 def resume_imports() -> list[int]:
-    """Every minute (with ensure_pumps): queue again the imports whose worker died."""
+    """Every minute (tasks.housekeeping): queue again the imports whose worker died."""
     stale = list(
         ClientImport.objects.filter(
             state__in=ClientImport.RUNNING,

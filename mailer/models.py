@@ -511,16 +511,17 @@ class GatewayState(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    """One row per sending slot; a pump refreshes its row while it runs (liveness, /readyz)."""
+    """One row per running sender process, refreshed every 5 s (liveness, /readyz, metrics).
+    `owner` names it: `host:worker pid:random/slot`, `slot` being its number within its worker."""
 
-    slot = models.PositiveSmallIntegerField(unique=True)
-    owner = models.CharField(max_length=64, blank=True)
+    owner = models.CharField(max_length=80, unique=True)
+    slot = models.PositiveSmallIntegerField(default=0)
     beat_at = models.DateTimeField()
     pid = models.IntegerField(default=0)
     host = models.CharField(max_length=128, blank=True)
 
     def __str__(self) -> str:
-        return f"slot {self.slot} ({self.owner})"
+        return f"sender {self.owner}"
 
 
 class Report(models.Model):

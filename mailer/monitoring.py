@@ -145,18 +145,18 @@ class DatabaseCollector:
 
         ages = GaugeMetricFamily(
             "mailer_worker_heartbeat_age_seconds",
-            "Seconds since each sending slot last beat.",
+            "Seconds since each sender process last beat (slot: host:worker/number).",
             labels=["slot"],
         )
         live = 0
         threshold = live_heartbeat_seconds()
-        for slot, beat_at in WorkerHeartbeat.objects.values_list("slot", "beat_at").order_by("slot"):
+        for owner, beat_at in WorkerHeartbeat.objects.values_list("owner", "beat_at").order_by("owner"):
             age = max((now - beat_at).total_seconds(), 0)
-            ages.add_metric([str(slot)], age)
+            ages.add_metric([owner], age)
             live += age <= threshold
         yield ages
         yield GaugeMetricFamily(
-            "mailer_workers_live", f"Sending slots that beat within {threshold} s.", value=live
+            "mailer_workers_live", f"Sender processes that beat within {threshold} s.", value=live
         )
 
         last_report = Report.objects.filter(sent_at__isnull=False).aggregate(at=Max("sent_at"))["at"]

@@ -21,7 +21,11 @@ from mailer.models import CANCELLED_WHY, ENDED_WHY, Mailing, MailingState, Messa
 logger = logging.getLogger("mailer.scheduling")
 
 RESOLVE_CHUNK = 5000
-RESOLVE_LEASE = timedelta(minutes=5)
+# A resolver renews its lease at every chunk; one that died is taken over after this.
+RESOLVE_LEASE = timedelta(seconds=60)
+# The leases this process holds (mailing id -> its lease_until): a resolver cut off by a database
+# fault takes its own lease back at the next tick instead of waiting for it to run out.
+_held: dict[int, datetime] = {}
 
 
 @lru_cache(maxsize=1024)
@@ -102,12 +106,7 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
     twice; if the holder dies the lease runs out and another worker takes over.
     """
     version = mailing.audience_version
-    leased = (
-        Mailing.objects.filter(pk=mailing.pk, resolved_version__lt=version)
-        .filter(Q(resolve_lease_until__isnull=True) | Q(resolve_lease_until__lt=now))
-        .update(resolve_lease_until=now + RESOLVE_LEASE)
-    )
-    if not leased:
+    if not _lease(mailing.pk, version, now):
         return 0
     mailing.refresh_from_db()
     added = 0
@@ -137,6 +136,11 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
             )
         with transaction.atomic():
             added += len(Message.objects.bulk_create(rows, ignore_conflicts=True))
+        if not _lease(mailing.pk, version, timezone.now()):
+            logger.warning(
+                "mailing_id=%s audience resolution taken over", mailing.pk, extra={"mailing_id": mailing.pk}
+            )
+            return added
     if version > 1:
         # A filter edit: pending messages of clients who no longer match are not sent.
         dropped = (
@@ -151,7 +155,9 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
                 dropped,
                 extra={"mailing_id": mailing.pk},
             )
-    Mailing.objects.filter(pk=mailing.pk).update(resolved_version=version, resolve_lease_until=None)
+    Mailing.objects.filter(pk=mailing.pk, resolve_lease_until=_held.pop(mailing.pk)).update(
+        resolved_version=version, resolve_lease_until=None
+    )
     logger.info(
         "mailing_id=%s audience resolved: %s clients match (version %s)",
         mailing.pk,
@@ -160,6 +166,22 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
         extra={"mailing_id": mailing.pk},
     )
     return added
+
+
+def _lease(mailing_id: int, version: int, now: datetime) -> bool:
+    """Take or renew the lease on resolving a mailing's audience: free, run out, or ours."""
+    until = now + RESOLVE_LEASE
+    free = Q(resolve_lease_until__isnull=True) | Q(resolve_lease_until__lt=now)
+    if mailing_id in _held:
+        free |= Q(resolve_lease_until=_held[mailing_id])
+    taken = Mailing.objects.filter(free, pk=mailing_id, resolved_version__lt=version).update(
+        resolve_lease_until=until
+    )
+    if taken:
+        _held[mailing_id] = until
+    else:
+        _held.pop(mailing_id, None)
+    return bool(taken)
 
 
 def finish_ended(now: datetime) -> None:

@@ -166,25 +166,48 @@ class Gateway:
     async def send_many(
         self, items: list[Outbound], stopping: Callable[[], bool] | None = None
     ) -> list[Result]:
-        """Send all, `concurrency` at a time. Once `stopping()` is true, what has not started yet
-        is not sent (an ErrorKind.STOPPED result), so a stopping worker only waits for the
-        requests already in flight."""
+        """Send all, `concurrency` at a time. Once `stopping()` is true, what has not started is
+        not sent, and requests still in flight after STOP_DRAIN seconds are cut short: both come
+        back as ErrorKind.STOPPED, so a stopping worker is out within seconds."""
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(item: Outbound) -> Result:
-            wait = item.not_before - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            async with limit:
-                started = time.monotonic()
-                if stopping is not None and stopping():
-                    return Result(item.message_id, GatewayError(ErrorKind.STOPPED, "not sent"), 0.0, started)
-                try:
+            started = 0.0
+            try:
+                wait = item.not_before - time.monotonic()
+                if wait > 0 and not (stopping and stopping()):
+                    await asyncio.sleep(wait)
+                async with limit:
+                    if stopping is not None and stopping():
+                        raise asyncio.CancelledError
+                    started = time.monotonic()
                     await self.send(item)
                     error = None
-                except GatewayError as e:
-                    error = e
-                done = time.monotonic()
-                return Result(item.message_id, error, done - started, done)
+            except GatewayError as e:
+                error = e
+            except asyncio.CancelledError:
+                if started:
+                    error = GatewayError(
+                        ErrorKind.STOPPED, "cut short: the worker stopped", delivered_maybe=True
+                    )
+                else:
+                    error = GatewayError(ErrorKind.STOPPED, "not sent: the worker stopped")
+            done = time.monotonic()
+            return Result(item.message_id, error, done - started if started else 0.0, done)
 
-        return await asyncio.gather(*(one(item) for item in items))
+        tasks = [asyncio.ensure_future(one(item)) for item in items]
+        watch = asyncio.ensure_future(self._cut_short(tasks, stopping)) if stopping else None
+        try:
+            return await asyncio.gather(*tasks)
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    STOP_DRAIN = 5.0
+
+    async def _cut_short(self, tasks: list[asyncio.Future], stopping: Callable[[], bool]) -> None:
+        while not stopping():
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(self.STOP_DRAIN)
+        for task in tasks:
+            task.cancel()

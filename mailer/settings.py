@@ -144,10 +144,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # "database is locked" when a read turns into a write.
     # Tests use a file too: worker processes and threads in the engine tests share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # The busy timeout (seconds) can be set in the URL: sqlite:///var/mailer.sqlite3?timeout=60.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        **DATABASES["default"].get("OPTIONS", {}),
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -345,7 +347,7 @@ if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
 
 # The sending engine (see mailer/delivery.py and docs/engine.md).
 MAILER_IMPORT_MAX_MB = envint("MAILER_IMPORT_MAX_MB", "50")  # client CSV files, UI and API alike
-MAILER_SENDERS = envint("MAILER_SENDERS", "2")  # sending pumps, one per worker process
+MAILER_SENDERS = envint("MAILER_SENDERS", "2")  # sender processes per worker (per host)
 MAILER_BATCH_SIZE = envint("MAILER_BATCH_SIZE", "500")  # messages claimed per round
 MAILER_CONCURRENCY = envint("MAILER_CONCURRENCY", "64")  # requests in flight per worker
 MAILER_REQUEST_TIMEOUT = envfloat("MAILER_REQUEST_TIMEOUT", "10")  # seconds, per request
@@ -356,7 +358,6 @@ MAILER_RETRY_MAX = envfloat("MAILER_RETRY_MAX", "300")  # longest wait between t
 MAILER_BREAKER_THRESHOLD = envint("MAILER_BREAKER_THRESHOLD", "5")  # failures in a row that open it
 MAILER_BREAKER_SECONDS = envfloat("MAILER_BREAKER_SECONDS", "15")  # first open period, doubling
 MAILER_RATE_LIMIT = envfloat("MAILER_RATE_LIMIT", "0")  # messages/s for all workers together; 0 = off
-MAILER_PUMP_SECONDS = envfloat("MAILER_PUMP_SECONDS", "50")  # one pump task's run, then it re-enqueues
 if MAILER_REQUEST_TIMEOUT * 2 >= MAILER_LEASE_SECONDS:
     raise ImproperlyConfigured("MAILER_LEASE_SECONDS must be more than twice MAILER_REQUEST_TIMEOUT")
 
@@ -364,8 +365,9 @@ if MAILER_REQUEST_TIMEOUT * 2 >= MAILER_LEASE_SECONDS:
 Q_CLUSTER = {
     "name": "mailer",
     "orm": "default",
-    # One process per sending pump, plus one for other tasks (reports, housekeeping).
-    "workers": MAILER_SENDERS + 1,
+    # Tasks other than sending (imports, reports, housekeeping): the senders are processes of
+    # their own (mailer/worker.py).
+    "workers": 1,
     "timeout": 120,
     "retry": 180,  # longer than `timeout`, so a running task is never handed out twice
     "max_attempts": 1,

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -17,6 +21,7 @@ from mailer.models import GatewayState
 from mailer.sending import Gateway
 
 TOKEN = "test-provider-token"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def config(**overrides) -> EngineConfig:
@@ -115,3 +120,46 @@ def kill(process: multiprocessing.Process) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_provider_state(db):
     GatewayState.objects.all().delete()
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for worker processes started as commands."""
+    db = connections["default"].settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def run_worker(provider_url: str, log, **env) -> subprocess.Popen:
+    """`manage.py run_worker` in its own process group, on the test database."""
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MAILER_PROVIDER_URL": provider_url,
+        "MAILER_PROVIDER_TOKEN": TOKEN,
+        "LOG_LEVEL": "WARNING",
+        **{key: str(value) for key, value in env.items()},
+    }
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "run_worker"],
+        env=environ,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=log,
+        stderr=log,
+    )
+
+
+def stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    process.wait(20)
+
+
+def wait_for(condition, seconds: float, every: float = 0.1) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return bool(condition())

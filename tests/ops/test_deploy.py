@@ -13,6 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from mailer.worker import STOP_SECONDS
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
 TEST_COMMAND = "./bin/test"
@@ -92,9 +94,12 @@ def test_kubernetes_has_what_the_service_needs():
         assert probe["httpGet"]["httpHeaders"] == [{"name": "Host", "value": "localhost"}]
     assert "localhost" in allowed
     worker = docs["Deployment", "mailer-worker"]["spec"]["template"]["spec"]["containers"]
-    assert worker[0]["command"] == ["python", "manage.py", "qcluster"]
+    assert worker[0]["command"] == ["python", "manage.py", "run_worker"]
+    # run_worker stops within worker.STOP_SECONDS of SIGTERM: the grace period covers it.
+    grace = docs["Deployment", "mailer-worker"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert STOP_SECONDS < grace <= 30
     assert worker[0]["livenessProbe"]["exec"]["command"] == ["python", "manage.py", "check_ready"]
-    # The metrics sidecar reads the same multiprocess directory as qcluster.
+    # The metrics sidecar reads the same multiprocess directory as the worker.
     assert worker[0]["volumeMounts"] == worker[1]["volumeMounts"]
     assert docs["ConfigMap", "mailer-config"]["data"]["PROMETHEUS_MULTIPROC_DIR"] in {
         m["mountPath"] for m in worker[0]["volumeMounts"]
@@ -131,7 +136,10 @@ def test_compose_runs_migrate_once_before_web_and_worker():
     for name in ("web", "worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["restart"] == "no"
-    assert services["worker"]["command"] == ["python", "manage.py", "qcluster"]
+    # The same worker command everywhere, with a grace period that covers its stop.
+    assert services["worker"]["command"] == ["python", "manage.py", "run_worker"]
+    assert STOP_SECONDS < int(services["worker"]["stop_grace_period"].rstrip("s")) <= 30
+    assert (ROOT / "Procfile").read_text().splitlines()[1] == "worker: python manage.py run_worker"
     # Web and worker count into one volume, so the web's /metrics shows both.
     mount = f"prometheus:{services['web']['environment']['PROMETHEUS_MULTIPROC_DIR']}"
     assert mount in services["web"]["volumes"] and mount in services["worker"]["volumes"]

@@ -23,7 +23,7 @@ def exposed(client, db) -> set[str]:
     """Family names on /metrics, with every optional metric present."""
     now = timezone.now()
     GatewayState.objects.create(pk=1, last_success_at=now)
-    WorkerHeartbeat.objects.create(slot=0, beat_at=now)
+    WorkerHeartbeat.objects.create(owner="h:1:ab/0", beat_at=now)
     Report.objects.create(date=now.date(), sent_at=now)
     m.PROVIDER_REQUEST_SECONDS.labels(outcome="ok").observe(0.1)
     m.PROVIDER_ERRORS.labels(kind="timeout").inc(0)

@@ -25,7 +25,7 @@ def test_healthz_answers_without_touching_the_database(client):
 
 
 def test_ready_with_a_recent_heartbeat(client, db):
-    WorkerHeartbeat.objects.create(slot=0, beat_at=timezone.now() - timedelta(seconds=30))
+    WorkerHeartbeat.objects.create(owner="h:1:ab/0", beat_at=timezone.now() - timedelta(seconds=30))
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {
@@ -43,7 +43,7 @@ def test_not_ready_without_any_heartbeat(client, db):
 
 def test_not_ready_when_the_last_heartbeat_is_old(client, db, settings):
     settings.MAILER_READY_HEARTBEAT_SECONDS = 120
-    WorkerHeartbeat.objects.create(slot=0, beat_at=timezone.now() - timedelta(minutes=3))
+    WorkerHeartbeat.objects.create(owner="h:1:ab/0", beat_at=timezone.now() - timedelta(minutes=3))
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["workers"].startswith("last worker heartbeat 18")
@@ -57,7 +57,7 @@ def test_heartbeat_check_can_be_switched_off(client, db, settings):
 
 
 def test_not_ready_with_unapplied_migrations(client, db, monkeypatch):
-    WorkerHeartbeat.objects.create(slot=0, beat_at=timezone.now())
+    WorkerHeartbeat.objects.create(owner="h:1:ab/0", beat_at=timezone.now())
     monkeypatch.setattr(
         monitoring.MigrationExecutor, "migration_plan", lambda self, targets: [("mailer.9999_new", False)]
     )
@@ -79,7 +79,7 @@ def test_not_ready_when_the_database_is_unreachable(client, db):
 def test_check_ready_command(db):
     with pytest.raises(CommandError, match="not ready"):
         call_command("check_ready")
-    WorkerHeartbeat.objects.create(slot=0, beat_at=timezone.now())
+    WorkerHeartbeat.objects.create(owner="h:1:ab/0", beat_at=timezone.now())
     call_command("check_ready")
 
 

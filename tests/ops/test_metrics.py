@@ -54,8 +54,8 @@ def known_queue(db, now, make_client, make_mailing):
     GatewayState.objects.create(
         pk=1, consecutive_failures=4, breaker_open_until=now + timedelta(seconds=30), auth_error=""
     )
-    WorkerHeartbeat.objects.create(slot=0, beat_at=now - timedelta(seconds=5))
-    WorkerHeartbeat.objects.create(slot=1, beat_at=now - timedelta(minutes=10))
+    WorkerHeartbeat.objects.create(owner="h:1:ab/0", beat_at=now - timedelta(seconds=5))
+    WorkerHeartbeat.objects.create(owner="h:1:ab/1", slot=1, beat_at=now - timedelta(minutes=10))
 
 
 def test_database_gauges_after_a_known_set_of_messages(client, known_queue):
@@ -73,8 +73,8 @@ def test_database_gauges_after_a_known_set_of_messages(client, known_queue):
     assert value(samples, "mailer_provider_breaker_open") == 1
     assert value(samples, "mailer_provider_consecutive_failures") == 4
     assert value(samples, "mailer_provider_auth_error") == 0
-    assert 5 <= value(samples, "mailer_worker_heartbeat_age_seconds", slot="0") < 30
-    assert 600 <= value(samples, "mailer_worker_heartbeat_age_seconds", slot="1") < 630
+    assert 5 <= value(samples, "mailer_worker_heartbeat_age_seconds", slot="h:1:ab/0") < 30
+    assert 600 <= value(samples, "mailer_worker_heartbeat_age_seconds", slot="h:1:ab/1") < 630
     assert value(samples, "mailer_workers_live") == 1
 
 

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from mailer.tasks import ensure_pumps
+from mailer import worker
 
 
 class Command(BaseCommand):
-    help = "Run the worker: start the sending pumps and the django-q2 cluster (the Procfile's worker)."
+    help = (
+        "Run the worker: MAILER_SENDERS sender processes and the django-q2 cluster for other tasks. "
+        "Stops within seconds of SIGTERM (the Procfile's, compose's and Kubernetes' worker)."
+    )
 
     def handle(self, *args, **options):
-        slots = ensure_pumps()
-        if slots:
-            self.stdout.write(f"Sending pumps enqueued for slots {slots}")
-        call_command("qcluster")
+        worker.run()

@@ -1,0 +1,233 @@
+"""The worker process, `manage.py run_worker`: every deployment's worker command.
+
+One worker runs, on its host, MAILER_SENDERS **sender** processes and one django-q2 cluster (ORM
+broker) for everything else (imports, the daily report, housekeeping). Capacity grows with the
+hosts: each worker adds its own senders, and nothing global needs to change, because what keeps
+two senders apart is the lease on each message, not a count of slots.
+
+A sender loops: write what the database missed, tick the schedule about once a second (a mailing
+starts within about a second of `start_at`), deliver a round, beat every 5 s. It runs until it is
+told to stop; there is no hand-over between tasks.
+
+Stopping (SIGTERM or SIGINT to the worker): each sender starts no new round, sends nothing that
+has not left yet, gives the requests in flight up to Gateway.STOP_DRAIN (5 s), records the round
+and exits; the django-q2 cluster stops its own way. Whatever is still running after STOP_SECONDS
+is killed, which is safe too (leases run out). So the worker is out well within Docker's default
+10 s grace period, and a new worker can take every message over at once.
+
+The database going away (a restart, a failover, a lock held too long) stops nothing for good: a
+sender keeps the outcomes of the round in flight and writes them when the database is back,
+before it claims anything new (Deliverer.flush).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+import uuid
+from datetime import timedelta
+
+from django import db
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from mailer import scheduling
+from mailer.delivery import Deliverer
+from mailer.models import WorkerHeartbeat
+
+logger = logging.getLogger("mailer.worker")
+
+BEAT_EVERY = 5.0  # seconds between a sender's heartbeats
+TICK_EVERY = 1.0  # seconds between schedule ticks
+STOP_SECONDS = 8.0  # after SIGTERM, what is still running is killed
+# A sender that waits for the database tries again after this, doubling up to the maximum.
+DB_RETRY_FIRST, DB_RETRY_MAX = 0.2, 5.0
+FORGET_AFTER = timedelta(hours=1)  # heartbeat rows of senders gone this long are deleted
+
+
+class Stop:
+    """Set by SIGTERM/SIGINT in a sender process."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+
+def beat(name: str, slot: int, started: bool = False) -> None:
+    now = timezone.now()
+    fields = {"beat_at": now, "slot": slot, "pid": os.getpid(), "host": socket.gethostname()[:128]}
+    if started or not WorkerHeartbeat.objects.filter(owner=name).update(beat_at=now):
+        WorkerHeartbeat.objects.update_or_create(owner=name, defaults=fields)
+
+
+def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = None) -> int:
+    """One sender's loop, until `stop()`; returns the messages it handled."""
+    deliverer = deliverer or Deliverer(name)
+    handled = 0
+    next_tick = next_beat = 0.0
+    db_wait = 0.0
+    try:
+        while not stop():
+            try:
+                deliverer.flush()  # outcomes the database missed go first
+                if time.monotonic() >= next_beat:
+                    beat(name, slot, started=not next_beat)
+                    next_beat = time.monotonic() + BEAT_EVERY
+                if time.monotonic() >= next_tick:
+                    scheduling.tick()
+                    next_tick = time.monotonic() + TICK_EVERY
+                done = deliverer.run_batch(stopping=stop)
+                if db_wait:
+                    logger.warning("sender %s: the database is back", name)
+                db_wait = 0.0
+            except DatabaseError as e:
+                db.close_old_connections()  # a broken connection is replaced at the next query
+                db_wait = min(db_wait * 2, DB_RETRY_MAX) if db_wait else DB_RETRY_FIRST
+                kept = len(deliverer.unrecorded.claimed) if deliverer.unrecorded else 0
+                logger.warning(
+                    "sender %s: database unavailable (%s); %s outcomes kept; trying again in %.1fs",
+                    name,
+                    str(e).strip()[:200],
+                    kept,
+                    db_wait,
+                )
+                _sleep(db_wait, stop)
+                continue
+            except Exception:
+                # A bug must not kill the sender: log it, wait, go on.
+                logger.exception("sender %s: round failed", name)
+                done = 0
+                _sleep(1.0, stop)
+            handled += done
+            if not done:
+                _sleep(0.2, stop)
+        _finish(deliverer, name)
+    finally:
+        deliverer.close()
+    return handled
+
+
+def _finish(deliverer: Deliverer, name: str) -> None:
+    """On stop: write the last round if the database lets us within the time left, and leave."""
+    deadline = time.monotonic() + STOP_SECONDS / 2
+    while deliverer.unrecorded and time.monotonic() < deadline:
+        try:
+            deliverer.flush()
+        except DatabaseError:
+            time.sleep(0.2)
+    if deliverer.unrecorded:
+        logger.error(
+            "sender %s stopped with %s outcomes unwritten: their leases run out and they are sent "
+            "again, with the same message ids",
+            name,
+            len(deliverer.unrecorded.claimed),
+        )
+    try:
+        WorkerHeartbeat.objects.filter(owner=name).delete()
+    except DatabaseError:
+        pass
+    logger.info("sender %s stopped", name)
+
+
+def _sleep(seconds: float, stop: Stop) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop() and time.monotonic() < deadline:
+        time.sleep(min(0.05, seconds))
+
+
+def _sender_main(name: str, slot: int) -> None:
+    stop = Stop()
+    stop.install()
+    db.connections.close_all()  # never share the parent's connection
+    run_sender(name, slot, stop)
+
+
+def _cluster_main() -> None:
+    from django.core.management import call_command
+
+    db.connections.close_all()
+    call_command("qcluster")
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under `pid` (django-q2's own), deepest first, from /proc (Linux)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+                parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found = children + found
+        frontier = children
+    return found
+
+
+def forget_gone_senders() -> int:
+    """Housekeeping: heartbeat rows of senders that stopped beating long ago (killed hard)."""
+    return WorkerHeartbeat.objects.filter(beat_at__lt=timezone.now() - FORGET_AFTER).delete()[0]
+
+
+def run(senders: int | None = None, cluster: bool = True) -> None:
+    """The worker's supervisor: start the processes, restart one that dies, stop them all on
+    SIGTERM/SIGINT within STOP_SECONDS."""
+    senders = settings.MAILER_SENDERS if senders is None else senders
+    worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
+    context = multiprocessing.get_context("fork")
+    db.connections.close_all()
+    specs = {f"{worker_id}/{slot}": (_sender_main, (f"{worker_id}/{slot}", slot)) for slot in range(senders)}
+    if cluster:
+        specs["django-q2"] = (_cluster_main, ())
+    children: dict[str, multiprocessing.Process] = {}
+    stopping = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopping.append(signum))
+
+    def start(key: str) -> None:
+        target, args = specs[key]
+        children[key] = context.Process(target=target, args=args, name=key)
+        children[key].start()
+
+    for key in specs:
+        start(key)
+    logger.info("worker %s: %s senders and the django-q2 cluster started", worker_id, senders)
+    while not stopping:
+        for key, process in list(children.items()):
+            if not process.is_alive() and not stopping:
+                logger.error(
+                    "worker %s: %s exited (code %s); restarting it", worker_id, key, process.exitcode
+                )
+                time.sleep(1.0)
+                start(key)
+        time.sleep(0.2)
+    logger.info("worker %s: stopping", worker_id)
+    for process in children.values():
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in children.values():
+        process.join(max(deadline - time.monotonic(), 0))
+    for key, process in children.items():
+        if process.is_alive():
+            logger.error("worker %s: %s did not stop in %ss; killed", worker_id, key, STOP_SECONDS)
+            for pid in [*_descendants(process.pid), process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.join(2)
+    logger.info("worker %s stopped", worker_id)

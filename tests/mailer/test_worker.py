@@ -1,0 +1,178 @@
+"""The worker: sender processes, stopping on SIGTERM, more than one host (real processes, the real
+stand-in of the gateway, deliveries counted there)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from mailer import tasks, worker
+from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, WorkerHeartbeat
+from mailer.sending import ErrorKind, Gateway, Outbound
+from tests.mailer.conftest import TOKEN, run_worker, stop_group, wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+class StopWhen(worker.Stop):
+    def __init__(self, condition, seconds: float) -> None:
+        super().__init__()
+        self.condition = condition
+        self.deadline = time.monotonic() + seconds
+
+    def __call__(self) -> bool:
+        try:
+            asyncio.get_running_loop()  # asked by the gateway mid-round: no database here
+        except RuntimeError:
+            self.requested = self.requested or self.condition() or time.monotonic() > self.deadline
+        return self.requested
+
+
+def test_a_sender_delivers_beats_and_leaves_no_trace_when_stopped(make_mailing, make_client, make_deliverer):
+    for i in range(30):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    beating = []
+
+    def all_sent() -> bool:
+        beating.append(WorkerHeartbeat.objects.filter(owner="h:1:ab/0").exists())
+        return Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 30
+
+    handled = worker.run_sender("h:1:ab/0", 0, StopWhen(all_sent, 20), make_deliverer())
+    assert handled == 30 and Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 30
+    assert any(beating) and not WorkerHeartbeat.objects.exists()
+
+
+def test_housekeeping_forgets_senders_gone_for_an_hour():
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(owner="gone/0", beat_at=now - timedelta(hours=2))
+    WorkerHeartbeat.objects.create(owner="alive/0", beat_at=now)
+    assert tasks.housekeeping() == "1 gone senders forgotten"
+    assert list(WorkerHeartbeat.objects.values_list("owner", flat=True)) == ["alive/0"]
+
+
+def test_a_stopping_gateway_sends_nothing_new_and_cuts_requests_in_flight_short(provider, monkeypatch):
+    """In flight when the stop comes: given Gateway.STOP_DRAIN, then cut short (may have been
+    delivered); not started yet: not sent at all."""
+    provider.behaviour.latency = 30.0
+    monkeypatch.setattr(Gateway, "STOP_DRAIN", 0.5)
+    gateway = Gateway(provider.url, TOKEN, concurrency=2)
+    stop_at = time.monotonic() + 0.3
+    items = [Outbound(i, "79001234567", "hi", 60.0, time.monotonic() + 60) for i in range(1, 5)]
+
+    async def go():
+        try:
+            return await gateway.send_many(items, stopping=lambda: time.monotonic() > stop_at)
+        finally:
+            await gateway.close()
+
+    started = time.monotonic()
+    results = asyncio.run(go())
+    assert time.monotonic() - started < 3
+    assert [r.error.kind for r in results] == [ErrorKind.STOPPED] * 4
+    assert [r.error.delivered_maybe for r in results] == [True, True, False, False]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_real_worker_sends_a_mailing_within_seconds_of_its_start(make_client, provider, tmp_path):
+    for i in range(50):
+        make_client(f"7900{i:07d}")
+    with open(tmp_path / "worker.log", "w") as log:
+        process = run_worker(provider.url, log)
+    try:
+        assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 30), "the senders did not start"
+        start_at = timezone.now() + timedelta(seconds=2)
+        mailing = Mailing.objects.create(
+            text="Hi", start_at=start_at, end_at=start_at + timedelta(minutes=10)
+        )
+        assert wait_for(lambda: Mailing.objects.get(pk=mailing.pk).state == MailingState.FINISHED, 30)
+        first = Message.objects.filter(mailing=mailing).order_by("sent_at").first().sent_at
+        assert start_at <= first < start_at + timedelta(seconds=3)
+        assert Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 50
+        assert set(provider.record.accepted.values()) == {1}
+    finally:
+        stop_group(process)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_mid_mailing_is_out_within_seconds_and_a_new_worker_takes_over_at_once(
+    make_mailing, make_client, provider, tmp_path
+):
+    """A rolling restart: the old worker finishes the round in flight, starts no new one, leaves
+    no message leased, and is out well within Docker's 10 s; the new one sends at once."""
+    provider.behaviour.latency = 0.5
+    Client.objects.bulk_create(
+        [Client(phone=f"7901{i:07d}", operator_code="901", timezone="UTC") for i in range(3000)]
+    )
+    log = open(tmp_path / "worker.log", "w")
+    old = run_worker(provider.url, log)
+    try:
+        assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 30)
+        mailing = make_mailing()
+        assert wait_for(lambda: len(provider.record.accepted) >= 300, 30)
+        asked = time.monotonic()
+        old.send_signal(signal.SIGTERM)
+        old.wait(15)
+        took = time.monotonic() - asked
+        assert took < 10, f"the old worker took {took:.1f}s to stop"
+        assert old.returncode == 0
+        assert not Message.objects.exclude(locked_by="").exists(), "a stopped worker left messages leased"
+        assert not WorkerHeartbeat.objects.exists()
+        done_by_old = len(provider.record.accepted)
+        assert done_by_old < 3000, "the mailing was over before the restart"
+
+        new = run_worker(provider.url, log)
+        started = time.time()
+        try:
+            assert wait_for(lambda: len(provider.record.accepted) > done_by_old, 15)
+            first_new = min(t for t in provider.record.times.values() if t >= started)
+            assert first_new - started < 8  # the process start, then at once: nothing to wait for
+            assert wait_for(lambda: Mailing.objects.get(pk=mailing.pk).state == MailingState.FINISHED, 60)
+        finally:
+            stop_group(new, signal.SIGTERM)
+        assert Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 3000
+        assert len(provider.record.accepted) == 3000 and set(provider.record.accepted.values()) == {1}
+    finally:
+        stop_group(old)
+        log.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_hosts_one_killed_mid_mailing_the_other_carries_on(make_mailing, make_client, provider, tmp_path):
+    """Two workers as two hosts, each with its own senders. One is SIGKILLed mid-mailing: the
+    other goes on sending at once; the killed one's claimed messages are sent after their lease,
+    and only requests that were in flight at the kill can reach the gateway twice (same id)."""
+    provider.behaviour.latency = 0.3
+    Client.objects.bulk_create(
+        [Client(phone=f"7901{i:07d}", operator_code="901", timezone="UTC") for i in range(3000)]
+    )
+    env = {"MAILER_LEASE_SECONDS": 12, "MAILER_REQUEST_TIMEOUT": 5}
+    log = open(tmp_path / "workers.log", "w")
+    doomed = run_worker(provider.url, log, **env)
+    survivor = run_worker(provider.url, log, **env)
+    try:
+        assert wait_for(lambda: WorkerHeartbeat.objects.count() == 4, 30), "both hosts' senders beat"
+        mailing = make_mailing()
+        assert wait_for(lambda: len(provider.record.accepted) >= 500, 30)
+        stop_group(doomed)
+        killed_at = time.time()
+        stranded = set(
+            Message.objects.filter(locked_by__contains=f":{doomed.pid}:").values_list("id", flat=True)
+        )
+        assert wait_for(lambda: Mailing.objects.get(pk=mailing.pk).state == MailingState.FINISHED, 90)
+        assert any(killed_at < t < killed_at + 30 for t in provider.record.times.values())
+    finally:
+        stop_group(doomed)
+        stop_group(survivor, signal.SIGTERM)
+        log.close()
+    assert Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 3000
+    assert len(provider.record.accepted) == 3000
+    twice = {msg_id for msg_id, n in provider.record.accepted.items() if n > 1}
+    assert twice <= stranded
+    owners = set(WorkerHeartbeat.objects.values_list("owner", flat=True))
+    assert not any(f":{survivor.pid}:" in owner for owner in owners)  # it left cleanly
