@@ -1,12 +1,15 @@
-"""Benchmark of the sending engine, as it runs in production: `manage.py run_worker` (django-q2
-cluster, 2 sending pumps) against the gateway stand-in in its own process.
+"""Benchmark of the sending engine, as it runs in production: `manage.py run_worker` (its
+sender processes and the django-q2 cluster) against the gateway stand-in in its own process.
 
     .venv/bin/python bench/engine.py --db sqlite --latency 0
     .venv/bin/python bench/engine.py --db postgres --latency 0.05
+    .venv/bin/python bench/engine.py --db postgres --clients 20000 --latency 0.05 --error-rate 0.2
+    .venv/bin/python bench/engine.py --db postgres --hosts 2      # two workers, as two hosts
 
 Measures, for one mailing to N clients: time to resolve the audience, time from start_at to the
-first message, messages per second (first to last accepted message), peak RSS of each worker
-process, and, as the ceiling, a bare aiohttp client loop (2 processes) against the same stand-in.
+first message, to 99% and to 100% of the messages sent (the retry tail), messages per second
+(first to last accepted message), peak RSS of each worker process, and, as the ceiling, a bare
+aiohttp client loop (2 processes) against the same stand-in.
 """
 
 from __future__ import annotations
@@ -101,7 +104,11 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--clients", type=int, default=100_000)
-    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--senders", type=int, default=2, help="MAILER_SENDERS of each worker")
+    parser.add_argument("--hosts", type=int, default=1, help="run_worker processes, as that many hosts")
+    parser.add_argument(
+        "--error-rate", type=float, default=0.0, help="share of the stand-in's answers that are 500s"
+    )
     args = parser.parse_args()
 
     var = ROOT / "var"
@@ -178,6 +185,8 @@ def main() -> None:
             TOKEN,
             "--latency",
             str(args.latency),
+            "--error-rate",
+            str(args.error_rate),
             "--quiet",
         ],
         env=env,
@@ -187,16 +196,15 @@ def main() -> None:
     ceiling_rate = ceiling(f"http://127.0.0.1:{port}", 20_000, 64)
 
     log = open(var / f"bench-worker-{args.db}.log", "w")
-    worker = subprocess.Popen(
-        [*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True
-    )
+    workers = [
+        subprocess.Popen([*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True)
+        for _ in range(args.hosts)
+    ]
     try:
         from mailer.models import WorkerHeartbeat
 
         deadline = time.monotonic() + 60
-        while (
-            WorkerHeartbeat.objects.exclude(owner="").count() < args.senders and time.monotonic() < deadline
-        ):
+        while WorkerHeartbeat.objects.count() < args.senders * args.hosts and time.monotonic() < deadline:
             time.sleep(0.5)
         start_at = timezone.now() + timedelta(seconds=3)
         mailing = Mailing.objects.create(
@@ -205,8 +213,9 @@ def main() -> None:
         peak: dict[int, int] = {}
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            for pid, kb in rss_of_children(worker.pid).items():
-                peak[pid] = max(peak.get(pid, 0), kb)
+            for worker in workers:
+                for pid, kb in rss_of_children(worker.pid).items():
+                    peak[pid] = max(peak.get(pid, 0), kb)
             mailing.refresh_from_db()
             if mailing.state == MailingState.FINISHED:
                 break
@@ -214,11 +223,16 @@ def main() -> None:
         span = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).aggregate(
             first=Min("sent_at"), last=Max("sent_at")
         )
-        sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count()
+        sent_messages = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT)
+        sent = sent_messages.count()
+        by_time = sent_messages.order_by("sent_at").values_list("sent_at", flat=True)
+        p99 = by_time[max(int(args.clients * 0.99) - 1, 0)] if sent >= args.clients * 0.99 else None
+        last = span["last"] if sent == args.clients else None
     finally:
-        # Measured already: stop at once (a graceful stop waits for the running pump's round).
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(30)
+        # Measured already: stop at once.
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(30)
         provider.terminate()
         provider.wait(10)
     duration = (span["last"] - span["first"]).total_seconds()
@@ -226,9 +240,14 @@ def main() -> None:
         "db": args.db,
         "latency_ms": round(args.latency * 1000),
         "clients": args.clients,
+        "hosts": args.hosts,
+        "senders_per_host": args.senders,
+        "error_rate": args.error_rate,
         "sent": sent,
         "resolve_seconds": round(resolve_seconds, 2),
         "start_to_first_message_s": round((span["first"] - mailing.start_at).total_seconds(), 2),
+        "start_to_99_percent_s": round((p99 - mailing.start_at).total_seconds(), 1) if p99 else None,
+        "start_to_100_percent_s": round((last - mailing.start_at).total_seconds(), 1) if last else None,
         "messages_per_second": round(sent / duration) if duration else None,
         "ceiling_bare_client_per_second": round(ceiling_rate),
         "peak_rss_mb_per_process": sorted(round(kb / 1024) for kb in peak.values()),

@@ -42,9 +42,6 @@ logger = logging.getLogger("mailer.delivery")
 
 # Don't start a request with less time than this before the mailing's end.
 MIN_TIME_LEFT = 0.5
-# A round in which at least this share of requests got through comes from a gateway that is up:
-# its failures are random, not the message's fault, and are retried soon (see `outcome`).
-HEALTHY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -160,10 +157,11 @@ def outcome(
 ) -> Outcome:
     """The gateway's answer for one message, as the row's new state (pure, but for the jitter).
 
-    `at` is when the answer came. `healthy`: most of this round got through, so a failure is a
-    random one of a gateway that is up, not the message's fault: it is retried after the first
-    backoff step whatever its attempts, and the mailing ends near its fault-free time. Whether
-    the gateway is down is the breaker's business (GatewayState.note_round)."""
+    `at` is when the answer came. `healthy`: most recent requests got through
+    (GatewayState.is_healthy), so a failure is a random one of a gateway that is up, not the
+    message's fault: it is retried after the first backoff step whatever its attempts, and the
+    mailing ends near its fault-free time. Whether the gateway is down is the breaker's business
+    (GatewayState.note_round); while it looks down, retries back off by the message's attempts."""
     attempt = msg.attempts + 1
     request = f"attempt={attempt} POST /v1/send/{msg.id}"
     if error is None:
@@ -225,6 +223,7 @@ class Round:
     claimed: list[Claimed]
     mailings: dict[int, Mailing]
     decisions: dict[int, Outcome]
+    healthy: bool = True  # GatewayState.is_healthy() when the round began
     results: list[Result] = field(default_factory=list)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     note: dict = field(default_factory=dict)  # what GatewayState.note_round is told
@@ -326,7 +325,7 @@ class Deliverer:
                 decisions[msg.id] = decision
         if outbound and self.config.rate_limit:
             self.pace(outbound)
-        batch = Round(lease, now, clock, claimed, mailings, decisions)
+        batch = Round(lease, now, clock, claimed, mailings, decisions, healthy=state.is_healthy())
         if outbound:
             batch.results = self.loop.run_until_complete(self.gateway.send_many(outbound, stopping))
         self.unrecorded = self.settle(batch)
@@ -347,9 +346,6 @@ class Deliverer:
         database later)."""
         by_id = {c.id: c for c in batch.claimed}
         outcomes = batch.outcomes
-        requests = [r for r in batch.results if request_label(r.error)]
-        got_through = sum(r.error is None for r in requests)
-        healthy = bool(requests) and got_through >= HEALTHY_SHARE * len(requests)
         down_failures = 0
         last_error = auth_error = ""
         outcomes.update(batch.decisions)
@@ -357,7 +353,7 @@ class Deliverer:
             msg, error = by_id[result.message_id], result.error
             at = batch.now + timedelta(seconds=result.finished_at - batch.clock)
             outcomes[msg.id] = outcome(
-                msg, error, at, batch.mailings[msg.mailing_id], self.config, healthy, result.seconds
+                msg, error, at, batch.mailings[msg.mailing_id], self.config, batch.healthy, result.seconds
             )
             if label := request_label(error):
                 metrics.PROVIDER_REQUEST_SECONDS.labels(label).observe(result.seconds)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 logger = logging.getLogger("mailer.gateway")
@@ -422,7 +422,12 @@ class GatewayState(models.Model):
     auth_failed_token = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the refused token.")
     # Global rate limit (GCRA): the earliest time the next message may leave, for all workers.
     rate_next_at = models.DateTimeField(null=True, blank=True)
+    # The recent requests, for all workers: answered, and failed as if the gateway were down.
+    # Halved whenever they pass WINDOW together, so they weigh the last few hundred requests.
+    recent_ok = models.PositiveIntegerField(default=0)
+    recent_down = models.PositiveIntegerField(default=0)
 
+    WINDOW = 200
     # A down gateway is probed with one message at least this often, so recovery is noticed quickly.
     BREAKER_MAX_SECONDS = 60.0
 
@@ -439,6 +444,11 @@ class GatewayState(models.Model):
 
     def breaker_is_open(self, now: datetime | None = None) -> bool:
         return self.breaker_open_until is not None and self.breaker_open_until > (now or timezone.now())
+
+    def is_healthy(self) -> bool:
+        """Most recent requests got through: the gateway is up, and a failure is a random one
+        (not the message's fault, so retried soon: delivery.outcome)."""
+        return self.recent_ok >= self.recent_down
 
     def round_size(self, now: datetime, token_hash: str, batch_size: int, threshold: int, rate: float) -> int:
         """How many messages the next round may claim: none while the breaker is open or while
@@ -474,6 +484,11 @@ class GatewayState(models.Model):
         down count up to `threshold` (a whole failed round counts once toward opening it); once
         open, each failed probe counts one more and doubles the open period."""
         state = cls.objects.filter(pk=1)
+        if sent or down_failures:
+            state.update(recent_ok=F("recent_ok") + sent, recent_down=F("recent_down") + down_failures)
+            state.filter(recent_ok__gt=cls.WINDOW - F("recent_down")).update(
+                recent_ok=F("recent_ok") / 2, recent_down=F("recent_down") / 2
+            )
         if auth_error:
             state.update(
                 auth_error=auth_error[:500],

@@ -74,3 +74,23 @@ def test_other_kinds(kind, status, attempts, label):
     assert result.status == status
     assert result.fields.get("attempts") == attempts
     assert request_label(GatewayError(kind, "x")) == label
+
+
+@pytest.mark.django_db
+def test_the_gateway_is_healthy_while_most_recent_requests_get_through():
+    from mailer.models import GatewayState
+
+    def note(sent: int, down: int) -> GatewayState:
+        GatewayState.note_round(
+            AT, sent=sent, down_failures=down, last_error="x" if down else "", auth_error="",
+            token_hash="t", threshold=5, breaker_seconds=15,
+        )  # fmt: skip
+        return GatewayState.get()
+
+    assert GatewayState.get().is_healthy()
+    assert note(80, 20).is_healthy()  # 20% random 500s: a live gateway
+    state = note(0, 150)
+    assert not state.is_healthy() and state.recent_ok + state.recent_down <= GatewayState.WINDOW
+    for _ in range(3):
+        state = note(100, 0)
+    assert state.is_healthy()  # it came back: the window forgets the outage
