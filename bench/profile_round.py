@@ -1,6 +1,6 @@
 """Profile the engine's rounds in one process (cProfile), for quick iterations on its hot path.
 
-.venv/bin/python bench/profile_round.py [--clients 5000] [--db sqlite|postgres]
+.venv/bin/python bench/profile_round.py [--clients 5000] [--db sqlite|postgres] [--log-level INFO]
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=5000)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--log-level", default="INFO", help="INFO writes a line per message, as in production"
+    )
     args = parser.parse_args()
     if args.db == "sqlite":
         path = ROOT / "var" / "profile.sqlite3"
@@ -36,7 +39,7 @@ def main() -> None:
         DATABASE_URL=url,
         SECRET_KEY="profile",
         MAILER_PROVIDER_TOKEN="t",
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL=args.log_level,
         DJANGO_SETTINGS_MODULE="mailer.settings",
     )
     manage = [sys.executable, str(ROOT / "manage.py")]

@@ -17,9 +17,11 @@ all worker processes see the same ones.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -224,6 +226,7 @@ class Round:
     mailings: dict[int, Mailing]
     decisions: dict[int, Outcome]
     healthy: bool = True  # GatewayState.is_healthy() when the round began
+    outbound: list[Outbound] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     note: dict = field(default_factory=dict)  # what GatewayState.note_round is told
@@ -243,12 +246,20 @@ class Deliverer:
             settings.MAILER_PROVIDER_URL, settings.MAILER_PROVIDER_TOKEN, self.config.concurrency
         )
         self.token_hash = hash_token(settings.MAILER_PROVIDER_TOKEN)
+        # The gateway is talked to from an event loop in a thread of its own, so a round's
+        # requests can be in flight while this thread records the previous one and claims the
+        # next (`run_batch(overlap=True)`). The database is only used from this thread.
         self.loop = asyncio.new_event_loop()
-        # A round the gateway answered but the database did not take: written before anything new.
-        self.unrecorded: Round | None = None
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
+        self._loop_thread.start()
+        self.in_flight: tuple[Round, concurrent.futures.Future] | None = None
+        # Rounds the gateway answered but the database did not take: written before anything new.
+        self.unrecorded: list[Round] = []
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.gateway.close())
+        asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(10)
         self.loop.close()
 
     # 1. Claim ----------------------------------------------------------------------------------
@@ -287,12 +298,35 @@ class Deliverer:
         return lease, [Claimed(*row) for row in rows]
 
     # One round ---------------------------------------------------------------------------------
-    def run_batch(self, now: datetime | None = None, stopping: Callable[[], bool] | None = None) -> int:
-        """Claim, send and record one batch; returns how many messages it handled (0: idle).
+    def run_batch(
+        self,
+        now: datetime | None = None,
+        stopping: Callable[[], bool] | None = None,
+        overlap: bool = False,
+    ) -> int:
+        """Claim a batch, send it and record it; returns how many messages it claimed (0: idle).
 
-        A round the database missed is written first: nothing new is claimed until it is. While
-        the database is away this raises (a DatabaseError) and the caller tries again later."""
+        With `overlap`, the batch is left in flight and recorded by the next call, after that
+        call has claimed and sent off its own batch: the gateway is never idle while the database
+        works (the sender does this; one round at a time is easier to test). Rounds the database
+        missed are written first: nothing new is claimed until they are. While the database is
+        away this raises (a DatabaseError) and the caller tries again later."""
         self.flush()
+        try:
+            batch = self.prepare(now)
+        except DatabaseError:
+            self.collect()  # the round in flight still counts: its outcomes wait to be written
+            raise
+        self.collect()
+        if batch is not None:
+            self.submit(batch, stopping)
+            if not overlap:
+                self.collect()
+        self.flush()
+        return len(batch.claimed) if batch else 0
+
+    def prepare(self, now: datetime | None = None) -> Round | None:
+        """Claim a batch and decide what to do with each message; None if there is nothing."""
         now = now or timezone.now()
         # The monotonic clock at the same instant as `now`: deadlines and answer times are
         # measured from it, so neither drifts by the time the claim took.
@@ -306,31 +340,39 @@ class Deliverer:
             self.config.rate_limit,
         )
         if not limit:
-            return 0
+            return None
         lease, claimed = self.claim(limit, now)
         if not claimed:
-            return 0
+            return None
         mailings = Mailing.objects.in_bulk({c.mailing_id for c in claimed})
-        decisions: dict[int, Outcome] = {}
-        outbound: list[Outbound] = []
+        batch = Round(lease, now, clock, claimed, mailings, {}, healthy=state.is_healthy())
         for msg in claimed:
             mailing = mailings[msg.mailing_id]
             decision = decide(msg, mailing, now)
             if decision is None:
                 deadline = clock + (mailing.end_at - now).total_seconds()
-                outbound.append(
+                batch.outbound.append(
                     Outbound(msg.id, msg.phone, mailing.text, self.config.request_timeout, deadline)
                 )
             else:
-                decisions[msg.id] = decision
-        if outbound and self.config.rate_limit:
-            self.pace(outbound)
-        batch = Round(lease, now, clock, claimed, mailings, decisions, healthy=state.is_healthy())
-        if outbound:
-            batch.results = self.loop.run_until_complete(self.gateway.send_many(outbound, stopping))
-        self.unrecorded = self.settle(batch)
-        self.flush()
-        return len(claimed)
+                batch.decisions[msg.id] = decision
+        if batch.outbound and self.config.rate_limit:
+            self.pace(batch.outbound)
+        return batch
+
+    def submit(self, batch: Round, stopping: Callable[[], bool] | None) -> None:
+        """Send the batch off on the gateway's loop; `collect` takes its answers."""
+        sending = self.gateway.send_many(batch.outbound, stopping)
+        self.in_flight = (batch, asyncio.run_coroutine_threadsafe(sending, self.loop))
+
+    def collect(self) -> None:
+        """Wait for the round in flight, if any, and settle it: its outcomes wait to be written."""
+        if self.in_flight is None:
+            return
+        batch, future = self.in_flight
+        batch.results = future.result()
+        self.in_flight = None
+        self.unrecorded.append(self.settle(batch))
 
     def pace(self, outbound: list[Outbound]) -> None:
         """Global rate limit: reserve a run of send slots for all workers together, then space
@@ -391,16 +433,15 @@ class Deliverer:
 
     # 4. Record ---------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write the unrecorded round, if any. On a database error the round is kept (and the
+        """Write the unrecorded rounds, oldest first. On a database error they are kept (and the
         broken connection dropped, so the next try opens a new one) and the error raised."""
-        if self.unrecorded is None:
-            return
-        try:
-            self.record(self.unrecorded)
-        except DatabaseError:
-            db.close_old_connections()
-            raise
-        self.unrecorded = None
+        while self.unrecorded:
+            try:
+                self.record(self.unrecorded[0])
+            except DatabaseError:
+                db.close_old_connections()
+                raise
+            self.unrecorded.pop(0)
 
     def record(self, batch: Round) -> None:
         """Every outcome in one transaction, only for rows still under this round's lease: if it

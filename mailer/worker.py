@@ -91,14 +91,14 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
                 if time.monotonic() >= next_tick:
                     scheduling.tick()
                     next_tick = time.monotonic() + TICK_EVERY
-                done = deliverer.run_batch(stopping=stop)
+                done = deliverer.run_batch(stopping=stop, overlap=True)
                 if db_wait:
                     logger.warning("sender %s: the database is back", name)
                 db_wait = 0.0
             except DatabaseError as e:
                 db.close_old_connections()  # a broken connection is replaced at the next query
                 db_wait = min(db_wait * 2, DB_RETRY_MAX) if db_wait else DB_RETRY_FIRST
-                kept = len(deliverer.unrecorded.claimed) if deliverer.unrecorded else 0
+                kept = sum(len(batch.claimed) for batch in deliverer.unrecorded)
                 logger.warning(
                     "sender %s: database unavailable (%s); %s outcomes kept; trying again in %.1fs",
                     name,
@@ -124,6 +124,7 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
 
 def _finish(deliverer: Deliverer, name: str) -> None:
     """On stop: write the last round if the database lets us within the time left, and leave."""
+    deliverer.collect()  # the round in flight: what had not left is not sent (it is stopping)
     deadline = time.monotonic() + STOP_SECONDS / 2
     while deliverer.unrecorded and time.monotonic() < deadline:
         try:
@@ -135,7 +136,7 @@ def _finish(deliverer: Deliverer, name: str) -> None:
             "sender %s stopped with %s outcomes unwritten: their leases run out and they are sent "
             "again, with the same message ids",
             name,
-            len(deliverer.unrecorded.claimed),
+            sum(len(batch.claimed) for batch in deliverer.unrecorded),
         )
     try:
         WorkerHeartbeat.objects.filter(owner=name).delete()

@@ -403,15 +403,15 @@ def test_cancel_while_in_flight_keeps_what_really_happened(
 
     provider.answer = answer
     deliverer = make_deliverer(batch_size=2)
-    send = deliverer.loop.run_until_complete
+    send = deliverer.submit
 
-    def cancel_then_send(coroutine):  # the operator clicks "cancel" while the round is claimed
+    def cancel_then_send(batch, stopping):  # the operator clicks "cancel" while the round is claimed
         Mailing.objects.get(pk=mailing.pk).cancel()
-        return send(coroutine)
+        return send(batch, stopping)
 
-    deliverer.loop.run_until_complete = cancel_then_send
+    deliverer.submit = cancel_then_send
     assert deliverer.run_batch() == 2
-    deliverer.loop.run_until_complete = send
+    deliverer.submit = send
     status = dict(Message.objects.values_list("client_id", "status"))
     assert status[delivered.id] == MessageStatus.SENT  # the gateway accepted it: recorded as sent
     assert status[waiting.id] == MessageStatus.CANCELLED  # never claimed: cancelled at once

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailer import tasks, worker
+from mailer import scheduling, tasks, worker
 from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, WorkerHeartbeat
 from mailer.sending import ErrorKind, Gateway, Outbound
 from tests.mailer.conftest import TOKEN, run_worker, stop_group, wait_for
@@ -176,3 +176,18 @@ def test_two_hosts_one_killed_mid_mailing_the_other_carries_on(make_mailing, mak
     assert twice <= stranded
     owners = set(WorkerHeartbeat.objects.values_list("owner", flat=True))
     assert not any(f":{survivor.pid}:" in owner for owner in owners)  # it left cleanly
+
+
+def test_with_overlap_a_round_is_recorded_once_the_next_is_in_flight(
+    make_mailing, make_client, make_deliverer
+):
+    for i in range(20):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    deliverer = make_deliverer(batch_size=10)
+    scheduling.tick()
+    sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT)
+    assert deliverer.run_batch(overlap=True) == 10 and sent.count() == 0  # in flight
+    assert deliverer.run_batch(overlap=True) == 10 and sent.count() == 10  # the first recorded
+    assert deliverer.run_batch(overlap=True) == 0 and sent.count() == 20  # nothing new: all recorded
+    assert deliverer.in_flight is None and not deliverer.unrecorded
