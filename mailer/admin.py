@@ -48,6 +48,17 @@ class MessageAdmin(admin.ModelAdmin):
     list_select_related = ["mailing", "client"]
     show_full_result_count = False
 
+    # The delivery record is written by the engine only: edits and bulk deletes here would go
+    # around the mailing's counts (MailingCounts) and rewrite what the gateway was told.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 @admin.register(GatewayState)
 class GatewayStateAdmin(admin.ModelAdmin):

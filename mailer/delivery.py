@@ -36,7 +36,15 @@ from django.utils import timezone
 
 from accounts.models import hash_token
 from mailer import metrics
-from mailer.models import ENDED_WHY, GatewayState, Mailing, MailingState, Message, MessageStatus
+from mailer.models import (
+    ENDED_WHY,
+    GatewayState,
+    Mailing,
+    MailingCounts,
+    MailingState,
+    Message,
+    MessageStatus,
+)
 from mailer.scheduling import in_window, window_opens_at, zone
 from mailer.sending import ErrorKind, Gateway, GatewayError, Outbound, Result
 
@@ -463,8 +471,13 @@ class Deliverer:
                 group[1].append(msg_id)
             else:
                 rows.append(Message(id=msg_id, **self._row(msg, **result.fields)))
+        final = [msg_id for msg_id, result in batch.outcomes.items() if result.status]
         with transaction.atomic():
             leased = Message.objects.filter(locked_by=batch.lease)
+            # The rows whose status changes and that are still ours (locked, on PostgreSQL, until
+            # the commit): only they count in the mailings' counts, so a repeated write or a row
+            # another worker took over is not counted twice.
+            held = set(leased.filter(id__in=final).select_for_update().values_list("id", flat=True))
             # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
             # rather than bulk_update's CASE per row. sent_at is the group's latest answer: at most
             # 0.1 s after a message's real answer, never before it (nor after the mailing's end).
@@ -480,6 +493,7 @@ class Deliverer:
                 )
             if rows:
                 leased.bulk_update(rows, self.FIELDS, batch_size=500)
+            self.count(batch, held, sent_groups)
             if batch.results:
                 GatewayState.note_round(
                     batch.now,
@@ -488,6 +502,27 @@ class Deliverer:
                     threshold=self.config.breaker_threshold,
                     breaker_seconds=self.config.breaker_seconds,
                 )
+
+    @staticmethod
+    def count(batch: Round, held: set[int], sent_groups: dict[tuple, list]) -> None:
+        """The round's status changes into its mailings' counts (mailings in id order, so two
+        workers never wait for each other's rows in opposite orders)."""
+        by_id = {c.id: c for c in batch.claimed}
+        changes: dict[int, Counter] = {}
+        for msg_id in held:
+            status = batch.outcomes[msg_id].status
+            change = changes.setdefault(by_id[msg_id].mailing_id, Counter())
+            change[MessageStatus.PENDING] -= 1
+            change[status] += 1
+        spans: dict[int, list] = {}
+        for at, sent_ids in sent_groups.values():
+            for msg_id in sent_ids:
+                if msg_id in held:
+                    span = spans.setdefault(by_id[msg_id].mailing_id, [at, at])
+                    span[0], span[1] = min(span[0], at), max(span[1], at)
+                    break
+        for mailing_id in sorted(changes):
+            MailingCounts.add(mailing_id, changes[mailing_id], *spans.get(mailing_id, (None, None)))
 
     FIELDS = [
         "status",

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 logger = logging.getLogger("mailer.gateway")
@@ -229,7 +230,10 @@ class Mailing(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         with transaction.atomic():
+            adding = self._state.adding
             self._save(*args, **kwargs)
+            if adding:
+                MailingCounts.objects.get_or_create(mailing=self)
             if self.current_text is None or self.current_text.text != self.text:
                 number = self.texts.count() + 1
                 self.current_text = MailingText.objects.create(mailing=self, number=number, text=self.text)
@@ -355,14 +359,20 @@ class MessageQuerySet(models.QuerySet):
         return self.filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
 
     def settle_pending(self, now: datetime, status: str, why: str) -> int:
-        """Give pending messages that no worker holds a final status. A message in flight keeps
-        its lease: its worker records what really happened (it may have been delivered), and a
-        later engine tick settles it if it is still pending."""
-        return (
-            self.filter(status=MessageStatus.PENDING)
-            .free(now)
-            .update(status=status, locked_until=None, locked_by="", last_error=why)
-        )
+        """Give pending messages that no worker holds a final status, and count it: one
+        transaction per mailing. A message in flight keeps its lease: its worker records what
+        really happened (it may have been delivered), and a later engine tick settles it if it
+        is still pending."""
+        settled = 0
+        due = self.filter(status=MessageStatus.PENDING).free(now)
+        for mailing_id in due.order_by().values_list("mailing_id", flat=True).distinct():
+            with transaction.atomic():
+                n = due.filter(mailing_id=mailing_id).update(
+                    status=status, locked_until=None, locked_by="", last_error=why
+                )
+                MailingCounts.add(mailing_id, {MessageStatus.PENDING: -n, status: n})
+            settled += n
+        return settled
 
 
 class Message(models.Model):
@@ -405,6 +415,98 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"Message #{self.pk} ({self.status})"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        message = super().from_db(db, field_names, values)
+        message._saved_status = message.__dict__.get("status")
+        return message
+
+    def save(self, *args, **kwargs) -> None:
+        """A single row written through the ORM (tests, scripts, the admin) keeps the mailing's
+        counts too; the engine's bulk writes count for themselves."""
+        with transaction.atomic():
+            before = None if self._state.adding else getattr(self, "_saved_status", None)
+            super().save(*args, **kwargs)
+            if before != self.status:
+                changes = {self.status: 1} | ({before: -1} if before else {})
+                MailingCounts.add(self.mailing_id, changes, self.sent_at, self.sent_at)
+            self._saved_status = self.status
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            MailingCounts.add(self.mailing_id, {self.status: -1})
+            return super().delete(*args, **kwargs)
+
+
+class MailingCounts(models.Model):
+    """A mailing's messages by status, and when the first and the last was sent: what every page,
+    the API and the daily report show, so none of them counts message rows.
+
+    Kept in the same transaction as every status change: the engine's record of a round,
+    settle_pending (cancel, expiry, filter edits), audience resolution and single-row saves
+    (Message.save). `manage.py reconcile` checks them against the rows and repairs them."""
+
+    mailing = models.OneToOneField(Mailing, on_delete=models.CASCADE, primary_key=True, related_name="counts")
+    pending = models.BigIntegerField(default=0)
+    sent = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    expired = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    first_sent_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "mailing counts"
+
+    def __str__(self) -> str:
+        return f"Counts of mailing #{self.mailing_id}"
+
+    @classmethod
+    def add(
+        cls,
+        mailing_id: int,
+        changes: dict[str, int],
+        first_sent: datetime | None = None,
+        last_sent: datetime | None = None,
+    ) -> None:
+        """Apply +/- changes by status (and widen the sent span), inside the caller's transaction."""
+        fields = {status: F(status) + n for status, n in changes.items() if n}
+        if first_sent is not None:
+            fields["first_sent_at"] = Least(Coalesce("first_sent_at", Value(first_sent)), Value(first_sent))
+            fields["last_sent_at"] = Greatest(Coalesce("last_sent_at", Value(last_sent)), Value(last_sent))
+        if not fields:
+            return
+        if not cls.objects.filter(mailing_id=mailing_id).update(**fields):
+            cls.objects.get_or_create(mailing_id=mailing_id)
+            cls.objects.filter(mailing_id=mailing_id).update(**fields)
+
+    @classmethod
+    def reconcile(cls, mailing_id: int, repair: bool = True) -> dict[str, tuple] | None:
+        """Count the mailing's rows again and compare: None if the counts are right, else what
+        differs as {field: (kept, counted)}, repaired unless asked not to. The counts row is
+        locked while the rows are counted: a status change running meanwhile applies its change
+        after, on top of the recount, so nothing is lost."""
+        with transaction.atomic():
+            row, _ = cls.objects.select_for_update().get_or_create(mailing_id=mailing_id)
+            messages = Message.objects.filter(mailing_id=mailing_id)
+            counted = dict.fromkeys(MessageStatus.values, 0) | dict(
+                messages.order_by().values_list("status").annotate(n=models.Count("id"))
+            )
+            span = messages.filter(status=MessageStatus.SENT).aggregate(
+                first_sent_at=models.Min("sent_at"), last_sent_at=models.Max("sent_at")
+            )
+            # The span of sending outlives deleted rows (retention keeps a mailing's counts).
+            counted |= {field: at for field, at in span.items() if at is not None}
+            wrong = {f: (getattr(row, f), v) for f, v in counted.items() if getattr(row, f) != v}
+            if wrong and repair:
+                cls.objects.filter(pk=row.pk).update(**counted)
+        return wrong or None
+
+    def as_dict(self) -> dict[str, int]:
+        counts = {status: getattr(self, status) for status in MessageStatus.values}
+        counts["total"] = sum(counts.values())
+        return counts
 
 
 class GatewayState(models.Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import zoneinfo
+from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
@@ -16,7 +17,15 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mailer.models import CANCELLED_WHY, ENDED_WHY, Mailing, MailingState, Message, MessageStatus
+from mailer.models import (
+    CANCELLED_WHY,
+    ENDED_WHY,
+    Mailing,
+    MailingCounts,
+    MailingState,
+    Message,
+    MessageStatus,
+)
 
 logger = logging.getLogger("mailer.scheduling")
 
@@ -98,8 +107,7 @@ def start_due(now: datetime) -> list[int]:
 
 
 def resolve_audience(mailing: Mailing, now: datetime) -> int:
-    """Turn the mailing's matching clients into Message rows, in chunks; returns the rows offered
-    (existing pairs are skipped by the database, so this may count them again).
+    """Turn the mailing's matching clients into Message rows, in chunks; returns the rows added.
 
     Idempotent: the unique (mailing, client) constraint and ignore_conflicts mean a second run, or
     two workers at once, never duplicate a message. A lease keeps two workers from doing the work
@@ -118,24 +126,36 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
         if not chunk:
             break
         last_id = chunk[-1][0]
-        rows = []
-        for client_id, tz_name in chunk:
-            if tz_name not in by_zone:
-                by_zone[tz_name] = first_attempt_at(mailing, tz_name, now)
-            at = by_zone[tz_name]
-            rows.append(
-                Message(
-                    mailing_id=mailing.pk,
-                    client_id=client_id,
-                    created_at=now,
-                    next_attempt_at=at or mailing.end_at,
-                    # The window never opens before the end: say so now rather than keep it queued.
-                    status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
-                    last_error="" if at else "the client's local window does not open before the end",
-                )
-            )
         with transaction.atomic():
-            added += len(Message.objects.bulk_create(rows, ignore_conflicts=True))
+            # The counts row locked first: resolvers of one mailing take turns, so the rows that
+            # are already there are known, and what is new is counted exactly once.
+            MailingCounts.objects.select_for_update().get_or_create(mailing_id=mailing.pk)
+            there = set(
+                Message.objects.filter(
+                    mailing_id=mailing.pk, client_id__gte=chunk[0][0], client_id__lte=last_id
+                ).values_list("client_id", flat=True)
+            )
+            rows = []
+            for client_id, tz_name in chunk:
+                if client_id in there:
+                    continue
+                if tz_name not in by_zone:
+                    by_zone[tz_name] = first_attempt_at(mailing, tz_name, now)
+                at = by_zone[tz_name]
+                rows.append(
+                    Message(
+                        mailing_id=mailing.pk,
+                        client_id=client_id,
+                        created_at=now,
+                        next_attempt_at=at or mailing.end_at,
+                        # The window never opens before the end: say so now rather than keep it queued.
+                        status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
+                        last_error="" if at else "the client's local window does not open before the end",
+                    )
+                )
+            Message.objects.bulk_create(rows, ignore_conflicts=True)
+            MailingCounts.add(mailing.pk, Counter(row.status for row in rows))
+            added += len(rows)
         if not _lease(mailing.pk, version, timezone.now()):
             logger.warning(
                 "mailing_id=%s audience resolution taken over", mailing.pk, extra={"mailing_id": mailing.pk}
@@ -159,7 +179,7 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
         resolved_version=version, resolve_lease_until=None
     )
     logger.info(
-        "mailing_id=%s audience resolved: %s clients match (version %s)",
+        "mailing_id=%s audience resolved: %s messages added (version %s)",
         mailing.pk,
         added,
         version,

@@ -1,5 +1,5 @@
-"""Statistics of mailings: counts of messages by status, the sending rate and the ETA, in a
-constant number of queries.
+"""Statistics of mailings: counts of messages by status, the sending rate and the ETA, read from
+MailingCounts (kept with every status change), so their cost doesn't grow with the messages.
 
 Used by the REST API, the dashboard and the daily report, so all three always agree.
 """
@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from mailer.models import Mailing, Message, MessageStatus
+from mailer.models import Mailing, MailingCounts, MessageStatus
 
 STATUSES = [s.value for s in MessageStatus]
 # Below this span between the first and the last message sent there is no rate to speak of
@@ -21,25 +22,30 @@ MIN_RATE_SPAN = timedelta(seconds=10)
 
 
 def with_counts(mailings: QuerySet[Mailing]) -> QuerySet[Mailing]:
-    """Annotate each mailing with `<status>_count` for every status and `total_count`: one query."""
-    counts = {f"{status}_count": Count("messages", filter=Q(messages__status=status)) for status in STATUSES}
-    return mailings.annotate(total_count=Count("messages"), **counts)
+    """Annotate each mailing with `<status>_count` for every status and `total_count`, from its
+    MailingCounts row: one query, whatever the number of messages."""
+    counts = {f"{status}_count": Coalesce(F(f"counts__{status}"), 0) for status in STATUSES}
+    total = sum((F(f"counts__{status}") for status in STATUSES[1:]), F(f"counts__{STATUSES[0]}"))
+    return mailings.annotate(total_count=Coalesce(total, 0), **counts)
 
 
 def counts_of(mailing: Mailing) -> dict[str, int]:
     """Counts by status (every status present, zeros included) plus `total`, for one mailing."""
-    rows = Message.objects.filter(mailing=mailing).values_list("status").annotate(n=Count("id"))
-    counts = dict.fromkeys(STATUSES, 0) | dict(rows)
-    counts["total"] = sum(counts[s] for s in STATUSES)
-    return counts
+    return _counts_row(mailing).as_dict()
 
 
 def totals(mailings: QuerySet[Mailing]) -> dict[str, int]:
     """Counts by status over all messages of the given mailings: one query."""
-    rows = Message.objects.filter(mailing__in=mailings).values_list("status").annotate(n=Count("id"))
-    counts = dict.fromkeys(STATUSES, 0) | dict(rows)
-    counts["total"] = sum(counts[s] for s in STATUSES)
+    sums = MailingCounts.objects.filter(mailing__in=mailings).aggregate(
+        **{status: Coalesce(Sum(status), 0) for status in STATUSES}
+    )
+    counts = {status: int(sums[status]) for status in STATUSES}
+    counts["total"] = sum(counts.values())
     return counts
+
+
+def _counts_row(mailing: Mailing) -> MailingCounts:
+    return MailingCounts.objects.filter(mailing=mailing).first() or MailingCounts(mailing=mailing)
 
 
 def per_minute(sent: int, first: datetime | None, last: datetime | None) -> float | None:
@@ -51,26 +57,20 @@ def per_minute(sent: int, first: datetime | None, last: datetime | None) -> floa
 
 def timing(mailing: Mailing) -> dict[str, datetime | float | None]:
     """When the first and last message left, and the sending rate in messages per minute."""
-    span = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).aggregate(
-        first=Min("sent_at"), last=Max("sent_at"), n=Count("id")
-    )
+    row = _counts_row(mailing)
     return {
         "started_at": mailing.started_at,
         "finished_at": mailing.finished_at,
-        "first_sent_at": span["first"],
-        "last_sent_at": span["last"],
-        "messages_per_minute": per_minute(span["n"], span["first"], span["last"]),
+        "first_sent_at": row.first_sent_at,
+        "last_sent_at": row.last_sent_at,
+        "messages_per_minute": per_minute(row.sent, row.first_sent_at, row.last_sent_at),
     }
 
 
 def rates(mailing_ids: list[int]) -> dict[int, float | None]:
     """`timing(...)["messages_per_minute"]` of several mailings at once: one query."""
-    spans = (
-        Message.objects.filter(mailing__in=mailing_ids, status=MessageStatus.SENT)
-        .values_list("mailing")
-        .annotate(first=Min("sent_at"), last=Max("sent_at"), n=Count("id"))
-    )
-    return {mailing_id: per_minute(n, first, last) for mailing_id, first, last, n in spans}
+    rows = MailingCounts.objects.filter(mailing__in=mailing_ids)
+    return {row.mailing_id: per_minute(row.sent, row.first_sent_at, row.last_sent_at) for row in rows}
 
 
 def progress(mailing: Mailing, counts: dict[str, int], rate: float | None) -> dict[str, Any]:

@@ -12,7 +12,15 @@ import pytest
 from django.utils import timezone
 
 from mailer import scheduling, tasks, worker
-from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, WorkerHeartbeat
+from mailer.models import (
+    Client,
+    Mailing,
+    MailingCounts,
+    MailingState,
+    Message,
+    MessageStatus,
+    WorkerHeartbeat,
+)
 from mailer.sending import ErrorKind, Gateway, Outbound
 from tests.mailer.conftest import TOKEN, run_worker, stop_group, wait_for
 
@@ -137,6 +145,7 @@ def test_sigterm_mid_mailing_is_out_within_seconds_and_a_new_worker_takes_over_a
             stop_group(new, signal.SIGTERM)
         assert Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 3000
         assert len(provider.record.accepted) == 3000 and set(provider.record.accepted.values()) == {1}
+        assert MailingCounts.reconcile(mailing.pk, repair=False) is None
     finally:
         stop_group(old)
         log.close()
@@ -174,6 +183,7 @@ def test_two_hosts_one_killed_mid_mailing_the_other_carries_on(make_mailing, mak
     assert len(provider.record.accepted) == 3000
     twice = {msg_id for msg_id, n in provider.record.accepted.items() if n > 1}
     assert twice <= stranded
+    assert MailingCounts.reconcile(mailing.pk, repair=False) is None
     owners = set(WorkerHeartbeat.objects.values_list("owner", flat=True))
     assert not any(f":{survivor.pid}:" in owner for owner in owners)  # it left cleanly
 

@@ -16,7 +16,15 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.roles import ADMIN, set_role
-from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, operator_code_of
+from mailer.models import (
+    Client,
+    Mailing,
+    MailingCounts,
+    MailingState,
+    Message,
+    MessageStatus,
+    operator_code_of,
+)
 
 OPERATORS = ["900", "901", "903", "905", "910", "915", "916", "925", "926", "950", "977", "999"]
 TAGS = ["retail", "vip", "wholesale", "new", "loyal", "b2b", ""]
@@ -192,3 +200,4 @@ class Command(BaseCommand):
             mailing.finished_at = mailing.end_at
             mailing.resolved_version = mailing.audience_version
             mailing.save(update_fields=["started_at", "finished_at", "resolved_version"])
+            MailingCounts.reconcile(mailing.pk)  # the rows were written in bulk: count them once

@@ -1,0 +1,138 @@
+"""Per-mailing counts (MailingCounts) kept with every status change, read by the statistics, and
+checked against the rows by `reconcile`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from mailer import scheduling, stats
+from mailer.models import Mailing, MailingCounts, Message, MessageStatus
+from tests.mailer.conftest import drain
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_counts_right(*mailings: Mailing) -> None:
+    for mailing in mailings:
+        assert MailingCounts.reconcile(mailing.pk, repair=False) is None
+
+
+def test_every_engine_path_keeps_the_counts(make_mailing, make_client, make_deliverer, provider, now):
+    """Sent, retried, failed at once, cancelled for a deleted client, a filter edit, a cancel, the
+    end: after each, the counts equal a recount of the rows."""
+    provider.behaviour.error_rate = 0.2
+    for i in range(40):
+        make_client(f"7900{i:07d}", tag="a" if i % 2 else "b")
+    gone = make_client("79010000002", tag="a")
+    refused = make_client("79010000003", tag="a")
+    mailing = make_mailing(filter_tags=["a"])
+    scheduling.tick(now)
+    assert_counts_right(mailing)
+    gone.delete()
+    original = provider.answer
+    refused_id = Message.objects.get(client=refused).id
+
+    def answer(method, path, headers, body):
+        if path.endswith(f"/{refused_id}"):
+            return 400, b'{"code": 400}', {}
+        return original(method, path, headers, body)
+
+    provider.answer = answer
+    drain(make_deliverer())
+    provider.answer = original
+    assert_counts_right(mailing)
+    assert stats.counts_of(mailing) == dict.fromkeys(stats.STATUSES, 0) | {
+        "sent": 20,
+        "failed": 1,
+        "cancelled": 1,
+        "total": 22,
+    }
+
+    running = make_mailing(filter_tags=["b"])
+    scheduling.tick(now)
+    running.refresh_from_db()
+    running.filter_tags = ["a"]  # the pending of "b" are cancelled, those of "a" added
+    running.save()
+    scheduling.tick(now)
+    assert_counts_right(running)
+    assert stats.counts_of(running)["cancelled"] == 20 and stats.counts_of(running)["pending"] == 21
+    running.refresh_from_db()
+    running.cancel()
+    assert_counts_right(running)
+    assert stats.counts_of(running)["cancelled"] == 41
+
+    ending = make_mailing(end_at=now + timedelta(minutes=5))
+    scheduling.tick(now)
+    scheduling.tick(now + timedelta(minutes=6))  # it ends with everything still pending
+    assert_counts_right(ending)
+    assert stats.counts_of(ending)["expired"] == 41
+
+
+def test_resolving_twice_counts_once(make_mailing, make_client, now):
+    for i in range(7):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    scheduling.tick(now)
+    Mailing.objects.filter(pk=mailing.pk).update(resolved_version=0)  # as if a second worker ran it
+    mailing.refresh_from_db()
+    assert scheduling.resolve_audience(mailing, now) == 0
+    assert stats.counts_of(mailing)["pending"] == 7
+    assert_counts_right(mailing)
+
+
+def test_single_rows_saved_or_deleted_through_the_orm_count_too(make_mailing, make_client, now):
+    mailing = make_mailing()
+    message = Message.objects.create(mailing=mailing, client=make_client())
+    message.status, message.sent_at = MessageStatus.SENT, now
+    message.save()
+    Message.objects.create(mailing=mailing, client=make_client(), status=MessageStatus.FAILED)
+    assert stats.counts_of(mailing) | {"total": 0} == dict.fromkeys(stats.STATUSES, 0) | {
+        "sent": 1,
+        "failed": 1,
+        "total": 0,
+    }
+    assert stats.timing(mailing)["first_sent_at"] == now
+    message.delete()
+    assert stats.counts_of(mailing)["sent"] == 0 and stats.counts_of(mailing)["total"] == 1
+    assert_counts_right(mailing)
+
+
+def test_statistics_never_read_the_messages(make_mailing, make_client):
+    mailing = make_mailing()
+    for _ in range(3):
+        Message.objects.create(mailing=mailing, client=make_client())
+    with CaptureQueriesContext(connection) as queries:
+        assert stats.counts_of(mailing)["pending"] == 3
+        assert stats.totals(Mailing.objects.all())["total"] == 3
+        assert list(stats.with_counts(Mailing.objects.all()))[0].pending_count == 3
+        stats.timing(mailing)
+        stats.rates([mailing.pk])
+    assert not [q["sql"] for q in queries if '"mailer_message"' in q["sql"]]
+
+
+def test_reconcile_reports_and_repairs_what_differs(make_mailing, make_client):
+    right, wrong = make_mailing(), make_mailing()
+    for mailing in (right, wrong):
+        Message.objects.create(mailing=mailing, client=make_client())
+    MailingCounts.objects.filter(mailing=wrong).update(pending=5, sent=2)
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit:
+        call_command("reconcile", "--check", stdout=out)
+    assert exit.value.code == 1
+    assert f"mailing {wrong.pk}: pending 5 -> 1, sent 2 -> 0" in out.getvalue()
+    assert f"mailing {right.pk}:" not in out.getvalue()
+    assert MailingCounts.objects.get(mailing=wrong).pending == 5  # --check repairs nothing
+
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+    assert "2 mailings checked, 1 repaired." in out.getvalue()
+    assert_counts_right(right, wrong)
+    out = StringIO()
+    call_command("reconcile", "--check", stdout=out)
+    assert "0 differ" in out.getvalue()
