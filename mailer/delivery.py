@@ -44,6 +44,7 @@ from mailer.models import (
     MailingState,
     Message,
     MessageStatus,
+    SentMinute,
 )
 from mailer.scheduling import in_window, window_opens_at, zone
 from mailer.sending import ErrorKind, Gateway, GatewayError, Outbound, Result
@@ -515,14 +516,17 @@ class Deliverer:
             change[MessageStatus.PENDING] -= 1
             change[status] += 1
         spans: dict[int, list] = {}
+        minutes: dict[int, Counter] = {}
         for at, sent_ids in sent_groups.values():
             for msg_id in sent_ids:
                 if msg_id in held:
-                    span = spans.setdefault(by_id[msg_id].mailing_id, [at, at])
+                    mailing_id = by_id[msg_id].mailing_id
+                    span = spans.setdefault(mailing_id, [at, at])
                     span[0], span[1] = min(span[0], at), max(span[1], at)
-                    break
+                    minutes.setdefault(mailing_id, Counter())[SentMinute.of(at)] += 1
         for mailing_id in sorted(changes):
-            MailingCounts.add(mailing_id, changes[mailing_id], *spans.get(mailing_id, (None, None)))
+            first, last = spans.get(mailing_id, (None, None))
+            MailingCounts.add(mailing_id, changes[mailing_id], first, last, minutes.get(mailing_id))
 
     FIELDS = [
         "status",

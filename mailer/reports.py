@@ -19,12 +19,13 @@ from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from mailer.csvfiles import csv_text
-from mailer.models import Mailing, MessageStatus, Report
+from mailer.models import Mailing, Report
 from mailer.stats import STATUSES, totals, with_counts
 
 logger = logging.getLogger(__name__)
@@ -69,13 +70,13 @@ def build(start: datetime, end: datetime) -> ReportContent:
     rows = list(
         with_counts(base)
         .annotate(
-            sent_in_period=Count(
-                "messages",
-                filter=Q(
-                    messages__status=MessageStatus.SENT,
-                    messages__sent_at__gte=start,
-                    messages__sent_at__lt=end,
+            # From the per-minute counts: the period's bounds are whole minutes (local days).
+            sent_in_period=Coalesce(
+                Sum(
+                    "sent_minutes__sent",
+                    filter=Q(sent_minutes__minute__gte=start, sent_minutes__minute__lt=end),
                 ),
+                0,
             )
         )
         .order_by("start_at", "id")

@@ -103,6 +103,26 @@ def test_single_rows_saved_or_deleted_through_the_orm_count_too(make_mailing, ma
     assert_counts_right(mailing)
 
 
+def test_the_per_minute_counts_feed_the_chart_and_are_reconciled(make_mailing, make_client, now):
+    from mailer.models import SentMinute
+
+    mailing = make_mailing()
+    minute = SentMinute.of(now)
+    for seconds in (1, 2, 61):
+        Message.objects.create(
+            mailing=mailing,
+            client=make_client(),
+            status=MessageStatus.SENT,
+            sent_at=minute + timedelta(seconds=seconds),
+        )
+    kept = dict(SentMinute.objects.filter(mailing=mailing).values_list("minute", "sent"))
+    assert kept == {minute: 2, minute + timedelta(minutes=1): 1}
+    SentMinute.objects.filter(mailing=mailing).delete()
+    assert MailingCounts.reconcile(mailing.pk) == {"sent per minute": (0, 3)}
+    assert dict(SentMinute.objects.filter(mailing=mailing).values_list("minute", "sent")) == kept
+    assert_counts_right(mailing)
+
+
 def test_statistics_never_read_the_messages(make_mailing, make_client):
     mailing = make_mailing()
     for _ in range(3):
@@ -127,6 +147,7 @@ def test_reconcile_reports_and_repairs_what_differs(make_mailing, make_client):
     assert exit.value.code == 1
     assert f"mailing {wrong.pk}: pending 5 -> 1, sent 2 -> 0" in out.getvalue()
     assert f"mailing {right.pk}:" not in out.getvalue()
+    assert "sent per minute" not in out.getvalue()
     assert MailingCounts.objects.get(mailing=wrong).pending == 5  # --check repairs nothing
 
     out = StringIO()
