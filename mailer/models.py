@@ -465,6 +465,11 @@ class MailingCounts(models.Model):
     cancelled = models.BigIntegerField(default=0)
     first_sent_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
+    # Set once retention deleted the mailing's message rows: the counts are all that is left.
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    # Messages deleted per transaction by the retention purge.
+    PURGE_CHUNK = 5000
 
     class Meta:
         verbose_name_plural = "mailing counts"
@@ -503,6 +508,8 @@ class MailingCounts(models.Model):
         after, on top of the recount, so nothing is lost."""
         with transaction.atomic():
             row, _ = cls.objects.select_for_update().get_or_create(mailing_id=mailing_id)
+            if row.purged_at:
+                return None  # its rows were deleted (retention): the counts are the record
             messages = Message.objects.filter(mailing_id=mailing_id)
             counted = dict.fromkeys(MessageStatus.values, 0) | dict(
                 messages.order_by().values_list("status").annotate(n=models.Count("id"))
@@ -535,6 +542,37 @@ class MailingCounts(models.Model):
                         for minute, n in minutes.items()
                     )
         return wrong or None
+
+    @classmethod
+    def purge_old_messages(cls, days: int, now: datetime | None = None, budget: int = 200_000) -> int:
+        """Retention: delete the message rows of mailings over (finished or cancelled) for more
+        than `days` days, PURGE_CHUNK per transaction and at most `budget` per call (it runs every
+        minute); their counts stay. Returns the rows deleted."""
+        cutoff = (now or timezone.now()) - timedelta(days=days)
+        over = Mailing.objects.filter(
+            state__in=[MailingState.FINISHED, MailingState.CANCELLED], counts__purged_at__isnull=True
+        ).filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, end_at__lt=cutoff))
+        deleted = 0
+        for mailing_id in over.order_by("id").values_list("id", flat=True).iterator():
+            while deleted < budget:
+                with transaction.atomic():
+                    ids = list(
+                        Message.objects.filter(mailing_id=mailing_id).values_list("id", flat=True)[
+                            : cls.PURGE_CHUNK
+                        ]
+                    )
+                    if not ids:
+                        cls.objects.filter(mailing_id=mailing_id).update(purged_at=timezone.now())
+                        logger.info(
+                            "mailing_id=%s messages purged (retention): counts kept",
+                            mailing_id,
+                            extra={"mailing_id": mailing_id},
+                        )
+                        break
+                    deleted += Message.objects.filter(id__in=ids).delete()[0]
+            if deleted >= budget:
+                break
+        return deleted
 
     def as_dict(self) -> dict[str, int]:
         counts = {status: getattr(self, status) for status in MessageStatus.values}

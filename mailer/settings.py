@@ -347,6 +347,10 @@ if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
 
 # The sending engine (see mailer/delivery.py and docs/engine.md).
 MAILER_IMPORT_MAX_MB = envint("MAILER_IMPORT_MAX_MB", "50")  # client CSV files, UI and API alike
+# Message rows of mailings over for this many days are deleted (their counts stay); 0 = keep all.
+MAILER_MESSAGE_RETENTION_DAYS = envint("MAILER_MESSAGE_RETENTION_DAYS", "0")
+if MAILER_MESSAGE_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("MAILER_MESSAGE_RETENTION_DAYS must be 0 (keep all) or more")
 MAILER_SENDERS = envint("MAILER_SENDERS", "2")  # sender processes per worker (per host)
 MAILER_BATCH_SIZE = envint("MAILER_BATCH_SIZE", "500")  # messages claimed per round
 MAILER_CONCURRENCY = envint("MAILER_CONCURRENCY", "64")  # requests in flight per worker

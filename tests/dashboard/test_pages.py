@@ -244,3 +244,12 @@ def test_history_restore_gets_the_whole_page(viewer_client, mailing):
     headers = {**HTMX, "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
     html = viewer_client.get("/mailings/?state=scheduled", **headers).content.decode()
     assert "<html" in html and 'id="table"' in html
+
+
+def test_a_purged_mailing_says_so_on_its_page(viewer_client, make_mailing, now):
+    mailing = make_mailing()
+    from mailer.models import MailingCounts
+
+    MailingCounts.objects.filter(mailing=mailing).update(purged_at=now)
+    html = viewer_client.get(f"/mailings/{mailing.pk}/").content.decode()
+    assert "after the retention period; the counts are kept" in html

@@ -60,7 +60,7 @@ def test_housekeeping_forgets_senders_gone_for_an_hour():
     now = timezone.now()
     WorkerHeartbeat.objects.create(owner="gone/0", beat_at=now - timedelta(hours=2))
     WorkerHeartbeat.objects.create(owner="alive/0", beat_at=now)
-    assert tasks.housekeeping() == "1 gone senders forgotten"
+    assert tasks.housekeeping() == "1 gone senders forgotten, 0 old messages deleted"
     assert list(WorkerHeartbeat.objects.values_list("owner", flat=True)) == ["alive/0"]
 
 
