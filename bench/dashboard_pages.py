@@ -1,6 +1,9 @@
-"""Times the dashboard's main pages on a big database: 100,000 clients and 1,000,000 messages.
+"""Times the dashboard's main pages on a big database: 100,000 clients and 1,000,000 messages
+(or --messages N: 10,000,000 for the statistics goal), on SQLite or PostgreSQL.
 
     python bench/dashboard_pages.py [--db var/bench_dashboard.sqlite3] [--runs 5] [--reseed]
+    python bench/dashboard_pages.py --messages 10000000 --big 1000000 --reseed
+    python bench/dashboard_pages.py --postgres --messages 10000000 --big 1000000 --reseed
 
 Seeds a separate SQLite file with bulk inserts (about a minute; reused on the next run unless
 --reseed), then requests each page with the Django test client several times and prints the median
@@ -24,16 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CLIENTS = 100_000
-MESSAGES = 1_000_000
-BIG_MAILING = 100_000  # messages of mailing #1 (every client)
+MESSAGES = 1_000_000  # --messages
+BIG_MAILING = 100_000  # messages of mailing #1 (--big; at most CLIENTS... see `rows`)
 MAILINGS = 200  # the others share the rest
 TAGS = ["retail", "vip", "wholesale", "new", "loyal", "b2b", ""]
 CODES = ["900", "901", "903", "905", "910", "915", "916", "925", "926", "950", "977", "999"]
 ZONES = ["Europe/Moscow", "Europe/Samara", "Asia/Yekaterinburg", "Asia/Novosibirsk", "UTC"]
 
 
-def setup(db: Path) -> None:
-    os.environ["DATABASE_URL"] = f"sqlite:///{db}"
+def setup(url: str) -> None:
+    os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer.settings")
@@ -101,7 +104,7 @@ def seed() -> None:
     mailing_ids = list(Mailing.objects.order_by("start_at").values_list("id", flat=True))
     running_ids = set(mailing_ids[-2:])
 
-    per_mailing = (MESSAGES - BIG_MAILING) // MAILINGS
+    per_mailing = min((MESSAGES - BIG_MAILING) // MAILINGS, CLIENTS - 1)
     sql = (
         "INSERT INTO mailer_message (mailing_id, client_id, status, created_at, sent_at, attempts,"
         " last_error, next_attempt_at, locked_until, locked_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, NULL, '')"
@@ -131,12 +134,17 @@ def seed() -> None:
                 batch.clear()
         if batch:
             cursor.executemany(sql, batch)
+    # The rows went in behind the engine's back: count them once, as `manage.py reconcile` does.
+    from mailer.models import MailingCounts
+
+    for mailing_id in mailing_ids:
+        MailingCounts.reconcile(mailing_id)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     print(f"  seeded in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def bench(runs: int) -> None:
+def bench(runs: int, with_export: bool = True) -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client as HttpClient
 
@@ -157,12 +165,14 @@ def bench(runs: int) -> None:
         ("Mailings, text search", "/mailings/?q=bonus", htmx),
         ("New mailing form", "/mailings/new/", {}),
         ("Audience count (tag vip)", "/mailings/audience/?filter_tags=vip", htmx),
-        ("Mailing detail, 100,000 messages", f"/mailings/{big.pk}/", {}),
+        (f"Mailing detail, {BIG_MAILING:,} messages", f"/mailings/{big.pk}/", {}),
         ("Mailing detail, failed only (htmx)", f"/mailings/{big.pk}/?status=failed", htmx),
-        ("Mailing detail, 4,500 messages", f"/mailings/{other.pk}/", {}),
+        (f"Mailing detail, {other.messages.count():,} messages", f"/mailings/{other.pk}/", {}),
+        ("Mailing stats (API)", f"/api/v1/mailings/{big.pk}/stats/", {}),
+        ("Overall stats (API)", "/api/v1/stats/", {}),
         ("Statistics", "/statistics/", {}),
         (
-            "Statistics totals over all 1,000,000 messages (loaded after the page)",
+            f"Statistics totals over all {Message.objects.count():,} messages (loaded after the page)",
             "/statistics/totals/",
             htmx,
         ),
@@ -193,6 +203,9 @@ def bench(runs: int) -> None:
             assert response.status_code in (200, 286), (url, response.status_code)
         print(f"| {name} | {statistics.median(times):.0f} | {max(times):.0f} |", flush=True)
 
+    if not with_export:
+        return
+
     # The big export, read to the end: its time, then (a second run) its peak Python memory.
     def export() -> tuple[int, int]:
         response = browser.get(f"/mailings/{big.pk}/messages.csv")
@@ -210,28 +223,48 @@ def bench(runs: int) -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     print(
-        f"| Messages CSV of the 100,000-message mailing ({rows - 1:,} rows, {size / 1e6:.1f} MB; "
+        f"| Messages CSV of the {BIG_MAILING:,}-message mailing ({rows - 1:,} rows, {size / 1e6:.1f} MB; "
         f"peak Python memory {peak / 1e6:.1f} MB) | {elapsed * 1000:.0f} | (one run) |"
     )
 
 
 def main() -> None:
+    global MESSAGES, BIG_MAILING, CLIENTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default=str(ROOT / "var" / "bench_dashboard.sqlite3"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="database mailer_bench_pages on 127.0.0.1")
+    parser.add_argument("--messages", type=int, default=MESSAGES)
+    parser.add_argument("--big", type=int, default=BIG_MAILING, help="messages of the biggest mailing")
+    parser.add_argument("--no-export", action="store_true", help="skip the timing of the big CSV export")
     args = parser.parse_args()
-    db = Path(args.db)
-    fresh = args.reseed or not db.exists()
-    if args.reseed:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    setup(db)
+    MESSAGES, BIG_MAILING = args.messages, args.big
+    CLIENTS = max(CLIENTS, BIG_MAILING)
+    if args.postgres:
+        import subprocess
+
+        exists = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname='mailer_bench_pages'"],
+            capture_output=True, text=True,
+        ).stdout.strip() == "1"  # fmt: skip
+        fresh = args.reseed or not exists
+        if fresh:
+            for sql in ("DROP DATABASE IF EXISTS mailer_bench_pages", "CREATE DATABASE mailer_bench_pages"):
+                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+        setup("postgres://postgres@127.0.0.1:5432/mailer_bench_pages")
+    else:
+        db = Path(args.db)
+        fresh = args.reseed or not db.exists()
+        if args.reseed:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        setup(f"sqlite:///{db}")
     if fresh:
-        print(f"Seeding {db} ...", flush=True)
+        print("Seeding ...", flush=True)
         seed()
-    bench(args.runs)
+    bench(args.runs, with_export=not args.no_export)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,8 @@ A chart is a list of (label, value) bars; labels are shown sparsely so that they
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from django.db import connection
-from django.db.models import CharField, Count, F, Func, QuerySet, Value
-from django.db.models.functions import TruncHour, TruncMinute
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -81,19 +78,3 @@ def coarsen(buckets: list[tuple[datetime, int]], most: int) -> tuple[list[tuple[
         (buckets[i][0], sum(n for _, n in buckets[i : i + factor])) for i in range(0, len(buckets), factor)
     ]
     return merged, factor
-
-
-def counts_per(queryset: QuerySet, field: str, kind: str) -> dict[datetime, int]:
-    """Rows of `queryset` per UTC minute or hour of the datetime `field`: {bucket start: count}.
-
-    On SQLite, Django's Trunc calls back into Python for every row; strftime does the same in C,
-    which matters over 100,000 rows. Other databases truncate natively.
-    """
-    if connection.vendor == "sqlite":
-        pattern = {"minute": "%Y-%m-%d %H:%M:00", "hour": "%Y-%m-%d %H:00:00"}[kind]
-        bucket = Func(Value(pattern), F(field), function="strftime", output_field=CharField())
-        rows = queryset.annotate(bucket=bucket).values_list("bucket").annotate(n=Count("pk"))
-        return {datetime.fromisoformat(b).replace(tzinfo=UTC): n for b, n in rows if b}
-    trunc = {"minute": TruncMinute, "hour": TruncHour}[kind]
-    rows = queryset.annotate(bucket=trunc(field, tzinfo=UTC)).values_list("bucket").annotate(n=Count("pk"))
-    return {b: n for b, n in rows if b}

@@ -379,8 +379,8 @@ class Deliverer:
         if self.in_flight is None:
             return
         batch, future = self.in_flight
+        self.in_flight = None  # even if it failed: its rows come back when their lease runs out
         batch.results = future.result()
-        self.in_flight = None
         self.unrecorded.append(self.settle(batch))
 
     def pace(self, outbound: list[Outbound]) -> None:

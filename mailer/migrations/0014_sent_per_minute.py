@@ -37,6 +37,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('mailing', 'minute'), name='sent_minute_once')],
+                'indexes': [models.Index(fields=['minute'], name='sent_minute_minute_idx')],
             },
         ),
         migrations.RunPython(fill, migrations.RunPython.noop),
