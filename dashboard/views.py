@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import EmptyPage
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -266,10 +266,10 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def _texts(mailing: Mailing) -> list[MailingText]:
-    """Its texts with how many messages carried each, when it has had more than one."""
+    """Its texts with how many messages were sent with each, when it has had more than one."""
     if mailing.current_text_id and mailing.texts.count() < 2:
         return []
-    return list(mailing.texts.annotate(carried=Count("messages")).order_by("number"))
+    return list(mailing.texts.order_by("number"))
 
 
 CONTROLS = {"pause": Mailing.pause, "resume": Mailing.resume, "cancel": Mailing.cancel}

@@ -42,6 +42,7 @@ from mailer.models import (
     Mailing,
     MailingCounts,
     MailingState,
+    MailingText,
     Message,
     MessageStatus,
     SentMinute,
@@ -527,6 +528,11 @@ class Deliverer:
         for mailing_id in sorted(changes):
             first, last = spans.get(mailing_id, (None, None))
             MailingCounts.add(mailing_id, changes[mailing_id], first, last, minutes.get(mailing_id))
+        by_text = Counter()
+        for (_, text_id), (_, sent_ids) in sent_groups.items():
+            by_text[text_id] += sum(msg_id in held for msg_id in sent_ids)
+        for text_id in sorted(t for t in by_text if t and by_text[t]):
+            MailingText.objects.filter(pk=text_id).update(sent=F("sent") + by_text[text_id])
 
     FIELDS = [
         "status",

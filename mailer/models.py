@@ -344,6 +344,9 @@ class MailingText(models.Model):
     number = models.PositiveIntegerField()
     text = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+    sent = models.BigIntegerField(
+        default=0, help_text="Messages sent with this text (kept like MailingCounts)."
+    )
 
     class Meta:
         ordering = ["mailing", "number"]
@@ -446,6 +449,8 @@ class Message(models.Model):
                 else None
             )
             MailingCounts.add(self.mailing_id, {self.status: -1}, by_minute=minute)
+            if self.sent_text_id and self.status == MessageStatus.SENT:
+                MailingText.objects.filter(pk=self.sent_text_id).update(sent=F("sent") - 1)
             return super().delete(*args, **kwargs)
 
 
@@ -530,6 +535,21 @@ class MailingCounts(models.Model):
             ):
                 minute = SentMinute.of(at)
                 minutes[minute] = minutes.get(minute, 0) + 1
+            texts = dict.fromkeys(
+                MailingText.objects.filter(mailing_id=mailing_id).values_list("id", flat=True), 0
+            )
+            texts |= dict(
+                messages.filter(status=MessageStatus.SENT, sent_text__isnull=False)
+                .order_by()
+                .values_list("sent_text")
+                .annotate(n=models.Count("id"))
+            )
+            kept_texts = dict(MailingText.objects.filter(mailing_id=mailing_id).values_list("id", "sent"))
+            if kept_texts != texts:
+                wrong["sent per text"] = (sum(kept_texts.values()), sum(texts.values()))
+                if repair:
+                    for text_id, n in texts.items():
+                        MailingText.objects.filter(pk=text_id).update(sent=n)
             kept = dict(
                 SentMinute.objects.filter(mailing_id=mailing_id).exclude(sent=0).values_list("minute", "sent")
             )

@@ -192,3 +192,22 @@ def test_retention_deletes_old_messages_in_the_background_and_keeps_the_counts(
     out = StringIO()
     call_command("reconcile", "--check", stdout=out)  # the purged mailing isn't "wrong"
     assert "3 mailings checked, 0 differ." in out.getvalue()
+
+
+def test_sent_per_text_is_kept_and_reconciled(make_mailing, make_client, make_deliverer, provider):
+    from mailer.models import MailingText
+
+    for _ in range(6):
+        make_client()
+    mailing = make_mailing(text="first")
+    drain(make_deliverer(batch_size=2), rounds=1)
+    mailing.refresh_from_db()
+    mailing.text = "second"
+    mailing.save_edit(mailing.revision)
+    drain(make_deliverer(batch_size=2))
+    sent = dict(MailingText.objects.filter(mailing=mailing).values_list("text", "sent"))
+    assert sent == {"first": 2, "second": 4}
+    assert_counts_right(mailing)
+    MailingText.objects.filter(mailing=mailing).update(sent=0)
+    assert MailingCounts.reconcile(mailing.pk) == {"sent per text": (0, 6)}
+    assert dict(MailingText.objects.filter(mailing=mailing).values_list("text", "sent")) == sent

@@ -111,7 +111,7 @@ def test_each_message_keeps_the_text_it_was_sent_with(
     assert {int(r["message_id"]): r["text"] for r in rows} == carried
 
     page = client.get(f"/mailings/{mailing.pk}/")
-    assert [(t.number, t.text, t.carried) for t in page.context["texts"]] == [
+    assert [(t.number, t.text, t.sent) for t in page.context["texts"]] == [
         (1, "Sale: 10% off", 4),
         (2, "Sale: 20% off", 6),
     ]
