@@ -103,11 +103,11 @@ def screenshot(page):
 
 @pytest.fixture
 def engine(settings):
-    """Runs the sending engine (mailer.tasks.pump) in a thread against a local gateway stand-in."""
+    """Runs a sender (mailer.worker.run_sender) in a thread against a local gateway stand-in."""
     from django.db import connections
 
+    from mailer import worker
     from mailer.fake_provider import Behaviour, FakeProvider
-    from mailer.tasks import pump
 
     provider = FakeProvider(Behaviour(token="e2e-token", seed=1)).start_in_thread()
     settings.MAILER_PROVIDER_URL = provider.url
@@ -122,8 +122,10 @@ def engine(settings):
         def target() -> None:
             if share:
                 connections["default"] = main
+            stop = worker.Stop()
+            threading.Timer(seconds, lambda: setattr(stop, "requested", True)).start()
             try:
-                pump(0, seconds=seconds, handover=False)
+                worker.run_sender("e2e/0", 0, stop)
             finally:
                 if not share:
                     connections.close_all()
