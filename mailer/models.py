@@ -407,6 +407,9 @@ class Message(models.Model):
         indexes = [
             # Statistics: counts by status per mailing.
             models.Index(fields=["mailing", "status"], name="message_mailing_status_idx"),
+            # A mailing's messages in id order (its page, its CSV): without it PostgreSQL walks the
+            # primary key through every other mailing's rows (2 s at 10,000,000 messages).
+            models.Index(fields=["mailing", "id"], name="message_mailing_id_idx"),
             # The queue: due pending messages, oldest first. Partial, so it stays small.
             models.Index(
                 fields=["next_attempt_at"],
