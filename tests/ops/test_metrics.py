@@ -143,7 +143,7 @@ def test_unresolved_paths_share_one_label(client, db):
 
 
 def test_multiprocess_mode_sums_the_counts_of_several_processes(client, db, tmp_path, monkeypatch):
-    # Two separate processes (as gunicorn and qcluster workers are) count into the shared directory.
+    # Two separate processes (as gunicorn and the worker's processes are) count into the shared directory.
     code = "import sys; from mailer.metrics import MESSAGES_FINISHED as c; c.labels(status='sent').inc(int(sys.argv[1]))"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     for n in ("3", "4"):

@@ -1,6 +1,6 @@
 """Serve the worker's process metrics over HTTP (the worker has no web server of its own).
 
-Runs beside `qcluster` on the same PROMETHEUS_MULTIPROC_DIR (a sidecar in Kubernetes) and
+Runs beside `run_worker` on the same PROMETHEUS_MULTIPROC_DIR (a sidecar in Kubernetes) and
 exposes what its processes counted. The database gauges are left to the web's /metrics, so they
 are not scraped twice.
 """
@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, port: int, addr: str, **options) -> None:
         path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if not path:
-            raise CommandError("PROMETHEUS_MULTIPROC_DIR must be set (the directory qcluster writes to).")
+            raise CommandError("PROMETHEUS_MULTIPROC_DIR must be set (the directory the worker writes to).")
         os.makedirs(path, exist_ok=True)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)
