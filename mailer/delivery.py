@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import logging
 import random
@@ -181,8 +182,8 @@ def outcome(
         return Outcome(fields, MessageStatus.SENT, logging.INFO, f"{request} -> sent in {seconds:.3f}s")
     if error.kind == ErrorKind.TOO_LATE:
         return _expired(ENDED_WHY)
+    maybe = " (may have been delivered)" if error.delivered_maybe else ""
     if error.kind == ErrorKind.STOPPED:
-        maybe = " (may have been delivered)" if error.delivered_maybe else ""
         return Outcome({}, None, logging.INFO, f"released: {error.detail}{maybe}")
     text = str(error)
     if error.kind == ErrorKind.AUTH:
@@ -194,7 +195,6 @@ def outcome(
             f"POST /v1/send/{msg.id} -> {error}; sending stops until the token is fixed",
         )
     fields = {"attempts": attempt, "last_error": text[:500], "sent_text_id": mailing.current_text_id}
-    maybe = " (may have been delivered)" if error.delivered_maybe else ""
     if error.kind.permanent or attempt >= config.max_attempts:
         fields["status"] = MessageStatus.FAILED
         return Outcome(
@@ -240,6 +240,10 @@ class Round:
     results: list[Result] = field(default_factory=list)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     note: dict = field(default_factory=dict)  # what GatewayState.note_round is told
+
+    @functools.cached_property
+    def by_id(self) -> dict[int, Claimed]:
+        return {c.id: c for c in self.claimed}
 
 
 class Deliverer:
@@ -396,7 +400,7 @@ class Deliverer:
     def settle(self, batch: Round) -> Round:
         """Turn the answers into outcomes, and log and count them (once, whatever happens to the
         database later)."""
-        by_id = {c.id: c for c in batch.claimed}
+        by_id = batch.by_id
         outcomes = batch.outcomes
         down_failures = 0
         last_error = auth_error = ""
@@ -457,7 +461,7 @@ class Deliverer:
         """Every outcome in one transaction, only for rows still under this round's lease: if it
         ran out and another worker took a row, that worker's outcome wins. Safe to repeat: once
         written, the rows are no longer under the lease."""
-        by_id = {c.id: c for c in batch.claimed}
+        by_id = batch.by_id
         rows: list[Message] = []
         # Successes grouped by 0.1 s of answer time and the text they carried:
         # (bucket, text id) -> [latest answer time, ids].
@@ -509,7 +513,7 @@ class Deliverer:
     def count(batch: Round, held: set[int], sent_groups: dict[tuple, list]) -> None:
         """The round's status changes into its mailings' counts (mailings in id order, so two
         workers never wait for each other's rows in opposite orders)."""
-        by_id = {c.id: c for c in batch.claimed}
+        by_id = batch.by_id
         changes: dict[int, Counter] = {}
         for msg_id in held:
             status = batch.outcomes[msg_id].status
@@ -518,20 +522,19 @@ class Deliverer:
             change[status] += 1
         spans: dict[int, list] = {}
         minutes: dict[int, Counter] = {}
-        for at, sent_ids in sent_groups.values():
+        by_text: Counter = Counter()
+        for (_, text_id), (at, sent_ids) in sent_groups.items():
             for msg_id in sent_ids:
                 if msg_id in held:
                     mailing_id = by_id[msg_id].mailing_id
                     span = spans.setdefault(mailing_id, [at, at])
                     span[0], span[1] = min(span[0], at), max(span[1], at)
                     minutes.setdefault(mailing_id, Counter())[SentMinute.of(at)] += 1
+                    by_text[text_id] += 1
         for mailing_id in sorted(changes):
             first, last = spans.get(mailing_id, (None, None))
             MailingCounts.add(mailing_id, changes[mailing_id], first, last, minutes.get(mailing_id))
-        by_text = Counter()
-        for (_, text_id), (_, sent_ids) in sent_groups.items():
-            by_text[text_id] += sum(msg_id in held for msg_id in sent_ids)
-        for text_id in sorted(t for t in by_text if t and by_text[t]):
+        for text_id in sorted(t for t in by_text if t):
             MailingText.objects.filter(pk=text_id).update(sent=F("sent") + by_text[text_id])
 
     FIELDS = [

@@ -425,35 +425,40 @@ class Message(models.Model):
     @classmethod
     def from_db(cls, db, field_names, values):
         message = super().from_db(db, field_names, values)
-        message._saved_status = message.__dict__.get("status")
+        message._counted = message._counted_as()
         return message
 
+    def _counted_as(self) -> tuple:
+        """What this row adds to its mailing's counts: its status and, once sent, its minute and
+        its text (None where a field was not loaded)."""
+        return (self.__dict__.get("status"), self.__dict__.get("sent_at"), self.__dict__.get("sent_text_id"))
+
+    def _count(self, counted: tuple, step: int) -> None:
+        """Add (step 1) or take away (-1) a row's part in its mailing's counts."""
+        status, sent_at, text_id = counted
+        sent = status == MessageStatus.SENT
+        at = sent_at if sent and step > 0 else None  # the sent span only widens
+        minute = {SentMinute.of(sent_at): step} if sent and sent_at else None
+        MailingCounts.add(self.mailing_id, {status: step}, at, at, minute)
+        if sent and text_id:
+            MailingText.objects.filter(pk=text_id).update(sent=F("sent") + step)
+
     def save(self, *args, **kwargs) -> None:
-        """A single row written through the ORM (tests, scripts, the admin) keeps the mailing's
-        counts too; the engine's bulk writes count for themselves."""
+        """A single row written through the ORM (tests, scripts) keeps the mailing's counts too;
+        the engine's bulk writes count for themselves."""
         with transaction.atomic():
-            before = None if self._state.adding else getattr(self, "_saved_status", None)
+            before = None if self._state.adding else getattr(self, "_counted", None)
             super().save(*args, **kwargs)
-            if before != self.status:
-                changes = {self.status: 1} | ({before: -1} if before else {})
-                minute = (
-                    {SentMinute.of(self.sent_at): 1}
-                    if self.status == MessageStatus.SENT and self.sent_at
-                    else None
-                )
-                MailingCounts.add(self.mailing_id, changes, self.sent_at, self.sent_at, minute)
-            self._saved_status = self.status
+            now = self._counted_as()
+            if before != now:
+                if before and before[0] is not None:
+                    self._count(before, -1)
+                self._count(now, 1)
+            self._counted = now
 
     def delete(self, *args, **kwargs):
         with transaction.atomic():
-            minute = (
-                {SentMinute.of(self.sent_at): -1}
-                if self.status == MessageStatus.SENT and self.sent_at
-                else None
-            )
-            MailingCounts.add(self.mailing_id, {self.status: -1}, by_minute=minute)
-            if self.sent_text_id and self.status == MessageStatus.SENT:
-                MailingText.objects.filter(pk=self.sent_text_id).update(sent=F("sent") - 1)
+            self._count(self._counted_as(), -1)
             return super().delete(*args, **kwargs)
 
 

@@ -211,3 +211,30 @@ def test_sent_per_text_is_kept_and_reconciled(make_mailing, make_client, make_de
     MailingText.objects.filter(mailing=mailing).update(sent=0)
     assert MailingCounts.reconcile(mailing.pk) == {"sent per text": (0, 6)}
     assert dict(MailingText.objects.filter(mailing=mailing).values_list("text", "sent")) == sent
+
+
+def test_an_orm_save_that_unsends_or_moves_a_message_moves_its_minute_and_text(
+    make_mailing, make_client, now
+):
+    mailing = make_mailing()
+    message = Message.objects.create(
+        mailing=mailing,
+        client=make_client(),
+        status=MessageStatus.SENT,
+        sent_at=now,
+        sent_text=mailing.current_text,
+    )
+    assert_counts_right(mailing)
+    message = Message.objects.get(pk=message.pk)
+    message.sent_at = now + timedelta(minutes=3)  # same status, another minute
+    message.save()
+    from mailer.models import SentMinute
+
+    minutes = dict(SentMinute.objects.filter(mailing=mailing).exclude(sent=0).values_list("minute", "sent"))
+    assert minutes == {SentMinute.of(message.sent_at): 1}  # (the sent span only widens, by design)
+    mailing.current_text.refresh_from_db()
+    assert mailing.current_text.sent == 1
+    message.status, message.sent_at = MessageStatus.FAILED, None
+    message.save()
+    assert_counts_right(mailing)
+    assert stats.counts_of(mailing)["failed"] == 1 and stats.counts_of(mailing)["sent"] == 0
