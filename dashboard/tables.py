@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_tables2 as tables
+from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from mailer.models import Client, Mailing, Message
@@ -25,6 +26,18 @@ def badge(value: str, label: str) -> str:
     return format_html('<span class="badge {}">{}</span>', STATE_BADGES.get(value, "text-bg-light"), label)
 
 
+class MomentColumn(tables.Column):
+    """A date-time in the current time zone, formatted in Python (DateTimeColumn renders a
+    template for every cell)."""
+
+    def __init__(self, format: str = "Y-m-d H:i", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.format = format
+
+    def render(self, value) -> str:
+        return formats.date_format(timezone.localtime(value), self.format)
+
+
 class MailingTable(tables.Table):
     id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
     text = tables.Column(
@@ -32,8 +45,8 @@ class MailingTable(tables.Table):
         attrs={"td": {"class": "text-truncate", "style": "max-width: 24rem"}},
     )
     state = tables.Column()
-    start_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Start")
-    end_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="End")
+    start_at = MomentColumn(verbose_name="Start")
+    end_at = MomentColumn(verbose_name="End")
     audience = tables.Column(empty_values=(), orderable=False, verbose_name="Filter")
     window = tables.Column(empty_values=(), orderable=False, verbose_name="Local window")
 
@@ -78,7 +91,7 @@ class StatsTable(tables.Table):
     id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
     text = tables.Column(attrs={"td": {"class": "text-truncate", "style": "max-width: 18rem"}})
     state = tables.Column()
-    start_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Start")
+    start_at = MomentColumn(verbose_name="Start")
     total = CountColumn("total", verbose_name="Total")
 
     class Meta:
@@ -101,7 +114,7 @@ class ClientTable(tables.Table):
     operator_code = tables.Column(verbose_name="Operator")
     tag = tables.Column()
     timezone = tables.Column(verbose_name="Time zone")
-    created_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Added")
+    created_at = MomentColumn(verbose_name="Added")
 
     class Meta:
         model = Client
@@ -114,7 +127,7 @@ class MessageTable(tables.Table):
     phone = tables.Column(accessor="client__phone", verbose_name="Phone", default="(deleted client)")
     status = tables.Column()
     attempts = tables.Column()
-    sent_at = tables.DateTimeColumn(format="Y-m-d H:i:s", verbose_name="Sent")
+    sent_at = MomentColumn("Y-m-d H:i:s", verbose_name="Sent")
     last_error = tables.Column(verbose_name="Last error", attrs={"td": {"class": "small text-danger"}})
     # Which of the mailing's texts (listed above the table) the gateway was given.
     sent_text = tables.Column(accessor="sent_text__number", verbose_name="Text", default="")

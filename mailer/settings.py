@@ -292,7 +292,8 @@ CONTENT_SECURITY_POLICY = {
 # UI packages
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"
-DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5-responsive.html"
+# The bootstrap 5 template, with rows rendered in Python (dashboard/templatetags/dashboard_tables.py).
+DJANGO_TABLES2_TEMPLATE = "dashboard/table.html"
 
 # REST API (mailer/api). Token or session auth; every view also checks the role's model permissions.
 REST_FRAMEWORK = {

@@ -258,3 +258,22 @@ def test_client_list_filters(viewer_client, make_client):
     assert "79161234567" in html and "79001234567" not in html
     html = viewer_client.get("/clients/?phone=1234567").content.decode()
     assert "79161234567" in html and "79001234567" in html
+
+
+def test_client_filter_lists_offer_each_value_once_in_order(manager_client, make_client):
+    # Read with a loose index scan (filters.distinct_values), not a DISTINCT over every client.
+    rows = [
+        ("79161234567", "vip", "Europe/Moscow"),
+        ("79161234568", "vip", "Asia/Omsk"),
+        ("79001234567", "опт", "UTC"),
+        ("79251234567", "", "Europe/Moscow"),
+        ("79991234567", "b2b", "Asia/Omsk"),
+    ]
+    for phone, tag, zone in rows:
+        make_client(phone=phone, tag=tag, timezone=zone)
+    filters = manager_client.get("/clients/").context["filter"].filters
+    assert [v for v, _ in filters["tag"].extra["choices"]] == sorted({"vip", "опт", "b2b"})
+    assert [v for v, _ in filters["operator_code"].extra["choices"]] == ["900", "916", "925", "999"]
+    assert [v for v, _ in filters["timezone"].extra["choices"]] == ["Asia/Omsk", "Europe/Moscow", "UTC"]
+    form = manager_client.get("/mailings/new/").context["form"]
+    assert [v for v, _ in form.fields["filter_tags"].choices] == sorted({"vip", "опт", "b2b"})
