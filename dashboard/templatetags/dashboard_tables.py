@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import template
 from django.template.base import render_value_in_context
+from django.utils.formats import localize
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -21,5 +22,7 @@ def table_cells(context, row) -> SafeString:
     for column, cell in row.items():
         if (attrs := column.__dict__.get("td_html")) is None:
             attrs = column.__dict__["td_html"] = column.attrs["td"].as_html()
+        if column.localize is not None:  # as the library's template: the column's choice first
+            cell = localize(cell, use_l10n=column.localize)
         cells.append(format_html("<td {}>{}</td>", attrs, render_value_in_context(cell, context)))
     return mark_safe("".join(cells))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -135,6 +135,21 @@ def test_mailing_list_filters_and_htmx_fragment(viewer_client, make_mailing):
     fragment = viewer_client.get("/mailings/?state=paused", **HTMX).content.decode()
     assert fragment.lstrip().startswith('<div id="table"')
     assert "<nav" not in fragment and "Beta promo" in fragment
+
+
+def test_mailing_list_rows(viewer_client, make_mailing, settings):
+    # Rows are rendered by dashboard_tables.table_cells, not the library's row template.
+    settings.TIME_ZONE = "Europe/Moscow"
+    start = datetime(2026, 3, 1, 6, 30, tzinfo=UTC)
+    mailing = make_mailing(
+        text="<b>Spring</b> sale", start_at=start, end_at=start + timedelta(days=1), state=MailingState.PAUSED
+    )
+    html = viewer_client.get("/mailings/").content.decode()
+    assert f'<td ><a href="/mailings/{mailing.pk}/">{mailing.pk}</a></td>' in html
+    assert 'class="text-truncate" style="max-width: 24rem"><a href' in html  # the column's td attrs
+    assert "&lt;b&gt;Spring&lt;/b&gt; sale" in html and "<b>Spring" not in html
+    assert '<span class="badge text-bg-warning">Paused</span>' in html
+    assert "<td >2026-03-01 09:30</td>" in html  # the server's time zone
 
 
 def test_mailing_list_date_filter(viewer_client, make_mailing, now):
