@@ -270,6 +270,11 @@ class Deliverer:
         # Rounds the gateway answered but the database did not take: written before anything new.
         self.unrecorded: list[Round] = []
 
+    @property
+    def unrecorded_messages(self) -> int:
+        """The messages whose outcomes wait for the database."""
+        return sum(len(batch.claimed) for batch in self.unrecorded)
+
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -543,16 +543,13 @@ class MailingCounts(models.Model):
             ):
                 minute = SentMinute.of(at)
                 minutes[minute] = minutes.get(minute, 0) + 1
-            texts = dict.fromkeys(
-                MailingText.objects.filter(mailing_id=mailing_id).values_list("id", flat=True), 0
-            )
-            texts |= dict(
+            kept_texts = dict(MailingText.objects.filter(mailing_id=mailing_id).values_list("id", "sent"))
+            texts = dict.fromkeys(kept_texts, 0) | dict(
                 messages.filter(status=MessageStatus.SENT, sent_text__isnull=False)
                 .order_by()
                 .values_list("sent_text")
                 .annotate(n=models.Count("id"))
             )
-            kept_texts = dict(MailingText.objects.filter(mailing_id=mailing_id).values_list("id", "sent"))
             if kept_texts != texts:
                 wrong["sent per text"] = (sum(kept_texts.values()), sum(texts.values()))
                 if repair:

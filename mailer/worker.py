@@ -98,12 +98,11 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
             except DatabaseError as e:
                 db.close_old_connections()  # a broken connection is replaced at the next query
                 db_wait = min(db_wait * 2, DB_RETRY_MAX) if db_wait else DB_RETRY_FIRST
-                kept = sum(len(batch.claimed) for batch in deliverer.unrecorded)
                 logger.warning(
                     "sender %s: database unavailable (%s); %s outcomes kept; trying again in %.1fs",
                     name,
                     str(e).strip()[:200],
-                    kept,
+                    deliverer.unrecorded_messages,
                     db_wait,
                 )
                 _sleep(db_wait, stop)
@@ -136,7 +135,7 @@ def _finish(deliverer: Deliverer, name: str) -> None:
             "sender %s stopped with %s outcomes unwritten: their leases run out and they are sent "
             "again, with the same message ids",
             name,
-            sum(len(batch.claimed) for batch in deliverer.unrecorded),
+            deliverer.unrecorded_messages,
         )
     try:
         WorkerHeartbeat.objects.filter(owner=name).delete()
