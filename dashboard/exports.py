@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
+from mailer import stats
 from mailer.csvfiles import csv_lines
 from mailer.models import Mailing, Message
 from mailer.stats import STATUSES
@@ -55,6 +56,7 @@ OVERVIEW_HEADER = (
     "operator_codes",
     "total",
     *STATUSES,
+    "delivery_rate",
 )
 
 
@@ -63,6 +65,7 @@ def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
 
     def rows() -> Iterator[Sequence[Any]]:
         for m in mailings.iterator(chunk_size=CHUNK_SIZE):
+            counts = {s: getattr(m, f"{s}_count") for s in STATUSES}
             yield (
                 m.pk,
                 m.text,
@@ -72,7 +75,8 @@ def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
                 " ".join(m.filter_tags),
                 " ".join(m.filter_operator_codes),
                 m.total_count,
-                *(getattr(m, f"{s}_count") for s in STATUSES),
+                *counts.values(),
+                stats.delivery_rate(counts | {"total": m.total_count}),
             )
 
     return csv_response("mailings-overview.csv", OVERVIEW_HEADER, rows())

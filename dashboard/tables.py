@@ -6,24 +6,31 @@ import django_tables2 as tables
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
+from mailer import stats
 from mailer.models import Client, Mailing, Message
 from mailer.stats import STATUSES
 
-STATE_BADGES = {
-    "scheduled": "text-bg-info",
-    "running": "text-bg-primary",
-    "paused": "text-bg-warning",
-    "cancelled": "text-bg-secondary",
-    "finished": "text-bg-success",
-    "pending": "text-bg-light",
-    "sent": "text-bg-success",
-    "failed": "text-bg-danger",
-    "expired": "text-bg-warning",
+# The one place for the colour of a mailing's state and a message's status (Bootstrap's names):
+# badges here and in templates (the `colour` filter), the progress bar's segments.
+COLOURS = {
+    "scheduled": "info",
+    "running": "primary",
+    "paused": "warning",
+    "cancelled": "secondary",
+    "finished": "success",
+    "pending": "light",
+    "sent": "success",
+    "failed": "danger",
+    "expired": "warning",
 }
 
 
+def colour(value: str) -> str:
+    return COLOURS.get(value, "light")
+
+
 def badge(value: str, label: str) -> str:
-    return format_html('<span class="badge {}">{}</span>', STATE_BADGES.get(value, "text-bg-light"), label)
+    return format_html('<span class="badge text-bg-{}">{}</span>', colour(value), label)
 
 
 class MomentColumn(tables.Column):
@@ -84,6 +91,18 @@ class CountColumn(tables.Column):
         return table.counts.get(record.pk, {}).get(self.status, 0)
 
 
+class DeliveryRateColumn(tables.Column):
+    """Sent of all the row's messages (stats.delivery_rate), from `table.counts` like CountColumn."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(empty_values=(), orderable=False, **kwargs)
+
+    def render(self, record: Mailing, table: StatsTable) -> str:
+        counts = table.counts.get(record.pk)
+        rate = stats.delivery_rate(counts) if counts else None
+        return "–" if rate is None else f"{formats.number_format(rate, 1)} %"
+
+
 class StatsTable(tables.Table):
     """Mailings with their message counts; the counts can't be sorted on, as that would count
     the messages of every mailing on each request."""
@@ -102,6 +121,7 @@ class StatsTable(tables.Table):
 
     def __init__(self, *args, **kwargs) -> None:
         extra = [(s, CountColumn(s, verbose_name=s.capitalize())) for s in STATUSES]
+        extra.append(("delivery_rate", DeliveryRateColumn(verbose_name="Delivered")))
         super().__init__(*args, extra_columns=extra, **kwargs)
         self.counts: dict[int, dict[str, int]] = {}
 

@@ -345,7 +345,9 @@ def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
     """Counts by status over all filtered mailings. The page loads it after itself: it reads every
     message of those mailings, which takes a moment on a million rows."""
     _, mailings = _stats_queryset(request)
-    return render(request, "dashboard/statistics.html#totals", {"totals": stats.totals(mailings)})
+    totals = stats.totals(mailings)
+    context = {"totals": totals, "delivery_rate": stats.delivery_rate(totals)}
+    return render(request, "dashboard/statistics.html#totals", context)
 
 
 @permission_required("mailer.view_mailing", raise_exception=True)

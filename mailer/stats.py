@@ -44,6 +44,11 @@ def totals(mailings: QuerySet[Mailing]) -> dict[str, int]:
     return counts
 
 
+def delivery_rate(counts: dict[str, int]) -> float | None:
+    """The delivery rate: sent of all messages, in percent; None while there are none."""
+    return round(100 * counts["sent"] / counts["total"], 1) if counts["total"] else None
+
+
 def _counts_row(mailing: Mailing) -> MailingCounts:
     return MailingCounts.objects.filter(mailing=mailing).first() or MailingCounts(mailing=mailing)
 

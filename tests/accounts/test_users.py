@@ -117,3 +117,16 @@ def test_user_changes_need_post(client, admin, bob):
 
 def test_unknown_user_is_404(client, admin):
     assert client.post("/accounts/users/999999/role/", {"role": VIEWER}).status_code == 404
+
+
+@pytest.mark.parametrize("role", [VIEWER, MANAGER, ADMIN])
+def test_account_pages_are_out_of_the_main_navigation(client, django_user_model, role):
+    """The work (Home, Mailings, Statistics, Clients) in the main navigation; one's own API tokens
+    and, for admins, Users apart, with the account."""
+    client.force_login(user_with_role(django_user_model, role, "someone"))
+    html = client.get("/").content.decode()
+    main = html.split('id="main-nav"')[1].split("</ul>")[0]
+    account = html.split('id="account-nav"')[1].split("</ul>")[0]
+    assert "/accounts/tokens/" not in main and "/accounts/users/" not in main
+    assert 'href="/accounts/tokens/"' in account
+    assert ('href="/accounts/users/"' in account) == (role == ADMIN)

@@ -120,6 +120,7 @@ def test_overview_export(viewer_client, make_mailing, make_client, now):
     row = dict(zip(header, rows[1], strict=True))
     assert row["text"] == "Spring" and row["tags"] == "new vip"
     assert row["total"] == "2" and row["sent"] == "1" and row["expired"] == "1" and row["failed"] == "0"
+    assert row["delivery_rate"] == "50.0"
     assert row["start_at"] == mailing.start_at.isoformat()
 
 

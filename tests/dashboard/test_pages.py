@@ -223,11 +223,14 @@ def test_statistics_counts_and_date_filter(viewer_client, mailing, make_mailing,
     # The row's counts: total 4, pending 1, sent 2, failed 1, expired 0, cancelled 0.
     row = fragment.split("Spring sale")[1].split("</tr>")[0]
     assert [c.split(">")[-1] for c in row.split("</td>")[3:9]] == ["4", "1", "2", "1", "0", "0"]
+    # The delivery rate: 2 sent of 4.
+    assert row.split("</td>")[9].split(">")[-1] == "50.0 %"
     # Totals over the filtered mailings load after the page (hx-trigger="load").
     assert f'hx-get="/statistics/totals/?start_from={day}"' in fragment
     totals = viewer_client.get(f"/statistics/totals/?start_from={day}", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in totals
     assert '<div class="small text-body-secondary">Sent</div><strong>2</strong>' in totals
+    assert '<div class="small text-body-secondary">Delivered</div><strong>50.0 %</strong>' in totals
     everything = viewer_client.get("/statistics/totals/", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in everything
 
@@ -268,3 +271,21 @@ def test_a_purged_mailing_says_so_on_its_page(viewer_client, make_mailing, now):
     MailingCounts.objects.filter(mailing=mailing).update(purged_at=now)
     html = viewer_client.get(f"/mailings/{mailing.pk}/").content.decode()
     assert "after the retention period; the counts are kept" in html
+
+
+def test_state_colours_come_from_one_table(viewer_client, mailing):
+    """The detail page's badge, the tables' badges and the progress bar take their colours from
+    dashboard.tables.COLOURS."""
+    from dashboard import tables
+
+    tables.COLOURS["paused"], tables.COLOURS["sent"] = "dark", "info"
+    try:
+        mailing.pause()
+        detail = viewer_client.get(f"/mailings/{mailing.pk}/").content.decode()
+        listed = viewer_client.get("/mailings/").content.decode()
+    finally:
+        tables.COLOURS["paused"], tables.COLOURS["sent"] = "warning", "success"
+    assert 'class="badge fs-6 state-paused text-bg-dark"' in detail
+    assert '<span class="badge text-bg-dark">Paused</span>' in listed
+    assert '<span class="badge text-bg-info">Sent</span>' in detail  # the messages table
+    assert '<div class="progress-bar bg-info">' in detail and "bg-success" not in detail
