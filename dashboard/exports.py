@@ -57,6 +57,8 @@ OVERVIEW_HEADER = (
     "total",
     *STATUSES,
     "delivery_rate",
+    "sms_parts",
+    "sms_sent",
 )
 
 
@@ -77,6 +79,8 @@ def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
                 m.total_count,
                 *counts.values(),
                 stats.delivery_rate(counts | {"total": m.total_count}),
+                m.sms_parts,
+                m.sms_sent,
             )
 
     return csv_response("mailings-overview.csv", OVERVIEW_HEADER, rows())

@@ -12,6 +12,7 @@ from mailer.importing import max_bytes
 from mailer.models import Client, Mailing, available_timezones, tag_problem
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
+MAX_TEXT = Mailing._meta.get_field("text").max_length
 
 
 def _datetime_field(label: str) -> forms.DateTimeField:
@@ -59,7 +60,7 @@ class MailingForm(forms.ModelForm):
             "window_end",
         ]
         widgets = {
-            "text": forms.Textarea(attrs={"rows": 3, "maxlength": 1000}),
+            "text": forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT}),
             "window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "window_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         }
@@ -82,6 +83,15 @@ class MailingForm(forms.ModelForm):
         self.fields["filter_operator_codes"].choices = [(c, c) for c in codes]
         self.helper = FormHelper()
         self.helper.form_tag = False
+
+    @staticmethod
+    def normalize_text(text: str) -> str:
+        """Browsers send a textarea's line breaks as CR LF: one SMS character more per line
+        than what was typed. The text keeps the LF alone."""
+        return text.replace("\r\n", "\n")
+
+    def clean_text(self) -> str:
+        return self.normalize_text(self.cleaned_data["text"])
 
     def clean_new_tags(self) -> list[str]:
         tags = [t.strip() for t in self.cleaned_data["new_tags"].split(",") if t.strip()]

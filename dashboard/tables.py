@@ -122,6 +122,8 @@ class StatsTable(tables.Table):
     def __init__(self, *args, **kwargs) -> None:
         extra = [(s, CountColumn(s, verbose_name=s.capitalize())) for s in STATUSES]
         extra.append(("delivery_rate", DeliveryRateColumn(verbose_name="Delivered")))
+        extra.append(("sms_parts", tables.Column(verbose_name="Parts", orderable=False)))
+        extra.append(("sms_sent", CountColumn("sms_sent", verbose_name="SMS sent")))
         super().__init__(*args, extra_columns=extra, **kwargs)
         self.counts: dict[int, dict[str, int]] = {}
 

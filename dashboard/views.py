@@ -25,9 +25,9 @@ from django_tables2 import LazyPaginator, RequestConfig
 
 from dashboard import charts, exports
 from dashboard.filters import ClientFilter, MailingFilter, MessageFilter, StatsFilter
-from dashboard.forms import ClientForm, ImportForm, MailingForm
+from dashboard.forms import MAX_TEXT, ClientForm, ImportForm, MailingForm
 from dashboard.tables import ClientTable, MailingTable, MessageTable, StatsTable
-from mailer import importing, stats
+from mailer import importing, sms, stats
 from mailer.http import HtmxHttpRequest, count_param
 from mailer.models import (
     OPERATOR_CODE_RE,
@@ -40,6 +40,7 @@ from mailer.models import (
     MailingText,
     SentMinute,
     StaleEdit,
+    parts_problem,
     tag_problem,
 )
 
@@ -206,13 +207,23 @@ def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
 def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
-    """How many clients the filter in the form matches right now (the form asks as it changes)."""
+    """What the form's mailing would be now (the form asks as it changes): how many clients the
+    filter matches, the text's length as SMS, and so about how many SMS it takes."""
     tags = {t.strip() for t in request.GET.getlist("filter_tags")}
     tags |= {t.strip() for t in request.GET.get("new_tags", "").split(",")}
     tags = {t for t in tags if t and not tag_problem(t)}  # the form reports a bad one on saving
     codes = [c for c in request.GET.getlist("filter_operator_codes") if re.fullmatch(OPERATOR_CODE_RE, c)]
     count = Mailing(filter_tags=sorted(tags), filter_operator_codes=codes).matching_clients().count()
-    return render(request, "dashboard/mailing_form.html#audience", {"audience": count})
+    # As the form will save it (MailingForm.clean_text); longer than a text may be is cut, to bound the work.
+    text = MailingForm.normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
+    length = sms.measure(text)
+    context = {
+        "audience": count,
+        "length": length,
+        "length_problem": parts_problem(length),
+        "sms_estimate": count * length.parts,
+    }
+    return render(request, "dashboard/mailing_form.html#audience", context)
 
 
 def _per_minute_chart(mailing: Mailing) -> str:
@@ -229,11 +240,15 @@ def _per_minute_chart(mailing: Mailing) -> str:
 
 def _summary_context(mailing: Mailing) -> dict[str, Any]:
     timing = stats.timing(mailing)
+    counts = stats.counts_of(mailing)
     return {
         "mailing": mailing,
         "timing": timing,
-        "progress": stats.progress(mailing, stats.counts_of(mailing), timing["messages_per_minute"]),
+        "progress": stats.progress(mailing, counts, timing["messages_per_minute"]),
         "polling": _is_live(mailing),
+        "length": sms.measure(mailing.text),
+        "sms_estimate": counts["total"] * mailing.sms_parts,
+        "sms_sent": stats.sms_sent_of(mailing),
     }
 
 
@@ -333,7 +348,8 @@ def statistics(request: HtmxHttpRequest) -> HttpResponse:
     # would read the whole message table on each request.
     shown = [row.record.pk for row in table.page.object_list]
     table.counts = {
-        m.pk: {s: getattr(m, f"{s}_count") for s in stats.STATUSES} | {"total": m.total_count}
+        m.pk: {s: getattr(m, f"{s}_count") for s in stats.STATUSES}
+        | {"total": m.total_count, "sms_sent": m.sms_sent}
         for m in stats.with_counts(Mailing.objects.filter(pk__in=shown))
     }
     return _page(request, "dashboard/statistics.html", "table", {"filter": filterset, "table": table})
@@ -346,7 +362,11 @@ def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
     message of those mailings, which takes a moment on a million rows."""
     _, mailings = _stats_queryset(request)
     totals = stats.totals(mailings)
-    context = {"totals": totals, "delivery_rate": stats.delivery_rate(totals)}
+    context = {
+        "totals": totals,
+        "delivery_rate": stats.delivery_rate(totals),
+        "sms_sent": stats.sms_sent(mailings),
+    }
     return render(request, "dashboard/statistics.html#totals", context)
 
 

@@ -69,6 +69,7 @@ class EngineConfig:
     breaker_threshold: int
     breaker_seconds: float
     rate_limit: float  # messages per second for all workers together; 0 = no limit
+    max_parts: int = 0  # MAILER_MAX_PARTS: a text over this many SMS parts is not sent; 0 = no cap
 
     @classmethod
     def from_settings(cls) -> EngineConfig:
@@ -83,6 +84,7 @@ class EngineConfig:
             breaker_threshold=settings.MAILER_BREAKER_THRESHOLD,
             breaker_seconds=settings.MAILER_BREAKER_SECONDS,
             rate_limit=settings.MAILER_RATE_LIMIT,
+            max_parts=settings.MAILER_MAX_PARTS,
         )
 
 
@@ -122,10 +124,19 @@ class Outcome:
     event: str
 
 
-def decide(msg: Claimed, mailing: Mailing, now: datetime) -> Outcome | None:
+def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) -> Outcome | None:
     """Before sending: None to send now, otherwise what happens instead (pure)."""
     if mailing.state != MailingState.RUNNING:
         return Outcome({}, None, logging.DEBUG, "released: the mailing is not running")
+    if max_parts and mailing.sms_parts > max_parts:
+        # Saving refuses such a text; this one predates a lower cap. Never billed for more.
+        why = f"the text takes {mailing.sms_parts} SMS parts, over MAILER_MAX_PARTS ({max_parts})"
+        return Outcome(
+            {"status": MessageStatus.FAILED, "last_error": why},
+            MessageStatus.FAILED,
+            logging.WARNING,
+            f"failed: {why}",
+        )
     if msg.client_id is None:
         return Outcome(
             {"status": MessageStatus.CANCELLED, "last_error": "the client was deleted"},
@@ -367,7 +378,7 @@ class Deliverer:
         batch = Round(lease, now, clock, claimed, mailings, {}, healthy=state.is_healthy())
         for msg in claimed:
             mailing = mailings[msg.mailing_id]
-            decision = decide(msg, mailing, now)
+            decision = decide(msg, mailing, now, self.config.max_parts)
             if decision is None:
                 deadline = clock + (mailing.end_at - now).total_seconds()
                 batch.outbound.append(

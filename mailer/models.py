@@ -19,6 +19,8 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
+from mailer import sms
+
 logger = logging.getLogger("mailer.gateway")
 
 # [0-9], not \d: \d also matches other scripts' digits (Python and PostgreSQL alike).
@@ -148,6 +150,22 @@ CANCELLED_WHY = "the mailing was cancelled"
 ENDED_WHY = "the mailing ended before it could be sent"
 
 
+def parts_problem(length: sms.SmsLength) -> str | None:
+    """Why a text of this length may not be sent (MAILER_MAX_PARTS), or None."""
+    cap = settings.MAILER_MAX_PARTS
+    if cap and length.parts > cap:
+        return (
+            f"The text takes {length.parts} SMS parts ({length.characters} characters, {length.encoding}); "
+            f"at most {cap} are allowed (MAILER_MAX_PARTS). Shorten it"
+            + (
+                ", or write it without Cyrillic or other non-GSM characters."
+                if length.encoding == sms.UCS2
+                else "."
+            )
+        )
+    return None
+
+
 class MailingError(Exception):
     """A control action that the mailing's state does not allow (the API answers 409)."""
 
@@ -161,6 +179,11 @@ class Mailing(models.Model):
     window_start = models.TimeField(null=True, blank=True, help_text="Client-local time.")
     window_end = models.TimeField(null=True, blank=True, help_text="Client-local time.")
     state = models.CharField(max_length=16, choices=MailingState.choices, default=MailingState.SCHEDULED)
+    # The text's length as SMS (mailer/sms.py), kept on every save.
+    sms_encoding = models.CharField(max_length=5, default=sms.GSM7, editable=False)
+    sms_parts = models.PositiveSmallIntegerField(
+        default=0, editable=False, help_text="SMS parts per message."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -202,6 +225,8 @@ class Mailing(models.Model):
     def clean(self) -> None:
         super().clean()
         errors: dict[str, str] = {}
+        if self.text and (problem := parts_problem(sms.measure(self.text))):
+            errors["text"] = problem
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = "End must be after start."
         if (self.window_start is None) != (self.window_end is None):
@@ -236,7 +261,9 @@ class Mailing(models.Model):
                 MailingCounts.objects.get_or_create(mailing=self)
             if self.current_text is None or self.current_text.text != self.text:
                 number = self.texts.count() + 1
-                self.current_text = MailingText.objects.create(mailing=self, number=number, text=self.text)
+                self.current_text = MailingText.objects.create(
+                    mailing=self, number=number, text=self.text, parts=self.sms_parts
+                )
                 Mailing.objects.filter(pk=self.pk).update(current_text=self.current_text)
 
     def save_edit(self, read_revision: int | None) -> None:
@@ -266,6 +293,8 @@ class Mailing(models.Model):
         # Normalise so that filters compare as strings and never hold duplicates.
         self.filter_tags = sorted({str(t).strip() for t in self.filter_tags or []})
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
+        length = sms.measure(self.text)
+        self.sms_encoding, self.sms_parts = length.encoding, length.parts
         if self.pk and self.started_at:
             # A started mailing whose filter changes gets its audience resolved again: the
             # engine adds newly matching clients and cancels pending ones that no longer match.
@@ -347,6 +376,7 @@ class MailingText(models.Model):
     sent = models.BigIntegerField(
         default=0, help_text="Messages sent with this text (kept like MailingCounts)."
     )
+    parts = models.PositiveSmallIntegerField(default=0, help_text="SMS parts per message (mailer/sms.py).")
 
     class Meta:
         ordering = ["mailing", "number"]

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = [
     "mailing_id", "text", "state", "start_at", "end_at", "started_at", "finished_at",
-    "total", *STATUSES, "sent_in_period",
+    "total", *STATUSES, "sent_in_period", "sms_parts", "sms_sent",
 ]  # fmt: skip
 # A run that dies mid-send gives the row back after this long.
 SEND_LEASE = timedelta(minutes=10)
@@ -83,6 +83,7 @@ def build(start: datetime, end: datetime) -> ReportContent:
     )
     overall = totals(base)
     overall["sent_in_period"] = sum(m.sent_in_period for m in rows)
+    overall["sms_sent"] = sum(m.sms_sent for m in rows)
     local_start, local_end = timezone.localtime(start), timezone.localtime(end)
     context = {
         "mailings": rows,
@@ -98,7 +99,10 @@ def build(start: datetime, end: datetime) -> ReportContent:
         for m in rows:
             times = (m.start_at, m.end_at, m.started_at, m.finished_at)
             counts = (getattr(m, f"{status}_count") for status in STATUSES)
-            yield [m.pk, m.text, m.state, *map(_iso, times), m.total_count, *counts, m.sent_in_period]
+            yield [
+                m.pk, m.text, m.state, *map(_iso, times), m.total_count, *counts, m.sent_in_period,
+                m.sms_parts, m.sms_sent,
+            ]  # fmt: skip
 
     return ReportContent(
         subject=f"mailer: daily report {local_start:%Y-%m-%d %H:%M} - {local_end:%Y-%m-%d %H:%M}",

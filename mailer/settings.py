@@ -348,6 +348,10 @@ if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
 
 # The sending engine (see mailer/delivery.py and docs/engine.md).
 MAILER_IMPORT_MAX_MB = envint("MAILER_IMPORT_MAX_MB", "50")  # client CSV files, UI and API alike
+# The most SMS parts a mailing's text may take (mailer/sms.py); 0 = no cap.
+MAILER_MAX_PARTS = envint("MAILER_MAX_PARTS", "0")
+if MAILER_MAX_PARTS < 0:
+    raise ImproperlyConfigured("MAILER_MAX_PARTS must be 0 (no cap) or more")
 # Message rows of mailings over for this many days are deleted (their counts stay); 0 = keep all.
 MAILER_MESSAGE_RETENTION_DAYS = envint("MAILER_MESSAGE_RETENTION_DAYS", "0")
 if MAILER_MESSAGE_RETENTION_DAYS < 0:

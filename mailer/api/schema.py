@@ -292,6 +292,8 @@ mailing_stats = extend_schema(
                     "cancelled": 5,
                     "total": 1000,
                 },
+                "sms_parts": 2,
+                "sms_sent": 960,
                 "timing": {
                     "started_at": "2026-12-01T09:00:02Z",
                     "finished_at": None,
@@ -334,6 +336,7 @@ all_stats = extend_schema(
                     "cancelled": 0,
                     "total": 16,
                 },
+                "sms_sent": 25,
                 "mailings": [
                     {
                         "id": 2,
@@ -349,6 +352,8 @@ all_stats = extend_schema(
                             "cancelled": 0,
                             "total": 10,
                         },
+                        "sms_parts": 2,
+                        "sms_sent": 20,
                     },
                     {
                         "id": 1,
@@ -364,6 +369,8 @@ all_stats = extend_schema(
                             "cancelled": 0,
                             "total": 6,
                         },
+                        "sms_parts": 1,
+                        "sms_sent": 5,
                     },
                 ],
             },

@@ -14,7 +14,7 @@ from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mailer import stats
+from mailer import sms, stats
 from mailer.models import (
     TAG_MAX,
     Client,
@@ -223,6 +223,19 @@ class MailingWindowSerializer(StrictSerializer):
     end = HourMinuteField(help_text="HH:MM, client-local. Before start means the window crosses midnight.")
 
 
+class SmsLengthSerializer(serializers.Serializer):
+    """The text's length as SMS (mailer/sms.py)."""
+
+    encoding = serializers.ChoiceField(
+        choices=[sms.GSM7, sms.UCS2],
+        help_text="UCS-2 as soon as one character is outside GSM-7 (Cyrillic is).",
+    )
+    characters = serializers.IntegerField()
+    parts = serializers.IntegerField(
+        help_text="SMS parts per message: 160/153 characters each in GSM-7, 70/67 in UCS-2."
+    )
+
+
 # Model errors on these fields are reported under the API's names.
 _MAILING_FIELDS = {
     "filter_tags": "filter",
@@ -248,12 +261,16 @@ class MailingSerializer(StrictModelSerializer):
         allow_null=True,
         help_text="Username of its author, if still there.",
     )
+    sms = serializers.SerializerMethodField(
+        help_text="What the text takes as SMS; MAILER_MAX_PARTS caps the parts."
+    )
 
     class Meta:
         model = Mailing
         fields = (
             "id",
             "text",
+            "sms",
             "start_at",
             "end_at",
             "filter",
@@ -277,6 +294,10 @@ class MailingSerializer(StrictModelSerializer):
             "start_at": {"help_text": "When sending may begin (ISO 8601 with time zone)."},
             "end_at": {"help_text": "No message leaves after this moment; must be after start_at."},
         }
+
+    @extend_schema_field(SmsLengthSerializer)
+    def get_sms(self, instance: Mailing) -> dict:
+        return sms.measure(instance.text).as_dict()
 
     def to_representation(self, instance: Mailing):
         data = super().to_representation(instance)
@@ -366,8 +387,13 @@ class CountsSerializer(serializers.Serializer):
 assert set(CountsSerializer._declared_fields) == {*stats.STATUSES, "total"}, "a status is missing"
 
 
+SMS_SENT_HELP = "SMS parts delivered (what the gateway bills): each message sent times its text's parts."
+
+
 class MailingCountsSerializer(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
+    sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
+    sms_sent = serializers.IntegerField(help_text=SMS_SENT_HELP)
 
     class Meta:
         model = Mailing
@@ -378,6 +404,8 @@ class MailingCountsSerializer(serializers.ModelSerializer):
             "start_at",
             "end_at",
             "counts",
+            "sms_parts",
+            "sms_sent",
         )
 
     @extend_schema_field(CountsSerializer)
@@ -390,6 +418,7 @@ class MailingCountsSerializer(serializers.ModelSerializer):
 
 class StatsSerializer(serializers.Serializer):
     totals = CountsSerializer(help_text="Over all mailings listed.")
+    sms_sent = serializers.IntegerField(help_text=f"Over all mailings listed. {SMS_SENT_HELP}")
     mailings = MailingCountsSerializer(many=True)
 
 
@@ -407,6 +436,8 @@ class MailingStatsSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=Mailing._meta.get_field("state").choices)
     counts = CountsSerializer()
+    sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
+    sms_sent = serializers.IntegerField(help_text=SMS_SENT_HELP)
     timing = TimingSerializer()
 
 

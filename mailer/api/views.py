@@ -281,6 +281,8 @@ class MailingViewSet(viewsets.ModelViewSet):
             "id": mailing.id,
             "state": mailing.state,
             "counts": stats.counts_of(mailing),
+            "sms_parts": mailing.sms_parts,
+            "sms_sent": stats.sms_sent_of(mailing),
             "timing": stats.timing(mailing),
         }
         return Response(s.MailingStatsSerializer(body).data)
@@ -331,7 +333,11 @@ class StatsView(APIView):
         mailings = Mailing.objects.all()
         # Explicit order: Django drops Meta.ordering from GROUP BY queries.
         annotated = stats.with_counts(mailings).order_by("-start_at", "-id")
-        body = {"totals": stats.totals(mailings), "mailings": list(annotated)}
+        body = {
+            "totals": stats.totals(mailings),
+            "sms_sent": stats.sms_sent(mailings),
+            "mailings": list(annotated),
+        }
         return Response(s.StatsSerializer(body).data)
 
 

@@ -308,3 +308,25 @@ def test_messages_paginated_and_filtered(api, make_mailing, make_client, now):
     assert len(api.get(f"/api/v1/mailings/{mailing.id}/messages/?page_size=2").json()["results"]) == 2
     assert api.get(f"/api/v1/mailings/{mailing.id}/messages/?status=lost").status_code == 400
     assert api.get("/api/v1/mailings/999/messages/").status_code == 404
+
+
+def test_the_text_s_length_as_sms_and_the_cap(api, body, settings):
+    body["text"] = "П" * 71
+    data = api.post("/api/v1/mailings/", body, format="json").json()
+    assert data["sms"] == {"encoding": "UCS-2", "characters": 71, "parts": 2}
+    settings.MAILER_MAX_PARTS = 1
+    response = api.post("/api/v1/mailings/", body, format="json")
+    assert response.status_code == 400
+    assert "takes 2 SMS parts" in response.json()["text"][0]
+
+
+def test_stats_count_the_sms_sent(api, make_mailing, make_client):
+    mailing = make_mailing(text="П" * 71)
+    for _ in range(3):
+        Message.objects.create(
+            mailing=mailing, client=make_client(), status=MessageStatus.SENT, sent_text=mailing.current_text
+        )
+    one = api.get(f"/api/v1/mailings/{mailing.pk}/stats/").json()
+    assert (one["sms_parts"], one["sms_sent"]) == (2, 6)
+    everything = api.get("/api/v1/stats/").json()
+    assert everything["sms_sent"] == 6 and everything["mailings"][0]["sms_sent"] == 6
