@@ -1,15 +1,27 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
-from accounts.roles import ROLES
+from accounts.roles import ROLE_LABELS, ROLES
 
 
 class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, strip=True, help_text="What the token is for, e.g. “CRM import”.")
+    name = forms.CharField(
+        label=_("Name"), max_length=100, strip=True, help_text=_("What the token is for, e.g. “CRM import”.")
+    )
     days = forms.TypedChoiceField(
-        label="Expires",
-        choices=[("", "never"), (7, "in 7 days"), (30, "in 30 days"), (90, "in 90 days"), (365, "in a year")],
+        label=_("Expires"),
+        choices=[
+            # Shown after "expires": a context of its own, apart from the "never" of a token never used.
+            ("", pgettext_lazy("token expires", "never")),
+            (7, _("in 7 days")),
+            (30, _("in 30 days")),
+            (90, _("in 90 days")),
+            (365, _("in a year")),
+        ],
         coerce=int,
         empty_value=None,
         required=False,
@@ -17,4 +29,4 @@ class TokenForm(forms.Form):
 
 
 class RoleForm(forms.Form):
-    role = forms.ChoiceField(choices=[(role, role.capitalize()) for role in ROLES])
+    role = forms.ChoiceField(label=_("Role"), choices=[(role, capfirst(ROLE_LABELS[role])) for role in ROLES])

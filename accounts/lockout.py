@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import ngettext
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,13 @@ def locked_out(request: HttpRequest, response=None, credentials: dict | None = N
     context = {
         "form": AuthenticationForm(request, initial={"username": username}),
         "next": request.POST.get("next") or ("/admin/" if request.path.startswith("/admin/") else ""),
-        "lockout_message": (
-            f"Too many failed sign-ins: this account, or sign-in from this address, is locked for "
-            f"{minutes} minutes. An administrator can unlock it sooner."
-        ),
+        "lockout_message": ngettext(
+            "Too many failed sign-ins: this account, or sign-in from this address, is locked for "
+            "%(minutes)s minutes. An administrator can unlock it sooner.",
+            "Too many failed sign-ins: this account, or sign-in from this address, is locked for "
+            "%(minutes)s minutes. An administrator can unlock it sooner.",
+            minutes,
+        )
+        % {"minutes": minutes},
     }
     return render(request, "accounts/login.html", context, status=429)

@@ -11,6 +11,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils.translation import gettext, gettext_noop
 from social_core.exceptions import AuthPolicyError
 from social_core.pipeline.user import create_user
 
@@ -26,9 +27,11 @@ class SignInRefused(AuthPolicyError):
         self.args = (reason,)
 
 
-def _refuse(backend, email: str, reason: str) -> SignInRefused:
-    logger.warning("refused Auth0 sign-in of %r: %s", email, reason)
-    return SignInRefused(backend, reason)
+def _refuse(backend, address: str, reason: str, **params) -> SignInRefused:
+    """`reason` is marked with gettext_noop: the log says it in English, the person reads it in
+    their language; `params` fill its %(name)s placeholders."""
+    logger.warning("refused Auth0 sign-in of %r: %s", address, reason % params if params else reason)
+    return SignInRefused(backend, gettext(reason) % params if params else gettext(reason))
 
 
 def require_allowed_email(backend, details: dict, *args, **kwargs) -> None:
@@ -43,27 +46,37 @@ def require_allowed_email(backend, details: dict, *args, **kwargs) -> None:
         raise _refuse(
             backend,
             email,
-            "Single sign-on admits nobody yet: the administrator has not set "
-            "AUTH0_ALLOWED_DOMAINS or AUTH0_ALLOWED_EMAILS.",
+            gettext_noop(
+                "Single sign-on admits nobody yet: the administrator has not set "
+                "AUTH0_ALLOWED_DOMAINS or AUTH0_ALLOWED_EMAILS."
+            ),
         )
     if "@" not in email:
-        raise _refuse(backend, email, "Auth0 did not tell us your email address, so we cannot admit you.")
+        raise _refuse(
+            backend, email, gettext_noop("Auth0 did not tell us your email address, so we cannot admit you.")
+        )
     if details.get("email_verified") is not True:
         raise _refuse(
             backend,
             email,
-            f"Your email address {email} is not verified with Auth0 yet. "
-            "Verify it (see the email from Auth0), then sign in again.",
+            gettext_noop(
+                "Your email address %(email)s is not verified with Auth0 yet. "
+                "Verify it (see the email from Auth0), then sign in again."
+            ),
+            email=email,
         )
     if email not in emails and email.rpartition("@")[2] not in domains:
         raise _refuse(
-            backend, email, f"{email} may not sign in here. Ask an administrator to add your address."
+            backend,
+            email,
+            gettext_noop("%(email)s may not sign in here. Ask an administrator to add your address."),
+            email=email,
         )
 
 
 def refuse_inactive(backend, details: dict, user=None, *args, **kwargs) -> None:
     if user is not None and not user.is_active:
-        raise _refuse(backend, details.get("email", ""), "Your account has been deactivated.")
+        raise _refuse(backend, details.get("email", ""), gettext_noop("Your account has been deactivated."))
 
 
 def associate_by_verified_email(backend, details: dict, user=None, *args, **kwargs) -> dict | None:
@@ -77,10 +90,13 @@ def associate_by_verified_email(backend, details: dict, user=None, *args, **kwar
     matches = list(get_user_model().objects.filter(email__iexact=email)[:2])
     if len(matches) > 1:
         raise _refuse(
-            backend, email, f"Several accounts use {email}; an administrator has to sort that out first."
+            backend,
+            email,
+            gettext_noop("Several accounts use %(email)s; an administrator has to sort that out first."),
+            email=email,
         )
     if matches and not matches[0].is_active:
-        raise _refuse(backend, email, "Your account has been deactivated.")
+        raise _refuse(backend, email, gettext_noop("Your account has been deactivated."))
     return {"user": matches[0]} if matches else None
 
 

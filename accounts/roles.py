@@ -10,8 +10,16 @@ docs/security.md (checked against the URLconf by tests/accounts/test_access.py).
 
 from __future__ import annotations
 
+from django.utils.translation import pgettext_lazy
+
 VIEWER, MANAGER, ADMIN = "viewer", "manager", "admin"
 ROLES = (VIEWER, MANAGER, ADMIN)
+# What people read for a role (the group names above stay as they are: they are data).
+ROLE_LABELS = {
+    VIEWER: pgettext_lazy("role", "viewer"),
+    MANAGER: pgettext_lazy("role", "manager"),
+    ADMIN: pgettext_lazy("role", "admin"),
+}
 
 _VIEW = ["mailer.view_client", "mailer.view_mailing", "mailer.view_message"]
 _MANAGE = [

@@ -12,12 +12,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.forms import RoleForm, TokenForm
 from accounts.models import ApiToken
-from accounts.roles import role_of, set_role
+from accounts.roles import ROLE_LABELS, role_of, set_role
 
 AUTH0_BACKEND = "social_core.backends.auth0.Auth0OAuth2"
 
@@ -57,7 +58,10 @@ def refused(request: HttpRequest) -> HttpResponse:
 @permission_required("auth.view_user", raise_exception=True)
 def users(request: HttpRequest) -> HttpResponse:
     people = User.objects.order_by("username").prefetch_related("groups", "social_auth")
-    rows = [{"user": person, "role": role_of(person)} for person in people]
+    rows = []
+    for person in people:
+        role = role_of(person)
+        rows.append({"user": person, "role": role, "role_label": ROLE_LABELS.get(role)})
     return render(request, "accounts/users.html", {"rows": rows, "role_form": RoleForm()})
 
 
@@ -78,12 +82,19 @@ def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
     person = _get_other_user(request, user_id)
     form = RoleForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose one of the roles viewer, manager or admin.")
+        messages.error(request, _("Choose one of the roles viewer, manager or admin."))
     elif person.is_superuser:
-        messages.error(request, f"{person.username} is a superuser; a role would change nothing.")
+        messages.error(
+            request,
+            _("%(username)s is a superuser; a role would change nothing.") % {"username": person.username},
+        )
     else:
-        set_role(person, form.cleaned_data["role"])
-        messages.success(request, f"{person.username} is now {form.cleaned_data['role']}.")
+        role = form.cleaned_data["role"]
+        set_role(person, role)
+        messages.success(
+            request,
+            _("%(username)s is now %(role)s.") % {"username": person.username, "role": ROLE_LABELS[role]},
+        )
     return redirect("accounts:users")
 
 
@@ -95,10 +106,13 @@ def set_active(request: HttpRequest, user_id: int) -> HttpResponse:
     person.is_active = active
     person.save(update_fields=["is_active"])
     if active:
-        messages.success(request, f"{person.username} may sign in again.")
+        messages.success(request, _("%(username)s may sign in again.") % {"username": person.username})
     else:
         # Inactive users' sessions and API tokens stop working on their next request.
-        messages.success(request, f"{person.username} is deactivated and can no longer sign in.")
+        messages.success(
+            request,
+            _("%(username)s is deactivated and can no longer sign in.") % {"username": person.username},
+        )
     return redirect("accounts:users")
 
 
@@ -129,7 +143,9 @@ def create_token(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _tokens_page(request, form, status=400)
     token, raw = ApiToken.issue(request.user, form.cleaned_data["name"], days=form.cleaned_data["days"])
-    messages.success(request, f"Token “{token.name}” created. Copy it now: it is not shown again.")
+    messages.success(
+        request, _("Token “%(name)s” created. Copy it now: it is not shown again.") % {"name": token.name}
+    )
     return _tokens_page(request, TokenForm(), new_token=raw)
 
 
@@ -145,5 +161,8 @@ def _get_token_for_user(request: HttpRequest, token_id: int) -> ApiToken:
 def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token = _get_token_for_user(request, token_id)
     token.revoke()
-    messages.success(request, f"Token “{token.name}” ({token.prefix}…) is revoked.")
+    messages.success(
+        request,
+        _("Token “%(name)s” (%(prefix)s…) is revoked.") % {"name": token.name, "prefix": token.prefix},
+    )
     return redirect("accounts:tokens")

@@ -10,19 +10,22 @@ from datetime import datetime, timedelta
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
 
 WIDTH, HEIGHT = 720, 200
 LEFT, BOTTOM, TOP = 40, 22, 10
 
 
-def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, unit: str = "messages") -> SafeString:
-    """A responsive bar chart (scales with its container through viewBox) with a y-axis maximum."""
-    if not bars or not any(value for _, value in bars):
+def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, unit: str = "") -> SafeString:
+    """A responsive bar chart (scales with its container through viewBox) with a y-axis maximum.
+    `unit` follows the value in a bar's tooltip ("messages" by default)."""
+    unit = unit or _("messages")
+    if not bars or not any(value for _label, value in bars):
         return mark_safe(
             f'<p class="text-body-secondary small mb-0" role="img" aria-label="{escape(title)}">'
-            f"No {escape(unit)} in this period.</p>"
+            f"{escape(_('No messages in this period.'))}</p>"
         )
-    peak = max(value for _, value in bars)
+    peak = max(value for _label, value in bars)
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
     step = plot_w / len(bars)
     bar_w = max(step * 0.8, 1)

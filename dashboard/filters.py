@@ -9,6 +9,7 @@ from django import forms
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from mailer.http import count_param
 from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, validate_moment
@@ -28,13 +29,18 @@ def _day_start(day) -> datetime:
 
 
 class MailingFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search", widget=_search_input())
-    state = django_filters.ChoiceFilter(choices=MailingState.choices, empty_label="Any state")
+    q = django_filters.CharFilter(method="search", label=_("Search"), widget=_search_input())
+    state = django_filters.ChoiceFilter(
+        choices=MailingState.choices, empty_label=_("Any state"), label=_("State")
+    )
     start_from = django_filters.DateFilter(
-        method="starts_from", label="Starts on or after", widget=_date_input(), validators=[validate_moment]
+        method="starts_from",
+        label=_("Starts on or after"),
+        widget=_date_input(),
+        validators=[validate_moment],
     )
     start_to = django_filters.DateFilter(
-        method="starts_to", label="Starts on or before", widget=_date_input(), validators=[validate_moment]
+        method="starts_to", label=_("Starts on or before"), widget=_date_input(), validators=[validate_moment]
     )
 
     class Meta:
@@ -62,10 +68,12 @@ class StatsFilter(MailingFilter):
 
 
 class ClientFilter(django_filters.FilterSet):
-    phone = django_filters.CharFilter(method="search_phone", label="Phone", widget=_search_input())
-    tag = django_filters.ChoiceFilter(choices=[], empty_label="Any tag")
-    operator_code = django_filters.ChoiceFilter(choices=[], empty_label="Any operator", label="Operator")
-    timezone = django_filters.ChoiceFilter(choices=[], empty_label="Any time zone", label="Time zone")
+    phone = django_filters.CharFilter(method="search_phone", label=_("Phone"), widget=_search_input())
+    tag = django_filters.ChoiceFilter(choices=[], empty_label=_("Any tag"), label=_("Tag"))
+    operator_code = django_filters.ChoiceFilter(
+        choices=[], empty_label=_("Any operator"), label=_("Operator")
+    )
+    timezone = django_filters.ChoiceFilter(choices=[], empty_label=_("Any time zone"), label=_("Time zone"))
 
     class Meta:
         model = Client
@@ -91,11 +99,13 @@ class ClientFilter(django_filters.FilterSet):
 
 
 class MessageFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=MessageStatus.choices, empty_label="Any status")
+    status = django_filters.ChoiceFilter(
+        choices=MessageStatus.choices, empty_label=_("Any status"), label=_("Status")
+    )
     phone = django_filters.CharFilter(
         field_name="client__phone",
         lookup_expr="startswith",
-        label="Phone starts with",
+        label=_("Phone starts with"),
         widget=_search_input(),
     )
 

@@ -6,6 +6,8 @@ from crispy_forms.helper import FormHelper
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.importing import max_bytes
@@ -19,32 +21,31 @@ def _datetime_field(label: str) -> forms.DateTimeField:
     return forms.DateTimeField(
         label=label,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT),
-        help_text=f"Server time ({settings.TIME_ZONE}).",
     )
 
 
 class MailingForm(forms.ModelForm):
-    start_at = _datetime_field("Start")
-    end_at = _datetime_field("End")
+    start_at = _datetime_field(gettext_lazy("Start"))
+    end_at = _datetime_field(gettext_lazy("End"))
     filter_tags = forms.MultipleChoiceField(
-        label="Tags",
+        label=gettext_lazy("Tags"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="None ticked = every tag.",
+        help_text=gettext_lazy("None ticked = every tag."),
     )
     new_tags = forms.CharField(
-        label="Other tags",
+        label=gettext_lazy("Other tags"),
         required=False,
         max_length=500,
-        help_text="Tags no client has yet, separated by commas.",
+        help_text=gettext_lazy("Tags no client has yet, separated by commas."),
     )
     # The revision the form was opened at: saving over a newer one is a conflict (Mailing.save_edit).
     revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
     filter_operator_codes = forms.MultipleChoiceField(
-        label="Operator codes",
+        label=gettext_lazy("Operator codes"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="None ticked = every operator.",
+        help_text=gettext_lazy("None ticked = every operator."),
     )
 
     class Meta:
@@ -64,16 +65,22 @@ class MailingForm(forms.ModelForm):
             "window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "window_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
         }
-        labels = {"window_start": "Send from (client-local)", "window_end": "Send until (client-local)"}
+        labels = {
+            "text": gettext_lazy("Text"),
+            "window_start": gettext_lazy("Send from (client-local)"),
+            "window_end": gettext_lazy("Send until (client-local)"),
+        }
         help_texts = {
-            "window_start": "Leave both empty to send at any hour.",
-            "window_end": "May be earlier than the start: the window then crosses midnight.",
+            "window_start": gettext_lazy("Leave both empty to send at any hour."),
+            "window_end": gettext_lazy("May be earlier than the start: the window then crosses midnight."),
         }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["revision"].initial = self.instance.revision
+        for name in ("start_at", "end_at"):
+            self.fields[name].help_text = _("Server time (%(zone)s).") % {"zone": settings.TIME_ZONE}
         # Choices are what clients have, plus whatever this mailing already targets.
         initial_tags = self.initial.get("filter_tags") or []
         initial_codes = self.initial.get("filter_operator_codes") or []
@@ -111,7 +118,12 @@ class ClientForm(forms.ModelForm):
         model = Client
         fields = ["phone", "tag", "timezone"]
         widgets = {"timezone": forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"})}
-        help_texts = {"phone": "11 digits: 7, then the operator code (900-999), then 7 digits."}
+        labels = {
+            "phone": gettext_lazy("Phone"),
+            "tag": gettext_lazy("Tag"),
+            "timezone": gettext_lazy("Time zone"),
+        }
+        help_texts = {"phone": gettext_lazy("11 digits: 7, then the operator code (900-999), then 7 digits.")}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -124,19 +136,25 @@ class ClientForm(forms.ModelForm):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(label="CSV file", help_text="Columns: phone, tag, timezone.")
+    file = forms.FileField(label=gettext_lazy("CSV file"))
     all_or_nothing = forms.BooleanField(
-        required=False, initial=True, label="All or nothing: import nothing if any row has an error"
+        required=False,
+        initial=True,
+        label=gettext_lazy("All or nothing: import nothing if any row has an error"),
     )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.form_tag = False
-        self.fields["file"].help_text += f" UTF-8, at most {settings.MAILER_IMPORT_MAX_MB} MB."
+        self.fields["file"].help_text = _("Columns: phone, tag, timezone. UTF-8, at most %(mb)s MB.") % {
+            "mb": settings.MAILER_IMPORT_MAX_MB
+        }
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if upload.size > max_bytes():
-            raise ValidationError(f"The file is larger than {settings.MAILER_IMPORT_MAX_MB} MB; split it.")
+            raise ValidationError(
+                _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
+            )
         return upload

@@ -5,9 +5,11 @@ from __future__ import annotations
 import django_tables2 as tables
 from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from mailer import stats
-from mailer.models import Client, Mailing, Message
+from mailer.models import Client, Mailing, Message, MessageStatus
 from mailer.stats import STATUSES
 
 # The one place for the colour of a mailing's state and a message's status (Bootstrap's names):
@@ -37,7 +39,7 @@ class MomentColumn(tables.Column):
     """A date-time in the current time zone, formatted in Python (DateTimeColumn renders a
     template for every cell)."""
 
-    def __init__(self, format: str = "Y-m-d H:i", **kwargs) -> None:
+    def __init__(self, format: str = "SHORT_DATETIME_FORMAT", **kwargs) -> None:
         super().__init__(**kwargs)
         self.format = format
 
@@ -50,12 +52,13 @@ class MailingTable(tables.Table):
     text = tables.Column(
         linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}),
         attrs={"td": {"class": "text-truncate", "style": "max-width: 24rem"}},
+        verbose_name=gettext_lazy("Text"),
     )
-    state = tables.Column()
-    start_at = MomentColumn(verbose_name="Start")
-    end_at = MomentColumn(verbose_name="End")
-    audience = tables.Column(empty_values=(), orderable=False, verbose_name="Filter")
-    window = tables.Column(empty_values=(), orderable=False, verbose_name="Local window")
+    state = tables.Column(verbose_name=gettext_lazy("State"))
+    start_at = MomentColumn(verbose_name=gettext_lazy("Start"))
+    end_at = MomentColumn(verbose_name=gettext_lazy("End"))
+    audience = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Filter"))
+    window = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Local window"))
 
     class Meta:
         model = Mailing
@@ -69,14 +72,14 @@ class MailingTable(tables.Table):
     def render_audience(self, record: Mailing) -> str:
         parts = []
         if record.filter_tags:
-            parts.append("tags " + ", ".join(record.filter_tags))
+            parts.append(_("tags %(tags)s") % {"tags": ", ".join(record.filter_tags)})
         if record.filter_operator_codes:
-            parts.append("codes " + ", ".join(record.filter_operator_codes))
-        return "; ".join(parts) or "all clients"
+            parts.append(_("codes %(codes)s") % {"codes": ", ".join(record.filter_operator_codes)})
+        return "; ".join(parts) or _("all clients")
 
     def render_window(self, record: Mailing) -> str:
         if not record.has_window:
-            return "any time"
+            return _("any time")
         return f"{record.window_start:%H:%M}–{record.window_end:%H:%M}"
 
 
@@ -108,10 +111,13 @@ class StatsTable(tables.Table):
     the messages of every mailing on each request."""
 
     id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
-    text = tables.Column(attrs={"td": {"class": "text-truncate", "style": "max-width: 18rem"}})
-    state = tables.Column()
-    start_at = MomentColumn(verbose_name="Start")
-    total = CountColumn("total", verbose_name="Total")
+    text = tables.Column(
+        attrs={"td": {"class": "text-truncate", "style": "max-width: 18rem"}},
+        verbose_name=gettext_lazy("Text"),
+    )
+    state = tables.Column(verbose_name=gettext_lazy("State"))
+    start_at = MomentColumn(verbose_name=gettext_lazy("Start"))
+    total = CountColumn("total", verbose_name=gettext_lazy("Total"))
 
     class Meta:
         model = Mailing
@@ -120,10 +126,10 @@ class StatsTable(tables.Table):
         order_by = ("-start_at",)
 
     def __init__(self, *args, **kwargs) -> None:
-        extra = [(s, CountColumn(s, verbose_name=s.capitalize())) for s in STATUSES]
-        extra.append(("delivery_rate", DeliveryRateColumn(verbose_name="Delivered")))
-        extra.append(("sms_parts", tables.Column(verbose_name="Parts", orderable=False)))
-        extra.append(("sms_sent", CountColumn("sms_sent", verbose_name="SMS sent")))
+        extra = [(s, CountColumn(s, verbose_name=MessageStatus(s).label)) for s in STATUSES]
+        extra.append(("delivery_rate", DeliveryRateColumn(verbose_name=_("Delivered"))))
+        extra.append(("sms_parts", tables.Column(verbose_name=_("Parts"), orderable=False)))
+        extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"))))
         super().__init__(*args, extra_columns=extra, **kwargs)
         self.counts: dict[int, dict[str, int]] = {}
 
@@ -132,11 +138,13 @@ class StatsTable(tables.Table):
 
 
 class ClientTable(tables.Table):
-    phone = tables.Column(linkify=("dashboard:client-edit", {"pk": tables.A("pk")}))
-    operator_code = tables.Column(verbose_name="Operator")
-    tag = tables.Column()
-    timezone = tables.Column(verbose_name="Time zone")
-    created_at = MomentColumn(verbose_name="Added")
+    phone = tables.Column(
+        linkify=("dashboard:client-edit", {"pk": tables.A("pk")}), verbose_name=gettext_lazy("Phone")
+    )
+    operator_code = tables.Column(verbose_name=gettext_lazy("Operator"))
+    tag = tables.Column(verbose_name=gettext_lazy("Tag"))
+    timezone = tables.Column(verbose_name=gettext_lazy("Time zone"))
+    created_at = MomentColumn(verbose_name=gettext_lazy("Added"))
 
     class Meta:
         model = Client
@@ -146,13 +154,17 @@ class ClientTable(tables.Table):
 
 class MessageTable(tables.Table):
     id = tables.Column(verbose_name="#")
-    phone = tables.Column(accessor="client__phone", verbose_name="Phone", default="(deleted client)")
-    status = tables.Column()
-    attempts = tables.Column()
-    sent_at = MomentColumn("Y-m-d H:i:s", verbose_name="Sent")
-    last_error = tables.Column(verbose_name="Last error", attrs={"td": {"class": "small text-danger"}})
+    phone = tables.Column(
+        accessor="client__phone", verbose_name=gettext_lazy("Phone"), default=gettext_lazy("(deleted client)")
+    )
+    status = tables.Column(verbose_name=gettext_lazy("Status"))
+    attempts = tables.Column(verbose_name=gettext_lazy("Attempts"))
+    sent_at = MomentColumn("DATETIME_FORMAT", verbose_name=gettext_lazy("Sent"))
+    last_error = tables.Column(
+        verbose_name=gettext_lazy("Last error"), attrs={"td": {"class": "small text-danger"}}
+    )
     # Which of the mailing's texts (listed above the table) the gateway was given.
-    sent_text = tables.Column(accessor="sent_text__number", verbose_name="Text", default="")
+    sent_text = tables.Column(accessor="sent_text__number", verbose_name=gettext_lazy("Text"), default="")
 
     class Meta:
         model = Message

@@ -18,7 +18,9 @@ from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from django_tables2 import LazyPaginator, RequestConfig
@@ -109,7 +111,7 @@ def _hourly_chart() -> str:
         rows[hour] = rows.get(hour, 0) + sent
     buckets = charts.fill_buckets(rows, start, end, timedelta(hours=1))
     local = [(timezone.localtime(at).strftime("%d %H:00"), n) for at, n in buckets]
-    return charts.bar_chart(local, title=f"Messages sent per hour, last {CHART_HOURS} hours")
+    return charts.bar_chart(local, title=_("Messages sent per hour, last %(n)s hours") % {"n": CHART_HOURS})
 
 
 @permission_required("mailer.view_mailing", raise_exception=True)
@@ -168,8 +170,10 @@ def mailing_create(request: HtmxHttpRequest) -> HttpResponse:
             mailing = form.save(commit=False)
             mailing.created_by = request.user
             mailing.save()
+            starts = formats.date_format(timezone.localtime(mailing.start_at), "SHORT_DATETIME_FORMAT")
             messages.success(
-                request, f"Mailing #{mailing.pk} created; it starts {mailing.start_at:%Y-%m-%d %H:%M}."
+                request,
+                _("Mailing #%(id)s created; it starts %(start)s.") % {"id": mailing.pk, "start": starts},
             )
             return redirect("dashboard:mailing-detail", pk=mailing.pk)
     else:
@@ -185,7 +189,11 @@ def mailing_create(request: HtmxHttpRequest) -> HttpResponse:
 def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     if not mailing.is_editable:
-        messages.error(request, f"Mailing #{mailing.pk} is {mailing.state}; it can no longer be edited.")
+        messages.error(
+            request,
+            _("Mailing #%(id)s is %(state)s; it can no longer be edited.")
+            % {"id": mailing.pk, "state": mailing.get_state_display().lower()},
+        )
         return redirect("dashboard:mailing-detail", pk=mailing.pk)
     form = MailingForm(request.POST or None, instance=mailing)
     if request.method == "POST" and form.is_valid():
@@ -193,13 +201,15 @@ def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             form.save(commit=False).save_edit(form.cleaned_data["revision"])
         except StaleEdit as e:
             form.add_error(
-                None, f"{e} Your changes are still in the form: open the mailing again to see theirs."
+                None,
+                _("%(why)s Your changes are still in the form: open the mailing again to see theirs.")
+                % {"why": e},
             )
         except MailingError as e:
             messages.error(request, str(e))
             return redirect("dashboard:mailing-detail", pk=mailing.pk)
         else:
-            messages.success(request, f"Mailing #{mailing.pk} saved.")
+            messages.success(request, _("Mailing #%(id)s saved.") % {"id": mailing.pk})
             return redirect("dashboard:mailing-detail", pk=mailing.pk)
     return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": mailing})
 
@@ -229,12 +239,14 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
 def _per_minute_chart(mailing: Mailing) -> str:
     rows = dict(SentMinute.objects.filter(mailing=mailing, sent__gt=0).values_list("minute", "sent"))
     if not rows:
-        return charts.bar_chart([], title="Messages sent per minute")
+        return charts.bar_chart([], title=_("Messages sent per minute"))
     buckets = charts.fill_buckets(rows, min(rows), max(rows), timedelta(minutes=1))
     buckets, factor = charts.coarsen(buckets, 120)
-    unit = "messages" if factor == 1 else f"messages per {factor} min"
+    unit = _("messages") if factor == 1 else _("messages per %(n)s min") % {"n": factor}
     labels = [(timezone.localtime(at).strftime("%H:%M"), n) for at, n in buckets]
-    title = "Messages sent per minute" if factor == 1 else f"Messages sent per {factor} minutes"
+    title = (
+        _("Messages sent per minute") if factor == 1 else _("Messages sent per %(n)s minutes") % {"n": factor}
+    )
     return charts.bar_chart(labels, title=title, unit=unit)
 
 
@@ -288,7 +300,11 @@ def _texts(mailing: Mailing) -> list[MailingText]:
 
 
 CONTROLS = {"pause": Mailing.pause, "resume": Mailing.resume, "cancel": Mailing.cancel}
-DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+DONE = {
+    "pause": gettext_lazy("Mailing #%(id)s paused."),
+    "resume": gettext_lazy("Mailing #%(id)s resumed."),
+    "cancel": gettext_lazy("Mailing #%(id)s cancelled."),
+}
 
 
 @permission_required("mailer.change_mailing", raise_exception=True)
@@ -300,7 +316,7 @@ def mailing_control(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespo
     except MailingError as e:
         messages.error(request, str(e))
     else:
-        messages.success(request, f"Mailing #{mailing.pk} {DONE[action]}.")
+        messages.success(request, DONE[action] % {"id": mailing.pk})
     if request.htmx:
         return render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
     return redirect("dashboard:mailing-detail", pk=mailing.pk)
@@ -318,7 +334,7 @@ def mailing_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if request.htmx:
             return render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
         return redirect("dashboard:mailing-detail", pk=mailing.pk)
-    messages.success(request, f"Mailing #{number} and its messages deleted.")
+    messages.success(request, _("Mailing #%(id)s and its messages deleted.") % {"id": number})
     url = reverse("dashboard:mailing-list")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -393,7 +409,7 @@ def client_create(request: HtmxHttpRequest) -> HttpResponse:
     form = ClientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         client = form.save()
-        messages.success(request, f"Client {client.phone} added.")
+        messages.success(request, _("Client %(phone)s added.") % {"phone": client.phone})
         return redirect("dashboard:client-list")
     return render(request, "dashboard/client_form.html", {"form": form, "client": None})
 
@@ -404,10 +420,10 @@ def client_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = ClientForm(request.POST or None, instance=client)
     if request.method == "POST":
         if not request.user.has_perm("mailer.change_client"):
-            return HttpResponse("You may not change clients.", status=403)
+            return HttpResponse(_("You may not change clients."), status=403)
         if form.is_valid():
             form.save()
-            messages.success(request, f"Client {client.phone} saved.")
+            messages.success(request, _("Client %(phone)s saved.") % {"phone": client.phone})
             return redirect("dashboard:client-list")
     return render(request, "dashboard/client_form.html", {"form": form, "client": client})
 
@@ -417,7 +433,9 @@ def client_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def client_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     client = get_object_or_404(Client, pk=pk)
     client.delete()
-    messages.success(request, f"Client {client.phone} deleted; their past messages are kept.")
+    messages.success(
+        request, _("Client %(phone)s deleted; their past messages are kept.") % {"phone": client.phone}
+    )
     url = reverse("dashboard:client-list")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -464,9 +482,9 @@ def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def client_import_confirm(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_object_or_404(ClientImport, pk=pk)
     if importing.confirm(imp):
-        messages.success(request, f"Import #{imp.pk}: writing the clients.")
+        messages.success(request, _("Import #%(id)s: writing the clients.") % {"id": imp.pk})
     else:
-        messages.error(request, f"Import #{imp.pk} has nothing to write now.")
+        messages.error(request, _("Import #%(id)s has nothing to write now.") % {"id": imp.pk})
     return redirect("dashboard:client-import-detail", pk=imp.pk)
 
 

@@ -37,6 +37,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from mailer.models import (
     Client,
@@ -140,7 +142,9 @@ def start_import(
         for seq, piece in enumerate(iter(lambda: upload.read(PIECE_BYTES), b"")):
             size += len(piece)
             if size > max_bytes():
-                raise ImportRefused(f"The file is larger than {settings.MAILER_IMPORT_MAX_MB} MB; split it.")
+                raise ImportRefused(
+                    _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
+                )
             ImportChunk.objects.create(client_import=imp, seq=seq, data=piece)
         imp.size = size
         imp.save(update_fields=["size"])
@@ -206,7 +210,7 @@ def run_import(import_id: int) -> str:
             RowError(
                 0,
                 "",
-                "The file is not UTF-8 text. Save it as CSV UTF-8.",
+                _("The file is not UTF-8 text. Save it as CSV UTF-8."),
             ),
         )
     ClientImport.objects.filter(pk=imp.pk).update(lease_until=None)
@@ -295,23 +299,25 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
     try:
         header = next(reader, None)
     except csv.Error as e:
-        report.add_error(RowError(1, "", f"Not a readable CSV file: {e}."))
+        report.add_error(RowError(1, "", _("Not a readable CSV file: %(error)s.") % {"error": e}))
         return
     if not header or not any(h.strip() for h in header):
-        report.add_error(RowError(1, "", "The file is empty; the first row must name the columns."))
+        report.add_error(RowError(1, "", _("The file is empty; the first row must name the columns.")))
         return
     names = [h.strip().lower() for h in header]
     for name in names:
         # An unnamed column (a spreadsheet's trailing comma) is ignored.
         if name and name not in COLUMNS:
-            report.add_error(
-                RowError(1, name[:64], f"Unknown column {name[:64]!r}; the columns are {', '.join(COLUMNS)}.")
-            )
+            message = _("Unknown column %(name)s; the columns are %(columns)s.") % {
+                "name": repr(name[:64]),
+                "columns": ", ".join(COLUMNS),
+            }
+            report.add_error(RowError(1, name[:64], message))
     if "phone" not in names:
-        report.add_error(RowError(1, "phone", "The header must have a phone column."))
+        report.add_error(RowError(1, "phone", _("The header must have a phone column.")))
     named = [n for n in names if n]
     if len(set(named)) != len(named):
-        report.add_error(RowError(1, "", "A column is named twice."))
+        report.add_error(RowError(1, "", _("A column is named twice.")))
     if report.error_count:
         return
 
@@ -324,7 +330,7 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
             if not any(v.strip() for v in values):
                 continue  # blank lines, e.g. at the end of the file
             if len(values) > len(names):
-                report.add_error(RowError(row_number, "", f"{len(values)} values for {len(names)} columns."))
+                report.add_error(RowError(row_number, "", _too_many_values(len(values), len(names))))
                 continue
             values += [""] * (len(names) - len(values))  # short rows: missing values are empty
             phone = values[index["phone"]].strip()
@@ -334,7 +340,8 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
             if problem := phone_problem(phone):
                 errors.append(RowError(row_number, "phone", problem))
             elif int(phone) in seen:
-                errors.append(RowError(row_number, "phone", f"Duplicate of row {seen[int(phone)]}."))
+                message = _("Duplicate of row %(row)s.") % {"row": seen[int(phone)]}
+                errors.append(RowError(row_number, "phone", message))
             if problem := tag_problem(tag):
                 errors.append(RowError(row_number, "tag", problem))
             if problem := timezone_problem(tz):
@@ -346,7 +353,17 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
             seen[int(phone)] = row_number
             yield _Row(row_number, phone, tag, tz)
     except csv.Error as e:
-        report.add_error(RowError(row_number, "", f"Not a readable CSV line: {e}."))
+        report.add_error(RowError(row_number, "", _("Not a readable CSV line: %(error)s.") % {"error": e}))
+
+
+def _too_many_values(values: int, columns: int) -> str:
+    """E.g. "3 values for 2 columns." Both numbers take their plural form in Russian; English says
+    "columns" for 1 too, as it always did (and there are always 2 values or more)."""
+    values_text = ngettext("%(count)s value", "%(count)s values", values) % {"count": values}
+    return ngettext("%(values)s for %(count)s columns.", "%(values)s for %(count)s columns.", columns) % {
+        "values": values_text,
+        "count": columns,
+    }
 
 
 def _batches(rows: Iterator[_Row]) -> Iterator[list[_Row]]:

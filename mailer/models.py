@@ -18,6 +18,8 @@ from django.db import models, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from mailer import sms
 
@@ -25,10 +27,12 @@ logger = logging.getLogger("mailer.gateway")
 
 # [0-9], not \d: \d also matches other scripts' digits (Python and PostgreSQL alike).
 PHONE_RE = r"^7[0-9]{10}$"
-PHONE_MESSAGE = "Phone must be 11 digits starting with 7: 7XXXXXXXXXX."
+PHONE_MESSAGE = gettext_lazy("Phone must be 11 digits starting with 7: 7XXXXXXXXXX.")
 validate_phone = RegexValidator(PHONE_RE, PHONE_MESSAGE)
 OPERATOR_CODE_RE = r"^9[0-9]{2}$"
-validate_operator_code = RegexValidator(OPERATOR_CODE_RE, "Operator code must be 3 digits, 900 to 999.")
+validate_operator_code = RegexValidator(
+    OPERATOR_CODE_RE, gettext_lazy("Operator code must be 3 digits, 900 to 999.")
+)
 
 
 # Mailings happen between these moments. Without a bound, the API took 0001-01-01 and 9999-12-31,
@@ -42,14 +46,14 @@ def validate_moment(value: datetime | date) -> None:
     day = value.astimezone(UTC).date() if isinstance(value, datetime) else value
     if not EARLIEST.date() <= day < LATEST.date():
         raise ValidationError(
-            "Give a date from %(first)s to %(last)s.",
+            gettext_lazy("Give a date from %(first)s to %(last)s."),
             params={"first": EARLIEST.year, "last": LATEST.year - 1},
         )
 
 
 def timezone_problem(name: str) -> str | None:
     if name not in available_timezones():
-        return f"{name[:64]!r} is not a known IANA time zone, e.g. Europe/Moscow."
+        return _("%(name)r is not a known IANA time zone, e.g. Europe/Moscow.") % {"name": name[:64]}
     return None
 
 
@@ -64,9 +68,9 @@ TAG_MAX = 64
 def tag_problem(tag: str) -> str | None:
     """Why `tag` can't be a client's tag or one a mailing selects by, or None."""
     if len(tag) > TAG_MAX:
-        return f"A tag has at most {TAG_MAX} characters."
+        return _("A tag has at most %(n)s characters.") % {"n": TAG_MAX}
     if not tag.isprintable():
-        return "A tag can't hold control characters (tabs, line breaks and the like)."
+        return _("A tag can't hold control characters (tabs, line breaks and the like).")
     return None
 
 
@@ -94,10 +98,10 @@ def phone_problem(phone: str) -> str | None:
     """Why `phone` can't be a client's phone, or None. The one place for the rule: the model,
     the API and the CSV import all ask here."""
     if not re.fullmatch(PHONE_RE, phone):
-        return PHONE_MESSAGE
+        return str(PHONE_MESSAGE)
     code = operator_code_of(phone)
     if not "900" <= code <= "999":
-        return f"Operator code {code} (digits 2-4) must be between 900 and 999."
+        return _("Operator code %(code)s (digits 2-4) must be between 900 and 999.") % {"code": code}
     return None
 
 
@@ -131,19 +135,19 @@ class Client(models.Model):
 
 
 class MailingState(models.TextChoices):
-    SCHEDULED = "scheduled", "Scheduled"
-    RUNNING = "running", "Running"
-    PAUSED = "paused", "Paused"
-    CANCELLED = "cancelled", "Cancelled"
-    FINISHED = "finished", "Finished"
+    SCHEDULED = "scheduled", pgettext_lazy("mailing state", "Scheduled")
+    RUNNING = "running", pgettext_lazy("mailing state", "Running")
+    PAUSED = "paused", pgettext_lazy("mailing state", "Paused")
+    CANCELLED = "cancelled", pgettext_lazy("mailing state", "Cancelled")
+    FINISHED = "finished", pgettext_lazy("mailing state", "Finished")
 
 
 class MessageStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-    EXPIRED = "expired", "Expired"
-    CANCELLED = "cancelled", "Cancelled"
+    PENDING = "pending", pgettext_lazy("message status", "Pending")
+    SENT = "sent", pgettext_lazy("message status", "Sent")
+    FAILED = "failed", pgettext_lazy("message status", "Failed")
+    EXPIRED = "expired", pgettext_lazy("message status", "Expired")
+    CANCELLED = "cancelled", pgettext_lazy("message status", "Cancelled")
 
 
 CANCELLED_WHY = "the mailing was cancelled"
@@ -154,15 +158,17 @@ def parts_problem(length: sms.SmsLength) -> str | None:
     """Why a text of this length may not be sent (MAILER_MAX_PARTS), or None."""
     cap = settings.MAILER_MAX_PARTS
     if cap and length.parts > cap:
-        return (
-            f"The text takes {length.parts} SMS parts ({length.characters} characters, {length.encoding}); "
-            f"at most {cap} are allowed (MAILER_MAX_PARTS). Shorten it"
-            + (
-                ", or write it without Cyrillic or other non-GSM characters."
-                if length.encoding == sms.UCS2
-                else "."
+        problem = _(
+            "The text takes %(parts)s SMS parts (%(characters)s characters, %(encoding)s); "
+            "at most %(cap)s are allowed (MAILER_MAX_PARTS)."
+        ) % {"parts": length.parts, "characters": length.characters, "encoding": length.encoding, "cap": cap}
+        if length.encoding == sms.UCS2:
+            return (
+                problem
+                + " "
+                + _("Shorten it, or write it without Cyrillic or other characters outside GSM-7.")
             )
-        )
+        return problem + " " + _("Shorten it.")
     return None
 
 
@@ -228,27 +234,29 @@ class Mailing(models.Model):
         if self.text and (problem := parts_problem(sms.measure(self.text))):
             errors["text"] = problem
         if self.start_at and self.end_at and self.end_at <= self.start_at:
-            errors["end_at"] = "End must be after start."
+            errors["end_at"] = _("End must be after start.")
         if (self.window_start is None) != (self.window_end is None):
-            errors["window_end" if self.window_end is None else "window_start"] = (
+            errors["window_end" if self.window_end is None else "window_start"] = _(
                 "Give both ends of the window, or neither."
             )
         elif self.window_start is not None and self.window_start == self.window_end:
-            errors["window_end"] = "The window must not be empty."
+            errors["window_end"] = _("The window must not be empty.")
         if not isinstance(self.filter_tags, list) or not all(
             isinstance(t, str) and t.strip() for t in self.filter_tags
         ):
-            errors["filter_tags"] = "Tags must be a list of non-empty labels."
+            errors["filter_tags"] = _("Tags must be a list of non-empty labels.")
         elif problem := next(filter(None, map(tag_problem, self.filter_tags)), None):
             errors["filter_tags"] = problem
         if not isinstance(self.filter_operator_codes, list):
-            errors["filter_operator_codes"] = "Operator codes must be a list."
+            errors["filter_operator_codes"] = _("Operator codes must be a list.")
         else:
             for code in self.filter_operator_codes:
                 try:
                     validate_operator_code(str(code))
                 except ValidationError:
-                    errors["filter_operator_codes"] = f"{code!r} is not an operator code (900-999)."
+                    errors["filter_operator_codes"] = _("%(code)r is not an operator code (900-999).") % {
+                        "code": code
+                    }
                     break
         if errors:
             raise ValidationError(errors)
@@ -273,8 +281,11 @@ class Mailing(models.Model):
             current = Mailing.objects.select_for_update().only("revision", "state").get(pk=self.pk)
             if read_revision is not None and current.revision != read_revision:
                 raise StaleEdit(
-                    f"Mailing #{self.pk} was changed by someone else since you opened it "
-                    f"(revision {read_revision}, now {current.revision})."
+                    _(
+                        "Mailing #%(id)s was changed by someone else since you opened it "
+                        "(revision %(read)s, now %(now)s)."
+                    )
+                    % {"id": self.pk, "read": read_revision, "now": current.revision}
                 )
             current.check_editable()
             self.revision = current.revision
@@ -286,7 +297,9 @@ class Mailing(models.Model):
         with transaction.atomic():
             state = Mailing.objects.select_for_update().values_list("state", flat=True).get(pk=self.pk)
             if state == MailingState.RUNNING:
-                raise MailingError(f"Mailing #{self.pk} is running: pause or cancel it first.")
+                raise MailingError(
+                    _("Mailing #%(id)s is running: pause or cancel it first.") % {"id": self.pk}
+                )
             self.delete()
 
     def _save(self, *args, **kwargs) -> None:
@@ -318,7 +331,7 @@ class Mailing(models.Model):
 
     def check_editable(self) -> None:
         if not self.is_editable:
-            raise MailingError(f"A {self.state} mailing can't be edited.")
+            raise MailingError(_("A %(state)s mailing can't be edited.") % {"state": self._state_word()})
 
     def matching_clients(self) -> models.QuerySet[Client]:
         """Clients that match the filter: empty lists mean no restriction; both given = AND."""
@@ -342,10 +355,15 @@ class Mailing(models.Model):
             )
             if not updated:
                 self.refresh_from_db(fields=["state"])
-                raise MailingError(f"A {self.state} mailing can't be changed that way.")
+                raise MailingError(
+                    _("A %(state)s mailing can't be changed that way.") % {"state": self._state_word()}
+                )
             if changes.get("state") == MailingState.CANCELLED:
                 self.messages.settle_pending(timezone.now(), MessageStatus.CANCELLED, CANCELLED_WHY)
         self.refresh_from_db()
+
+    def _state_word(self) -> str:
+        return str(self.get_state_display()).lower()
 
     def pause(self) -> None:
         self._transition((MailingState.SCHEDULED, MailingState.RUNNING), state=MailingState.PAUSED)
@@ -814,12 +832,12 @@ class Report(models.Model):
 
 
 class ImportState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    CHECKING = "checking", "Checking"
-    CHECKED = "checked", "Checked, waiting for confirmation"
-    WRITING = "writing", "Writing"
-    DONE = "done", "Done"
-    FAILED = "failed", "Nothing written"
+    QUEUED = "queued", gettext_lazy("Queued")
+    CHECKING = "checking", gettext_lazy("Checking")
+    CHECKED = "checked", gettext_lazy("Checked, waiting for confirmation")
+    WRITING = "writing", gettext_lazy("Writing")
+    DONE = "done", gettext_lazy("Done")
+    FAILED = "failed", gettext_lazy("Nothing written")
 
 
 class ClientImport(models.Model):

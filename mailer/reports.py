@@ -22,7 +22,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from mailer.csvfiles import csv_text
 from mailer.models import Mailing, Report
@@ -66,6 +67,12 @@ class ReportContent:
 
 
 def build(start: datetime, end: datetime) -> ReportContent:
+    """The report in the site's language (LANGUAGE_CODE), whoever builds it: the worker, a command."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return _build(start, end)
+
+
+def _build(start: datetime, end: datetime) -> ReportContent:
     base = mailings_in(start, end)
     rows = list(
         with_counts(base)
@@ -105,7 +112,8 @@ def build(start: datetime, end: datetime) -> ReportContent:
             ]  # fmt: skip
 
     return ReportContent(
-        subject=f"mailer: daily report {local_start:%Y-%m-%d %H:%M} - {local_end:%Y-%m-%d %H:%M}",
+        subject=_("mailer: daily report %(start)s - %(end)s")
+        % {"start": f"{local_start:%Y-%m-%d %H:%M}", "end": f"{local_end:%Y-%m-%d %H:%M}"},
         text=render_to_string("mailer/report_email.txt", context),
         html=render_to_string("mailer/report_email.html", context),
         csv=csv_text(CSV_COLUMNS, csv_rows()),
@@ -142,7 +150,7 @@ def send_due_report(now: datetime | None = None) -> str:
     if local_now.time() < report_time():
         return f"not yet: the report goes out after {settings.MAILER_REPORT_TIME}"
     today = local_now.date()
-    report, _ = Report.objects.get_or_create(date=today)
+    report, _created = Report.objects.get_or_create(date=today)
     claimed = (
         Report.objects.filter(pk=report.pk, sent_at__isnull=True)
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))

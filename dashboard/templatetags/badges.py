@@ -9,3 +9,14 @@ from dashboard import tables
 
 register = template.Library()
 register.filter("colour", tables.colour)
+
+
+@register.filter
+def status_label(value: str) -> str:
+    """The translated name of a message's status or a mailing's state ("sent" -> "Sent")."""
+    from mailer.models import MailingState, MessageStatus
+
+    for choices in (MessageStatus, MailingState):
+        if value in choices.values:
+            return choices(value).label
+    return value

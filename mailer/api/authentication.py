@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -26,17 +27,18 @@ class BearerTokenAuthentication(BaseAuthentication):
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
         if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Give the token as `Authorization: Bearer <token>`.")
+            raise exceptions.AuthenticationFailed(_("Give the token as `Authorization: Bearer <token>`."))
         try:
             raw = parts[1].decode("ascii")
         except UnicodeError:
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
+            raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
         token = ApiToken.find_usable(raw)
         if token is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            raise exceptions.AuthenticationFailed(_("Invalid or revoked token."))
         if token.is_expired:
             raise exceptions.AuthenticationFailed(
-                f"This token expired at {token.expires_at.isoformat()}; create a new one on the Tokens page."
+                _("This token expired at %(expired_at)s; create a new one on the Tokens page.")
+                % {"expired_at": token.expires_at.isoformat()}
             )
         self._touch(token)
         return token.user, token

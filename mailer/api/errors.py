@@ -13,6 +13,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -24,13 +26,13 @@ logger = logging.getLogger("mailer.api")
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state of the resource."
+    default_detail = gettext_lazy("The request conflicts with the current state of the resource.")
     default_code = "conflict"
 
 
 class PreconditionFailed(exceptions.APIException):
     status_code = status.HTTP_412_PRECONDITION_FAILED
-    default_detail = "The resource changed since you read it."
+    default_detail = gettext_lazy("The resource changed since you read it.")
     default_code = "precondition_failed"
 
 
@@ -45,7 +47,7 @@ def exception_handler(exc, context):
     elif isinstance(exc, IntegrityError):
         # A race the validation could not see (e.g. the same phone created twice at once).
         logger.warning("integrity error in the API: %s", exc)
-        exc = Conflict("The change conflicts with existing data (e.g. a duplicate); nothing was saved.")
+        exc = Conflict(_("The change conflicts with existing data (e.g. a duplicate); nothing was saved."))
     return drf_exception_handler(exc, context)
 
 
@@ -59,10 +61,10 @@ def _is_api(request: HttpRequest) -> bool:
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not _is_api(request):
         return defaults.bad_request(request, exception)
-    detail = "Bad request."
+    detail = _("Bad request.")
     if isinstance(exception, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        detail = f"The request body is larger than {limit // 1024} KB."
+        detail = _("The request body is larger than %(kb)s KB.") % {"kb": limit // 1024}
     return JsonResponse({"detail": detail}, status=400)
 
 
@@ -70,5 +72,5 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if not _is_api(request):
         return defaults.server_error(request)
     return JsonResponse(
-        {"detail": "Server error; it is logged under this response's X-Request-ID."}, status=500
+        {"detail": _("Server error; it is logged under this response's X-Request-ID.")}, status=500
     )

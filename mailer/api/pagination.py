@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
@@ -17,7 +18,7 @@ class Pagination(PageNumberPagination):
     def paginate_queryset(self, queryset, request, view=None):
         raw = request.query_params.get(self.page_query_param)
         if raw is not None and count_param(raw) is None:
-            raise ValidationError({self.page_query_param: ["A page number, 1 or more."]})
+            raise ValidationError({self.page_query_param: [_("A page number, 1 or more.")]})
         return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request):
@@ -26,7 +27,8 @@ class Pagination(PageNumberPagination):
             raise ValidationError(
                 {
                     self.page_size_query_param: [
-                        f"A whole number, 1 or more (at most {self.max_page_size} are given)."
+                        _("A whole number, 1 or more (at most %(max)s are given).")
+                        % {"max": self.max_page_size}
                     ]
                 }
             )

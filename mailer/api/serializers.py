@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -62,7 +63,13 @@ class RefuseUnknownKeys:
             if unknown:
                 allowed = ", ".join(name for name, f in self.fields.items() if not f.read_only)
                 raise serializers.ValidationError(
-                    {k: [f"Unknown key {k!r}; allowed: {allowed}."] for k in unknown}
+                    {
+                        k: [
+                            _("Unknown key %(key)s; allowed: %(allowed)s.")
+                            % {"key": repr(k), "allowed": allowed}
+                        ]
+                        for k in unknown
+                    }
                 )
         return super().to_internal_value(data)
 
@@ -126,7 +133,7 @@ class ClientSerializer(StrictModelSerializer):
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
         if others.exists():
-            raise serializers.ValidationError("A client with this phone already exists.")
+            raise serializers.ValidationError(_("A client with this phone already exists."))
         return value
 
     def validate(self, attrs):

@@ -11,6 +11,7 @@ import logging
 from typing import Literal
 
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -51,7 +52,7 @@ class StrictFilterSet(filters.FilterSet):
         if self.is_bound:
             for name, f in self.filters.items():
                 if not isinstance(f, filters.CharFilter) and self.data.get(name) == "":
-                    self.form.add_error(name, "Give a value, or leave the parameter out.")
+                    self.form.add_error(name, _("Give a value, or leave the parameter out."))
         return super().is_valid()
 
 
@@ -224,7 +225,9 @@ class MailingViewSet(viewsets.ModelViewSet):
             # Locked and checked again: the engine may have finished it, someone else edited it.
             mailing.save_edit(read_revision)
         except StaleEdit as e:
-            raise PreconditionFailed(f"{e} GET it again and apply your change to that.") from None
+            raise PreconditionFailed(
+                _("%(reason)s GET it again and apply your change to that.") % {"reason": e}
+            ) from None
         logger.info(
             "mailing_id=%s updated by user_id=%s",
             mailing.id,
@@ -236,7 +239,9 @@ class MailingViewSet(viewsets.ModelViewSet):
     def perform_destroy(self, instance: Mailing) -> None:
         read_revision = _if_match(self.request)
         if read_revision is not None and read_revision != instance.revision:
-            raise PreconditionFailed(f"Mailing #{instance.pk} was changed since you read it; GET it again.")
+            raise PreconditionFailed(
+                _("Mailing #%(id)s was changed since you read it; GET it again.") % {"id": instance.pk}
+            )
         mailing_id = instance.id
         instance.delete_unless_running()  # MailingError -> 409
         logger.info(
@@ -300,7 +305,10 @@ def _if_match(request: Request) -> int | None:
         return None
     revision = count_param(header.removeprefix("W/").strip('"'))
     if revision is None:
-        raise PreconditionFailed(f'If-Match must be an ETag of this mailing, like "3"; got {header[:40]!r}.')
+        raise PreconditionFailed(
+            _('If-Match must be an ETag of this mailing, like "3"; got %(header)s.')
+            % {"header": repr(header[:40])}
+        )
     return revision
 
 
@@ -347,7 +355,7 @@ class StatsView(APIView):
 @permission_classes([])
 def not_found(request: Request, path: str) -> Response:
     """Unknown /api/v1/ addresses: a JSON 404 like the rest of the API, not Django's HTML page."""
-    detail = "No such API endpoint."
+    detail = _("No such API endpoint.")
     if not request.path.endswith("/"):
-        detail += f" Addresses end with a slash: {request.path}/"
+        detail = _("No such API endpoint. Addresses end with a slash: %(path)s/") % {"path": request.path}
     return Response({"detail": detail}, status=status.HTTP_404_NOT_FOUND)

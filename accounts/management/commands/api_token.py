@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from accounts.models import ApiToken
 
@@ -21,19 +22,26 @@ class Command(BaseCommand):
         try:
             user = User.objects.get(username=username)
         except User.DoesNotExist:
-            raise CommandError(f"No user named {username!r}.") from None
+            raise CommandError(_("No user named %(username)s.") % {"username": repr(username)}) from None
         if not user.is_active:
-            raise CommandError(f"User {username!r} is inactive; its tokens would not work.")
+            raise CommandError(
+                _("User %(username)s is inactive; its tokens would not work.") % {"username": repr(username)}
+            )
         name = name.strip()
         if not name or len(name) > ApiToken._meta.get_field("name").max_length:
-            raise CommandError("--name must be 1 to 100 characters.")
+            raise CommandError(_("--name must be 1 to 100 characters."))
         if days is not None and days < 1:
-            raise CommandError("--days must be 1 or more.")
+            raise CommandError(_("--days must be 1 or more."))
         token, raw = ApiToken.issue(user, name, days=days)
-        self.stderr.write(
-            f"Token {token.prefix}… ({name}) for {username}"
-            + (f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "")
-            + ". Copy it now, it is not shown again:"
-        )
+        params = {"prefix": token.prefix, "name": name, "username": username}
+        if token.expires_at:
+            params["expires_at"] = f"{token.expires_at:%Y-%m-%d %H:%M}"
+            message = _(
+                "Token %(prefix)s… (%(name)s) for %(username)s, expires %(expires_at)s UTC. "
+                "Copy it now, it is not shown again:"
+            )
+        else:
+            message = _("Token %(prefix)s… (%(name)s) for %(username)s. Copy it now, it is not shown again:")
+        self.stderr.write(message % params)
         # Only the token on stdout, so that `TOKEN=$(manage.py api_token bob)` works.
         self.stdout.write(raw)

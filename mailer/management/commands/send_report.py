@@ -7,6 +7,8 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from mailer import reports
 
@@ -28,12 +30,14 @@ class Command(BaseCommand):
         recipients = [a.strip() for item in to for a in item.split(",") if a.strip()]
         recipients = recipients or settings.MAILER_REPORT_RECIPIENTS
         if not recipients:
-            raise CommandError("No recipients: give --to or set MAILER_REPORT_RECIPIENTS.")
+            raise CommandError(_("No recipients: give --to or set MAILER_REPORT_RECIPIENTS."))
         if date:
             try:
                 day = _parse_date(date)
             except ValueError:
-                raise CommandError(f"--date must be YYYY-MM-DD, not {date!r}") from None
+                raise CommandError(
+                    _("--date must be YYYY-MM-DD, not %(date)s") % {"date": repr(date)}
+                ) from None
             start, end = reports.period_ending(day)
         else:
             end = timezone.now()
@@ -41,9 +45,20 @@ class Command(BaseCommand):
         try:
             content = reports.send(start, end, recipients)
         except Exception as e:
-            raise CommandError(f"Sending the report failed: {type(e).__name__}: {e}") from e
+            raise CommandError(
+                _("Sending the report failed: %(error)s") % {"error": f"{type(e).__name__}: {e}"}
+            ) from e
         self.stdout.write(
-            f"Sent {content.subject!r} ({content.mailing_count} mailings) to {', '.join(recipients)}"
+            ngettext(
+                "Sent %(subject)s (%(count)s mailings) to %(recipients)s",
+                "Sent %(subject)s (%(count)s mailings) to %(recipients)s",
+                content.mailing_count,
+            )
+            % {
+                "subject": repr(content.subject),
+                "count": content.mailing_count,
+                "recipients": ", ".join(recipients),
+            }
         )
 
 
