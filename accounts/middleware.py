@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django.conf import settings
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
+from django.utils import timezone, translation
 from django_htmx.http import HttpResponseClientRedirect
 
 from mailer.http import HtmxHttpRequest
@@ -40,3 +43,26 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
             redirect = redirect_to_login(back_to, login_url, self.get_redirect_field_name(view_func))
             return HttpResponseClientRedirect(redirect.url)
         return super().handle_no_permission(request, view_func)
+
+
+class UserPreferencesMiddleware:
+    """A signed-in user's time zone for the request (every date shown or typed is in it), and the
+    language of their profile where the browser holds no choice of its own. The REST API keeps the
+    server's zone: its dates carry their offsets anyway (ISO 8601)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated and not request.path_info.startswith("/api/"):
+            from accounts.models import Profile
+
+            request.profile = profile = Profile.of(request.user)
+            timezone.activate(zoneinfo.ZoneInfo(profile.zone))
+            if profile.language and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+                translation.activate(profile.language)
+                request.LANGUAGE_CODE = profile.language
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

@@ -11,6 +11,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mailer.models import validate_timezone
+
 TOKEN_PREFIX = "mlr_"
 
 
@@ -76,3 +78,33 @@ class ApiToken(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+
+class Profile(models.Model):
+    """A user's own settings: the time zone every date of the UI is shown and typed in, and the
+    language. Made on first use (Profile.of)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="profile"
+    )
+    # Empty until the user chooses (the first page after signing in proposes the browser's zone);
+    # meanwhile the server's TIME_ZONE.
+    timezone = models.CharField(_("time zone"), max_length=64, blank=True, validators=[validate_timezone])
+    # Empty: the browser's (Accept-Language).
+    language = models.CharField(_("language"), max_length=8, blank=True, choices=settings.LANGUAGES)
+
+    class Meta:
+        verbose_name = _("profile")
+
+    def __str__(self) -> str:
+        return f"Profile of {self.user}"
+
+    @classmethod
+    def of(cls, user) -> Profile:
+        profile, _created = cls.objects.get_or_create(user=user)
+        return profile
+
+    @property
+    def zone(self) -> str:
+        """The time zone the user sees: theirs, or the server's until they choose."""
+        return self.timezone or settings.TIME_ZONE

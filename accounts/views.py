@@ -12,13 +12,17 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views import i18n
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from accounts.forms import RoleForm, TokenForm
-from accounts.models import ApiToken
+from accounts.forms import ProfileForm, RoleForm, TokenForm
+from accounts.models import ApiToken, Profile
 from accounts.roles import ROLE_LABELS, role_of, set_role
+from mailer.models import timezone_problem
 
 AUTH0_BACKEND = "social_core.backends.auth0.Auth0OAuth2"
 
@@ -166,3 +170,64 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
         _("Token “%(name)s” (%(prefix)s…) is revoked.") % {"name": token.name, "prefix": token.prefix},
     )
     return redirect("accounts:tokens")
+
+
+def _remember_language(response: HttpResponse, language: str) -> None:
+    """The language cookie LocaleMiddleware reads: the user's choice, or none (the browser's)."""
+    if language:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            language,
+            max_age=settings.LANGUAGE_COOKIE_AGE,
+            samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+            secure=settings.SESSION_COOKIE_SECURE,
+        )
+    else:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME, samesite=settings.LANGUAGE_COOKIE_SAMESITE)
+
+
+def profile(request: HttpRequest) -> HttpResponse:
+    """One's own time zone and language."""
+    mine = Profile.of(request.user)
+    form = ProfileForm(request.POST or None, instance=mine)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        response = redirect("accounts:profile")
+        _remember_language(response, mine.language)
+        with translation.override(mine.language or translation.get_language()):
+            messages.success(
+                request, _("Saved: every date is shown and typed in %(zone)s.") % {"zone": mine.zone}
+            )
+        return response
+    return render(request, "accounts/profile.html", {"form": form, "profile": mine})
+
+
+@require_POST
+def set_timezone(request: HttpRequest) -> HttpResponse:
+    """The answer to the proposal on the first page after signing in: the browser's zone (or the
+    server's, to keep it). Back to where the user was."""
+    zone = request.POST.get("timezone", "")
+    if problem := timezone_problem(zone):
+        messages.error(request, problem)
+    else:
+        Profile.objects.update_or_create(user=request.user, defaults={"timezone": zone})
+        messages.success(request, _("Every date is now shown and typed in %(zone)s.") % {"zone": zone})
+    return redirect(_safe_next(request))
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.POST.get("next", "")
+    allowed = url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure())
+    return target if allowed else "/"
+
+
+@login_not_required
+@require_POST
+def set_language(request: HttpRequest) -> HttpResponse:
+    """The language switcher: Django's (the cookie), and the profile's too once signed in, so that
+    the choice follows the user to another browser."""
+    response = i18n.set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and language in dict(settings.LANGUAGES):
+        Profile.objects.update_or_create(user=request.user, defaults={"language": language})
+    return response

@@ -11,12 +11,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mailer.formats import hint as formats_hint
 from mailer.http import count_param
 from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, validate_moment
-
-
-def _date_input() -> forms.DateInput:
-    return forms.DateInput(attrs={"type": "date"})
 
 
 def _search_input() -> forms.TextInput:
@@ -33,19 +30,25 @@ class MailingFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(
         choices=MailingState.choices, empty_label=_("Any state"), label=_("State")
     )
+    # Text in the user's language's format, like the mailing form's dates (ISO 8601 is taken too);
+    # the widget, with its placeholder in that language, is made per request (__init__).
     start_from = django_filters.DateFilter(
-        method="starts_from",
-        label=_("Starts on or after"),
-        widget=_date_input(),
-        validators=[validate_moment],
+        method="starts_from", label=_("Starts on or after"), validators=[validate_moment], localize=True
     )
     start_to = django_filters.DateFilter(
-        method="starts_to", label=_("Starts on or before"), widget=_date_input(), validators=[validate_moment]
+        method="starts_to", label=_("Starts on or before"), validators=[validate_moment], localize=True
     )
 
     class Meta:
         model = Mailing
         fields = ["q", "state", "start_from", "start_to"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("start_from", "start_to"):
+            self.filters[name].extra["widget"] = forms.DateInput(
+                attrs={"autocomplete": "off", "placeholder": formats_hint("DATE_INPUT_FORMATS")}
+            )
 
     def search(self, queryset: QuerySet[Mailing], name: str, value: str) -> QuerySet[Mailing]:
         value = value.strip()
@@ -53,7 +56,7 @@ class MailingFilter(django_filters.FilterSet):
             return queryset.filter(Q(pk=number) | Q(text__icontains=value))
         return queryset.filter(text__icontains=value)
 
-    # Days are whole days in the server's time zone; comparing datetimes keeps the start_at index usable.
+    # Days are whole days in the user's time zone; comparing datetimes keeps the start_at index usable.
     def starts_from(self, queryset: QuerySet[Mailing], name: str, value) -> QuerySet[Mailing]:
         return queryset.filter(start_at__gte=_day_start(value))
 

@@ -6,21 +6,24 @@ from crispy_forms.helper import FormHelper
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from dashboard.filters import existing_operator_codes, existing_tags
+from mailer.formats import hint as formats_hint
 from mailer.importing import max_bytes
 from mailer.models import Client, Mailing, available_timezones, tag_problem
 
-DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 MAX_TEXT = Mailing._meta.get_field("text").max_length
 
 
 def _datetime_field(label: str) -> forms.DateTimeField:
+    # A text field in the user's language's format (02.12.2026 09:00 in Russian), not the browser's
+    # datetime-local, which follows the browser's locale whatever the user chose; ISO 8601 is
+    # accepted too. Parsed in the user's time zone (accounts.middleware.UserPreferencesMiddleware).
     return forms.DateTimeField(
-        label=label,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT),
+        label=label, localize=True, widget=forms.DateTimeInput(attrs={"autocomplete": "off"})
     )
 
 
@@ -62,8 +65,12 @@ class MailingForm(forms.ModelForm):
         ]
         widgets = {
             "text": forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT}),
-            "window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
-            "window_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "window_start": forms.TimeInput(
+                attrs={"placeholder": "09:00", "autocomplete": "off"}, format="%H:%M"
+            ),
+            "window_end": forms.TimeInput(
+                attrs={"placeholder": "21:00", "autocomplete": "off"}, format="%H:%M"
+            ),
         }
         labels = {
             "text": gettext_lazy("Text"),
@@ -79,8 +86,13 @@ class MailingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["revision"].initial = self.instance.revision
+        zone = timezone.get_current_timezone_name()
         for name in ("start_at", "end_at"):
-            self.fields[name].help_text = _("Server time (%(zone)s).") % {"zone": settings.TIME_ZONE}
+            self.fields[name].help_text = _("%(format)s, your time zone (%(zone)s).") % {
+                "format": formats_hint("DATETIME_INPUT_FORMATS"),
+                "zone": zone,
+            }
+            self.fields[name].widget.attrs["placeholder"] = formats_hint("DATETIME_INPUT_FORMATS")
         # Choices are what clients have, plus whatever this mailing already targets.
         initial_tags = self.initial.get("filter_tags") or []
         initial_codes = self.initial.get("filter_operator_codes") or []
@@ -93,9 +105,9 @@ class MailingForm(forms.ModelForm):
 
     @staticmethod
     def normalize_text(text: str) -> str:
-        """Browsers send a textarea's line breaks as CR LF: one SMS character more per line
-        than what was typed. The text keeps the LF alone."""
-        return text.replace("\r\n", "\n")
+        """The text as it is saved: without the spaces around it (the field strips them), and with
+        LF line breaks (browsers send a textarea's as CR LF: one SMS character more per line)."""
+        return text.strip().replace("\r\n", "\n")
 
     def clean_text(self) -> str:
         return self.normalize_text(self.cleaned_data["text"])

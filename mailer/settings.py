@@ -109,6 +109,8 @@ MIDDLEWARE = [
     # Sign-in (accounts): every page needs a login except the exempt prefixes below, and a refused
     # single sign-on lands on the refusal page instead of a 500.
     "accounts.middleware.LoginRequiredMiddleware",
+    # The signed-in user's time zone and language (accounts.models.Profile).
+    "accounts.middleware.UserPreferencesMiddleware",
     "social_django.middleware.SocialAuthExceptionMiddleware",
     # Last, as django-axes asks: turns a sign-in refused for lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -127,6 +129,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.tz",
             ],
         },
     },

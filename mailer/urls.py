@@ -1,12 +1,12 @@
 from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.contrib import admin
-from django.contrib.auth.decorators import login_not_required, login_required
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from django.views.i18n import set_language
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from social_django import views as social_views
 
+from accounts import views as accounts_views
 from mailer import monitoring
 from mailer.api import errors
 
@@ -34,7 +34,7 @@ urlpatterns = [
     path("readyz", monitoring.readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),
     # The language switcher (a POST that sets the language cookie): on the login page too.
-    path("i18n/setlang/", login_not_required(set_language), name="set_language"),
+    path("i18n/setlang/", accounts_views.set_language, name="set_language"),
     # Auth0 single sign-on: the start is /sso/login/auth0/, the callback /sso/complete/auth0/.
     # Only these two of social-auth's routes: its IdP-initiated launch and its unlinking of an
     # account are not used here, and a route that is not there needs no rule.

@@ -102,6 +102,19 @@ def screenshot(page):
 
 
 @pytest.fixture
+def screenshot_dir():
+    """Like `screenshot`, for a page of the test's own: shoot(name, page)."""
+    directory = os.environ.get("MAILER_SCREENSHOTS_DIR")
+
+    def shoot(name: str, page, full_page: bool = True) -> None:
+        if directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=full_page)
+
+    return shoot
+
+
+@pytest.fixture
 def engine(settings):
     """Runs a sender (mailer.worker.run_sender) in a thread against a local gateway stand-in."""
     from django.db import connections

@@ -1,0 +1,103 @@
+"""The product as a Russian marketer in Vladivostok meets it, in a real browser set to Russian and to
+that time zone: the pages in Russian, the browser's zone proposed and taken, a mailing typed in
+local time and Russian date format, its length and cost counted as it is typed, the switcher."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from accounts.models import Profile
+from mailer.models import Mailing
+from tests.conftest import user_with_role
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def page_ru(browser, live_server, transactional_db):
+    context = browser.new_context(
+        base_url=live_server.url,
+        locale="ru-RU",  # Accept-Language: ru-RU
+        timezone_id="Asia/Vladivostok",
+        viewport={"width": 1280, "height": 900},
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    yield page
+    context.close()
+
+
+def test_a_day_in_russian_from_vladivostok(page_ru, django_user_model, make_client, settings, screenshot_dir):
+    from playwright.sync_api import expect
+
+    page = page_ru
+    settings.TIME_ZONE = "Europe/Moscow"
+    user_with_role(django_user_model, "manager", "olga")
+    for _ in range(3):
+        make_client(tag="vip")
+    make_client(tag="retail")
+
+    page.goto("/accounts/login/")
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    page.fill("#id_username", "olga")
+    page.fill("#id_password", "pw")
+    page.click("button:has-text('Войти')")
+    expect(page.locator("h1")).to_have_text("Главная")
+
+    # The first page proposes the browser's time zone; taking it changes every date shown.
+    proposal = page.locator("#timezone-proposal")
+    expect(proposal).to_contain_text("Ваш браузер в поясе Asia/Vladivostok")
+    expect(page.locator("#current-zone")).to_have_text("Europe/Moscow")
+    proposal.locator("button:has-text('Использовать мой пояс')").click()
+    expect(page.locator("#current-zone")).to_have_text("Asia/Vladivostok")
+    expect(page.locator("#timezone-proposal")).to_have_count(0)
+    assert Profile.objects.get(user__username="olga").timezone == "Asia/Vladivostok"
+
+    # A new mailing: the length and the cost are counted while the text is typed.
+    page.click("#main-nav >> text=Рассылки")
+    page.click("text=Новая рассылка")
+    expect(page.locator("#audience-count")).to_have_text("4")
+    page.fill("#id_text", "Hello")
+    expect(page.locator("#text-length")).to_contain_text("5 символов · GSM-7 · 1 часть SMS на сообщение")
+    page.fill("#id_text", "Скидка 20% на всё! " * 4)
+    expect(page.locator("#text-length")).to_contain_text("75 символов · UCS-2 · 2 части SMS на сообщение")
+    expect(page.locator("#text-length")).to_contain_text("Кириллица")
+    page.check("input[name=filter_tags][value=vip]")
+    expect(page.locator("#audience-count")).to_have_text("3")
+    expect(page.locator("#sms-estimate")).to_have_text("6")
+    # Dates typed as a Russian types them, in the user's own zone.
+    expect(page.locator("#id_start_at")).to_have_attribute("placeholder", "ДД.ММ.ГГГГ чч:мм")
+    page.fill("#id_start_at", "03.12.2030 09:00")
+    page.fill("#id_end_at", "03.12.2030 21:00")
+    screenshot_dir("ru-mailing-form", page)
+    page.click("button:has-text('Создать рассылку')")
+    expect(page.locator(".alert-success")).to_contain_text("создана; начнётся 03.12.2030 09:00")
+    mailing = Mailing.objects.get()
+    assert mailing.start_at == datetime(2030, 12, 3, 9, tzinfo=ZoneInfo("Asia/Vladivostok"))
+    expect(page.locator("#summary")).to_contain_text("03.12.2030 09:00 – 03.12.2030 21:00")
+    expect(page.locator("#sms")).to_contain_text("75 символов, UCS-2: 2 части на сообщение")
+    expect(page.locator("#state")).to_have_text("Запланирована")
+    screenshot_dir("ru-mailing-detail", page)
+
+    for name, url in (
+        ("ru-home", "/"),
+        ("ru-mailings", "/mailings/"),
+        ("ru-statistics", "/statistics/"),
+        ("ru-clients", "/clients/"),
+    ):
+        page.goto(url)
+        expect(page.locator("html")).to_have_attribute("lang", "ru")
+        screenshot_dir(name, page)
+
+    # The switcher: English at once, and kept on the next pages; then back.
+    page.click("#language-switcher button[value=en]")
+    expect(page.locator("h1")).to_have_text("Clients")
+    page.click("#main-nav >> text=Mailings")
+    expect(page.locator("h1")).to_have_text("Mailings")
+    page.click("#language-switcher button[value=ru]")
+    expect(page.locator("h1")).to_have_text("Рассылки")
+    assert Profile.objects.get(user__username="olga").language == "ru"
