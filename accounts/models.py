@@ -7,13 +7,17 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from mailer.models import validate_timezone
+from mailer.models import AuditEntry, validate_timezone
 
 TOKEN_PREFIX = "mlr_"
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
 
 
 def hash_token(raw: str) -> str:
@@ -46,14 +50,21 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def issue(cls, user, name: str, days: int | None = None) -> tuple[ApiToken, str]:
+    def issue(cls, user, name: str, days: int | None = None, via: str = "ui") -> tuple[ApiToken, str]:
         """Create a token, valid for `days` (None: until revoked); returns the row and the raw
-        token, which is not stored anywhere."""
+        token, which is not stored anywhere. The audit log records it in the same transaction."""
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires_at = timezone.now() + timedelta(days=days) if days else None
-        token = cls.objects.create(
-            user=user, name=name, key_hash=hash_token(raw), prefix=raw[:12], expires_at=expires_at
-        )
+        with transaction.atomic():
+            token = cls.objects.create(
+                user=user, name=name, key_hash=hash_token(raw), prefix=raw[:12], expires_at=expires_at
+            )
+            changes = {
+                "name": [None, name],
+                "prefix": [None, token.prefix],
+                "expires_at": [None, _iso(expires_at)],
+            }
+            AuditEntry.record(user, "token_created", token, changes, via=via)
         return token, raw
 
     @classmethod
@@ -74,10 +85,16 @@ class ApiToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.is_expired
 
-    def revoke(self) -> None:
+    def revoke(self, by=None) -> None:
         if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
+            with transaction.atomic():
+                self.revoked_at = timezone.now()
+                self.save(update_fields=["revoked_at"])
+                changes = {
+                    "revoked_at": [None, self.revoked_at.isoformat()],
+                    "owner": [self.user.username] * 2,
+                }
+                AuditEntry.record(by, "token_revoked", self, changes)
 
 
 class Profile(models.Model):

@@ -21,7 +21,7 @@ ROLE_LABELS = {
     ADMIN: pgettext_lazy("role", "admin"),
 }
 
-_VIEW = ["mailer.view_client", "mailer.view_mailing", "mailer.view_message"]
+_VIEW = ["mailer.view_client", "mailer.view_mailing", "mailer.view_message", "mailer.view_stopentry"]
 _MANAGE = [
     "mailer.add_client",
     "mailer.change_client",
@@ -29,6 +29,9 @@ _MANAGE = [
     "mailer.add_mailing",
     "mailer.change_mailing",
     "mailer.delete_mailing",
+    # The stop list: putting a phone on it, and taking it off (the entry stays, as the record).
+    "mailer.add_stopentry",
+    "mailer.change_stopentry",
 ]
 # auth.view_user / auth.change_user open the product's Users page (roles, activation); the Django
 # admin's user and group pages are for superusers whatever the permissions say (accounts/admin.py).
@@ -38,6 +41,8 @@ _ADMIN = [
     "accounts.view_apitoken",
     "accounts.change_apitoken",
     "accounts.delete_apitoken",
+    # The audit log (who did what, when): the Audit page and /api/v1/audit/.
+    "mailer.view_auditentry",
     # Unlocking a sign-in that django-axes locked: deleting its failed attempts.
     "axes.view_accessattempt",
     "axes.delete_accessattempt",

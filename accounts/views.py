@@ -9,6 +9,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_POST
 from accounts.forms import ProfileForm, RoleForm, TokenForm
 from accounts.models import ApiToken, Profile
 from accounts.roles import ROLE_LABELS, role_of, set_role
-from mailer.models import timezone_problem
+from mailer.models import AuditEntry, timezone_problem
 
 AUTH0_BACKEND = "social_core.backends.auth0.Auth0OAuth2"
 
@@ -94,7 +95,10 @@ def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
         )
     else:
         role = form.cleaned_data["role"]
-        set_role(person, role)
+        with transaction.atomic():
+            before = role_of(person)
+            set_role(person, role)
+            AuditEntry.record(request.user, "role_changed", person, {"role": [before, role]})
         messages.success(
             request,
             _("%(username)s is now %(role)s.") % {"username": person.username, "role": ROLE_LABELS[role]},
@@ -107,8 +111,11 @@ def change_role(request: HttpRequest, user_id: int) -> HttpResponse:
 def set_active(request: HttpRequest, user_id: int) -> HttpResponse:
     person = _get_other_user(request, user_id)
     active = request.POST.get("active") == "1"
-    person.is_active = active
-    person.save(update_fields=["is_active"])
+    with transaction.atomic():
+        changes = {"is_active": [person.is_active, active]}
+        person.is_active = active
+        person.save(update_fields=["is_active"])
+        AuditEntry.record(request.user, "activated" if active else "deactivated", person, changes)
     if active:
         messages.success(request, _("%(username)s may sign in again.") % {"username": person.username})
     else:
@@ -164,7 +171,7 @@ def _get_token_for_user(request: HttpRequest, token_id: int) -> ApiToken:
 @require_POST
 def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token = _get_token_for_user(request, token_id)
-    token.revoke()
+    token.revoke(by=request.user)
     messages.success(
         request,
         _("Token “%(name)s” (%(prefix)s…) is revoked.") % {"name": token.name, "prefix": token.prefix},

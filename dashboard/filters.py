@@ -11,9 +11,34 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mailer import audit
 from mailer.formats import hint as formats_hint
 from mailer.http import count_param
-from mailer.models import Client, Mailing, MailingState, Message, MessageStatus, validate_moment
+from mailer.models import (
+    AuditEntry,
+    Client,
+    Mailing,
+    MailingState,
+    Message,
+    MessageStatus,
+    StopEntry,
+    normalize_phone,
+    validate_moment,
+)
+
+
+def _day_filter(method: str, label) -> django_filters.DateFilter:
+    """A day, typed in the user's language's format like the mailing form's dates (ISO 8601 is
+    taken too); `with_day_widgets` gives it a placeholder in that language, per request."""
+    return django_filters.DateFilter(method=method, label=label, validators=[validate_moment], localize=True)
+
+
+def with_day_widgets(filterset: django_filters.FilterSet, *names: str) -> None:
+    hint = formats_hint("DATE_INPUT_FORMATS")
+    for name in names:
+        filterset.filters[name].extra["widget"] = forms.DateInput(
+            attrs={"autocomplete": "off", "placeholder": hint}
+        )
 
 
 def _search_input() -> forms.TextInput:
@@ -30,14 +55,8 @@ class MailingFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(
         choices=MailingState.choices, empty_label=_("Any state"), label=_("State")
     )
-    # Text in the user's language's format, like the mailing form's dates (ISO 8601 is taken too);
-    # the widget, with its placeholder in that language, is made per request (__init__).
-    start_from = django_filters.DateFilter(
-        method="starts_from", label=_("Starts on or after"), validators=[validate_moment], localize=True
-    )
-    start_to = django_filters.DateFilter(
-        method="starts_to", label=_("Starts on or before"), validators=[validate_moment], localize=True
-    )
+    start_from = _day_filter("starts_from", _("Starts on or after"))
+    start_to = _day_filter("starts_to", _("Starts on or before"))
 
     class Meta:
         model = Mailing
@@ -45,10 +64,7 @@ class MailingFilter(django_filters.FilterSet):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for name in ("start_from", "start_to"):
-            self.filters[name].extra["widget"] = forms.DateInput(
-                attrs={"autocomplete": "off", "placeholder": formats_hint("DATE_INPUT_FORMATS")}
-            )
+        with_day_widgets(self, "start_from", "start_to")
 
     def search(self, queryset: QuerySet[Mailing], name: str, value: str) -> QuerySet[Mailing]:
         value = value.strip()
@@ -142,3 +158,65 @@ def distinct_values(field: str) -> list[str]:
             " SELECT x FROM v WHERE x IS NOT NULL"
         )
         return sorted(value for (value,) in cursor.fetchall())
+
+
+class StopListFilter(django_filters.FilterSet):
+    phone = django_filters.CharFilter(method="search_phone", label=_("Phone"), widget=_search_input())
+    state = django_filters.ChoiceFilter(
+        method="by_state",
+        label=_("Show"),
+        empty_label=_("On the list now"),
+        choices=[("removed", _("Taken off")), ("all", _("All"))],
+    )
+
+    class Meta:
+        model = StopEntry
+        fields = ["phone", "state"]
+
+    def search_phone(self, queryset: QuerySet[StopEntry], name: str, value: str) -> QuerySet[StopEntry]:
+        digits = normalize_phone(value) if value.strip().startswith(("8", "+7")) else value
+        digits = "".join(ch for ch in digits if ch in "0123456789")
+        return queryset.filter(phone__contains=digits) if digits else queryset
+
+    def by_state(self, queryset: QuerySet[StopEntry], name: str, value: str) -> QuerySet[StopEntry]:
+        return queryset.filter(removed_at__isnull=False) if value == "removed" else queryset
+
+    @property
+    def qs(self) -> QuerySet[StopEntry]:
+        queryset = super().qs
+        if not (self.is_bound and self.form.is_valid() and self.form.cleaned_data.get("state")):
+            queryset = queryset.standing()  # without a choice: what stands now
+        return queryset
+
+
+class AuditFilter(django_filters.FilterSet):
+    """Who, what and when. The choices are what the log holds (a loose index scan would be overkill:
+    the lists are short)."""
+
+    actor = django_filters.ChoiceFilter(field_name="actor_name", label=_("Who"), empty_label=_("Anyone"))
+    object_type = django_filters.ChoiceFilter(
+        label=_("What"), empty_label=_("Anything"), choices=list(audit.OBJECT_TYPES.items())
+    )
+    action = django_filters.ChoiceFilter(
+        label=_("Action"), empty_label=_("Any action"), choices=list(audit.ACTIONS.items())
+    )
+    object_id = django_filters.CharFilter(label=_("Number or phone"), max_length=64, widget=_search_input())
+    since = _day_filter("on_or_after", _("From"))
+    until = _day_filter("on_or_before", _("Until"))
+
+    class Meta:
+        model = AuditEntry
+        fields = ["actor", "object_type", "action", "object_id", "since", "until"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        names = AuditEntry.objects.exclude(actor_name="").order_by().values_list("actor_name", flat=True)
+        self.filters["actor"].extra["choices"] = [(n, n) for n in sorted(set(names))]
+        with_day_widgets(self, "since", "until")
+
+    # Whole days in the user's time zone, as the mailings' date filters.
+    def on_or_after(self, queryset: QuerySet[AuditEntry], name: str, value) -> QuerySet[AuditEntry]:
+        return queryset.filter(at__gte=_day_start(value))
+
+    def on_or_before(self, queryset: QuerySet[AuditEntry], name: str, value) -> QuerySet[AuditEntry]:
+        return queryset.filter(at__lt=_day_start(value) + timezone.timedelta(days=1))

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
 from mailer.importing import max_bytes
-from mailer.models import Client, Mailing, available_timezones, tag_problem
+from mailer.models import Client, Mailing, available_timezones, normalize_phone, phone_problem, tag_problem
 
 MAX_TEXT = Mailing._meta.get_field("text").max_length
 
@@ -159,9 +159,9 @@ class ImportForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.form_tag = False
-        self.fields["file"].help_text = _("Columns: phone, tag, timezone. UTF-8, at most %(mb)s MB.") % {
-            "mb": settings.MAILER_IMPORT_MAX_MB
-        }
+        self.fields["file"].help_text = _(
+            "Columns: phone, tag, timezone, opted_out. UTF-8, at most %(mb)s MB."
+        ) % {"mb": settings.MAILER_IMPORT_MAX_MB}
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -170,3 +170,18 @@ class ImportForm(forms.Form):
                 _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
             )
         return upload
+
+
+class StopEntryForm(forms.Form):
+    phone = forms.CharField(label=gettext_lazy("Phone"), max_length=30)
+    reason = forms.CharField(label=gettext_lazy("Reason"), max_length=500, required=False)
+
+    def clean_phone(self) -> str:
+        phone = normalize_phone(self.cleaned_data["phone"])
+        if problem := phone_problem(phone):
+            raise ValidationError(problem)
+        return phone
+
+
+class StopRemovalForm(forms.Form):
+    reason = forms.CharField(label=gettext_lazy("Reason"), max_length=500)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import django_tables2 as tables
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from mailer import stats
-from mailer.models import Client, Mailing, Message, MessageStatus
+from mailer import audit, stats
+from mailer.models import ENGINE_REASONS, AuditEntry, Client, Mailing, Message, MessageStatus, StopEntry
 from mailer.stats import STATUSES
 
 # The one place for the colour of a mailing's state and a message's status (Bootstrap's names):
@@ -145,11 +146,16 @@ class ClientTable(tables.Table):
     tag = tables.Column(verbose_name=gettext_lazy("Tag"))
     timezone = tables.Column(verbose_name=gettext_lazy("Time zone"))
     created_at = MomentColumn(verbose_name=gettext_lazy("Added"))
+    # Annotated by the view (StopEntry.standing_for): the page's rows only.
+    opted_out = tables.Column(verbose_name=gettext_lazy("Stop list"), orderable=False, empty_values=())
 
     class Meta:
         model = Client
-        fields = ("phone", "operator_code", "tag", "timezone", "created_at")
+        fields = ("phone", "operator_code", "tag", "timezone", "created_at", "opted_out")
         attrs = {"class": "table table-sm table-hover align-middle"}
+
+    def render_opted_out(self, value: bool) -> str:
+        return badge("cancelled", _("opted out")) if value else ""
 
 
 class MessageTable(tables.Table):
@@ -174,5 +180,71 @@ class MessageTable(tables.Table):
     def render_status(self, record: Message) -> str:
         return badge(record.status, record.get_status_display())
 
+    def render_last_error(self, value: str) -> str:
+        # The engine's own reasons are kept in English; the gateway's words stay as they came.
+        return _(value) if value in ENGINE_REASONS else value
+
     def render_sent_text(self, value: int) -> str:
         return f"#{value}"
+
+
+class StopListTable(tables.Table):
+    phone = tables.Column(verbose_name=gettext_lazy("Phone"))
+    created_at = MomentColumn(verbose_name=gettext_lazy("Since"))
+    source = tables.Column(verbose_name=gettext_lazy("Source"))
+    reason = tables.Column(verbose_name=gettext_lazy("Reason"), attrs={"td": {"class": "small"}})
+    created_by = tables.Column(accessor="created_by__username", verbose_name=gettext_lazy("By"), default="–")
+    removed = tables.TemplateColumn(
+        template_name="dashboard/_stop_entry_actions.html",
+        verbose_name="",
+        orderable=False,
+        empty_values=(),
+    )
+
+    class Meta:
+        model = StopEntry
+        fields = ("phone", "created_at", "source", "reason", "created_by", "removed")
+        attrs = {"class": "table table-sm table-hover align-middle"}
+        order_by = ("-created_at",)
+
+    def render_source(self, record: StopEntry) -> str:
+        return record.get_source_display()
+
+
+class AuditTable(tables.Table):
+    at = MomentColumn("DATETIME_FORMAT", verbose_name=gettext_lazy("When"))
+    actor_name = tables.Column(verbose_name=gettext_lazy("Who"), empty_values=())
+    via = tables.Column(verbose_name=gettext_lazy("Via"))
+    action = tables.Column(verbose_name=gettext_lazy("Action"))
+    object = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("What"))
+    changes = tables.Column(
+        orderable=False, verbose_name=gettext_lazy("Changes"), attrs={"td": {"class": "small"}}
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = ("at", "actor_name", "via", "action", "object", "changes")
+        attrs = {"class": "table table-sm table-hover align-middle"}
+        order_by = ("-at",)
+
+    def render_actor_name(self, value: str) -> str:
+        return value or _("system")
+
+    def render_via(self, value: str) -> str:
+        return audit.VIA.get(value, value)
+
+    def render_action(self, value: str) -> str:
+        return audit.ACTIONS.get(value, value)
+
+    def render_object(self, record: AuditEntry) -> str:
+        kind = audit.OBJECT_TYPES.get(record.object_type, record.object_type)
+        label = f"{kind} {record.object_id}"
+        links = {"mailing": "dashboard:mailing-detail", "client": "dashboard:client-edit"}
+        if record.object_type in links and record.object_id.isdigit():
+            return format_html(
+                '<a href="{}">{}</a>', reverse(links[record.object_type], args=[record.object_id]), label
+            )
+        return label
+
+    def render_changes(self, value: dict) -> str:
+        return audit.changes_text(value)

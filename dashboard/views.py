@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import EmptyPage
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -26,13 +26,21 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from django_tables2 import LazyPaginator, RequestConfig
 
 from dashboard import charts, exports
-from dashboard.filters import ClientFilter, MailingFilter, MessageFilter, StatsFilter
-from dashboard.forms import MAX_TEXT, ClientForm, ImportForm, MailingForm
-from dashboard.tables import ClientTable, MailingTable, MessageTable, StatsTable
-from mailer import importing, sms, stats
+from dashboard.filters import (
+    AuditFilter,
+    ClientFilter,
+    MailingFilter,
+    MessageFilter,
+    StatsFilter,
+    StopListFilter,
+)
+from dashboard.forms import MAX_TEXT, ClientForm, ImportForm, MailingForm, StopEntryForm, StopRemovalForm
+from dashboard.tables import AuditTable, ClientTable, MailingTable, MessageTable, StatsTable, StopListTable
+from mailer import importing, sms, stats, testsends
 from mailer.http import HtmxHttpRequest, count_param
 from mailer.models import (
     OPERATOR_CODE_RE,
+    AuditEntry,
     Client,
     ClientImport,
     GatewayState,
@@ -40,8 +48,12 @@ from mailer.models import (
     MailingError,
     MailingState,
     MailingText,
+    OptOutSource,
     SentMinute,
     StaleEdit,
+    StopEntry,
+    TestSend,
+    TestSendState,
     parts_problem,
     tag_problem,
 )
@@ -169,7 +181,7 @@ def mailing_create(request: HtmxHttpRequest) -> HttpResponse:
         if form.is_valid():
             mailing = form.save(commit=False)
             mailing.created_by = request.user
-            mailing.save()
+            mailing.save_by(request.user)
             starts = formats.date_format(timezone.localtime(mailing.start_at), "SHORT_DATETIME_FORMAT")
             messages.success(
                 request,
@@ -198,7 +210,7 @@ def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = MailingForm(request.POST or None, instance=mailing)
     if request.method == "POST" and form.is_valid():
         try:
-            form.save(commit=False).save_edit(form.cleaned_data["revision"])
+            form.save(commit=False).save_edit(form.cleaned_data["revision"], by=request.user)
         except StaleEdit as e:
             form.add_error(
                 None,
@@ -223,12 +235,17 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
     tags |= {t.strip() for t in request.GET.get("new_tags", "").split(",")}
     tags = {t for t in tags if t and not tag_problem(t)}  # the form reports a bad one on saving
     codes = [c for c in request.GET.getlist("filter_operator_codes") if re.fullmatch(OPERATOR_CODE_RE, c)]
-    count = Mailing(filter_tags=sorted(tags), filter_operator_codes=codes).matching_clients().count()
+    # The clients the filter matches, less those on the stop list (counted from the list's side:
+    # it is small, where a check per client would probe it a million times).
+    matched = Mailing(filter_tags=sorted(tags), filter_operator_codes=codes).filtered_clients()
+    stopped = StopEntry.objects.standing().filter(phone__in=matched.values("phone")).count()
+    count = matched.count() - stopped
     # As the form will save it (MailingForm.clean_text); longer than a text may be is cut, to bound the work.
     text = MailingForm.normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
     length = sms.measure(text)
     context = {
         "audience": count,
+        "excluded": stopped,
         "length": length,
         "length_problem": parts_problem(length),
         "sms_estimate": count * length.parts,
@@ -288,6 +305,7 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context |= _summary_context(mailing) | {
         "minute_chart": _per_minute_chart(mailing),
         "texts": _texts(mailing),
+        "test_sends": mailing.test_sends.select_related("created_by")[:10],
     }
     return render(request, "dashboard/mailing_detail.html", context)
 
@@ -297,6 +315,52 @@ def _texts(mailing: Mailing) -> list[MailingText]:
     if mailing.current_text_id and mailing.texts.count() < 2:
         return []
     return list(mailing.texts.order_by("number"))
+
+
+# Test sends
+
+
+@permission_required("mailer.add_mailing", raise_exception=True)
+@require_POST
+def test_send(request: HtmxHttpRequest, pk: int | None = None) -> HttpResponse:
+    """ "Send a test": the text of the mailing form (or of mailing `pk`) to the phones typed. A
+    sender sends it within a moment; the answer shows where the button was (htmx polls it)."""
+    mailing = get_object_or_404(Mailing, pk=pk) if pk else None
+    text = mailing.text if mailing else MailingForm.normalize_text(request.POST.get("text", ""))
+    phones = request.POST.get("test_phones", "")
+    try:
+        test = testsends.queue(text, phones, user=request.user, mailing=mailing)
+    except testsends.Refused as e:
+        if request.htmx:
+            return render(request, "dashboard/_test_send.html", {"test_error": str(e)})
+        messages.error(request, str(e))
+        return (
+            redirect("dashboard:mailing-detail", pk=mailing.pk)
+            if mailing
+            else redirect("dashboard:mailing-create")
+        )
+    if request.htmx:
+        return render(request, "dashboard/_test_send.html", _test_send_context(test))
+    return redirect("dashboard:test-send-detail", test_send_id=test.pk)
+
+
+def _test_send_context(test: TestSend) -> dict[str, Any]:
+    waiting = timezone.now() - test.created_at > timedelta(seconds=TEST_SEND_PATIENCE)
+    return {"test": test, "no_sender": test.state == TestSendState.QUEUED and waiting}
+
+
+TEST_SEND_PATIENCE = 10  # seconds queued before the page asks whether a worker runs
+
+
+@permission_required("mailer.add_mailing", raise_exception=True)
+@require_GET
+def test_send_detail(request: HtmxHttpRequest, test_send_id: int) -> HttpResponse:
+    test = get_object_or_404(TestSend.objects.select_related("created_by", "mailing"), pk=test_send_id)
+    context = _test_send_context(test)
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "dashboard/_test_send.html", context)
+        return response if test.is_running else HttpResponseStopPolling(response.content)
+    return render(request, "dashboard/test_send.html", context)
 
 
 CONTROLS = {"pause": Mailing.pause, "resume": Mailing.resume, "cancel": Mailing.cancel}
@@ -312,7 +376,7 @@ DONE = {
 def mailing_control(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     try:
-        CONTROLS[action](mailing)
+        CONTROLS[action](mailing, by=request.user)
     except MailingError as e:
         messages.error(request, str(e))
     else:
@@ -328,7 +392,7 @@ def mailing_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     number = mailing.pk
     try:
-        mailing.delete_unless_running()
+        mailing.delete_unless_running(by=request.user)
     except MailingError as e:
         messages.error(request, str(e))
         if request.htmx:
@@ -345,6 +409,67 @@ def mailing_messages_csv(request: HtmxHttpRequest, pk: int) -> StreamingHttpResp
     mailing = get_object_or_404(Mailing, pk=pk)
     filterset = MessageFilter(request.GET or None, queryset=mailing.messages.all())
     return exports.messages_csv(mailing, filterset.qs)
+
+
+# The stop list
+
+
+@permission_required("mailer.view_stopentry", raise_exception=True)
+def stop_list(request: HtmxHttpRequest) -> HttpResponse:
+    filterset = StopListFilter(
+        request.GET or None, queryset=StopEntry.objects.select_related("created_by", "removed_by")
+    )
+    table = StopListTable(filterset.qs)
+    _paginate(request, table)
+    context = {"filter": filterset, "table": table, "form": StopEntryForm()}
+    return _page(request, "dashboard/stop_list.html", "table", context)
+
+
+@permission_required("mailer.add_stopentry", raise_exception=True)
+@require_POST
+def stop_list_add(request: HtmxHttpRequest) -> HttpResponse:
+    form = StopEntryForm(request.POST)
+    if not form.is_valid():
+        filterset = StopListFilter(
+            None, queryset=StopEntry.objects.select_related("created_by", "removed_by")
+        )
+        table = StopListTable(filterset.qs)
+        _paginate(request, table)
+        context = {"filter": filterset, "table": table, "form": form}
+        return render(request, "dashboard/stop_list.html", context, status=400)
+    phone = form.cleaned_data["phone"]
+    _entry, new = StopEntry.opt_out(phone, OptOutSource.UI, form.cleaned_data["reason"], user=request.user)
+    if new:
+        messages.success(
+            request, _("%(phone)s is on the stop list: it gets no more messages.") % {"phone": phone}
+        )
+    else:
+        messages.info(request, _("%(phone)s was on the stop list already.") % {"phone": phone})
+    return redirect("dashboard:stop-list")
+
+
+@permission_required("mailer.change_stopentry", raise_exception=True)
+@require_POST
+def stop_list_remove(request: HtmxHttpRequest, entry_id: int) -> HttpResponse:
+    entry = get_object_or_404(StopEntry.objects.standing(), pk=entry_id)
+    form = StopRemovalForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Say why %(phone)s may receive mailings again.") % {"phone": entry.phone})
+    elif StopEntry.opt_in(entry.phone, form.cleaned_data["reason"], user=request.user):
+        messages.success(request, _("%(phone)s is off the stop list.") % {"phone": entry.phone})
+    return redirect("dashboard:stop-list")
+
+
+# The audit log
+
+
+@permission_required("mailer.view_auditentry", raise_exception=True)
+def audit_log(request: HtmxHttpRequest) -> HttpResponse:
+    """Who created, edited, started, paused, resumed, cancelled, deleted what, and when."""
+    filterset = AuditFilter(request.GET or None, queryset=AuditEntry.objects.all())
+    table = AuditTable(filterset.qs)
+    _paginate(request, table)
+    return _page(request, "dashboard/audit.html", "table", {"filter": filterset, "table": table})
 
 
 # Statistics
@@ -376,7 +501,7 @@ def statistics(request: HtmxHttpRequest) -> HttpResponse:
 def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
     """Counts by status over all filtered mailings. The page loads it after itself: it reads every
     message of those mailings, which takes a moment on a million rows."""
-    _, mailings = _stats_queryset(request)
+    _filterset, mailings = _stats_queryset(request)
     totals = stats.totals(mailings)
     context = {
         "totals": totals,
@@ -389,7 +514,7 @@ def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("mailer.view_mailing", raise_exception=True)
 @require_GET
 def statistics_csv(request: HtmxHttpRequest) -> StreamingHttpResponse:
-    _, mailings = _stats_queryset(request)
+    _filterset, mailings = _stats_queryset(request)
     return exports.overview_csv(stats.with_counts(mailings).order_by("-start_at", "-id"))
 
 
@@ -399,7 +524,7 @@ def statistics_csv(request: HtmxHttpRequest) -> StreamingHttpResponse:
 @permission_required("mailer.view_client", raise_exception=True)
 def client_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = ClientFilter(request.GET or None, queryset=Client.objects.all())
-    table = ClientTable(filterset.qs)
+    table = ClientTable(filterset.qs.annotate(opted_out=StopEntry.standing_for(OuterRef("phone"))))
     _paginate(request, table)
     return _page(request, "dashboard/client_list.html", "table", {"filter": filterset, "table": table})
 
@@ -408,7 +533,8 @@ def client_list(request: HtmxHttpRequest) -> HttpResponse:
 def client_create(request: HtmxHttpRequest) -> HttpResponse:
     form = ClientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        client = form.save()
+        client = form.save(commit=False)
+        client.save_by(request.user)
         messages.success(request, _("Client %(phone)s added.") % {"phone": client.phone})
         return redirect("dashboard:client-list")
     return render(request, "dashboard/client_form.html", {"form": form, "client": None})
@@ -417,22 +543,23 @@ def client_create(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("mailer.view_client", raise_exception=True)
 def client_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     client = get_object_or_404(Client, pk=pk)
+    stopped = StopEntry.objects.standing().filter(phone=client.phone).first()
     form = ClientForm(request.POST or None, instance=client)
     if request.method == "POST":
         if not request.user.has_perm("mailer.change_client"):
             return HttpResponse(_("You may not change clients."), status=403)
         if form.is_valid():
-            form.save()
+            form.save(commit=False).save_by(request.user)
             messages.success(request, _("Client %(phone)s saved.") % {"phone": client.phone})
             return redirect("dashboard:client-list")
-    return render(request, "dashboard/client_form.html", {"form": form, "client": client})
+    return render(request, "dashboard/client_form.html", {"form": form, "client": client, "stopped": stopped})
 
 
 @permission_required("mailer.delete_client", raise_exception=True)
 @require_POST
 def client_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     client = get_object_or_404(Client, pk=pk)
-    client.delete()
+    client.delete_by(request.user)
     messages.success(
         request, _("Client %(phone)s deleted; their past messages are kept.") % {"phone": client.phone}
     )
@@ -481,7 +608,7 @@ def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def client_import_confirm(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_object_or_404(ClientImport, pk=pk)
-    if importing.confirm(imp):
+    if importing.confirm(imp, by=request.user):
         messages.success(request, _("Import #%(id)s: writing the clients.") % {"id": imp.pk})
     else:
         messages.error(request, _("Import #%(id)s has nothing to write now.") % {"id": imp.pk})

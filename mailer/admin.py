@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from mailer.models import Client, GatewayState, Mailing, Message, Report, WorkerHeartbeat
+from mailer.models import Client, GatewayState, Mailing, Message, Report, TestSend, WorkerHeartbeat
 
 
 @admin.register(Client)
@@ -39,17 +39,9 @@ class MailingAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "mailing", "client", "status", "attempts", "created_at", "sent_at", "last_error"]
-    list_filter = ["status"]
-    search_fields = ["=id", "=mailing__id", "client__phone"]
-    raw_id_fields = ["mailing", "client"]
-    list_select_related = ["mailing", "client"]
-    show_full_result_count = False
+class ReadOnly:
+    """A record nobody edits here."""
 
-    # The delivery record is written by the engine only: edits and bulk deletes here would go
-    # around the mailing's counts (MailingCounts) and rewrite what the gateway was told.
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -58,6 +50,29 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnly, admin.ModelAdmin):
+    # The delivery record is written by the engine only: edits and bulk deletes here would go
+    # around the mailing's counts (MailingCounts) and rewrite what the gateway was told.
+
+    list_display = ["id", "mailing", "client", "status", "attempts", "created_at", "sent_at", "last_error"]
+    list_filter = ["status"]
+    search_fields = ["=id", "=mailing__id", "client__phone"]
+    raw_id_fields = ["mailing", "client"]
+    list_select_related = ["mailing", "client"]
+    show_full_result_count = False
+
+
+@admin.register(TestSend)
+class TestSendAdmin(ReadOnly, admin.ModelAdmin):
+    """The record of test sends: who sent what to whom, and the gateway's answers. Read only."""
+
+    list_display = ["id", "created_at", "created_by", "mailing", "state", "phones"]
+    list_filter = ["state"]
+    search_fields = ["=id", "=mailing__id", "created_by__username"]
+    list_select_related = ["created_by", "mailing"]
 
 
 @admin.register(GatewayState)

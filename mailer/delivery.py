@@ -32,13 +32,16 @@ from datetime import datetime, timedelta
 from django import db
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef
 from django.utils import timezone
 
 from accounts.models import hash_token
 from mailer import metrics
 from mailer.models import (
+    CLIENT_DELETED_WHY,
     ENDED_WHY,
+    NO_WINDOW_WHY,
+    OPTED_OUT_WHY,
     GatewayState,
     Mailing,
     MailingCounts,
@@ -47,6 +50,7 @@ from mailer.models import (
     Message,
     MessageStatus,
     SentMinute,
+    StopEntry,
 )
 from mailer.scheduling import in_window, window_opens_at, zone
 from mailer.sending import ErrorKind, Gateway, GatewayError, Outbound, Result
@@ -106,6 +110,7 @@ class Claimed:
     phone: str | None
     tz: str | None
     sent_text_id: int | None
+    opted_out: bool = False  # the client's phone is on the stop list now
 
     @property
     def log_ids(self) -> dict:
@@ -139,10 +144,18 @@ def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) ->
         )
     if msg.client_id is None:
         return Outcome(
-            {"status": MessageStatus.CANCELLED, "last_error": "the client was deleted"},
+            {"status": MessageStatus.CANCELLED, "last_error": CLIENT_DELETED_WHY},
             MessageStatus.CANCELLED,
             logging.INFO,
             "cancelled: client deleted",
+        )
+    if msg.opted_out:
+        # Opted out after the audience was resolved: never sent, and the page says why.
+        return Outcome(
+            {"status": MessageStatus.CANCELLED, "last_error": OPTED_OUT_WHY},
+            MessageStatus.CANCELLED,
+            logging.INFO,
+            "cancelled: the client is on the stop list",
         )
     if (mailing.end_at - now).total_seconds() < MIN_TIME_LEFT:
         return _expired(ENDED_WHY)
@@ -151,7 +164,7 @@ def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) ->
         if not in_window(local, mailing.window_start, mailing.window_end):
             opens = window_opens_at(now, msg.tz, mailing.window_start, mailing.window_end)
             if opens >= mailing.end_at:
-                return _expired("the client's local window does not open before the end")
+                return _expired(NO_WINDOW_WHY)
             return Outcome(
                 {"next_attempt_at": opens},
                 None,
@@ -314,16 +327,21 @@ class Deliverer:
             Message.objects.filter(id__in=ids, status=MessageStatus.PENDING).free(now).update(
                 locked_until=now + self.config.lease, locked_by=lease
             )
-        rows = Message.objects.filter(id__in=ids, locked_by=lease).values_list(
-            "id",
-            "mailing_id",
-            "client_id",
-            "attempts",
-            "next_attempt_at",
-            "last_error",
-            "client__phone",
-            "client__timezone",
-            "sent_text_id",
+        rows = (
+            Message.objects.filter(id__in=ids, locked_by=lease)
+            .annotate(opted_out=StopEntry.standing_for(OuterRef("client__phone")))
+            .values_list(
+                "id",
+                "mailing_id",
+                "client_id",
+                "attempts",
+                "next_attempt_at",
+                "last_error",
+                "client__phone",
+                "client__timezone",
+                "sent_text_id",
+                "opted_out",
+            )
         )
         return lease, [Claimed(*row) for row in rows]
 

@@ -5,9 +5,12 @@ Used by the REST API (`POST /api/v1/clients/import/`) and the dashboard's import
 call `start_import`; `run_import` is the django-q2 task.
 
 The file: UTF-8 (a BOM is allowed), comma-separated, a header row naming the columns. `phone` is
-required; `tag` (default empty) and `timezone` (default UTC) are optional; column order is free;
+required; `tag` (default empty), `timezone` (default UTC) and `opted_out` are optional; column order is free;
 columns without a name are ignored, other unknown ones are an error. At most MAILER_IMPORT_MAX_MB.
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first client row 2.
+
+`opted_out`: yes (1, true, yes, да) puts the phone on the stop list (source "import"); no or empty
+changes nothing, as taking a phone off the stop list needs a reason (the stop-list page or API).
 
 Duplicates:
 - the same phone twice in the file: the later row is an error ("duplicate of row N");
@@ -41,17 +44,24 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from mailer.models import (
+    AuditEntry,
     Client,
     ClientImport,
     ImportChunk,
     ImportState,
+    OptOutSource,
+    StopEntry,
     operator_code_of,
     phone_problem,
     tag_problem,
     timezone_problem,
 )
 
-COLUMNS = ("phone", "tag", "timezone")
+COLUMNS = ("phone", "tag", "timezone", "opted_out")
+YES, NO = (
+    frozenset({"1", "true", "yes", "y", "да", "д"}),
+    frozenset({"", "0", "false", "no", "n", "нет", "н"}),
+)
 # Chunks keep each IN list and INSERT under SQLite's limit on query parameters.
 CHUNK = 2000
 PIECE_BYTES = 2**20  # the stored file's pieces
@@ -71,6 +81,7 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    opted_out: int = 0  # rows that put their phone on the stop list
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     # True when rows were written (the report of an all-or-nothing import with errors says False).
@@ -91,6 +102,7 @@ class ImportReport:
             created=imp.created,
             updated=imp.updated,
             unchanged=imp.unchanged,
+            opted_out=imp.opted_out,
             errors=[RowError(*e) for e in imp.errors],
             error_count=imp.error_count,
             written=imp.written,
@@ -107,6 +119,7 @@ class ImportReport:
             "created": self.created,
             "updated": self.updated,
             "unchanged": self.unchanged,
+            "opted_out": self.opted_out,
             "error_count": self.error_count,
             "errors": [{"row": e.row, "field": e.field, "message": e.message} for e in self.errors[:errors]],
         }
@@ -131,6 +144,7 @@ def start_import(
     all_or_nothing: bool = True,
     write: bool = True,
     enqueue: bool = True,
+    via: str = "ui",
 ) -> ClientImport:
     """Keep the file in the database and queue the task that imports it (once this commits).
     Raises ImportRefused, storing nothing, for a file over the size limit."""
@@ -148,6 +162,12 @@ def start_import(
             ImportChunk.objects.create(client_import=imp, seq=seq, data=piece)
         imp.size = size
         imp.save(update_fields=["size"])
+        changes = {
+            "filename": [None, imp.filename],
+            "size": [None, size],
+            "all_or_nothing": [None, all_or_nothing],
+        }
+        AuditEntry.record(user, "import_started", imp, changes, via=via)
         if enqueue:
             transaction.on_commit(lambda: _enqueue(imp.pk))
     return imp
@@ -160,7 +180,7 @@ def _enqueue(import_id: int) -> None:
     async_task("mailer.tasks.run_import", import_id, timeout=3600)
 
 
-def confirm(imp: ClientImport) -> bool:
+def confirm(imp: ClientImport, by=None) -> bool:
     """The user's go-ahead after a check; False if there is nothing it could write."""
     if not imp.can_write:
         return False
@@ -169,6 +189,7 @@ def confirm(imp: ClientImport) -> bool:
             state=ImportState.WRITING, write=True
         ):
             return False
+        AuditEntry.record(by, "import_confirmed", imp, {"state": [ImportState.CHECKED, ImportState.WRITING]})
         transaction.on_commit(lambda: _enqueue(imp.pk))
     return True
 
@@ -290,6 +311,7 @@ class _Row:
     phone: str
     tag: str
     timezone: str
+    opted_out: bool = False
 
 
 def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
@@ -336,7 +358,11 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
             phone = values[index["phone"]].strip()
             tag = values[index["tag"]].strip() if "tag" in index else ""
             tz = (values[index["timezone"]].strip() if "timezone" in index else "") or "UTC"
+            opt = values[index["opted_out"]].strip().lower() if "opted_out" in index else ""
             errors = []
+            if opt not in YES | NO:
+                message = _("Give yes or no (1 or 0, true or false, да or нет), or leave it empty.")
+                errors.append(RowError(row_number, "opted_out", message))
             if problem := phone_problem(phone):
                 errors.append(RowError(row_number, "phone", problem))
             elif int(phone) in seen:
@@ -351,7 +377,7 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
                     report.add_error(error)
                 continue
             seen[int(phone)] = row_number
-            yield _Row(row_number, phone, tag, tz)
+            yield _Row(row_number, phone, tag, tz, opt in YES)
     except csv.Error as e:
         report.add_error(RowError(row_number, "", _("Not a readable CSV line: %(error)s.") % {"error": e}))
 
@@ -395,16 +421,18 @@ def _check(imp: ClientImport) -> None:
         report.created += len(new)
         report.updated += sum(len(ids) for ids in changed.values())
         report.unchanged += unchanged
+        report.opted_out += sum(r.opted_out for r in batch)
         ClientImport.objects.filter(pk=imp.pk).update(
             bytes_checked=stream.position, lease_until=timezone.now() + LEASE
         )
     imp.bytes_checked = imp.size
     imp.created, imp.updated, imp.unchanged = report.created, report.updated, report.unchanged
+    imp.opted_out = report.opted_out
     imp.errors = report.stored_errors()
     imp.error_count = report.error_count
     imp.rows_to_write = valid
     if report.error_count and imp.all_or_nothing:
-        imp.created = imp.updated = imp.unchanged = 0  # the report says what was done: nothing
+        imp.created = imp.updated = imp.unchanged = imp.opted_out = 0  # what was done: nothing
     if report.error_count and imp.all_or_nothing or not valid:
         imp.state, imp.finished_at = (
             (ImportState.FAILED if report.error_count else ImportState.DONE),
@@ -421,23 +449,25 @@ def _write(imp: ClientImport) -> None:
     report = ImportReport()  # errors were reported by the check; counts come from imp
     if not imp.written_through:
         # The counts now say what was done, not what the check expected.
-        imp.created = imp.updated = imp.unchanged = imp.rows_written = 0
-        imp.save(update_fields=["created", "updated", "unchanged", "rows_written"])
+        imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.rows_written = 0
+        imp.save(update_fields=["created", "updated", "unchanged", "opted_out", "rows_written"])
     rows = (r for r in _rows(_ChunkStream(imp), report) if r.row > imp.written_through)
     for batch in _batches(rows):
         for attempt in range(3):
             try:
                 with transaction.atomic():
-                    counts = _write_batch(batch)
+                    counts = _write_batch(batch, imp)
                     imp.created += counts[0]
                     imp.updated += counts[1]
                     imp.unchanged += counts[2]
+                    imp.opted_out += counts[3]
                     imp.rows_written += len(batch)
                     imp.written_through = batch[-1].row
                     held = ClientImport.objects.filter(pk=imp.pk, state=ImportState.WRITING).update(
                         created=imp.created,
                         updated=imp.updated,
                         unchanged=imp.unchanged,
+                        opted_out=imp.opted_out,
                         rows_written=imp.rows_written,
                         written_through=imp.written_through,
                         lease_until=timezone.now() + LEASE,
@@ -472,7 +502,7 @@ def _sort_out(batch: list[_Row]) -> tuple[list[_Row], dict[tuple[str, str], list
     return new, changed, unchanged
 
 
-def _write_batch(batch: list[_Row]) -> tuple[int, int, int]:
+def _write_batch(batch: list[_Row], imp: ClientImport) -> tuple[int, int, int, int]:
     new, changed, unchanged = _sort_out(batch)
     # One UPDATE ... WHERE id IN (...) per (tag, timezone): an import usually has a handful of tags
     # and zones, and bulk_update's per-row CASE was slow.
@@ -485,4 +515,30 @@ def _write_batch(batch: list[_Row]) -> tuple[int, int, int]:
     now = timezone.now()
     for (tag, tz), ids in changed.items():
         Client.objects.filter(pk__in=ids).update(tag=tag, timezone=tz, updated_at=now)
-    return len(new), sum(len(ids) for ids in changed.values()), unchanged
+    # Opt-outs: a phone already on the stop list keeps its entry (the partial unique constraint
+    # ignores the duplicate), so a file imported twice adds nothing the second time.
+    opting = [r.phone for r in batch if r.opted_out]
+    if opting:
+        # One audit entry per chunk (up to CHUNK phones), in the chunk's transaction.
+        AuditEntry.record(
+            imp.created_by,
+            "opted_out",
+            imp,
+            {"phones": [None, opting]},
+            via="import",
+            object_type="stop_list",
+        )
+    StopEntry.objects.bulk_create(
+        [
+            StopEntry(
+                phone=phone,
+                source=OptOutSource.IMPORT,
+                reason=f"import #{imp.pk}",
+                created_by_id=imp.created_by_id,
+                created_at=now,
+            )
+            for phone in opting
+        ],
+        ignore_conflicts=True,
+    )
+    return len(new), sum(len(ids) for ids in changed.values()), unchanged, len(opting)

@@ -14,12 +14,12 @@ from datetime import UTC, date, datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import models, transaction
-from django.db.models import F, Q, Value
+from django.db import IntegrityError, models, transaction
+from django.db.models import Exists, F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Greatest, Least
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
 
 from mailer import sms
 
@@ -94,6 +94,15 @@ def operator_code_of(phone: str) -> str:
     return phone[1:4]
 
 
+def normalize_phone(typed: str) -> str:
+    """A phone as people type it (+7 916 123-45-67, 8 (916) 123 45 67) as 7XXXXXXXXXX; what can't
+    be one comes back as its digits, for phone_problem to say why."""
+    digits = "".join(ch for ch in typed if ch in "0123456789")
+    if len(digits) == 11 and digits.startswith("8"):
+        digits = "7" + digits[1:]  # the Russian trunk prefix
+    return digits
+
+
 def phone_problem(phone: str) -> str | None:
     """Why `phone` can't be a client's phone, or None. The one place for the rule: the model,
     the API and the CSV import all ask here."""
@@ -105,7 +114,33 @@ def phone_problem(phone: str) -> str | None:
     return None
 
 
-class Client(models.Model):
+class Audited:
+    """A model whose user changes go through `save_by` / `delete_by`: the change and its audit
+    entry (AuditEntry, with the fields that changed) in one transaction."""
+
+    AUDIT_FIELDS: tuple[str, ...] = ()
+
+    def audit_fields(self) -> dict:
+        return AuditEntry.fields(self, self.AUDIT_FIELDS)
+
+    def save_by(self, by, via: str = "ui") -> None:
+        with transaction.atomic():
+            adding = self._state.adding
+            before = {} if adding else type(self).objects.get(pk=self.pk).audit_fields()
+            self.save()
+            changes = AuditEntry.diff(before, self.audit_fields())
+            AuditEntry.record(by, "created" if adding else "edited", self, changes, via=via)
+
+    def delete_by(self, by, via: str = "ui") -> None:
+        with transaction.atomic():
+            changes = {name: [value, None] for name, value in self.audit_fields().items()}
+            AuditEntry.record(by, "deleted", self, changes, via=via)
+            self.delete()
+
+
+class Client(Audited, models.Model):
+    AUDIT_FIELDS = ("phone", "tag", "timezone")
+
     phone = models.CharField(max_length=11, unique=True, validators=[validate_phone])
     operator_code = models.CharField(max_length=3, editable=False, db_index=True)
     tag = models.CharField(max_length=TAG_MAX, blank=True, db_index=True, validators=[validate_tag])
@@ -150,8 +185,17 @@ class MessageStatus(models.TextChoices):
     CANCELLED = "cancelled", pgettext_lazy("message status", "Cancelled")
 
 
-CANCELLED_WHY = "the mailing was cancelled"
-ENDED_WHY = "the mailing ended before it could be sent"
+# Why the engine gave a message its final status, kept in `last_error` as written here (the worker
+# has no user's language) and translated where a person reads it (ENGINE_REASONS).
+CANCELLED_WHY = gettext_noop("the mailing was cancelled")
+ENDED_WHY = gettext_noop("the mailing ended before it could be sent")
+CLIENT_DELETED_WHY = gettext_noop("the client was deleted")
+NO_WINDOW_WHY = gettext_noop("the client's local window does not open before the end")
+UNMATCHED_WHY = gettext_noop("no longer matches the filter")
+OPTED_OUT_WHY = gettext_noop("the client is on the stop list (opted out)")
+ENGINE_REASONS = frozenset(
+    {CANCELLED_WHY, ENDED_WHY, CLIENT_DELETED_WHY, NO_WINDOW_WHY, UNMATCHED_WHY, OPTED_OUT_WHY}
+)
 
 
 def parts_problem(length: sms.SmsLength) -> str | None:
@@ -176,7 +220,17 @@ class MailingError(Exception):
     """A control action that the mailing's state does not allow (the API answers 409)."""
 
 
-class Mailing(models.Model):
+class Mailing(Audited, models.Model):
+    AUDIT_FIELDS = (
+        "text",
+        "start_at",
+        "end_at",
+        "filter_tags",
+        "filter_operator_codes",
+        "window_start",
+        "window_end",
+    )
+
     text = models.TextField(max_length=1000)
     start_at = models.DateTimeField(validators=[validate_moment])
     end_at = models.DateTimeField(validators=[validate_moment])
@@ -274,11 +328,11 @@ class Mailing(models.Model):
                 )
                 Mailing.objects.filter(pk=self.pk).update(current_text=self.current_text)
 
-    def save_edit(self, read_revision: int | None) -> None:
+    def save_edit(self, read_revision: int | None, by=None, via: str = "ui") -> None:
         """Save a user's edit made from `read_revision` (None: don't check). The row is locked, so
         neither a concurrent edit nor the engine finishing the mailing slips in between."""
         with transaction.atomic():
-            current = Mailing.objects.select_for_update().only("revision", "state").get(pk=self.pk)
+            current = Mailing.objects.select_for_update().get(pk=self.pk)
             if read_revision is not None and current.revision != read_revision:
                 raise StaleEdit(
                     _(
@@ -290,8 +344,10 @@ class Mailing(models.Model):
             current.check_editable()
             self.revision = current.revision
             self.save()
+            changes = AuditEntry.diff(current.audit_fields(), self.audit_fields())
+            AuditEntry.record(by, "edited", self, changes, via=via)
 
-    def delete_unless_running(self) -> None:
+    def delete_unless_running(self, by=None, via: str = "ui") -> None:
         """Delete it with its messages, unless it is running: its requests in flight would complete
         for messages that no longer exist. Locked, so the engine can't start it meanwhile."""
         with transaction.atomic():
@@ -300,6 +356,7 @@ class Mailing(models.Model):
                 raise MailingError(
                     _("Mailing #%(id)s is running: pause or cancel it first.") % {"id": self.pk}
                 )
+            AuditEntry.record(by, "deleted", self, {"state": [state, None]}, via=via)
             self.delete()
 
     def _save(self, *args, **kwargs) -> None:
@@ -334,7 +391,12 @@ class Mailing(models.Model):
             raise MailingError(_("A %(state)s mailing can't be edited.") % {"state": self._state_word()})
 
     def matching_clients(self) -> models.QuerySet[Client]:
-        """Clients that match the filter: empty lists mean no restriction; both given = AND."""
+        """Clients that match the filter (empty lists mean no restriction; both given = AND) and
+        are not on the stop list: an opted-out client is never in an audience."""
+        return self.filtered_clients().filter(~StopEntry.standing_for(OuterRef("phone")))
+
+    def filtered_clients(self) -> models.QuerySet[Client]:
+        """Clients that match the filter, the stop list aside (what the preview says it excludes)."""
         clients = Client.objects.all()
         if self.filter_tags:
             clients = clients.filter(tag__in=self.filter_tags)
@@ -348,8 +410,9 @@ class Mailing(models.Model):
 
     # Control. Each is one conditional UPDATE, so a concurrent engine tick or a second click
     # can't apply a transition twice or from the wrong state.
-    def _transition(self, allowed: tuple[str, ...], **changes) -> None:
+    def _transition(self, allowed: tuple[str, ...], action: str, by, via: str, **changes) -> None:
         with transaction.atomic():
+            before = Mailing.objects.filter(pk=self.pk).values_list("state", flat=True).first()
             updated = Mailing.objects.filter(pk=self.pk, state__in=allowed).update(
                 updated_at=timezone.now(), **changes
             )
@@ -360,21 +423,28 @@ class Mailing(models.Model):
                 )
             if changes.get("state") == MailingState.CANCELLED:
                 self.messages.settle_pending(timezone.now(), MessageStatus.CANCELLED, CANCELLED_WHY)
+            AuditEntry.record(by, action, self, {"state": [before, changes["state"]]}, via=via)
         self.refresh_from_db()
 
     def _state_word(self) -> str:
         return str(self.get_state_display()).lower()
 
-    def pause(self) -> None:
-        self._transition((MailingState.SCHEDULED, MailingState.RUNNING), state=MailingState.PAUSED)
+    # `by` (a user) and `via` ("ui", "api") go to the audit log, in the same transaction.
+    def pause(self, by=None, via: str = "ui") -> None:
+        self._transition(
+            (MailingState.SCHEDULED, MailingState.RUNNING), "paused", by, via, state=MailingState.PAUSED
+        )
 
-    def resume(self) -> None:
+    def resume(self, by=None, via: str = "ui") -> None:
         # Back to scheduled: the engine moves it to running (again) when its time has come.
-        self._transition((MailingState.PAUSED,), state=MailingState.SCHEDULED)
+        self._transition((MailingState.PAUSED,), "resumed", by, via, state=MailingState.SCHEDULED)
 
-    def cancel(self) -> None:
+    def cancel(self, by=None, via: str = "ui") -> None:
         self._transition(
             (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED),
+            "cancelled",
+            by,
+            via,
             state=MailingState.CANCELLED,
             finished_at=timezone.now(),
         )
@@ -724,18 +794,31 @@ class GatewayState(models.Model):
         (not the message's fault, so retried soon: delivery.outcome)."""
         return self.recent_ok >= self.recent_down
 
+    def stopped_because(self, now: datetime, token_hash: str) -> str | None:
+        """Why nothing may be sent now, for a person to read, or None: the configured token is
+        the one the gateway refused (until an operator changes it), or the breaker is open."""
+        if self.auth_error and self.auth_failed_token == token_hash:
+            return _(
+                "the gateway refused our token (%(error)s): nothing is sent until an operator "
+                "changes MAILER_PROVIDER_TOKEN."
+            ) % {"error": self.auth_error}
+        if self.breaker_is_open(now):
+            until = formats.time_format(timezone.localtime(self.breaker_open_until), "H:i:s")
+            return _("the gateway failed again and again: sending is paused until %(time)s.") % {
+                "time": until
+            }
+        return None
+
     def round_size(self, now: datetime, token_hash: str, batch_size: int, threshold: int, rate: float) -> int:
         """How many messages the next round may claim: none while the breaker is open or while
         the configured token is the refused one; one to probe a gateway that looked down."""
-        if self.auth_error:
-            if self.auth_failed_token == token_hash:
-                return 0  # the same token was refused: wait for an operator
-            # The token was changed since: try again.
+        if self.auth_error and self.auth_failed_token != token_hash:
+            # The token was changed since it was refused: try again.
             GatewayState.objects.filter(pk=self.pk, auth_failed_token=self.auth_failed_token).update(
                 auth_error="", auth_failed_token=""
             )
             logger.warning("gateway token changed since it was refused: sending resumes")
-        if self.breaker_is_open(now):
+        if self.stopped_because(now, token_hash):
             return 0
         if self.consecutive_failures >= threshold:
             return 1  # half-open
@@ -864,6 +947,9 @@ class ClientImport(models.Model):
     created = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
+    opted_out = models.PositiveIntegerField(
+        default=0, help_text="Rows that put their phone on the stop list."
+    )
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="The first errors: [row, field, message].")
     written = models.BooleanField(default=False)
@@ -909,3 +995,227 @@ class ImportChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Import #{self.client_import_id} piece {self.seq}"
+
+
+class TestSendState(models.TextChoices):
+    __test__ = False
+    QUEUED = "queued", gettext_lazy("Waiting for a sender")
+    SENDING = "sending", gettext_lazy("Sending")
+    DONE = "done", gettext_lazy("Sent to the gateway")
+    REFUSED = "refused", gettext_lazy("Not sent")
+
+
+class TestSend(models.Model):
+    """A text sent now to a few phones, to see it on a real handset: by a sender process through
+    the same gateway as the mailings (mailer.testsends), never part of a mailing's messages or
+    statistics. The row is the record: who, when, the text, to whom, and each answer."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+    MAX_PHONES = 5
+    # Gateway message ids of test sends, apart from the messages' own: ID_BASE + id * 10 + i.
+    ID_BASE = 9 * 10**15
+
+    mailing = models.ForeignKey(
+        Mailing, null=True, blank=True, on_delete=models.SET_NULL, related_name="test_sends"
+    )
+    text = models.TextField()
+    phones = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=16, choices=TestSendState.choices, default=TestSendState.QUEUED)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # One per phone, in order: {"phone": "7...", "ok": true, "answer": "..."}.
+    results = models.JSONField(default=list, blank=True)
+    problem = models.CharField(max_length=500, blank=True, help_text="Why nothing was sent.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state"], name="test_send_state_idx")]
+
+    def __str__(self) -> str:
+        return f"Test send #{self.pk} ({self.state})"
+
+    def gateway_id(self, index: int) -> int:
+        return self.ID_BASE + self.pk * 10 + index
+
+    @property
+    def is_running(self) -> bool:
+        return self.state in (TestSendState.QUEUED, TestSendState.SENDING)
+
+
+class OptOutSource(models.TextChoices):
+    UI = "ui", gettext_lazy("Dashboard")
+    API = "api", gettext_lazy("API")
+    IMPORT = "import", gettext_lazy("CSV import")
+    # The gateway's contract has no STOP report today; a future one would record its opt-outs so.
+    GATEWAY = "gateway", gettext_lazy("Gateway (STOP)")
+
+
+# How an opt-out came, for the audit log.
+_VIA = {"ui": "ui", "api": "api", "import": "import", "gateway": "engine"}
+
+
+class StopEntryQuerySet(models.QuerySet):
+    def standing(self) -> StopEntryQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+
+class StopEntry(models.Model):
+    """The stop list: a phone that opted out gets nothing. By phone, not by client, so consent
+    outlives a deleted and re-imported client. A removal keeps the row (removed_at, by whom,
+    why): the rows are the record of consent; one standing entry per phone."""
+
+    objects = StopEntryQuerySet.as_manager()
+
+    phone = models.CharField(max_length=11, validators=[validate_phone])
+    created_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=OptOutSource.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removal_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = gettext_lazy("stop list entry")
+        verbose_name_plural = gettext_lazy("stop list")
+        indexes = [models.Index(fields=["phone"], name="stop_entry_phone_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["phone"], condition=Q(removed_at__isnull=True), name="stop_entry_one_standing"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone} ({'removed' if self.removed_at else 'standing'})"
+
+    @staticmethod
+    def standing_for(phone) -> Exists:
+        """Whether `phone` (a value or an OuterRef) is on the stop list, as a query expression."""
+        return Exists(StopEntry.objects.standing().filter(phone=phone))
+
+    @classmethod
+    def opt_out(cls, phone: str, source: str, reason: str = "", user=None) -> tuple[StopEntry, bool]:
+        """Put `phone` on the stop list; an entry already standing stays as it was. Returns the
+        entry and whether it is new. The audit entry is written in the same transaction."""
+        with transaction.atomic():
+            if standing := cls.objects.standing().filter(phone=phone).first():
+                return standing, False
+            try:
+                with transaction.atomic():
+                    entry = cls.objects.create(
+                        phone=phone, source=source, reason=reason[:500], created_by=user
+                    )
+            except IntegrityError:  # someone else put it there meanwhile
+                return cls.objects.standing().get(phone=phone), False
+            changes = {"phone": [None, phone], "source": [None, source], "reason": [None, reason[:500]]}
+            AuditEntry.record(user, "opted_out", entry, changes, via=_VIA.get(source, "ui"))
+        logger.info("phone %s opted out (%s)", phone, source, extra={"stop_entry_id": entry.pk})
+        return entry, True
+
+    @classmethod
+    def opt_in(cls, phone: str, reason: str, user=None, via: str = "ui") -> bool:
+        """Take `phone` off the stop list, saying why; False if it was not on it."""
+        with transaction.atomic():
+            entry = cls.objects.standing().select_for_update().filter(phone=phone).first()
+            if entry is None:
+                return False
+            cls.objects.filter(pk=entry.pk).update(
+                removed_at=timezone.now(), removed_by=user, removal_reason=reason[:500]
+            )
+            AuditEntry.record(user, "opted_in", entry, {"removal_reason": [None, reason[:500]]}, via=via)
+        logger.info("phone %s taken off the stop list", phone)
+        return True
+
+
+class AuditEntry(models.Model):
+    """Who did what to what, and when, with the fields that changed ({field: [before, after]}).
+
+    Written by mailer.audit.record in the same transaction as the change it describes, so there is
+    no change without its entry and no entry without its change. Never edited; kept when the user
+    or the object is deleted (the names are copied)."""
+
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True, help_text="Empty: the system (the engine).")
+    via = models.CharField(max_length=8)  # ui, api, cli, engine
+    action = models.CharField(max_length=32)
+    object_type = models.CharField(max_length=32)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = gettext_lazy("audit entry")
+        verbose_name_plural = gettext_lazy("audit log")
+        indexes = [
+            models.Index(fields=["at"], name="audit_at_idx"),
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            models.Index(fields=["actor_name", "at"], name="audit_actor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.actor_name or "system"
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.object_type} {self.object_id}"
+
+    @classmethod
+    def record(
+        cls,
+        actor,
+        action: str,
+        obj,
+        changes: dict | None = None,
+        via: str = "ui",
+        object_type: str = "",
+        object_id: str = "",
+    ) -> AuditEntry:
+        """Write an entry, inside the caller's transaction. `obj` is the model instance changed
+        (its type and id are taken from it), or None with `object_type` and `object_id` given."""
+        if obj is not None:
+            object_type = object_type or AUDIT_TYPES[type(obj).__name__]
+            object_id = object_id or str(obj.pk)
+        return cls.objects.create(
+            actor=actor if getattr(actor, "pk", None) else None,
+            actor_name=getattr(actor, "username", "") or "",
+            via=via,
+            action=action,
+            object_type=object_type,
+            object_id=object_id[:64],
+            object_repr=str(obj)[:200] if obj is not None else "",
+            changes=changes or {},
+        )
+
+    @staticmethod
+    def fields(obj, names) -> dict:
+        """The named fields of `obj` as JSON holds them, to compare before and after."""
+        values = {}
+        for name in names:
+            value = getattr(obj, name)
+            values[name] = value.isoformat() if hasattr(value, "isoformat") else value
+        return values
+
+    @staticmethod
+    def diff(before: dict, after: dict) -> dict:
+        """{field: [before, after]} of the fields that differ."""
+        return {name: [before.get(name), value] for name, value in after.items() if before.get(name) != value}
+
+
+# The audit log's name for each kind of object (AuditEntry.object_type).
+AUDIT_TYPES = {
+    "Mailing": "mailing",
+    "Client": "client",
+    "StopEntry": "stop_list",
+    "User": "user",
+    "ApiToken": "token",
+    "TestSend": "test_send",
+    "ClientImport": "import",
+}

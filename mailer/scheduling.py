@@ -20,6 +20,9 @@ from django.utils import timezone
 from mailer.models import (
     CANCELLED_WHY,
     ENDED_WHY,
+    NO_WINDOW_WHY,
+    UNMATCHED_WHY,
+    AuditEntry,
     Mailing,
     MailingCounts,
     MailingState,
@@ -100,6 +103,17 @@ def start_due(now: datetime) -> list[int]:
                 state=MailingState.RUNNING, updated_at=now
             )
             Mailing.objects.filter(pk=mailing_id, started_at__isnull=True).update(started_at=now)
+            if moved:
+                changes = {"state": [MailingState.SCHEDULED, MailingState.RUNNING]}
+                AuditEntry.record(
+                    None,
+                    "started",
+                    None,
+                    changes,
+                    via="engine",
+                    object_type="mailing",
+                    object_id=str(mailing_id),
+                )
         if moved:
             logger.info("mailing_id=%s started", mailing_id, extra={"mailing_id": mailing_id})
             started.append(mailing_id)
@@ -150,7 +164,7 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
                         next_attempt_at=at or mailing.end_at,
                         # The window never opens before the end: say so now rather than keep it queued.
                         status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
-                        last_error="" if at else "the client's local window does not open before the end",
+                        last_error="" if at else NO_WINDOW_WHY,
                     )
                 )
             Message.objects.bulk_create(rows, ignore_conflicts=True)
@@ -166,7 +180,7 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
         dropped = (
             Message.objects.filter(mailing=mailing)
             .exclude(client__in=mailing.matching_clients())
-            .settle_pending(now, MessageStatus.CANCELLED, "no longer matches the filter")
+            .settle_pending(now, MessageStatus.CANCELLED, UNMATCHED_WHY)
         )
         if dropped:
             logger.info(

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 def housekeeping() -> str:
     """Every minute (schedule "mailer-housekeeping"): queue again a client import whose worker
-    died (its lease ran out), forget senders that stopped beating long ago, and delete old
+    died (its lease ran out), report a test send whose sender died, forget senders that stopped
+    beating long ago, and delete old
     message rows when MAILER_MESSAGE_RETENTION_DAYS is set (the mailings' counts stay)."""
     from django.conf import settings
 
     from mailer.importing import resume_imports
     from mailer.models import MailingCounts
+    from mailer.testsends import expire_stale
     from mailer.worker import forget_gone_senders
 
     resume_imports()
+    expire_stale()
     purged = 0
     if settings.MAILER_MESSAGE_RETENTION_DAYS:
         purged = MailingCounts.purge_old_messages(settings.MAILER_MESSAGE_RETENTION_DAYS)

@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from mailer import scheduling
+from mailer import scheduling, testsends
 from mailer.delivery import Deliverer
 from mailer.models import WorkerHeartbeat
 
@@ -91,6 +91,7 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
                 if time.monotonic() >= next_tick:
                     scheduling.tick()
                     next_tick = time.monotonic() + TICK_EVERY
+                testsends.run_due(deliverer)  # a user waits for it: before the next round
                 done = deliverer.run_batch(stopping=stop, overlap=True)
                 if db_wait:
                     logger.warning("sender %s: the database is back", name)

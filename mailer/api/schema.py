@@ -378,3 +378,44 @@ all_stats = extend_schema(
         )
     ],
 )
+
+
+stop_list = extend_schema_view(
+    list=extend_schema(
+        summary="The stop list",
+        description="Phones that opted out, newest first: standing ones unless `state` says otherwise.",
+        responses={200: s.StopEntrySerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    create=extend_schema(
+        summary="Put a phone on the stop list",
+        description="201 with the new entry; 200 with the standing one if the phone is on the list already.",
+        examples=[
+            OpenApiExample(
+                "Opted out by phone", {"phone": "79161234567", "reason": "asked by phone"}, request_only=True
+            )
+        ],
+        responses={201: s.StopEntrySerializer, 200: s.StopEntrySerializer, **BAD_INPUT, **AUTH_ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Whether a phone is on the stop list",
+        responses={200: s.StopEntrySerializer, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+    remove=extend_schema(
+        summary="Take a phone off the stop list",
+        description="The entry is kept, with who removed it, when and why.",
+        request=s.StopRemovalSerializer,
+        responses={200: s.StopEntrySerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+    ),
+)
+
+
+audit = extend_schema(
+    tags=["audit"],
+    summary="The audit log (admins)",
+    description=(
+        "Who created, edited, started, paused, resumed, cancelled or deleted what, and when, with "
+        "the fields that changed, newest first. Each entry was written in the same transaction as "
+        "its change. `via`: ui, api, cli, import or engine."
+    ),
+    responses={200: s.AuditEntrySerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+)

@@ -18,10 +18,12 @@ from rest_framework import serializers
 from mailer import sms, stats
 from mailer.models import (
     TAG_MAX,
+    AuditEntry,
     Client,
     ImportState,
     Mailing,
     Message,
+    StopEntry,
     operator_code_of,
     phone_problem,
     validate_operator_code,
@@ -160,7 +162,8 @@ class FormBooleanField(serializers.BooleanField):
 
 class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField(
-        help_text="CSV, UTF-8, with a header row: phone (required), tag, timezone (optional, any order)."
+        help_text="CSV, UTF-8, with a header row: phone (required), tag, timezone, opted_out (optional, any "
+        "order). opted_out yes/1/true puts the phone on the stop list."
     )
     all_or_nothing = FormBooleanField(
         default=True,
@@ -179,6 +182,9 @@ class ImportReportSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField(help_text="Phones already known whose tag or timezone changed.")
     unchanged = serializers.IntegerField(help_text="Phones already known with the same tag and timezone.")
+    opted_out = serializers.IntegerField(
+        help_text="Rows whose opted_out column put the phone on the stop list."
+    )
     error_count = serializers.IntegerField()
     errors = RowErrorSerializer(many=True, help_text="The first 1000 errors.")
 
@@ -190,6 +196,44 @@ class ImportSerializer(ImportReportSerializer):
     percent = serializers.IntegerField(help_text="Progress of the current step (checking, then writing).")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+
+
+# The stop list
+
+
+class StopEntrySerializer(StrictModelSerializer):
+    """A phone on the stop list (or taken off it): it gets no message of any mailing."""
+
+    phone = PhoneField(max_length=11, help_text="The phone that opted out, 7XXXXXXXXXX.")
+    reason = StrictCharField(
+        max_length=500, required=False, allow_blank=True, help_text="Why, as the client said it."
+    )
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    removed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = StopEntry
+        fields = (
+            "id",
+            "phone",
+            "reason",
+            "source",
+            "created_at",
+            "created_by",
+            "removed_at",
+            "removed_by",
+            "removal_reason",
+        )
+        read_only_fields = ("source", "created_at", "removed_at", "removal_reason")
+
+    def validate_phone(self, value: str) -> str:
+        if problem := phone_problem(value):
+            raise serializers.ValidationError(problem)
+        return value
+
+
+class StopRemovalSerializer(StrictSerializer):
+    reason = StrictCharField(max_length=500, help_text="Why the phone may receive mailings again.")
 
 
 # Mailings
@@ -328,15 +372,7 @@ class MailingSerializer(StrictModelSerializer):
             attrs["window_end"] = window.get("end") if window else None
         instance = Mailing()
         if self.instance is not None:
-            for f in (
-                "text",
-                "start_at",
-                "end_at",
-                "filter_tags",
-                "filter_operator_codes",
-                "window_start",
-                "window_end",
-            ):
+            for f in Mailing.AUDIT_FIELDS:  # the fields a user sets
                 setattr(instance, f, getattr(self.instance, f))
         for name, value in attrs.items():
             setattr(instance, name, value)
@@ -450,3 +486,17 @@ class MailingStatsSerializer(serializers.Serializer):
 
 class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+# The audit log
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(
+        source="actor_name", help_text="Username; empty for the system (the engine)."
+    )
+    changes = serializers.JSONField(help_text="The fields that changed: {field: [before, after]}.")
+
+    class Meta:
+        model = AuditEntry
+        fields = ("id", "at", "actor", "via", "action", "object_type", "object_id", "object_repr", "changes")

@@ -10,9 +10,11 @@ app_name = "api"
 router = SimpleRouter(use_regex_path=False)
 router.register("clients", views.ClientViewSet, basename="client")
 router.register("mailings", views.MailingViewSet, basename="mailing")
+router.register("stop-list", views.StopListViewSet, basename="stop-list")
 
 urlpatterns = [
     path("stats/", views.StatsView.as_view(), name="stats"),
+    path("audit/", views.AuditView.as_view(), name="audit"),
     # Any id reaches the view, so that a malformed one gets the API's JSON 404, not Django's HTML one.
     re_path(
         r"^mailings/(?P<pk>[^/]+)/messages/$", views.MailingMessagesView.as_view(), name="mailing-messages"

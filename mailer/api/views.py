@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from django.db import transaction
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.generics import ListAPIView, get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -22,20 +23,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mailer import stats
+from mailer import audit, stats
 from mailer.api import schema
 from mailer.api import serializers as s
 from mailer.api.errors import PreconditionFailed
 from mailer.http import count_param
 from mailer.importing import ImportRefused, ImportReport, RowError, start_import
 from mailer.models import (
+    AuditEntry,
     Client,
     ClientImport,
     Mailing,
     MailingState,
     Message,
     MessageStatus,
+    OptOutSource,
     StaleEdit,
+    StopEntry,
     validate_moment,
 )
 
@@ -86,7 +90,11 @@ class ClientViewSet(viewsets.ModelViewSet):
     }
 
     def perform_create(self, serializer) -> None:
-        client = serializer.save()
+        with transaction.atomic():
+            client = serializer.save()
+            AuditEntry.record(
+                self.request.user, "created", client, AuditEntry.diff({}, client.audit_fields()), via="api"
+            )
         logger.info(
             "client_id=%s created by user_id=%s",
             client.id,
@@ -95,7 +103,11 @@ class ClientViewSet(viewsets.ModelViewSet):
         )
 
     def perform_update(self, serializer) -> None:
-        client = serializer.save()
+        with transaction.atomic():
+            before = serializer.instance.audit_fields()
+            client = serializer.save()
+            changes = AuditEntry.diff(before, client.audit_fields())
+            AuditEntry.record(self.request.user, "edited", client, changes, via="api")
         logger.info(
             "client_id=%s updated by user_id=%s",
             client.id,
@@ -105,7 +117,7 @@ class ClientViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Client) -> None:
         client_id = instance.id
-        instance.delete()
+        instance.delete_by(self.request.user, via="api")
         logger.info(
             "client_id=%s deleted by user_id=%s",
             client_id,
@@ -127,6 +139,7 @@ class ClientViewSet(viewsets.ModelViewSet):
                 user=request.user,
                 filename=upload.name or "",
                 all_or_nothing=form.validated_data["all_or_nothing"],
+                via="api",
             )
         except ImportRefused as e:
             report = ImportReport(errors=[RowError(0, "file", str(e))], error_count=1)
@@ -201,7 +214,10 @@ class MailingViewSet(viewsets.ModelViewSet):
     }
 
     def perform_create(self, serializer) -> None:
-        mailing = serializer.save(created_by=self.request.user)
+        with transaction.atomic():
+            mailing = serializer.save(created_by=self.request.user)
+            changes = AuditEntry.diff({}, mailing.audit_fields())
+            AuditEntry.record(self.request.user, "created", mailing, changes, via="api")
         logger.info(
             "mailing_id=%s created by user_id=%s",
             mailing.id,
@@ -223,7 +239,7 @@ class MailingViewSet(viewsets.ModelViewSet):
             setattr(mailing, name, value)
         try:
             # Locked and checked again: the engine may have finished it, someone else edited it.
-            mailing.save_edit(read_revision)
+            mailing.save_edit(read_revision, by=request.user, via="api")
         except StaleEdit as e:
             raise PreconditionFailed(
                 _("%(reason)s GET it again and apply your change to that.") % {"reason": e}
@@ -243,7 +259,7 @@ class MailingViewSet(viewsets.ModelViewSet):
                 _("Mailing #%(id)s was changed since you read it; GET it again.") % {"id": instance.pk}
             )
         mailing_id = instance.id
-        instance.delete_unless_running()  # MailingError -> 409
+        instance.delete_unless_running(by=self.request.user, via="api")  # MailingError -> 409
         logger.info(
             "mailing_id=%s deleted by user_id=%s",
             mailing_id,
@@ -253,7 +269,7 @@ class MailingViewSet(viewsets.ModelViewSet):
 
     def _control(self, request: Request, verb: Literal["pause", "resume", "cancel"]) -> Response:
         mailing = self.get_object()
-        getattr(mailing, verb)()  # MailingError -> 409 (mailer.api.errors)
+        getattr(mailing, verb)(by=request.user, via="api")  # MailingError -> 409 (mailer.api.errors)
         logger.info(
             "mailing_id=%s %s by user_id=%s",
             mailing.id,
@@ -331,6 +347,102 @@ class MailingMessagesView(ListAPIView):
             return Message.objects.none()
         mailing = get_object_or_404(Mailing, pk=self.kwargs["pk"])  # DRF's: a non-number is a 404 too
         return Message.objects.filter(mailing=mailing).select_related("client", "sent_text").order_by("id")
+
+
+class StopListFilter(StrictFilterSet):
+    phone = filters.CharFilter(
+        lookup_expr="startswith", max_length=11, help_text="Phones starting with these digits."
+    )
+    state = filters.ChoiceFilter(
+        method="by_state",
+        choices=[("standing", "standing"), ("removed", "removed"), ("all", "all")],
+        help_text="standing (the default): on the list now; removed: taken off; all.",
+    )
+
+    class Meta:
+        model = StopEntry
+        fields = ("phone", "state")
+
+    def by_state(self, queryset, name: str, value: str):
+        if value == "removed":
+            return queryset.filter(removed_at__isnull=False)
+        return queryset if value == "all" else queryset.standing()
+
+    @property
+    def qs(self):
+        queryset = super().qs
+        # Without ?state=, what stands now.
+        return queryset if self.form.cleaned_data.get("state") else queryset.standing()
+
+
+@schema.stop_list
+@extend_schema(tags=["stop list"])
+class StopListViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The stop list: phones that opted out get no message of any mailing; one that opts out
+    while a mailing runs is skipped at send time (its message is cancelled, with the reason)."""
+
+    queryset = StopEntry.objects.select_related("created_by", "removed_by")
+    serializer_class = s.StopEntrySerializer
+    filterset_class = StopListFilter
+    lookup_field = "phone"
+    lookup_value_converter = "str"
+    action_permissions = {"remove": ["mailer.change_stopentry"]}
+
+    def create(self, request: Request) -> Response:
+        """Put a phone on the stop list; one already on it stays as it was (200)."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        entry, new = StopEntry.opt_out(
+            serializer.validated_data["phone"],
+            OptOutSource.API,
+            serializer.validated_data.get("reason", ""),
+            user=request.user,
+        )
+        logger.info("phone %s on the stop list (new: %s) by user_id=%s", entry.phone, new, request.user.id)
+        body = self.get_serializer(entry).data
+        return Response(body, status=status.HTTP_201_CREATED if new else status.HTTP_200_OK)
+
+    def retrieve(self, request: Request, phone: str) -> Response:
+        """The phone's standing entry; 404 when it is not on the stop list."""
+        entry = get_object_or_404(StopEntry.objects.standing(), phone=phone)
+        return Response(self.get_serializer(entry).data)
+
+    @action(detail=True, methods=["post"])
+    def remove(self, request: Request, phone: str) -> Response:
+        """Take a phone off the stop list, saying why; the entry is kept as the record."""
+        form = s.StopRemovalSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        entry = get_object_or_404(StopEntry.objects.standing(), phone=phone)
+        StopEntry.opt_in(phone, form.validated_data["reason"], user=request.user, via="api")
+        logger.info("phone %s off the stop list by user_id=%s", phone, request.user.id)
+        entry.refresh_from_db()
+        return Response(self.get_serializer(entry).data)
+
+
+class AuditFilter(StrictFilterSet):
+    actor = filters.CharFilter(field_name="actor_name", max_length=150, help_text="Exact username.")
+    object_type = filters.ChoiceFilter(
+        choices=[(k, k) for k in audit.OBJECT_TYPES], help_text="What kind of object."
+    )
+    object_id = filters.CharFilter(max_length=64, help_text="The object's id (a phone for the stop list).")
+    action = filters.ChoiceFilter(choices=[(k, k) for k in audit.ACTIONS])
+    since = filters.IsoDateTimeFilter(
+        field_name="at", lookup_expr="gte", help_text="ISO 8601, e.g. 2026-12-01T00:00:00Z."
+    )
+    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601; not included.")
+
+    class Meta:
+        model = AuditEntry
+        fields = ("actor", "object_type", "object_id", "action", "since", "until")
+
+
+@schema.audit
+class AuditView(ListAPIView):
+    """Who did what, and when (admins): newest first."""
+
+    queryset = AuditEntry.objects.all()
+    serializer_class = s.AuditEntrySerializer
+    filterset_class = AuditFilter
 
 
 class StatsView(APIView):

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.roles import ADMIN, MANAGER, VIEWER
-from mailer.models import Client, ClientImport, ImportState, Mailing
+from mailer.models import Client, ClientImport, ImportState, Mailing, StopEntry, TestSend
 from tests.conftest import enable_auth0, user_with_role
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
@@ -90,6 +90,8 @@ def world(db, django_user_model, settings):
             "user": str(other.pk),
             "token": str(ApiToken.issue(other, "theirs")[0].pk),
             "import": str(ClientImport.objects.create(state=ImportState.DONE).pk),
+            "test_send": str(TestSend.objects.create(text="x", phones=["79161234567"]).pk),
+            "stop": str(StopEntry.opt_out("79169990000", "ui")[0].pk),
         }
 
     return users, ids
@@ -102,6 +104,9 @@ def concrete(pattern: str, ids: dict[str, str]) -> str:
     values = {
         "pk": ids[kind],
         "import_id": ids["import"],
+        "test_send_id": ids["test_send"],
+        "phone": "79169990000",
+        "entry_id": ids["stop"],
         "user_id": ids["user"],
         "token_id": ids["token"],
         "backend": "auth0",

@@ -85,7 +85,7 @@ def test_the_compiled_catalogue_is_the_current_one(tmp_path):
 # What may stay in Latin letters on a Russian page: names, formats, codes, and the data shown.
 ALLOWED_LATIN = {
     "mailer", "SMS", "GSM", "UCS", "CSV", "API", "ETA", "OK", "UTC", "Auth0", "IANA", "Bearer",
-    "RU", "EN", "English", "Django", "REST", "CRM", "UTF", "MAILER_MAX_PARTS", "phone", "tag", "timezone", "Europe", "Moscow",
+    "RU", "EN", "English", "Django", "REST", "CRM", "opted_out", "Asia", "Vladivostok", "UTF", "MAILER_MAX_PARTS", "phone", "tag", "timezone", "Europe", "Moscow",
 }  # fmt: skip
 
 
@@ -127,6 +127,10 @@ PAGES = [
     "/clients/import/",
     "/accounts/tokens/",
     "/accounts/users/",
+    "/accounts/profile/",
+    "/stop-list/",
+    "/audit/",
+    "/mailings/test-sends/{test_send}/",
 ]
 
 
@@ -135,7 +139,13 @@ def test_russian_pages_have_no_english_left(client, django_user_model, world, ur
     mailing, someone = world
     admin = user_with_role(django_user_model, "admin", "boss")
     client.force_login(admin)
-    page = client.get(url.format(mailing=mailing.pk, client=someone.pk), **RU).content.decode()
+    from mailer.models import StopEntry, TestSend
+
+    test = TestSend.objects.create(text="Привет", phones=[someone.phone], created_by=admin)
+    StopEntry.opt_out(someone.phone, "ui", "по телефону", user=admin)
+    mailing.pause(by=admin)
+    url = url.format(mailing=mailing.pk, client=someone.pk, test_send=test.pk)
+    page = client.get(url, **RU).content.decode()
     data = {"vip", "boss", "Europe", "Moscow"}
     assert latin_words(page, data) == set(), f"English left on {url} in Russian"
 
@@ -189,3 +199,34 @@ def test_api_errors_in_russian(client):
     response = client.get("/api/v1/mailings/", **RU)
     assert response.status_code == 401
     assert re.search("[а-яА-Я]", response.json()["detail"]), response.json()
+
+
+def test_the_daily_report_is_in_the_site_s_language(settings, make_mailing, now):
+    from django.core import mail
+
+    from mailer import reports
+
+    settings.LANGUAGE_CODE = "ru"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    make_mailing(text="Скидка", started_at=now - timedelta(hours=1))
+    reports.send(now - timedelta(hours=24), now, ["ops@example.com"])
+    [email] = mail.outbox
+    assert email.subject.startswith("mailer: ежедневный отчёт")
+    assert "Рассылки, обработанные с" in email.body and "Всего 1 рассылка" in email.body
+    assert "<th>Не доставлено</th>" in email.alternatives[0][0]
+
+
+def test_api_validation_errors_in_russian(django_user_model, now):
+    from rest_framework.test import APIClient
+
+    from accounts.models import ApiToken
+
+    api = APIClient()
+    api.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user_with_role(django_user_model, 'manager'), 'x')[1]}"
+    )
+    body = {"text": "x", "start_at": now.isoformat(), "end_at": (now - timedelta(hours=1)).isoformat()}
+    response = api.post("/api/v1/mailings/", body, format="json", HTTP_ACCEPT_LANGUAGE="ru")
+    assert response.status_code == 400 and response.json()["end_at"] == ["Конец должен быть позже начала."]
+    english = api.post("/api/v1/mailings/", body, format="json", HTTP_ACCEPT_LANGUAGE="en")
+    assert english.json()["end_at"] == ["End must be after start."]

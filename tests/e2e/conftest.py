@@ -90,10 +90,11 @@ def page(browser, live_server, transactional_db):
 
 
 @pytest.fixture
-def screenshot(page):
+def screenshot_dir():
+    """shoot(name, page): a screenshot of `page` into MAILER_SCREENSHOTS_DIR, when it is set."""
     directory = os.environ.get("MAILER_SCREENSHOTS_DIR")
 
-    def shoot(name: str, full_page: bool = True) -> None:
+    def shoot(name: str, page, full_page: bool = True) -> None:
         if directory:
             Path(directory).mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=full_page)
@@ -102,14 +103,11 @@ def screenshot(page):
 
 
 @pytest.fixture
-def screenshot_dir():
-    """Like `screenshot`, for a page of the test's own: shoot(name, page)."""
-    directory = os.environ.get("MAILER_SCREENSHOTS_DIR")
+def screenshot(page, screenshot_dir):
+    """shoot(name): the same, of the `page` fixture."""
 
-    def shoot(name: str, page, full_page: bool = True) -> None:
-        if directory:
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=full_page)
+    def shoot(name: str, full_page: bool = True) -> None:
+        screenshot_dir(name, page, full_page)
 
     return shoot
 

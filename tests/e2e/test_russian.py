@@ -1,6 +1,7 @@
 """The product as a Russian marketer in Vladivostok meets it, in a real browser set to Russian and to
 that time zone: the pages in Russian, the browser's zone proposed and taken, a mailing typed in
-local time and Russian date format, its length and cost counted as it is typed, the switcher."""
+local time and Russian date format, its length and cost counted as it is typed, a test sent to a
+handset, a client on the stop list, the audit log, the switcher."""
 
 from __future__ import annotations
 
@@ -31,14 +32,15 @@ def page_ru(browser, live_server, transactional_db):
     context.close()
 
 
-def test_a_day_in_russian_from_vladivostok(page_ru, django_user_model, make_client, settings, screenshot_dir):
+def test_a_day_in_russian_from_vladivostok(
+    page_ru, django_user_model, make_client, settings, screenshot_dir, engine
+):
     from playwright.sync_api import expect
 
     page = page_ru
     settings.TIME_ZONE = "Europe/Moscow"
-    user_with_role(django_user_model, "manager", "olga")
-    for _ in range(3):
-        make_client(tag="vip")
+    user_with_role(django_user_model, "admin", "olga")  # an admin: she reads the audit log at the end
+    vips = [make_client(tag="vip") for _ in range(4)]
     make_client(tag="retail")
 
     page.goto("/accounts/login/")
@@ -57,6 +59,15 @@ def test_a_day_in_russian_from_vladivostok(page_ru, django_user_model, make_clie
     expect(page.locator("#timezone-proposal")).to_have_count(0)
     assert Profile.objects.get(user__username="olga").timezone == "Asia/Vladivostok"
 
+    # A client asked to get nothing more: the stop list.
+    page.click("#main-nav >> text=Стоп-лист")
+    page.fill("#id_phone", "+" + vips[0].phone)
+    page.fill("#id_reason", "попросил по телефону")
+    page.click("button:has-text('Добавить в стоп-лист')")
+    expect(page.locator(".alert-success")).to_contain_text(f"{vips[0].phone} в стоп-листе")
+    expect(page.locator("#table")).to_contain_text("попросил по телефону")
+    screenshot_dir("ru-stop-list", page)
+
     # A new mailing: the length and the cost are counted while the text is typed.
     page.click("#main-nav >> text=Рассылки")
     page.click("text=Новая рассылка")
@@ -68,6 +79,7 @@ def test_a_day_in_russian_from_vladivostok(page_ru, django_user_model, make_clie
     expect(page.locator("#text-length")).to_contain_text("Кириллица")
     page.check("input[name=filter_tags][value=vip]")
     expect(page.locator("#audience-count")).to_have_text("3")
+    expect(page.locator("#audience-excluded")).to_have_text("1 клиент из стоп-листа не войдёт.")
     expect(page.locator("#sms-estimate")).to_have_text("6")
     # Dates typed as a Russian types them, in the user's own zone.
     expect(page.locator("#id_start_at")).to_have_attribute("placeholder", "ДД.ММ.ГГГГ чч:мм")
@@ -81,6 +93,13 @@ def test_a_day_in_russian_from_vladivostok(page_ru, django_user_model, make_clie
     expect(page.locator("#summary")).to_contain_text("03.12.2030 09:00 – 03.12.2030 21:00")
     expect(page.locator("#sms")).to_contain_text("75 символов, UCS-2: 2 части на сообщение")
     expect(page.locator("#state")).to_have_text("Запланирована")
+
+    # Send a test to a handset: a sender takes it within a moment, through the gateway stand-in.
+    engine(10)
+    page.fill("#id_test_phones", "+7 916 123-45-67")
+    page.click("#send-test")
+    expect(page.locator("#test-send-state")).to_have_text("Передано шлюзу", timeout=15_000)
+    expect(page.locator("#test-send-result")).to_contain_text("79161234567: принято шлюзом")
     screenshot_dir("ru-mailing-detail", page)
 
     for name, url in (
@@ -92,6 +111,17 @@ def test_a_day_in_russian_from_vladivostok(page_ru, django_user_model, make_clie
         page.goto(url)
         expect(page.locator("html")).to_have_attribute("lang", "ru")
         screenshot_dir(name, page)
+
+    # The audit log: what she did, with the changed fields, in Russian.
+    page.click("#account-nav >> text=Журнал действий")
+    page.select_option("#id_actor", "olga")
+    table = page.locator("#table")
+    expect(table).to_contain_text("добавлено в стоп-лист")
+    expect(table).to_contain_text("тест отправлен")
+    expect(table).to_contain_text(f"рассылка {mailing.pk}")
+    expect(table).to_contain_text("текст: – → Скидка 20% на всё!")
+    screenshot_dir("ru-audit", page)
+    page.goto("/clients/")
 
     # The switcher: English at once, and kept on the next pages; then back.
     page.click("#language-switcher button[value=en]")

@@ -34,7 +34,9 @@ def test_a_worker_killed_while_writing_loses_and_doubles_nothing(monkeypatch):
 
     # Slow writes, so that the kill lands in the middle.
     original = importing._write_batch
-    monkeypatch.setattr(importing, "_write_batch", lambda batch: (time.sleep(0.2), original(batch))[1])
+    monkeypatch.setattr(
+        importing, "_write_batch", lambda batch, imp: (time.sleep(0.2), original(batch, imp))[1]
+    )
     connections.close_all()
     worker = multiprocessing.get_context("fork").Process(target=_run, args=(imp.pk,), daemon=True)
     worker.start()

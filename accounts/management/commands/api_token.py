@@ -32,7 +32,7 @@ class Command(BaseCommand):
             raise CommandError(_("--name must be 1 to 100 characters."))
         if days is not None and days < 1:
             raise CommandError(_("--days must be 1 or more."))
-        token, raw = ApiToken.issue(user, name, days=days)
+        token, raw = ApiToken.issue(user, name, days=days, via="cli")
         params = {"prefix": token.prefix, "name": name, "username": username}
         if token.expires_at:
             params["expires_at"] = f"{token.expires_at:%Y-%m-%d %H:%M}"

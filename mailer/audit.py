@@ -1,0 +1,105 @@
+"""How the audit log reads: the names of its actions and objects, and its changes as text.
+
+The entries themselves are AuditEntry rows (mailer.models), written by AuditEntry.record in the
+same transaction as the change; this module only says them in the reader's language.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+ACTIONS = {
+    "created": _("created"),
+    "edited": _("edited"),
+    "deleted": _("deleted"),
+    "started": _("started"),
+    "paused": _("paused"),
+    "resumed": _("resumed"),
+    "cancelled": _("cancelled"),
+    "opted_out": _("put on the stop list"),
+    "opted_in": _("taken off the stop list"),
+    "role_changed": _("role changed"),
+    "activated": _("activated"),
+    "deactivated": _("deactivated"),
+    "token_created": _("API token created"),
+    "token_revoked": _("API token revoked"),
+    "test_sent": _("test sent"),
+    "import_started": _("import started"),
+    "import_confirmed": _("import confirmed"),
+}
+OBJECT_TYPES = {
+    "mailing": _("mailing"),
+    "client": _("client"),
+    "stop_list": _("stop list"),
+    "user": _("user"),
+    "token": _("API token"),
+    "test_send": _("test send"),
+    "import": _("client import"),
+}
+# The changed fields, as the reader calls them.
+FIELDS = {
+    "text": _("text"),
+    "start_at": _("start"),
+    "end_at": _("end"),
+    "filter_tags": _("tags"),
+    "filter_operator_codes": _("operator codes"),
+    "window_start": _("window from"),
+    "window_end": _("window until"),
+    "state": _("state"),
+    "phone": _("phone"),
+    "phones": _("phones"),
+    "tag": _("tag"),
+    "timezone": _("time zone"),
+    "reason": _("reason"),
+    "removal_reason": _("reason"),
+    "source": _("source"),
+    "role": _("role"),
+    "is_active": _("active"),
+    "name": _("name"),
+    "expires_at": _("expires"),
+    "revoked_at": _("revoked"),
+    "owner": _("owner"),
+    "filename": _("file"),
+    "size": _("size"),
+    "all_or_nothing": _("all or nothing"),
+}
+VIA = {
+    "ui": _("dashboard"),
+    "api": _("API"),
+    "cli": _("command line"),
+    "engine": _("engine"),
+    "import": _("import"),
+}
+
+
+def changes_text(changes: dict, limit: int = 10) -> str:
+    """`field: before → after; ...`, each value cut short, at most `limit` fields."""
+    parts = []
+    for name, (before, after) in list(changes.items())[:limit]:
+        if name in ("state", "source", "role"):  # stored codes: their labels
+            before, after = _label(before), _label(after)
+        parts.append(f"{FIELDS.get(name, name)}: {_short(before)} → {_short(after)}")
+    if len(changes) > limit:
+        parts.append("…")
+    return "; ".join(parts)
+
+
+def _label(value):
+    """The label of a stored code: a mailing's or an import's state, an opt-out's source, a role."""
+    from accounts.roles import ROLE_LABELS
+    from mailer.models import ImportState, MailingState, OptOutSource
+
+    for codes in (MailingState, ImportState, OptOutSource):
+        if value in codes.values:
+            return codes(value).label
+    return ROLE_LABELS.get(value, value)
+
+
+def _short(value, most: int = 60) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, list):
+        text = ", ".join(map(str, value[:10])) + (f" … (+{len(value) - 10})" if len(value) > 10 else "")
+    else:
+        text = str(value)
+    return text if len(text) <= most else text[: most - 1] + "…"
