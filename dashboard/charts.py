@@ -21,9 +21,11 @@ def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, unit: str = "") ->
     `unit` follows the value in a bar's tooltip ("messages" by default)."""
     unit = unit or _("messages")
     if not bars or not any(value for _label, value in bars):
+        # Not inside the f-string: xgettext would not find it there.
+        empty = _("No messages in this period.")
         return mark_safe(
             f'<p class="text-body-secondary small mb-0" role="img" aria-label="{escape(title)}">'
-            f"{escape(_('No messages in this period.'))}</p>"
+            f"{escape(empty)}</p>"
         )
     peak = max(value for _label, value in bars)
     plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP

@@ -98,6 +98,8 @@ def _label(value):
 def _short(value, most: int = 60) -> str:
     if value is None or value == "":
         return "–"
+    if isinstance(value, bool):
+        return str(_("yes") if value else _("no"))
     if isinstance(value, list):
         text = ", ".join(map(str, value[:10])) + (f" … (+{len(value) - 10})" if len(value) > 10 else "")
     else:

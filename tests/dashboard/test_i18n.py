@@ -85,7 +85,7 @@ def test_the_compiled_catalogue_is_the_current_one(tmp_path):
 # What may stay in Latin letters on a Russian page: names, formats, codes, and the data shown.
 ALLOWED_LATIN = {
     "mailer", "SMS", "GSM", "UCS", "CSV", "API", "ETA", "OK", "UTC", "Auth0", "IANA", "Bearer",
-    "RU", "EN", "English", "Django", "REST", "CRM", "opted_out", "Asia", "Vladivostok", "UTF", "MAILER_MAX_PARTS", "phone", "tag", "timezone", "Europe", "Moscow",
+    "RU", "EN", "English", "Django", "REST", "CRM", "opted_out", "Asia", "Vladivostok", "XXXXXXXXXX", "UTF", "MAILER_MAX_PARTS", "phone", "tag", "timezone", "Europe", "Moscow",
 }  # fmt: skip
 
 
@@ -109,8 +109,8 @@ def world(make_client, make_mailing, now):
     Message.objects.create(
         mailing=mailing, client=make_client(tag="vip"), status=MessageStatus.FAILED, last_error=""
     )
-    make_mailing(text="Завтра", start_at=now + timedelta(days=1), end_at=now + timedelta(days=2))
-    return mailing, client
+    later = make_mailing(text="Завтра", start_at=now + timedelta(days=1), end_at=now + timedelta(days=2))
+    return mailing, client, later
 
 
 PAGES = [
@@ -118,6 +118,7 @@ PAGES = [
     "/mailings/",
     "/mailings/new/",
     "/mailings/{mailing}/",
+    "/mailings/{later}/",  # nothing sent: the chart says so
     "/mailings/{mailing}/edit/",
     "/statistics/",
     "/statistics/totals/",
@@ -125,6 +126,7 @@ PAGES = [
     "/clients/new/",
     "/clients/{client}/",
     "/clients/import/",
+    "/clients/import/{imp}/",  # checked, with a row's error, waiting for the go-ahead
     "/accounts/tokens/",
     "/accounts/users/",
     "/accounts/profile/",
@@ -136,7 +138,7 @@ PAGES = [
 
 @pytest.mark.parametrize("url", PAGES)
 def test_russian_pages_have_no_english_left(client, django_user_model, world, url):
-    mailing, someone = world
+    mailing, someone, later = world
     admin = user_with_role(django_user_model, "admin", "boss")
     client.force_login(admin)
     from mailer.models import StopEntry, TestSend
@@ -144,9 +146,17 @@ def test_russian_pages_have_no_english_left(client, django_user_model, world, ur
     test = TestSend.objects.create(text="Привет", phones=[someone.phone], created_by=admin)
     StopEntry.opt_out(someone.phone, "ui", "по телефону", user=admin)
     mailing.pause(by=admin)
-    url = url.format(mailing=mailing.pk, client=someone.pk, test_send=test.pk)
+    from io import BytesIO
+
+    from mailer.importing import run_import, start_import
+
+    imp = start_import(
+        BytesIO(b"phone,tag\n79161234567,vip\n12,x\n"), all_or_nothing=False, write=False, enqueue=False
+    )
+    run_import(imp.pk)
+    url = url.format(mailing=mailing.pk, client=someone.pk, test_send=test.pk, later=later.pk, imp=imp.pk)
     page = client.get(url, **RU).content.decode()
-    data = {"vip", "boss", "Europe", "Moscow"}
+    data = {"vip", "boss", "Europe", "Moscow", "x"}
     assert latin_words(page, data) == set(), f"English left on {url} in Russian"
 
 
@@ -176,7 +186,7 @@ def test_the_switcher_works_before_signing_in(client):
 
 def test_dates_and_numbers_follow_the_language(viewer_client, world, settings):
     settings.TIME_ZONE = "UTC"
-    mailing, _ = world
+    mailing = world[0]
     start = timezone.localtime(mailing.start_at)
     ru = viewer_client.get(f"/mailings/{mailing.pk}/", **RU).content.decode()
     en = viewer_client.get(f"/mailings/{mailing.pk}/", **EN).content.decode()
