@@ -141,15 +141,15 @@ def existing_operator_codes() -> list[str]:
     return distinct_values("operator_code")
 
 
-def distinct_values(field: str) -> list[str]:
-    """The distinct values of an indexed column of the clients, sorted (by Python, whatever the
+def distinct_values(field: str, model=Client) -> list[str]:
+    """The distinct values of an indexed column (of the clients, or of `model`), sorted (by Python, whatever the
     database's collation).
 
     A loose index scan: one index probe per value found. PostgreSQL answers `SELECT DISTINCT`
     by reading every row (160 ms at 1,000,000 clients, for three filter lists on each page).
     """
     quote = connection.ops.quote_name
-    table, column = quote(Client._meta.db_table), quote(Client._meta.get_field(field).column)
+    table, column = quote(model._meta.db_table), quote(model._meta.get_field(field).column)
     next_value = f"SELECT {column} FROM {table} WHERE {column} > v.x ORDER BY {column} LIMIT 1"
     with connection.cursor() as cursor:
         cursor.execute(
@@ -190,8 +190,8 @@ class StopListFilter(django_filters.FilterSet):
 
 
 class AuditFilter(django_filters.FilterSet):
-    """Who, what and when. The choices are what the log holds (a loose index scan would be overkill:
-    the lists are short)."""
+    """Who, what and when; "who" offers the names the log holds (a loose index scan over its
+    (actor_name, at) index: reading the names of 200,000 entries took 100 ms)."""
 
     actor = django_filters.ChoiceFilter(field_name="actor_name", label=_("Who"), empty_label=_("Anyone"))
     object_type = django_filters.ChoiceFilter(
@@ -210,8 +210,8 @@ class AuditFilter(django_filters.FilterSet):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        names = AuditEntry.objects.exclude(actor_name="").order_by().values_list("actor_name", flat=True)
-        self.filters["actor"].extra["choices"] = [(n, n) for n in sorted(set(names))]
+        names = [n for n in distinct_values("actor_name", AuditEntry) if n]  # "" is the engine
+        self.filters["actor"].extra["choices"] = [(n, n) for n in names]
         with_day_widgets(self, "since", "until")
 
     # Whole days in the user's time zone, as the mailings' date filters.

@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import EmptyPage
-from django.db.models import OuterRef, QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -235,17 +235,29 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
     tags |= {t.strip() for t in request.GET.get("new_tags", "").split(",")}
     tags = {t for t in tags if t and not tag_problem(t)}  # the form reports a bad one on saving
     codes = [c for c in request.GET.getlist("filter_operator_codes") if re.fullmatch(OPERATOR_CODE_RE, c)]
-    # The clients the filter matches, less those on the stop list (counted from the list's side:
-    # it is small, where a check per client would probe it a million times).
-    matched = Mailing(filter_tags=sorted(tags), filter_operator_codes=codes).filtered_clients()
-    stopped = StopEntry.objects.standing().filter(phone__in=matched.values("phone")).count()
-    count = matched.count() - stopped
+    # The filter as the counts below were made for; the page sends it back with them, so that
+    # typing the text (the filter unchanged) counts no clients again.
+    key = "|".join([*sorted(tags), "#", *sorted(codes)])
+    counted = request.GET.get("audience_key") == key
+    count, stopped = (
+        count_param(request.GET.get("audience_count")),
+        count_param(request.GET.get("excluded_count")),
+    )
+    if not counted or count is None:
+        # The clients the filter matches, less those on the stop list, counted from the list's side
+        # with one probe of the clients' phone index per entry (a scalar subquery: as EXISTS or IN,
+        # both databases read every matching client instead, 60-150 ms at 1,000,000 clients).
+        matched = Mailing(filter_tags=sorted(tags), filter_operator_codes=codes).filtered_clients()
+        hit = Subquery(matched.filter(phone=OuterRef("phone")).values("pk")[:1])
+        stopped = StopEntry.objects.standing().alias(hit=hit).filter(hit__isnull=False).count()
+        count = matched.count() - stopped
     # As the form will save it (MailingForm.clean_text); longer than a text may be is cut, to bound the work.
     text = MailingForm.normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
     length = sms.measure(text)
     context = {
         "audience": count,
-        "excluded": stopped,
+        "excluded": stopped or 0,
+        "audience_key": key,
         "length": length,
         "length_problem": parts_problem(length),
         "sms_estimate": count * length.parts,

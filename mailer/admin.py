@@ -3,8 +3,22 @@ from django.contrib import admin
 from mailer.models import Client, GatewayState, Mailing, Message, Report, TestSend, WorkerHeartbeat
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Changes made here go to the audit log too (via "admin"), each in its change's transaction."""
+
+    def save_model(self, request, obj, form, change):
+        obj.save_by(request.user, via="admin")
+
+    def delete_model(self, request, obj):
+        obj.delete_by(request.user, via="admin")
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            obj.delete_by(request.user, via="admin")
+
+
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(AuditedAdmin):
     list_display = ["id", "phone", "operator_code", "tag", "timezone", "created_at"]
     list_filter = ["operator_code", "tag"]
     search_fields = ["phone", "tag", "timezone"]
@@ -13,7 +27,7 @@ class ClientAdmin(admin.ModelAdmin):
 
 
 @admin.register(Mailing)
-class MailingAdmin(admin.ModelAdmin):
+class MailingAdmin(AuditedAdmin):
     list_display = ["id", "short_text", "state", "start_at", "end_at", "window_start", "window_end"]
     list_filter = ["state", "start_at"]
     search_fields = ["text"]
@@ -36,7 +50,7 @@ class MailingAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        super().save_model(request, obj, form, change)  # AuditedAdmin: with its audit entry
 
 
 class ReadOnly:

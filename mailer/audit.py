@@ -66,6 +66,7 @@ FIELDS = {
 VIA = {
     "ui": _("dashboard"),
     "api": _("API"),
+    "admin": _("Django admin"),
     "cli": _("command line"),
     "engine": _("engine"),
     "import": _("import"),

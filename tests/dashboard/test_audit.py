@@ -176,3 +176,19 @@ def test_the_page_and_the_api_are_for_admins_with_filters(client, django_user_mo
     viewer_api = APIClient()
     viewer_api.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(manager, 'y')[1]}")
     assert viewer_api.get("/api/v1/audit/").status_code == 403
+
+
+def test_changes_in_the_django_admin_are_recorded(client, django_user_model, make_client):
+    root = django_user_model.objects.create_superuser("root", password="pw")
+    client.force_login(root)
+    person = make_client(tag="vip")
+    response = client.post(
+        f"/admin/mailer/client/{person.pk}/change/", {"phone": person.phone, "tag": "gold", "timezone": "UTC"}
+    )
+    assert response.status_code == 302
+    client.post(f"/admin/mailer/client/{person.pk}/delete/", {"post": "yes"})
+    assert entries() == [
+        ("root", "admin", "edited", "client", str(person.pk)),
+        ("root", "admin", "deleted", "client", str(person.pk)),
+    ]
+    assert AuditEntry.objects.get(action="edited").changes == {"tag": ["vip", "gold"]}

@@ -107,3 +107,29 @@ def test_page_statistics_csv_and_report_show_the_parts(viewer_client, make_clien
     [(_, attached, _)] = email.attachments
     [reported] = list(csv.DictReader(io.StringIO(attached.lstrip("\ufeff"))))
     assert (reported["sms_parts"], reported["sms_sent"]) == ("2", "4")
+
+
+def test_typing_the_text_counts_no_clients_again(viewer_client, make_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):
+        make_client(tag="vip")
+    first = _estimate(viewer_client, text="Hi", filter_tags="vip")
+    assert '<input type="hidden" name="audience_key" value="vip|#">' in first
+    assert '<input type="hidden" name="audience_count" value="3">' in first
+    # The page sends the counts back with the next keystroke: the same filter is not counted again.
+    with CaptureQueriesContext(connection) as queries:
+        again = _estimate(
+            viewer_client,
+            text="П" * 71,
+            filter_tags="vip",
+            audience_key="vip|#",
+            audience_count="3",
+            excluded_count="0",
+        )
+    assert not [q for q in queries.captured_queries if "mailer_client" in q["sql"]]
+    assert '<strong id="sms-estimate">6</strong>' in again
+    # Another filter is counted.
+    other = _estimate(viewer_client, text="Hi", audience_key="vip|#", audience_count="3")
+    assert '<strong id="audience-count">3</strong>' in other and 'name="audience_key" value="#"' in other
