@@ -99,7 +99,7 @@ class ApiToken(models.Model):
 
 class Profile(models.Model):
     """A user's own settings: the time zone every date of the UI is shown and typed in, and the
-    language. Made on first use (Profile.of)."""
+    language. Saved once the user chooses something (Profile.of reads it)."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="profile"
@@ -118,8 +118,9 @@ class Profile(models.Model):
 
     @classmethod
     def of(cls, user) -> Profile:
-        profile, _created = cls.objects.get_or_create(user=user)
-        return profile
+        """The user's profile; an unsaved one (every field empty) until something is chosen, so that
+        reading a page writes nothing."""
+        return cls.objects.filter(user=user).first() or cls(user=user)
 
     @property
     def zone(self) -> str:
