@@ -179,7 +179,7 @@ class StopListFilter(django_filters.FilterSet):
         return queryset.filter(phone__contains=digits) if digits else queryset
 
     def by_state(self, queryset: QuerySet[StopEntry], name: str, value: str) -> QuerySet[StopEntry]:
-        return queryset.filter(removed_at__isnull=False) if value == "removed" else queryset
+        return queryset.in_state(value)
 
     @property
     def qs(self) -> QuerySet[StopEntry]:

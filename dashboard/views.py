@@ -428,13 +428,17 @@ def mailing_messages_csv(request: HtmxHttpRequest, pk: int) -> StreamingHttpResp
 
 @permission_required("mailer.view_stopentry", raise_exception=True)
 def stop_list(request: HtmxHttpRequest) -> HttpResponse:
-    filterset = StopListFilter(
-        request.GET or None, queryset=StopEntry.objects.select_related("created_by", "removed_by")
-    )
+    return _stop_list_page(request, StopEntryForm())
+
+
+def _stop_list_page(request: HtmxHttpRequest, form: StopEntryForm, status: int = 200) -> HttpResponse:
+    """The list (filtered as the query asks), with the form to add a phone (and its errors)."""
+    queryset = StopEntry.objects.select_related("created_by", "removed_by")
+    filterset = StopListFilter(request.GET or None, queryset=queryset)
     table = StopListTable(filterset.qs)
     _paginate(request, table)
-    context = {"filter": filterset, "table": table, "form": StopEntryForm()}
-    return _page(request, "dashboard/stop_list.html", "table", context)
+    context = {"filter": filterset, "table": table, "form": form}
+    return _page(request, "dashboard/stop_list.html", "table", context, status=status)
 
 
 @permission_required("mailer.add_stopentry", raise_exception=True)
@@ -442,13 +446,7 @@ def stop_list(request: HtmxHttpRequest) -> HttpResponse:
 def stop_list_add(request: HtmxHttpRequest) -> HttpResponse:
     form = StopEntryForm(request.POST)
     if not form.is_valid():
-        filterset = StopListFilter(
-            None, queryset=StopEntry.objects.select_related("created_by", "removed_by")
-        )
-        table = StopListTable(filterset.qs)
-        _paginate(request, table)
-        context = {"filter": filterset, "table": table, "form": form}
-        return render(request, "dashboard/stop_list.html", context, status=400)
+        return _stop_list_page(request, form, status=400)
     phone = form.cleaned_data["phone"]
     _entry, new = StopEntry.opt_out(phone, OptOutSource.UI, form.cleaned_data["reason"], user=request.user)
     if new:

@@ -125,11 +125,15 @@ class Audited:
 
     def save_by(self, by, via: str = "ui") -> None:
         with transaction.atomic():
-            adding = self._state.adding
-            before = {} if adding else type(self).objects.get(pk=self.pk).audit_fields()
+            before = None if self._state.adding else type(self).objects.get(pk=self.pk).audit_fields()
             self.save()
-            changes = AuditEntry.diff(before, self.audit_fields())
-            AuditEntry.record(by, "created" if adding else "edited", self, changes, via=via)
+            self.record_saved(by, via, before)
+
+    def record_saved(self, by, via: str, before: dict | None) -> None:
+        """The entry of a save just made, inside its transaction: "created" when there was nothing
+        `before`, else "edited", with the fields that changed."""
+        changes = AuditEntry.diff(before or {}, self.audit_fields())
+        AuditEntry.record(by, "created" if before is None else "edited", self, changes, via=via)
 
     def delete_by(self, by, via: str = "ui") -> None:
         with transaction.atomic():
@@ -344,8 +348,7 @@ class Mailing(Audited, models.Model):
             current.check_editable()
             self.revision = current.revision
             self.save()
-            changes = AuditEntry.diff(current.audit_fields(), self.audit_fields())
-            AuditEntry.record(by, "edited", self, changes, via=via)
+            self.record_saved(by, via, current.audit_fields())
 
     def delete_unless_running(self, by=None, via: str = "ui") -> None:
         """Delete it with its messages, unless it is running: its requests in flight would complete
@@ -1059,6 +1062,12 @@ _VIA = {"ui": "ui", "api": "api", "import": "import", "gateway": "engine"}
 class StopEntryQuerySet(models.QuerySet):
     def standing(self) -> StopEntryQuerySet:
         return self.filter(removed_at__isnull=True)
+
+    def in_state(self, state: str) -> StopEntryQuerySet:
+        """The page's and the API's `state`: "removed" (taken off), "all", else what stands now."""
+        if state == "removed":
+            return self.filter(removed_at__isnull=False)
+        return self if state == "all" else self.standing()
 
 
 class StopEntry(models.Model):

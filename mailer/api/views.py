@@ -92,9 +92,7 @@ class ClientViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer) -> None:
         with transaction.atomic():
             client = serializer.save()
-            AuditEntry.record(
-                self.request.user, "created", client, AuditEntry.diff({}, client.audit_fields()), via="api"
-            )
+            client.record_saved(self.request.user, "api", None)
         logger.info(
             "client_id=%s created by user_id=%s",
             client.id,
@@ -106,8 +104,7 @@ class ClientViewSet(viewsets.ModelViewSet):
         with transaction.atomic():
             before = serializer.instance.audit_fields()
             client = serializer.save()
-            changes = AuditEntry.diff(before, client.audit_fields())
-            AuditEntry.record(self.request.user, "edited", client, changes, via="api")
+            client.record_saved(self.request.user, "api", before)
         logger.info(
             "client_id=%s updated by user_id=%s",
             client.id,
@@ -216,8 +213,7 @@ class MailingViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer) -> None:
         with transaction.atomic():
             mailing = serializer.save(created_by=self.request.user)
-            changes = AuditEntry.diff({}, mailing.audit_fields())
-            AuditEntry.record(self.request.user, "created", mailing, changes, via="api")
+            mailing.record_saved(self.request.user, "api", None)
         logger.info(
             "mailing_id=%s created by user_id=%s",
             mailing.id,
@@ -364,9 +360,7 @@ class StopListFilter(StrictFilterSet):
         fields = ("phone", "state")
 
     def by_state(self, queryset, name: str, value: str):
-        if value == "removed":
-            return queryset.filter(removed_at__isnull=False)
-        return queryset if value == "all" else queryset.standing()
+        return queryset.in_state(value)
 
     @property
     def qs(self):
