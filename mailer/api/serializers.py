@@ -12,6 +12,7 @@ from typing import ClassVar
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -48,6 +49,9 @@ def _full_clean(
 
 class StrictCharField(serializers.CharField):
     """A string and only a string: DRF would otherwise turn 0 or true into "0" / "True"."""
+
+    # DRF's own words, which its Russian catalogue leaves untranslated.
+    default_error_messages: ClassVar = {"invalid": gettext_lazy("Not a valid string.")}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):

@@ -242,3 +242,18 @@ def test_api_validation_errors_in_russian(django_user_model, now):
     assert response.status_code == 400 and response.json()["end_at"] == ["Конец должен быть позже начала."]
     english = api.post("/api/v1/mailings/", body, format="json", HTTP_ACCEPT_LANGUAGE="en")
     assert english.json()["end_at"] == ["End must be after start."]
+
+
+def test_a_wrong_type_is_refused_in_russian_too(django_user_model):
+    from rest_framework.test import APIClient
+
+    from accounts.models import ApiToken
+
+    api = APIClient()
+    api.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user_with_role(django_user_model, 'manager'), 'x')[1]}"
+    )
+    response = api.post(
+        "/api/v1/stop-list/", {"phone": 79161234567}, format="json", HTTP_ACCEPT_LANGUAGE="ru"
+    )
+    assert response.status_code == 400 and response.json() == {"phone": ["Нужна строка."]}
