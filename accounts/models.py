@@ -85,7 +85,8 @@ class ApiToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.is_expired
 
-    def revoke(self, by=None) -> None:
+    def revoke(self, by=None, via: str = "ui") -> None:
+        """Revoke it for good: nothing un-revokes a token (issue a new one instead)."""
         if self.revoked_at is None:
             with transaction.atomic():
                 self.revoked_at = timezone.now()
@@ -94,7 +95,26 @@ class ApiToken(models.Model):
                     "revoked_at": [None, self.revoked_at.isoformat()],
                     "owner": [self.user.username] * 2,
                 }
-                AuditEntry.record(by, "token_revoked", self, changes)
+                AuditEntry.record(by, "token_revoked", self, changes, via=via)
+
+    def rename(self, name: str, by=None, via: str = "ui") -> None:
+        with transaction.atomic():
+            before = type(self).objects.values_list("name", flat=True).get(pk=self.pk)
+            self.name = name
+            self.save(update_fields=["name"])
+            if before != name:
+                changes = {"name": [before, name], "owner": [self.user.username] * 2}
+                AuditEntry.record(by, "edited", self, changes, via=via)
+
+    def delete_by(self, by, via: str = "ui") -> None:
+        with transaction.atomic():
+            changes = {
+                "name": [self.name, None],
+                "prefix": [self.prefix, None],
+                "owner": [self.user.username] * 2,
+            }
+            AuditEntry.record(by, "deleted", self, changes, via=via)
+            self.delete()
 
 
 class Profile(models.Model):

@@ -1,6 +1,19 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
 
-from mailer.models import Client, GatewayState, Mailing, Message, Report, TestSend, WorkerHeartbeat
+from mailer.models import (
+    Client,
+    GatewayState,
+    Mailing,
+    MailingError,
+    MailingState,
+    Message,
+    Report,
+    StaleEdit,
+    TestSend,
+    WorkerHeartbeat,
+)
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -26,13 +39,41 @@ class ClientAdmin(AuditedAdmin):
     show_full_result_count = False
 
 
+class MailingAdminForm(forms.ModelForm):
+    # The revision the page was opened at, as on the mailing form: saving over a newer one is refused.
+    read_revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["read_revision"].initial = self.instance.revision
+
+    def clean(self) -> dict:
+        # Said here as form errors; Mailing.save_edit checks both again under the row's lock.
+        data = super().clean()
+        if self.instance.pk:
+            current = Mailing.objects.get(pk=self.instance.pk)
+            try:
+                current.check_editable()
+                if data.get("read_revision") not in (None, current.revision):
+                    raise StaleEdit(_("The mailing was changed by someone else since you opened it."))
+            except MailingError as e:
+                raise forms.ValidationError(str(e)) from None
+        return data
+
+
 @admin.register(Mailing)
 class MailingAdmin(AuditedAdmin):
+    """`state` is shown, never edited: it changes only through the mailing's own transitions
+    (Mailing.pause, resume, cancel, the engine's start and finish), on its page or in the API."""
+
+    form = MailingAdminForm
     list_display = ["id", "short_text", "state", "start_at", "end_at", "window_start", "window_end"]
     list_filter = ["state", "start_at"]
     search_fields = ["text"]
     date_hierarchy = "start_at"
     readonly_fields = [
+        "state",
         "created_by",
         "created_at",
         "updated_at",
@@ -47,10 +88,31 @@ class MailingAdmin(AuditedAdmin):
     def short_text(self, obj: Mailing) -> str:
         return obj.text[:60]
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # A finished or cancelled mailing is shown read-only, as everywhere else.
+        return super().has_change_permission(request, obj) and (obj is None or obj.is_editable)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and (
+            obj is None or obj.state != MailingState.RUNNING
+        )
+
     def save_model(self, request, obj, form, change):
-        if not change:
+        if change:
+            obj.save_edit(form.cleaned_data.get("read_revision"), by=request.user, via="admin")
+        else:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)  # AuditedAdmin: with its audit entry
+            obj.save_by(request.user, via="admin")
+
+    def delete_model(self, request, obj):
+        obj.delete_unless_running(by=request.user, via="admin")
+
+    def delete_queryset(self, request, queryset):
+        for mailing in queryset:
+            try:
+                mailing.delete_unless_running(by=request.user, via="admin")
+            except MailingError as e:
+                self.message_user(request, str(e), level=messages.ERROR)
 
 
 class ReadOnly:
@@ -106,7 +168,7 @@ class GatewayStateAdmin(admin.ModelAdmin):
     ]
     actions = ["clear_problems"]
 
-    @admin.action(description="Clear the token problem and close the breaker")
+    @admin.action(description="Clear the token problem and close the breaker", permissions=["change"])
     def clear_problems(self, request, queryset):
         queryset.update(auth_error="", auth_failed_token="", breaker_open_until=None, consecutive_failures=0)
         self.message_user(request, "Cleared: the workers will try the gateway again.")

@@ -242,7 +242,11 @@ class Mailing(Audited, models.Model):
     filter_operator_codes = models.JSONField(default=list, blank=True)
     window_start = models.TimeField(null=True, blank=True, help_text="Client-local time.")
     window_end = models.TimeField(null=True, blank=True, help_text="Client-local time.")
-    state = models.CharField(max_length=16, choices=MailingState.choices, default=MailingState.SCHEDULED)
+    # Not editable: no form, serializer or admin page sets it. It changes only through the
+    # transitions below (pause, resume, cancel) and the engine's start and finish.
+    state = models.CharField(
+        max_length=16, choices=MailingState.choices, default=MailingState.SCHEDULED, editable=False
+    )
     # The text's length as SMS (mailer/sms.py), kept on every save.
     sms_encoding = models.CharField(max_length=5, default=sms.GSM7, editable=False)
     sms_parts = models.PositiveSmallIntegerField(
