@@ -317,8 +317,10 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context |= _summary_context(mailing) | {
         "minute_chart": _per_minute_chart(mailing),
         "texts": _texts(mailing),
-        "test_sends": mailing.test_sends.select_related("created_by")[:10],
     }
+    if request.user.has_perm("mailer.add_mailing"):
+        # Who tested what on which phone: for those who may send tests, as on a test send's page.
+        context["test_sends"] = mailing.test_sends.select_related("created_by")[:10]
     return render(request, "dashboard/mailing_detail.html", context)
 
 

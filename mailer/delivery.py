@@ -293,6 +293,8 @@ class Deliverer:
         self.in_flight: tuple[Round, concurrent.futures.Future] | None = None
         # Rounds the gateway answered but the database did not take: written before anything new.
         self.unrecorded: list[Round] = []
+        # This sender's test send whose answers are awaited (mailer.testsends): at most one.
+        self.test_in_flight: tuple | None = None
 
     @property
     def unrecorded_messages(self) -> int:

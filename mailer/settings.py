@@ -366,6 +366,10 @@ if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
 # The sending engine (see mailer/delivery.py and docs/engine.md).
 MAILER_IMPORT_MAX_MB = envint("MAILER_IMPORT_MAX_MB", "50")  # client CSV files, UI and API alike
 # The most SMS parts a mailing's text may take (mailer/sms.py); 0 = no cap.
+# Phones a user may send tests to in an hour (mailer.testsends); 0: no limit.
+MAILER_TEST_SEND_LIMIT = envint("MAILER_TEST_SEND_LIMIT", "20")
+if MAILER_TEST_SEND_LIMIT < 0:
+    raise ImproperlyConfigured("MAILER_TEST_SEND_LIMIT must be 0 (no limit) or more")
 MAILER_MAX_PARTS = envint("MAILER_MAX_PARTS", "0")
 if MAILER_MAX_PARTS < 0:
     raise ImproperlyConfigured("MAILER_MAX_PARTS must be 0 (no cap) or more")

@@ -2,10 +2,13 @@
 
 The web request only records the wish (`queue`): the web UI never waits on the gateway. A sender
 process takes it at its next loop (`run_due`, within a fraction of a second) and sends it through
-its own gateway client, so a test send goes out exactly as a mailing's messages do, and it
-honours the same stops: a refused token or an open breaker refuses it with the reason. The answers
-are kept on the TestSend row and logged; nothing of it counts in a mailing's statistics, and its
-gateway message ids are apart from the messages' (TestSend.ID_BASE).
+its own gateway client, so a test send goes out exactly as a mailing's messages do, under the same
+rules: the stop list (a phone on it is refused, saying why), the rate limit (a test takes send
+slots like any message), a refused token or an open breaker (refused with the reason). A user may
+test at most MAILER_TEST_SEND_LIMIT phones an hour. A sender has at most one test send in flight
+and never waits for its answers, so a flood of tests never holds up a mailing's rounds. The
+answers are kept on the TestSend row and logged; nothing of it counts in a mailing's statistics,
+and its gateway message ids are apart from the messages' (TestSend.ID_BASE).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import asyncio
 import logging
 import re
 import time
-from datetime import timedelta
+from concurrent.futures import TimeoutError
+from datetime import datetime, timedelta
+from itertools import accumulate
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -27,6 +33,7 @@ from mailer import sms
 from mailer.models import (
     AuditEntry,
     GatewayState,
+    StopEntry,
     TestSend,
     TestSendState,
     normalize_phone,
@@ -41,6 +48,8 @@ logger = logging.getLogger("mailer.gateway")
 LEASE = timedelta(seconds=60)
 # A test send waits at most this long for its answers, whatever MAILER_REQUEST_TIMEOUT says.
 TIMEOUT = 10.0
+# MAILER_TEST_SEND_LIMIT counts the phones a user tested in this much time.
+QUOTA_WINDOW = timedelta(hours=1)
 
 
 class Refused(Exception):
@@ -69,6 +78,52 @@ def parse_phones(raw: str) -> list[str]:
     return phones
 
 
+def stop_listed(phones: list[str]) -> dict[str, str]:
+    """The phones on the stop list, each with why, for a person to read."""
+    entries = StopEntry.objects.standing().filter(phone__in=phones)
+    return {
+        e.phone: _("%(phone)s is on the stop list since %(date)s%(reason)s: no test is sent to it.")
+        % {
+            "phone": e.phone,
+            "date": formats.date_format(timezone.localtime(e.created_at), "SHORT_DATE_FORMAT"),
+            "reason": f" ({e.reason})" if e.reason else "",
+        }
+        for e in entries
+    }
+
+
+def quota_problem(user, phones: int, now: datetime) -> str | None:
+    """Why `user` may not test `phones` more phones now (MAILER_TEST_SEND_LIMIT an hour), saying
+    when they may, or None. Test sends refused before anything went out do not count."""
+    limit = settings.MAILER_TEST_SEND_LIMIT
+    if limit == 0 or user is None:
+        return None
+    recent = list(
+        TestSend.objects.filter(created_by=user, created_at__gt=now - QUOTA_WINDOW)
+        .exclude(state=TestSendState.REFUSED, results=[])
+        .order_by("created_at")
+        .values_list("created_at", "phones")
+    )
+    used = sum(len(p) for _at, p in recent)
+    if used + phones <= limit:
+        return None
+    if phones > limit:
+        return ngettext(
+            "You may test at most %(limit)s phone an hour.",
+            "You may test at most %(limit)s phones an hour.",
+            limit,
+        ) % {"limit": limit}
+    # The next test is possible once enough of the oldest ones have left the hour.
+    freed = accumulate(len(p) for _at, p in recent)
+    at = next(at for (at, _p), total in zip(recent, freed, strict=True) if total >= used + phones - limit)
+    when = formats.time_format(timezone.localtime(at + QUOTA_WINDOW), "H:i")
+    return ngettext(
+        "You have tested %(used)s of %(limit)s phones this hour; the next test is possible at %(time)s.",
+        "You have tested %(used)s of %(limit)s phones this hour; the next test is possible at %(time)s.",
+        limit,
+    ) % {"used": used, "limit": limit, "time": when}
+
+
 def queue(text: str, raw_phones: str, user=None, mailing=None) -> TestSend:
     """Record a test send for a sender to take; refused at once when it could not go."""
     text = text.strip()
@@ -77,9 +132,17 @@ def queue(text: str, raw_phones: str, user=None, mailing=None) -> TestSend:
     if problem := parts_problem(sms.measure(text)):
         raise Refused(problem)
     phones = parse_phones(raw_phones)
-    if stop := GatewayState.get().stopped_because(timezone.now(), hash_token(settings.MAILER_PROVIDER_TOKEN)):
+    if stopped := stop_listed(phones):
+        raise Refused(" ".join(stopped[p] for p in phones if p in stopped))
+    now = timezone.now()
+    if stop := GatewayState.get().stopped_because(now, hash_token(settings.MAILER_PROVIDER_TOKEN)):
         raise Refused(_("Not sent: %(why)s") % {"why": stop})
     with transaction.atomic():
+        if user is not None:
+            # One test at a time per user, so that two quick clicks can't both pass the quota.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        if problem := quota_problem(user, len(phones), now):
+            raise Refused(problem)
         test = TestSend.objects.create(text=text, phones=phones, created_by=user, mailing=mailing)
         AuditEntry.record(user, "test_sent", test, {"phones": [None, phones], "text": [None, text]})
     logger.info(
@@ -93,9 +156,12 @@ def queue(text: str, raw_phones: str, user=None, mailing=None) -> TestSend:
 
 
 def run_due(deliverer) -> int:
-    """In a sender's loop: send the oldest queued test send, if any, on the sender's gateway
-    client; returns how many test sends it took (0 or 1). A claim is one conditional UPDATE, so
-    two senders never take the same one."""
+    """In a sender's loop: record the answers of this sender's test send in flight once they are
+    in, else take the oldest queued one, if any, and send it off on the sender's gateway client
+    without waiting. Returns how many it took (0 or 1). A claim is one conditional UPDATE, so two
+    senders never take the same one."""
+    if not collect(deliverer):
+        return 0
     now = timezone.now()
     test = TestSend.objects.filter(state=TestSendState.QUEUED).order_by("id").only("id").first()
     if test is None:
@@ -110,16 +176,46 @@ def run_due(deliverer) -> int:
     if stop:
         _finish(test, TestSendState.REFUSED, [], _("Not sent: %(why)s") % {"why": stop})
         return 1
+    # A phone put on the stop list since the test was queued gets nothing either.
+    stopped = stop_listed(test.phones)
     timeout = min(deliverer.config.request_timeout, TIMEOUT)
-    deadline = time.monotonic() + timeout + 1
     items = [
-        Outbound(test.gateway_id(i), phone, test.text, timeout, deadline)
+        Outbound(test.gateway_id(i), phone, test.text, timeout, 0.0)
         for i, phone in enumerate(test.phones)
+        if phone not in stopped
     ]
+    if items and deliverer.config.rate_limit:
+        deliverer.pace(items)  # send slots shared with the mailings' messages
+    for item in items:
+        item.deadline = max(item.not_before, time.monotonic()) + timeout + 1
     sending = asyncio.run_coroutine_threadsafe(deliverer.gateway.send_many(items), deliverer.loop)
-    results = sending.result(timeout + 5)
+    deliverer.test_in_flight = (test, stopped, sending)
+    return 1
+
+
+def collect(deliverer, wait: float = 0.0) -> bool:
+    """Record the answers of the sender's test send in flight once they are in (waiting at most
+    `wait` seconds); True when nothing is left in flight."""
+    if deliverer.test_in_flight is None:
+        return True
+    test, stopped, sending = deliverer.test_in_flight
+    try:
+        results = sending.result(wait)
+    except TimeoutError:
+        return False
+    except Exception as e:  # whatever went wrong, the user reads it and the sender goes on
+        deliverer.test_in_flight = None
+        logger.exception("test_send_id=%s failed", test.pk, extra={"test_send_id": test.pk})
+        _finish(test, TestSendState.REFUSED, [], _("Not sent: %(why)s") % {"why": e})
+        return True
+    deliverer.test_in_flight = None
+    by_id = {result.message_id: result for result in results}
     answers = []
-    for phone, result in zip(test.phones, results, strict=True):
+    for i, phone in enumerate(test.phones):
+        if phone in stopped:
+            answers.append({"phone": phone, "ok": False, "answer": stopped[phone]})
+            continue
+        result = by_id[test.gateway_id(i)]
         ok = result.error is None
         # The gateway's own words, in no language of ours: the page says what they mean.
         answer = f'HTTP 200 {{"code": 0}} in {result.seconds:.2f}s' if ok else str(result.error)
@@ -134,7 +230,7 @@ def run_due(deliverer) -> int:
             extra={"test_send_id": test.pk, "mailing_id": test.mailing_id},
         )
     _finish(test, TestSendState.DONE, answers, "")
-    return 1
+    return True
 
 
 def _finish(test: TestSend, state: str, results: list[dict], problem: str) -> None:

@@ -91,7 +91,7 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
                 if time.monotonic() >= next_tick:
                     scheduling.tick()
                     next_tick = time.monotonic() + TICK_EVERY
-                testsends.run_due(deliverer)  # a user waits for it: before the next round
+                testsends.run_due(deliverer)  # never waits: at most one test in flight per sender
                 done = deliverer.run_batch(stopping=stop, overlap=True)
                 if db_wait:
                     logger.warning("sender %s: the database is back", name)
@@ -125,6 +125,10 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
 def _finish(deliverer: Deliverer, name: str) -> None:
     """On stop: write the last round if the database lets us within the time left, and leave."""
     deliverer.collect()  # the round in flight: what had not left is not sent (it is stopping)
+    try:
+        testsends.collect(deliverer, wait=STOP_SECONDS / 4)
+    except DatabaseError:
+        pass  # its lease runs out and housekeeping reports it (testsends.expire_stale)
     deadline = time.monotonic() + STOP_SECONDS / 2
     while deliverer.unrecorded and time.monotonic() < deadline:
         try:

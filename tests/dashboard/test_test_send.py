@@ -32,7 +32,9 @@ def test_from_the_form_before_saving(manager_client, manager, make_deliverer, pr
         None,
     )
     assert f'hx-get="/mailings/test-sends/{test.pk}/" hx-trigger="every 1s"' in html
-    testsends.run_due(make_deliverer())  # a sender's next loop
+    deliverer = make_deliverer()
+    testsends.run_due(deliverer)  # a sender's next loops: sent, then its answers recorded
+    testsends.collect(deliverer, wait=5)
     polled = manager_client.get(f"/mailings/test-sends/{test.pk}/", **HTMX)
     assert polled.status_code == 286  # done: htmx stops polling
     html = polled.content.decode()
@@ -50,7 +52,9 @@ def test_from_a_mailing_s_page_with_its_text(manager_client, make_mailing, make_
     test = TestSend.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/mailings/test-sends/{test.pk}/"
     assert test.text == "Spring sale" and test.mailing == mailing
-    testsends.run_due(make_deliverer(token="wrong"))
+    deliverer = make_deliverer(token="wrong")
+    testsends.run_due(deliverer)
+    testsends.collect(deliverer, wait=5)
     own_page = manager_client.get(response["Location"]).content.decode()
     assert "not accepted" in own_page and "auth: HTTP 401: token refused" in own_page
     # Recorded on the mailing's page: when, who, to whom, the outcome.
@@ -89,3 +93,13 @@ def test_viewers_may_not_send_tests(viewer_client, make_mailing):
         == 403
     )
     assert 'id="test-send-box"' not in viewer_client.get(f"/mailings/{mailing.pk}/").content.decode()
+
+
+def test_a_viewer_sees_no_test_sends_on_a_mailing_s_page(viewer_client, manager, make_mailing):
+    mailing = make_mailing(text="Spring sale")
+    test = TestSend.objects.create(text="x", phones=["79161234567"], created_by=manager, mailing=mailing)
+
+    page = viewer_client.get(f"/mailings/{mailing.pk}/").content.decode()
+
+    assert 'id="test-sends"' not in page and "79161234567" not in page
+    assert viewer_client.get(f"/mailings/test-sends/{test.pk}/").status_code == 403

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from mailer import testsends, worker
-from mailer.models import GatewayState, MailingCounts, Message, TestSend, TestSendState
+from mailer.models import GatewayState, MailingCounts, Message, StopEntry, TestSend, TestSendState
 from tests.mailer.conftest import TOKEN
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +73,7 @@ def test_a_sender_sends_it_through_the_gateway_and_records_the_answers(
     assert test.state == TestSendState.QUEUED and not provider.record.accepted
     deliverer = make_deliverer()
     assert testsends.run_due(deliverer) == 1
+    assert testsends.collect(deliverer, wait=5)
     assert testsends.run_due(deliverer) == 0  # taken once
     test.refresh_from_db()
     assert test.state == TestSendState.DONE and test.finished_at and test.created_by == user
@@ -100,7 +101,9 @@ def test_a_stop_that_came_after_queueing_refuses_it_without_sending(make_deliver
 
 def test_a_refused_token_is_the_answer(make_deliverer, provider):
     test = testsends.queue("Hello", "79161234567")
-    testsends.run_due(make_deliverer(token="wrong-token"))
+    deliverer = make_deliverer(token="wrong-token")
+    testsends.run_due(deliverer)
+    testsends.collect(deliverer, wait=5)
     test.refresh_from_db()
     assert test.state == TestSendState.DONE
     assert test.results == [{"phone": "79161234567", "ok": False, "answer": "auth: HTTP 401: token refused"}]
@@ -134,3 +137,86 @@ def test_a_send_cut_short_by_a_dead_sender_is_reported_not_repeated():
     assert testsends.expire_stale() == 1
     test.refresh_from_db()
     assert test.state == TestSendState.REFUSED and "may or may not have arrived" in test.problem
+
+
+def test_a_phone_on_the_stop_list_is_refused_saying_why():
+    StopEntry.opt_out("79261234567", "ui", reason="asked by phone")
+    with pytest.raises(testsends.Refused) as refused:
+        testsends.queue("Hello", "79161234567, +7 926 123-45-67")
+    assert "79261234567 is on the stop list since" in str(refused.value)
+    assert "(asked by phone): no test is sent to it." in str(refused.value)
+    assert "79161234567" not in str(refused.value)
+    assert not TestSend.objects.exists()
+
+
+def test_a_phone_that_opts_out_after_queueing_gets_nothing(make_deliverer, provider):
+    test = testsends.queue("Hello", "79161234567, 79261234567")
+    StopEntry.opt_out("79261234567", "api")
+    deliverer = make_deliverer()
+    testsends.run_due(deliverer)
+    testsends.collect(deliverer, wait=5)
+    test.refresh_from_db()
+    assert [(r["phone"], r["ok"]) for r in test.results] == [("79161234567", True), ("79261234567", False)]
+    assert "on the stop list" in test.results[1]["answer"]
+    assert dict(provider.record.accepted) == {test.gateway_id(0): 1}
+
+
+def test_each_user_tests_at_most_the_limit_of_phones_an_hour(settings, django_user_model):
+    settings.MAILER_TEST_SEND_LIMIT = 3
+    tess, other = (django_user_model.objects.create_user(name) for name in ("tess", "other"))
+    first = testsends.queue("Hello", "79161234567, 79261234567", user=tess)
+    TestSend.objects.filter(pk=first.pk).update(created_at=first.created_at - timedelta(minutes=50))
+    # Refused before anything went out: not counted.
+    TestSend.objects.create(
+        text="x", phones=["79031234567"] * 5, created_by=tess, state=TestSendState.REFUSED
+    )
+    testsends.queue("Hello", "79031234567", user=tess)
+
+    with pytest.raises(testsends.Refused) as refused:
+        testsends.queue("Hello", "79051234567", user=tess)
+
+    when = timezone.localtime(first.created_at - timedelta(minutes=50) + timedelta(hours=1))
+    assert str(refused.value) == (
+        f"You have tested 3 of 3 phones this hour; the next test is possible at {when:%H:%M}."
+    )
+    testsends.queue("Hello", "79051234567", user=other)  # a quota of one's own
+    with pytest.raises(testsends.Refused, match="at most 3 phones an hour"):
+        testsends.queue("Hello", "79161234567, 79261234567, 79031234567, 79051234567", user=other)
+    # An hour after the first test, its phones are free again.
+    TestSend.objects.filter(pk=first.pk).update(created_at=first.created_at - timedelta(minutes=61))
+    testsends.queue("Hello", "79051234567", user=tess)
+    assert TestSend.objects.filter(created_by=tess).count() == 4
+
+
+def test_a_test_takes_rate_slots_like_any_message(make_deliverer, provider):
+    GatewayState.objects.update_or_create(pk=1, defaults={"rate_next_at": None})
+    testsends.queue("Hello", "79161234567, 79261234567")
+    deliverer = make_deliverer(rate_limit=2.0)
+    before = timezone.now()
+
+    testsends.run_due(deliverer)
+
+    # Two slots at 2/s: the next message of any worker may leave a second later at the earliest.
+    assert GatewayState.get().rate_next_at >= before + timedelta(seconds=1)
+    assert testsends.collect(deliverer, wait=5)
+
+
+def test_a_sender_never_waits_for_a_test_s_answers(make_deliverer, provider):
+    provider.behaviour.latency = 1.0
+    slow = testsends.queue("Hello", "79161234567")
+    queued = testsends.queue("Hello", "79261234567")
+    deliverer = make_deliverer()
+
+    assert testsends.run_due(deliverer) == 1
+    # Back before the gateway answered: the sender goes on with the mailings' rounds meanwhile.
+    assert not testsends.collect(deliverer)
+    assert TestSend.objects.get(pk=slow.pk).state == TestSendState.SENDING
+    # One test in flight per sender: the next waits, whatever the flood.
+    assert testsends.run_due(deliverer) == 0
+    assert TestSend.objects.get(pk=queued.pk).state == TestSendState.QUEUED
+
+    assert testsends.collect(deliverer, wait=5)
+    assert TestSend.objects.get(pk=slow.pk).state == TestSendState.DONE
+    assert testsends.run_due(deliverer) == 1
+    assert testsends.collect(deliverer, wait=5)
+    assert TestSend.objects.get(pk=queued.pk).state == TestSendState.DONE
