@@ -277,7 +277,13 @@ def _heartbeat_check() -> str:
 @login_not_required
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready or not, to anyone (a probe needs no more); which check failed and why (a database
+    error names its host and port) only to whoever may read /metrics, or a signed-in staff user.
+    The reason is logged either way."""
     ready, checks = readiness()
-    return JsonResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
-    )
+    body: dict = {"status": "ready" if ready else "not ready"}
+    if not ready:
+        logger.warning("readyz: not ready: %s", checks)
+    if metrics_access(request) == 200 or request.user.is_staff:
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if ready else 503)

@@ -470,3 +470,38 @@ try:
 except ValueError:
     raise ImproperlyConfigured(f"MAILER_REPORT_TIME must be HH:MM, not {MAILER_REPORT_TIME!r}") from None
 MAILER_REPORT_RECIPIENTS = envlist("MAILER_REPORT_RECIPIENTS")
+
+# A secret left at an example's value is no secret: deploy/k8s/secret.yaml ships "change-me", and a
+# deployment applied as it is would let anyone with the example read /metrics or forge sessions.
+PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "replace-me", "replace_me", "django-insecure")
+PLACEHOLDER_VALUES = frozenset({"secret", "password", "token", "example", "xxx", "todo", "placeholder"})
+
+
+def placeholder_secrets(secrets: dict[str, str]) -> list[str]:
+    """The names of the secrets in `secrets` whose value is a known placeholder."""
+    return [
+        name
+        for name, value in secrets.items()
+        if value
+        and (
+            value.strip().lower() in PLACEHOLDER_VALUES or any(m in value.lower() for m in PLACEHOLDER_MARKS)
+        )
+    ]
+
+
+if not DEBUG and (
+    _placeholders := placeholder_secrets(
+        {
+            "SECRET_KEY": SECRET_KEY,
+            "METRICS_TOKEN": METRICS_TOKEN,
+            "MAILER_PROVIDER_TOKEN": MAILER_PROVIDER_TOKEN,
+            "AUTH0_CLIENT_SECRET": AUTH0_CLIENT_SECRET,
+            "EMAIL_HOST_PASSWORD": EMAIL_HOST_PASSWORD,
+            "DATABASE_URL (its password)": DATABASES["default"].get("PASSWORD") or "",
+        }
+    )
+):
+    raise ImproperlyConfigured(
+        f"An example's placeholder (like 'change-me') is not a secret: set {', '.join(_placeholders)} "
+        "to real secrets, or DEBUG=1 for development"
+    )

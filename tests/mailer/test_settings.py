@@ -76,6 +76,29 @@ def cookie_settings(**env: str) -> str:
     return result.stdout.strip()
 
 
+def test_the_shipped_example_secrets_stop_the_start_naming_each():
+    """deploy/k8s/secret.yaml applied as it is: every placeholder is named, none is accepted."""
+    from tests.ops.test_deploy import k8s_documents
+
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents()}
+    result = manage("check", **{**PRODUCTION, **docs["Secret", "mailer-secrets"]["stringData"]})
+
+    assert result.returncode != 0
+    named = (
+        "SECRET_KEY, METRICS_TOKEN, MAILER_PROVIDER_TOKEN, EMAIL_HOST_PASSWORD, DATABASE_URL (its password)"
+    )
+    assert f"is not a secret: set {named} to real secrets" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["change-me", "CHANGEME", "secret", "django-insecure-abc"])
+def test_a_placeholder_secret_is_refused_unless_debug(value):
+    assert (
+        "set METRICS_TOKEN to real secrets"
+        in manage("check", **{**PRODUCTION, "METRICS_TOKEN": value}).stderr
+    )
+    assert manage("check", **{**PRODUCTION, "METRICS_TOKEN": value, "DEBUG": "1"}).returncode == 0
+
+
 def test_cookies_are_secure_whenever_the_site_is_https():
     assert cookie_settings(SITE_URL="https://mailer.example.com") == "True True"
     assert cookie_settings(SITE_URL="http://127.0.0.1:8000") == "False False"
@@ -92,9 +115,14 @@ def test_the_kubernetes_settings_pass_the_deploy_check():
 
     docs = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents()}
     env = {**docs["ConfigMap", "mailer-config"]["data"], **docs["Secret", "mailer-secrets"]["stringData"]}
+    # Real secrets in place of the example's placeholders; no database server needed for the check.
     env.update(
-        SECRET_KEY=PRODUCTION["SECRET_KEY"], DATABASE_URL=""
-    )  # no database server needed for the check
+        SECRET_KEY=PRODUCTION["SECRET_KEY"],
+        DATABASE_URL="",
+        MAILER_PROVIDER_TOKEN="gateway-jwt",
+        METRICS_TOKEN="scrape-token-0f3a",
+        EMAIL_HOST_PASSWORD="smtp-password-9c1e",
+    )
 
     result = manage("check", "--deploy", **env)
 

@@ -91,3 +91,25 @@ def test_a_failure_after_the_database_answered_is_reported_under_its_check(clien
         response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "migrations": "error: connection lost"}
+
+
+def test_an_anonymous_caller_learns_ready_or_not_and_nothing_more(client, db, settings, caplog):
+    settings.METRICS_TOKEN = "scrape-token"
+
+    def broken():
+        raise OperationalError('connection to server at "db.internal" (10.1.2.3), port 5432 failed')
+
+    with mock.patch.object(monitoring.connection, "cursor", broken):
+        anonymous = client.get("/readyz", REMOTE_ADDR="203.0.113.9")
+        operator = client.get("/readyz", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer scrape-token")
+
+    assert (anonymous.status_code, anonymous.json()) == (503, {"status": "not ready"})
+    assert b"10.1.2.3" not in anonymous.content
+    assert "10.1.2.3" in caplog.text  # the reason is in the log
+    assert operator.json()["checks"]["database"].startswith("error: connection to server")
+
+
+def test_a_signed_in_staff_user_sees_the_checks(client, db, django_user_model):
+    client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
+    response = client.get("/readyz", REMOTE_ADDR="203.0.113.9")
+    assert response.json()["checks"]["workers"] == "no worker heartbeat yet"
