@@ -32,7 +32,7 @@ def test_auth0_is_on_with_all_three_variables():
     result = load_auth0(
         AUTH0_DOMAIN="https://t.eu.auth0.com/",
         AUTH0_CLIENT_ID="id",
-        AUTH0_CLIENT_SECRET="secret",
+        AUTH0_CLIENT_SECRET="auth0-client-secret",
         AUTH0_ALLOWED_DOMAINS="Example.com, @corp.example",
     )
 
