@@ -206,7 +206,14 @@ def profile(request: HttpRequest) -> HttpResponse:
                 request, _("Saved: every date is shown and typed in %(zone)s.") % {"zone": mine.zone}
             )
         return response
-    return render(request, "accounts/profile.html", {"form": form, "profile": mine})
+    context = {
+        "form": form,
+        "profile": mine,
+        # Linking Auth0 to an account with a password is its owner's choice (accounts.pipeline).
+        "may_link_auth0": settings.AUTH0_ENABLED and not request.user.is_superuser,
+        "linked_to_auth0": request.user.social_auth.exists(),
+    }
+    return render(request, "accounts/profile.html", context)
 
 
 @require_POST

@@ -223,7 +223,7 @@ SOCIAL_AUTH_PIPELINE = (
     "social_core.pipeline.social_auth.social_uid",
     "accounts.pipeline.require_allowed_email",
     "social_core.pipeline.social_auth.social_user",
-    "accounts.pipeline.refuse_inactive",
+    "accounts.pipeline.refuse_barred",
     "accounts.pipeline.associate_by_verified_email",
     "social_core.pipeline.user.get_username",
     "accounts.pipeline.create_viewer",
