@@ -5,8 +5,9 @@ the address lock (LOGIN_ADDRESS_FAILURE_LIMIT, `address_locked`) is added here t
 handler. Also here what axes asks the project for: which username and whose address a sign-in is,
 and the answer to a locked-out sign-in.
 
-How to unlock a username: an admin, on the Users page (`unlock`); an address, or from the shell:
-`manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` (see docs/security.md).
+How to unlock: a user, by an admin on the Users page (`unlock`; a superuser only by a superuser);
+an address, from the shell with `manage.py axes_reset_ip ADDRESS` (also `axes_reset_username NAME`;
+see docs/security.md).
 """
 
 from __future__ import annotations
