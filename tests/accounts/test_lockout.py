@@ -110,6 +110,17 @@ def test_the_address_limit_counts_a_username_only_up_to_its_own_limit(client, al
     assert alice_signs_in(client).status_code == 302
 
 
+def test_an_address_lock_refuses_single_sign_on_from_it_too(client, auth0, settings):
+    """What the address lock costs: everyone there waits, Auth0 users too (the test client's
+    address is 127.0.0.1)."""
+    settings.LOGIN_ADDRESS_FAILURE_LIMIT = 20
+    spray(client, LOGIN, 20, ip="127.0.0.1")
+
+    response = auth0.sign_in(client)
+
+    assert response.status_code == 429 and not signed_in(client)
+
+
 def test_behind_the_proxy_the_forwarded_address_is_counted(client, alice, django_user_model, settings):
     settings.BEHIND_PROXY = True
     settings.LOGIN_ADDRESS_FAILURE_LIMIT = 20
