@@ -1,8 +1,8 @@
 """Password guessing: django-axes counts failed sign-ins (settings, "Password guessing").
 
-Two locks. axes' own refuses a username from the address it failed from (LOGIN_FAILURE_LIMIT);
-the address lock (LOGIN_ADDRESS_FAILURE_LIMIT, `address_locked`) is added here through axes'
-handler. Also here what axes asks the project for: which username and whose address a sign-in is,
+Two locks. axes' own, the pair lock, refuses a username from the address it failed from
+(LOGIN_FAILURE_LIMIT); the address lock (LOGIN_ADDRESS_FAILURE_LIMIT, `address_locked`) is added
+here through axes' handler. Also here what axes asks the project for: which username and whose address a sign-in is,
 and the answer to a locked-out sign-in.
 
 How to unlock: a user, by an admin on the Users page (`unlock`; a superuser only by a superuser);
