@@ -74,20 +74,39 @@ def require_allowed_email(backend, details: dict, *args, **kwargs) -> None:
         )
 
 
-def refuse_inactive(backend, details: dict, user=None, *args, **kwargs) -> None:
-    if user is not None and not user.is_active:
-        raise _refuse(backend, details.get("email", ""), gettext_noop("Your account has been deactivated."))
+def _barred(user) -> str | None:
+    """Why single sign-on may never sign in to `user` (for gettext_noop), or None. A superuser's
+    account is for its password alone: an Auth0 tenant's admin, or whoever holds the address there,
+    must not become a superuser here."""
+    if not user.is_active:
+        return gettext_noop("Your account has been deactivated.")
+    if user.is_superuser:
+        return gettext_noop(
+            "Single sign-on never signs in to a superuser account: sign in with your password."
+        )
+    return None
+
+
+def refuse_barred(backend, details: dict, user=None, *args, **kwargs) -> None:
+    """An account linked already (or the one signed in, linking Auth0) may have been barred since."""
+    if user is not None and (reason := _barred(user)):
+        raise _refuse(backend, details.get("email", ""), reason)
 
 
 def associate_by_verified_email(backend, details: dict, user=None, *args, **kwargs) -> dict | None:
-    """Sign a person in to the existing account with their address, keeping its role.
+    """Sign a person in to the existing account with their address, keeping its role: an account
+    without a password (made for single sign-on) or one linked to Auth0 before. An account with a
+    password is its owner's to link, signed in with it (the Profile page): otherwise whoever
+    holds the address at Auth0 would take over an account that never chose single sign-on.
 
-    Safe because require_allowed_email has already insisted on an address Auth0 verified.
+    The address is one Auth0 verified: require_allowed_email has insisted on that.
     """
     if user is not None:
         return None
     email = details["email"].strip().lower()
     matches = list(get_user_model().objects.filter(email__iexact=email)[:2])
+    if not matches:
+        return None
     if len(matches) > 1:
         raise _refuse(
             backend,
@@ -95,9 +114,20 @@ def associate_by_verified_email(backend, details: dict, user=None, *args, **kwar
             gettext_noop("Several accounts use %(email)s; an administrator has to sort that out first."),
             email=email,
         )
-    if matches and not matches[0].is_active:
-        raise _refuse(backend, email, gettext_noop("Your account has been deactivated."))
-    return {"user": matches[0]} if matches else None
+    match = matches[0]
+    if reason := _barred(match):
+        raise _refuse(backend, email, reason)
+    if match.has_usable_password() and not match.social_auth.exists():
+        raise _refuse(
+            backend,
+            email,
+            gettext_noop(
+                "%(email)s belongs to an account that signs in with a password. To use single "
+                "sign-on with it, sign in with the password and link Auth0 on your Profile page."
+            ),
+            email=email,
+        )
+    return {"user": match}
 
 
 def create_viewer(strategy, details: dict, backend, user=None, *args, **kwargs) -> dict | None:

@@ -43,7 +43,7 @@ _ADMIN = [
     "accounts.delete_apitoken",
     # The audit log (who did what, when): the Audit page and /api/v1/audit/.
     "mailer.view_auditentry",
-    # Unlocking a sign-in that django-axes locked: deleting its failed attempts.
+    # Unlocking a sign-in that django-axes locked: deleting its failed attempts (the Users page).
     "axes.view_accessattempt",
     "axes.delete_accessattempt",
 ]

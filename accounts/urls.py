@@ -10,6 +10,7 @@ urlpatterns = [
     path("users/", views.users, name="users"),
     path("users/<int:user_id>/role/", views.change_role, name="change_role"),
     path("users/<int:user_id>/active/", views.set_active, name="set_active"),
+    path("users/<int:user_id>/unlock/", views.unlock, name="unlock"),
     path("profile/", views.profile, name="profile"),
     path("profile/timezone/", views.set_timezone, name="set_timezone"),
     path("tokens/", views.tokens, name="tokens"),

@@ -20,6 +20,7 @@ from django.views import i18n
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from accounts import lockout
 from accounts.forms import ProfileForm, RoleForm, TokenForm
 from accounts.models import ApiToken, Profile
 from accounts.roles import ROLE_LABELS, role_of, set_role
@@ -63,10 +64,18 @@ def refused(request: HttpRequest) -> HttpResponse:
 @permission_required("auth.view_user", raise_exception=True)
 def users(request: HttpRequest) -> HttpResponse:
     people = User.objects.order_by("username").prefetch_related("groups", "social_auth")
+    locked = lockout.locked_usernames()
     rows = []
     for person in people:
         role = role_of(person)
-        rows.append({"user": person, "role": role, "role_label": ROLE_LABELS.get(role)})
+        rows.append(
+            {
+                "user": person,
+                "role": role,
+                "role_label": ROLE_LABELS.get(role),
+                "locked": person.get_username() in locked,
+            }
+        )
     return render(request, "accounts/users.html", {"rows": rows, "role_form": RoleForm()})
 
 
@@ -124,6 +133,17 @@ def set_active(request: HttpRequest, user_id: int) -> HttpResponse:
             request,
             _("%(username)s is deactivated and can no longer sign in.") % {"username": person.username},
         )
+    return redirect("accounts:users")
+
+
+@require_POST
+@permission_required("axes.delete_accessattempt", raise_exception=True)
+def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
+    person = _get_other_user(request, user_id)
+    if lockout.unlock(person, by=request.user):
+        messages.success(request, _("%(username)s is unlocked.") % {"username": person.username})
+    else:
+        messages.info(request, _("%(username)s had no failed sign-ins.") % {"username": person.username})
     return redirect("accounts:users")
 
 
@@ -206,7 +226,14 @@ def profile(request: HttpRequest) -> HttpResponse:
                 request, _("Saved: every date is shown and typed in %(zone)s.") % {"zone": mine.zone}
             )
         return response
-    return render(request, "accounts/profile.html", {"form": form, "profile": mine})
+    context = {
+        "form": form,
+        "profile": mine,
+        # Linking Auth0 to an account with a password is its owner's choice (accounts.pipeline).
+        "may_link_auth0": settings.AUTH0_ENABLED and not request.user.is_superuser,
+        "linked_to_auth0": request.user.social_auth.exists(),
+    }
+    return render(request, "accounts/profile.html", context)
 
 
 @require_POST

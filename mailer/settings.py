@@ -223,7 +223,7 @@ SOCIAL_AUTH_PIPELINE = (
     "social_core.pipeline.social_auth.social_uid",
     "accounts.pipeline.require_allowed_email",
     "social_core.pipeline.social_auth.social_user",
-    "accounts.pipeline.refuse_inactive",
+    "accounts.pipeline.refuse_barred",
     "accounts.pipeline.associate_by_verified_email",
     "social_core.pipeline.user.get_username",
     "accounts.pipeline.create_viewer",
@@ -257,19 +257,28 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-# Password guessing (django-axes, see docs/security.md): after LOGIN_FAILURE_LIMIT failed sign-ins
-# within LOGIN_LOCKOUT_MINUTES, that username (from any address) and that address (whatever the
-# username) are refused until the minutes have passed or an admin unlocks them. Counted on the
+# Password guessing (django-axes, see docs/security.md), two locks, both lasting LOGIN_LOCKOUT_MINUTES
+# after the last failure or until an admin unlocks (the Users page). After LOGIN_FAILURE_LIMIT failed
+# sign-ins within that time, that username is refused from that address: colleagues behind the same
+# address are not, nor the same person elsewhere. After LOGIN_ADDRESS_FAILURE_LIMIT failures from one
+# address, each username counting for LOGIN_FAILURE_LIMIT at most (so spread over several usernames:
+# password spraying), that address is refused for every username (accounts.lockout). Counted on the
 # product's login page and the Django admin's alike; API tokens never pass through it.
 AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", "10")
 AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", "15"))
 if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= timedelta(0):
     raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be 1 or more")
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+LOGIN_ADDRESS_FAILURE_LIMIT = envint("LOGIN_ADDRESS_FAILURE_LIMIT", "100")
+if LOGIN_ADDRESS_FAILURE_LIMIT <= AXES_FAILURE_LIMIT:
+    # Otherwise one person's failures alone would lock everyone behind their address out.
+    raise ImproperlyConfigured("LOGIN_ADDRESS_FAILURE_LIMIT must be more than LOGIN_FAILURE_LIMIT")
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "accounts.lockout.LockoutHandler"
 AXES_USERNAME_CALLABLE = "accounts.lockout.attempted_username"
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.locked_out"
-# Not reset by a success: one valid account would otherwise wipe an address's failures.
+# Not reset by a success: failures expire on their own (LOGIN_LOCKOUT_MINUTES after the last one)
+# or by an admin's unlock, and count for the address limit until then.
 AXES_RESET_ON_SUCCESS = False
 AXES_USERNAME_FORM_FIELD = "username"
 # Log failures with the username and the address (axes masks both by default); never the password,

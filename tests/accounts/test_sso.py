@@ -72,8 +72,9 @@ def test_second_sign_in_reuses_the_user(client, auth0, django_user_model):
     assert user.last_name == "Pleasance Liddell"
 
 
-def test_existing_local_account_with_the_verified_address_is_linked(client, auth0, django_user_model):
-    local = django_user_model.objects.create_user("alice.l", "Alice@Example.com", "pw")
+def test_an_sso_only_account_with_the_verified_address_is_linked(client, auth0, django_user_model):
+    """An account without a password (an admin made it for single sign-on) is the person's."""
+    local = django_user_model.objects.create_user("alice.l", "Alice@Example.com")
     set_role(local, ADMIN)
 
     auth0.sign_in(client)
@@ -86,6 +87,20 @@ def test_existing_local_account_with_the_verified_address_is_linked(client, auth
     assert local.username == "alice.l"
 
 
+def test_an_account_linked_before_gets_another_identity_with_its_address(client, auth0, django_user_model):
+    """Its owner chose single sign-on already: another Auth0 login with the same verified address
+    (another connection of the tenant) signs in to it too."""
+    local = django_user_model.objects.create_user("alice.l", "alice@example.com", "pw")
+    client.force_login(local)
+    auth0.sign_in(client, sub="auth0|alice-before")  # linked on the Profile page
+    client.logout()
+
+    auth0.sign_in(client)
+
+    assert int(client.session[SESSION_KEY]) == local.pk
+    assert set(UserSocialAuth.objects.values_list("uid", flat=True)) == {"auth0|alice-before", "auth0|alice"}
+
+
 def refusal(client, response) -> str:
     assert response.status_code == 302
     assert response["Location"] == "/accounts/refused/"
@@ -93,6 +108,74 @@ def refusal(client, response) -> str:
     assert page.status_code == 403
     assert SESSION_KEY not in client.session
     return page.content.decode()
+
+
+def test_a_local_account_with_a_password_is_not_taken_over(client, auth0, django_user_model):
+    local = django_user_model.objects.create_user("alice.l", "alice@example.com", "pw")
+    set_role(local, ADMIN)
+
+    response = auth0.sign_in(client)
+
+    page = refusal(client, response)
+    assert "alice@example.com belongs to an account that signs in with a password" in page
+    assert not UserSocialAuth.objects.exists()
+    assert User.objects.get() == local
+
+
+def test_single_sign_on_never_signs_in_to_a_superuser(client, auth0, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "alice@example.com", "pw")
+
+    response = auth0.sign_in(client)
+
+    assert "never signs in to a superuser" in refusal(client, response)
+    assert not UserSocialAuth.objects.exists()
+    assert User.objects.get() == root
+
+
+def test_a_superuser_without_a_password_is_refused_too(client, auth0, django_user_model):
+    django_user_model.objects.create_superuser("root", "alice@example.com", None)
+
+    response = auth0.sign_in(client)
+
+    assert "never signs in to a superuser" in refusal(client, response)
+
+
+def test_an_account_linked_and_then_made_superuser_is_refused(client, auth0):
+    auth0.sign_in(client)
+    client.logout()
+    User.objects.update(is_superuser=True)
+
+    response = auth0.sign_in(client)
+
+    assert "never signs in to a superuser" in refusal(client, response)
+
+
+def test_the_owner_links_a_password_account_from_the_profile_page(client, auth0, django_user_model):
+    """Signed in with the password, the owner links Auth0 on purpose; from then on either works."""
+    local = django_user_model.objects.create_user("alice.l", "alice@example.com", "pw")
+    client.force_login(local)
+    profile = client.get("/accounts/profile/").content.decode()
+    assert 'action="/sso/login/auth0/"' in profile and "Link Auth0" in profile
+
+    response = auth0.sign_in(client)
+
+    assert UserSocialAuth.objects.get().user == local
+    assert response["Location"] == "/"
+    assert "Your account is linked to Auth0" in client.get("/accounts/profile/").content.decode()
+    client.logout()
+    auth0.sign_in(client)
+    assert int(client.session[SESSION_KEY]) == local.pk
+
+
+def test_a_superuser_cannot_link_auth0(client, auth0, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+    assert "/sso/login/auth0/" not in client.get("/accounts/profile/").content.decode()
+
+    response = auth0.sign_in(client)  # the link started by hand
+
+    assert response["Location"] == "/accounts/refused/"
+    assert "never signs in to a superuser" in client.get("/accounts/refused/").content.decode()
+    assert not UserSocialAuth.objects.exists()
 
 
 def test_other_domain_is_refused_and_leaves_nothing(client, auth0):

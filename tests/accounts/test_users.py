@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from axes.models import AccessAttempt
+from django.test import Client
 
 from accounts.models import ApiToken
 from accounts.roles import ADMIN, MANAGER, VIEWER, role_of
+from mailer.models import AuditEntry
 from tests.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +35,7 @@ def test_non_admins_may_not_see_or_change_users(client, django_user_model, bob, 
     assert client.get("/accounts/users/").status_code == 403
     assert client.post(f"/accounts/users/{bob.pk}/role/", {"role": ADMIN}).status_code == 403
     assert client.post(f"/accounts/users/{bob.pk}/active/", {"active": "0"}).status_code == 403
+    assert client.post(f"/accounts/users/{bob.pk}/unlock/").status_code == 403
     bob.refresh_from_db()
     assert (role_of(bob), bob.is_active) == (VIEWER, True)
     assert 'href="/accounts/users/"' not in client.get("/accounts/tokens/").content.decode()
@@ -85,6 +89,7 @@ def test_superuser_may_deactivate_another_superuser(client, django_user_model):
 def test_admin_cannot_change_own_role_or_deactivate_self(client, admin):
     assert client.post(f"/accounts/users/{admin.pk}/role/", {"role": VIEWER}).status_code == 404
     assert client.post(f"/accounts/users/{admin.pk}/active/", {"active": "0"}).status_code == 404
+    assert client.post(f"/accounts/users/{admin.pk}/unlock/").status_code == 404
     admin.refresh_from_db()
     assert (role_of(admin), admin.is_active) == (ADMIN, True)
 
@@ -113,10 +118,79 @@ def test_deactivate_ends_sessions_and_tokens_then_reactivate(client, admin, bob)
 def test_user_changes_need_post(client, admin, bob):
     assert client.get(f"/accounts/users/{bob.pk}/role/").status_code == 405
     assert client.get(f"/accounts/users/{bob.pk}/active/").status_code == 405
+    assert client.get(f"/accounts/users/{bob.pk}/unlock/").status_code == 405
 
 
 def test_unknown_user_is_404(client, admin):
     assert client.post("/accounts/users/999999/role/", {"role": VIEWER}).status_code == 404
+
+
+def lock_out(username: str, settings) -> None:
+    """Wrong passwords for `username` from one address until the username is locked there."""
+    guesser = Client()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        guesser.post(
+            "/accounts/login/", {"username": username, "password": "wrong"}, REMOTE_ADDR="203.0.113.7"
+        )
+
+
+def signs_in(username: str) -> bool:
+    response = Client().post(
+        "/accounts/login/", {"username": username, "password": "pw"}, REMOTE_ADDR="203.0.113.7"
+    )
+    return response.status_code == 302
+
+
+def test_admin_sees_who_is_locked_out_and_unlocks_a_manager(client, admin, bob, django_user_model, settings):
+    mia = user_with_role(django_user_model, MANAGER, "mia")
+    lock_out("mia", settings)
+    assert not signs_in("mia")
+
+    page = client.get("/accounts/users/")
+    assert {row["user"].username for row in page.context["rows"] if row["locked"]} == {"mia"}
+    assert f'action="/accounts/users/{mia.pk}/unlock/"' in page.content.decode()
+    assert f'action="/accounts/users/{bob.pk}/unlock/"' not in page.content.decode()
+
+    response = client.post(f"/accounts/users/{mia.pk}/unlock/", follow=True)
+
+    assert "mia is unlocked." in response.content.decode()
+    assert not any(row["locked"] for row in response.context["rows"])
+    entry = AuditEntry.objects.get(action="unlocked")
+    assert (entry.actor, entry.object_type, entry.object_id) == (admin, "user", str(mia.pk))
+    # The wrong passwords, and the right one refused while locked.
+    assert entry.changes == {"failures": [settings.AXES_FAILURE_LIMIT + 1, 0]}
+    assert signs_in("mia")
+
+
+def test_unlocking_someone_not_locked_changes_nothing(client, admin, bob):
+    response = client.post(f"/accounts/users/{bob.pk}/unlock/", follow=True)
+
+    assert "bob had no failed sign-ins." in response.content.decode()
+    assert not AuditEntry.objects.exists()
+
+
+def test_admin_role_may_not_unlock_a_superuser(client, admin, django_user_model, settings):
+    root = django_user_model.objects.create_superuser("root", password="pw")
+    lock_out("root", settings)
+
+    page = client.get("/accounts/users/")
+    assert [row["locked"] for row in page.context["rows"] if row["user"] == root] == [True]
+    assert f"/accounts/users/{root.pk}/unlock/" not in page.content.decode()
+    assert client.post(f"/accounts/users/{root.pk}/unlock/").status_code == 403
+
+    assert AccessAttempt.objects.filter(username="root").exists()
+    assert not signs_in("root")
+
+
+def test_superuser_unlocks_another_superuser(client, django_user_model, settings):
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw"))
+    other = django_user_model.objects.create_superuser("root2", password="pw")
+    lock_out("root2", settings)
+
+    assert f'action="/accounts/users/{other.pk}/unlock/"' in client.get("/accounts/users/").content.decode()
+    assert client.post(f"/accounts/users/{other.pk}/unlock/").status_code == 302
+
+    assert signs_in("root2")
 
 
 @pytest.mark.parametrize("role", [VIEWER, MANAGER, ADMIN])

@@ -55,6 +55,8 @@ def test_deploy_check_passes_with_production_settings():
         # Behind a proxy, loopback proves nothing: /metrics needs a token or an allow-list.
         ({"METRICS_TOKEN": "", "METRICS_ALLOWED_IPS": ""}, "METRICS_TOKEN or METRICS_ALLOWED_IPS"),
         ({"LOGIN_FAILURE_LIMIT": "0"}, "LOGIN_FAILURE_LIMIT"),
+        # An address limit within one username's reach would lock an office out for one person.
+        ({"LOGIN_ADDRESS_FAILURE_LIMIT": "10"}, "LOGIN_ADDRESS_FAILURE_LIMIT"),
     ],
 )
 def test_bad_value_fails_at_start_naming_the_variable(env, named):
