@@ -83,3 +83,19 @@ def test_grafana_dashboard_uses_exposed_metrics(exposed):
     assert exposed - used <= {
         "mailer_database_up", "mailer_provider_last_success_timestamp_seconds", "mailer_report_last_sent_timestamp_seconds",
     }  # fmt: skip
+
+
+def test_every_test_docs_security_names_exists():
+    """The side-door table names the test that shows each door shut: a renamed test must not leave
+    the table pointing at nothing."""
+    root = DOCS.parent
+    text = (DOCS / "security.md").read_text()
+    named = []
+    for cell in re.findall(r"`tests/[^`]+`(?:, `::[^`]+`)*", text):
+        path, *names = (part.strip("`") for part in cell.split(", "))
+        path, _, first = path.partition("::")
+        named += [(path, name.removeprefix("::")) for name in [f"::{first}" if first else "", *names] if name]
+    assert len(named) > 20
+    for path, name in named:
+        source = (root / path).read_text()
+        assert re.search(rf"^def {re.escape(name)}\(", source, re.M), f"{path}::{name} is not a test"
