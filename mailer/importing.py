@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import io
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -426,9 +427,36 @@ def _spans_lines() -> str:
     return _("A quoted value runs on past the end of its line; no value may hold a line break.")
 
 
+class _PhoneRows:
+    """Phone -> the row it first came in, for the file's duplicates: an open-addressing hash table
+    in one array of 8-byte slots (phone and row packed), sized for the most rows the file can hold.
+    A dict took ~100 bytes a row, 450 MB for a 50 MB file of bare phones; this takes 8 to 24."""
+
+    BASE = 79_000_000_000 - 1  # a valid phone is 79XXXXXXXXX: 1 to 10**9 from here, never 0 (empty)
+
+    def __init__(self, size: int) -> None:
+        most = size // 12 + 1  # the shortest row with a phone: its 11 digits and a line break
+        bits = max(most * 4 // 3, 1023).bit_length()  # at most three quarters full
+        self.shift, self.mask = 64 - bits, (1 << bits) - 1
+        self.slots = array("q", [0]) * (1 << bits)
+
+    def _slot(self, key: int) -> int:
+        i = (key * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF) >> self.shift  # Fibonacci hashing
+        while self.slots[i] and self.slots[i] >> 32 != key:
+            i = (i + 1) & self.mask
+        return i
+
+    def get(self, phone: int) -> int | None:
+        return self.slots[self._slot(phone - self.BASE)] & 0xFFFFFFFF or None
+
+    def add(self, phone: int, row: int) -> None:
+        key = phone - self.BASE
+        self.slots[self._slot(key)] = key << 32 | row
+
+
 def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
-    """The valid rows, in file order; every problem goes into the report. Memory: one dict entry
-    per phone, for duplicates (an int for an int: ~100 bytes a row)."""
+    """The valid rows, in file order; every problem goes into the report. Memory: a few bytes per
+    row, for duplicates (_PhoneRows)."""
     records = _records(stream)
     try:
         header = next(records, [])
@@ -459,7 +487,7 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
         return
 
     index = {name: i for i, name in enumerate(names)}
-    seen: dict[int, int] = {}
+    seen = _PhoneRows(stream.imp.size)
     row_number = 1
     try:
         for values in records:
@@ -483,8 +511,8 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
                 errors.append(RowError(row_number, "opted_out", message))
             if problem := phone_problem(phone):
                 errors.append(RowError(row_number, "phone", problem))
-            elif int(phone) in seen:
-                message = _("Duplicate of row %(row)s.") % {"row": seen[int(phone)]}
+            elif first := seen.get(int(phone)):
+                message = _("Duplicate of row %(row)s.") % {"row": first}
                 errors.append(RowError(row_number, "phone", message))
             if problem := tag_problem(tag):
                 errors.append(RowError(row_number, "tag", problem))
@@ -494,7 +522,7 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
                 for error in errors:
                     report.add_error(error)
                 continue
-            seen[int(phone)] = row_number
+            seen.add(int(phone), row_number)
             yield _Row(row_number, phone, tag, tz, opt in YES)
     except csv.Error as e:
         report.add_error(RowError(row_number, "", _("Not a readable CSV line: %(error)s.") % {"error": e}))

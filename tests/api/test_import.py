@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mailer.importing import RowError, import_clients, run_import, start_import
+from mailer.importing import RowError, _PhoneRows, import_clients, run_import, start_import
 from mailer.models import Client, ClientImport
 
 
@@ -291,6 +292,20 @@ def test_a_quoted_value_running_past_its_line_is_an_error_of_its_row(db):
         == "A quoted value runs on past the end of its line; no value may hold a line break."
     )
     assert sorted(Client.objects.values_list("phone", flat=True)) == ["79261234567", "79361234567"]
+
+
+def test_the_duplicate_check_finds_every_first_row_in_a_sample():
+    """The table behind "Duplicate of row N": a sample of phones across the whole range (its ends
+    too) in a table sized for a small file, so that slots collide."""
+    rng = random.Random(21)
+    phones = [79000000000, 79999999999, *rng.sample(range(79000000001, 79999999999), 700)]
+    seen = _PhoneRows(size=12 * len(phones))
+    for row, phone in enumerate(phones, 2):
+        assert seen.get(phone) is None
+        seen.add(phone, row)
+    assert len(seen.slots) == 1024
+    assert [seen.get(phone) for phone in phones] == list(range(2, len(phones) + 2))
+    assert seen.get(79161234567) is None
 
 
 def test_the_stored_errors_are_bounded(db, monkeypatch):
