@@ -31,7 +31,8 @@ How it runs, with bounded memory (a million rows in well under 300 MB, docs/benc
    `write=False`, once the user confirms) it writes in chunks of CHUNK rows. Each chunk is one
    transaction that also records the last row written, so a worker killed midway leaves a
    consistent state and the next run (`resume_imports`, every minute) goes on from that row: no
-   row is lost or counted twice. Other users see the clients appear chunk by chunk.
+   row is lost or counted twice. Other users see the clients appear chunk by chunk. After
+   WORKER_STOPS such deaths the import fails, saying so, instead of killing workers for ever.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from __future__ import annotations
 import csv
 import io
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
@@ -74,7 +75,9 @@ YES, NO = (
 CHUNK = 2000
 PIECE_BYTES = 2**20  # the stored file's pieces
 ERRORS_KEPT = 10_000  # errors stored for the page, the API and the downloadable report
-LEASE = timedelta(seconds=60)  # a worker holding an import renews it at every chunk
+LEASE = timedelta(seconds=60)  # a worker holding an import renews it at every piece it reads
+# An import whose worker died this often fails: it may well be what kills them.
+WORKER_STOPS = 3
 
 
 @dataclass(frozen=True)
@@ -250,16 +253,32 @@ def run_import(import_id: int) -> str:
 
 
 def resume_imports() -> list[int]:
-    """Every minute (tasks.housekeeping): queue again the imports whose worker died."""
-    stale = list(
-        ClientImport.objects.filter(
-            state__in=ClientImport.RUNNING,
-            lease_until__lt=timezone.now(),
-        ).values_list("pk", flat=True)
-    )
-    for pk in stale:
-        _enqueue(pk)
-    return stale
+    """Every minute (tasks.housekeeping): queue again an import whose worker died (its lease ran
+    out), which then goes on from where it got; at the WORKER_STOPS-th death, fail it instead."""
+    resumed = []
+    for imp in ClientImport.objects.filter(state__in=ClientImport.RUNNING, lease_until__lt=timezone.now()):
+        stops = imp.worker_stops + 1
+        given_up = stops >= WORKER_STOPS
+        # Each death counted once, however many housekeepers look. Without a lease it waits for its
+        # next run, not counted again while the queue is busy; failed, no run takes it up.
+        dead = ClientImport.objects.filter(pk=imp.pk, state=imp.state, lease_until=imp.lease_until)
+        if not dead.update(
+            lease_until=None, worker_stops=stops, state=ImportState.FAILED if given_up else imp.state
+        ):
+            continue
+        if given_up:
+            message = ngettext(
+                "The worker stopped %(count)s time while importing this file, so the import was "
+                "given up. Import the file again; if that stops too, tell an administrator.",
+                "The worker stopped %(count)s times while importing this file, so the import was "
+                "given up. Import the file again; if that stops too, tell an administrator.",
+                stops,
+            ) % {"count": stops}
+            _fail(imp, RowError(0, "", message))
+        else:
+            _enqueue(imp.pk)
+            resumed.append(imp.pk)
+    return resumed
 
 
 def first_rows(imp: ClientImport, n: int) -> tuple[list[str], list[list[str]]]:
@@ -279,7 +298,12 @@ def _fail(imp: ClientImport, error: RowError) -> None:
     report.add_error(error)
     imp.state, imp.finished_at = ImportState.FAILED, timezone.now()
     imp.errors, imp.error_count = report.stored_errors(), report.error_count
-    imp.save(update_fields=["state", "finished_at", "errors", "error_count"])
+    imp.written = imp.rows_written > 0  # a worker that died while writing had written some
+    imp.save(update_fields=["state", "finished_at", "errors", "error_count", "written"])
+
+
+def _renew(imp: ClientImport, **progress) -> None:
+    ClientImport.objects.filter(pk=imp.pk).update(lease_until=timezone.now() + LEASE, **progress)
 
 
 class _LineCap:
@@ -325,10 +349,13 @@ class _ChunkStream(io.RawIOBase):
     """The stored file as a binary stream, one piece fetched at a time. Each piece is a query of
     its own: a cursor left open across the writes would, on SQLite, keep a read snapshot that
     makes the next write fail at once ("database is locked") when someone else wrote meanwhile.
-    Each piece passes the line cap before any of it is read."""
+    Each piece passes the line cap before any of it is read; `on_piece` is told how far the reading
+    got at each one (a worker renews its lease there: a file of errors or blank lines may be read
+    for minutes without a row to write)."""
 
-    def __init__(self, imp: ClientImport) -> None:
+    def __init__(self, imp: ClientImport, on_piece: Callable[[int], None] | None = None) -> None:
         self.imp = imp
+        self.on_piece = on_piece
         self.lines = _LineCap()
         self.next_seq = 0
         self.buffer = memoryview(b"")
@@ -348,6 +375,8 @@ class _ChunkStream(io.RawIOBase):
                 return 0
             piece = bytes(piece)
             self.lines.feed(piece)
+            if self.on_piece:
+                self.on_piece(self.position)
             self.next_seq += 1
             self.buffer = memoryview(piece)
         n = min(len(target), len(self.buffer))
@@ -559,7 +588,7 @@ def _existing(batch: list[_Row]) -> dict[str, tuple[int, str, str]]:
 def _check(imp: ClientImport) -> None:
     ClientImport.objects.filter(pk=imp.pk).update(state=ImportState.CHECKING)
     report = ImportReport()
-    stream = _ChunkStream(imp)
+    stream = _ChunkStream(imp, on_piece=lambda position: _renew(imp, bytes_checked=position))
     valid = 0
     for batch in _batches(_rows(stream, report)):
         valid += len(batch)
@@ -568,9 +597,6 @@ def _check(imp: ClientImport) -> None:
         report.updated += sum(len(ids) for ids in changed.values())
         report.unchanged += unchanged
         report.opted_out += sum(r.opted_out for r in batch)
-        ClientImport.objects.filter(pk=imp.pk).update(
-            bytes_checked=stream.position, lease_until=timezone.now() + LEASE
-        )
     imp.bytes_checked = imp.size
     imp.created, imp.updated, imp.unchanged = report.created, report.updated, report.unchanged
     imp.opted_out = report.opted_out
@@ -597,7 +623,8 @@ def _write(imp: ClientImport) -> None:
         # The counts now say what was done, not what the check expected.
         imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.rows_written = 0
         imp.save(update_fields=["created", "updated", "unchanged", "opted_out", "rows_written"])
-    rows = (r for r in _rows(_ChunkStream(imp), report) if r.row > imp.written_through)
+    stream = _ChunkStream(imp, on_piece=lambda _: _renew(imp))
+    rows = (r for r in _rows(stream, report) if r.row > imp.written_through)
     for batch in _batches(rows):
         for attempt in range(3):
             try:

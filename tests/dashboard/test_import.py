@@ -140,3 +140,11 @@ def test_the_preview_never_reads_past_the_caps(manager_client, settings):
     page = manager_client.get(f"/clients/import/{imp.pk}/")
     assert page.status_code == 200 and (page.context["header"], page.context["rows"]) == ([], [])
     assert 'id="preview-rows"' not in page.content.decode()
+
+
+def test_an_import_that_failed_after_writing_says_what_it_saved(manager_client):
+    _upload(manager_client, GOOD)
+    imp = ClientImport.objects.get()
+    ClientImport.objects.filter(pk=imp.pk).update(state="failed", written=True, rows_written=2)
+    html = manager_client.get(f"/clients/import/{imp.pk}/").content.decode()
+    assert "The import stopped after saving 2 rows." in html and "Nothing was saved" not in html
