@@ -459,7 +459,8 @@ def _spans_lines() -> str:
 class _PhoneRows:
     """Phone -> the row it first came in, for the file's duplicates: an open-addressing hash table
     in one array of 8-byte slots (phone and row packed), sized for the most rows the file can hold.
-    A dict took ~100 bytes a row, 450 MB for a 50 MB file of bare phones; this takes 8 to 24."""
+    A dict took ~100 bytes a row, 450 MB for a 50 MB file of bare phones; this takes 11 to 22
+    bytes for each row the file could hold (64 MB at 50 MB)."""
 
     BASE = 79_000_000_000 - 1  # a valid phone is 79XXXXXXXXX: 1 to 10**9 from here, never 0 (empty)
 
