@@ -6,8 +6,15 @@ call `start_import`; `run_import` is the django-q2 task.
 
 The file: UTF-8 (a BOM is allowed), comma-separated, a header row naming the columns. `phone` is
 required; `tag` (default empty), `timezone` (default UTC) and `opted_out` are optional; column order is free;
-columns without a name are ignored, other unknown ones are an error. At most MAILER_IMPORT_MAX_MB.
-Rows are numbered as a spreadsheet shows them: the header is row 1, the first client row 2.
+columns without a name are ignored, other unknown ones are an error. Rows are numbered as a
+spreadsheet shows them: the header is row 1, the first client row 2. No value may hold a line break,
+so a quoted value that runs on past its line is an error of that row.
+
+What an upload may cost is bounded by caps checked as the file is read, each refusing the file with
+a message naming the cap: at most MAILER_IMPORT_MAX_MB, no line over MAILER_IMPORT_MAX_LINE bytes, a
+header of at most MAILER_IMPORT_MAX_COLUMNS columns (one 8 MB header of 2.8 million columns once
+took the worker to 500 MB). The upload is refused at once (the page's form, the API's 400); the
+worker and the page's preview read the stored file through the same caps.
 
 `opted_out`: yes (1, true, yes, да) puts the phone on the stop list (source "import"); no or empty
 changes nothing, as taking a phone off the stop list needs a reason (the stop-list page or API).
@@ -24,14 +31,16 @@ How it runs, with bounded memory (a million rows in well under 300 MB, docs/benc
    `write=False`, once the user confirms) it writes in chunks of CHUNK rows. Each chunk is one
    transaction that also records the last row written, so a worker killed midway leaves a
    consistent state and the next run (`resume_imports`, every minute) goes on from that row: no
-   row is lost or counted twice. Other users see the clients appear chunk by chunk.
+   row is lost or counted twice. Other users see the clients appear chunk by chunk. After
+   WORKER_STOPS such deaths the import fails, saying so, instead of killing workers for ever.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
@@ -66,7 +75,9 @@ YES, NO = (
 CHUNK = 2000
 PIECE_BYTES = 2**20  # the stored file's pieces
 ERRORS_KEPT = 10_000  # errors stored for the page, the API and the downloadable report
-LEASE = timedelta(seconds=60)  # a worker holding an import renews it at every chunk
+LEASE = timedelta(seconds=60)  # a worker holding an import renews it at every piece it reads
+# An import whose worker died this often fails: it may well be what kills them.
+WORKER_STOPS = 3
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,7 @@ class ImportReport:
 
 
 class ImportRefused(Exception):
-    """The file can't be taken at all (too large); nothing is stored."""
+    """The file can't be taken at all (a cap); nothing is stored, or the import fails."""
 
 
 def max_bytes() -> int:
@@ -147,19 +158,26 @@ def start_import(
     via: str = "ui",
 ) -> ClientImport:
     """Keep the file in the database and queue the task that imports it (once this commits).
-    Raises ImportRefused, storing nothing, for a file over the size limit."""
+    Raises ImportRefused, storing nothing, for a file over a cap: its size, a line's length, the
+    header's columns."""
     with transaction.atomic():
         imp = ClientImport.objects.create(
             created_by=user, filename=filename[:200], all_or_nothing=all_or_nothing, write=write
         )
         size = 0
+        lines = _LineCap()
         for seq, piece in enumerate(iter(lambda: upload.read(PIECE_BYTES), b"")):
             size += len(piece)
             if size > max_bytes():
                 raise ImportRefused(
                     _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
                 )
+            lines.feed(piece)
             ImportChunk.objects.create(client_import=imp, seq=seq, data=piece)
+        try:
+            next(_records(_ChunkStream(imp), errors="replace"), None)  # the header, for its columns
+        except csv.Error:
+            pass  # the worker's check reports it with the rest
         imp.size = size
         imp.save(update_fields=["size"])
         changes = {
@@ -226,39 +244,53 @@ def run_import(import_id: int) -> str:
         if imp.state == ImportState.WRITING:
             _write(imp)
     except UnicodeDecodeError:
-        _fail(
-            imp,
-            RowError(
-                0,
-                "",
-                _("The file is not UTF-8 text. Save it as CSV UTF-8."),
-            ),
-        )
+        _fail(imp, RowError(0, "", _("The file is not UTF-8 text. Save it as CSV UTF-8.")))
+    except ImportRefused as e:
+        # Stored before a cap was lowered: refused here as the upload would be now.
+        _fail(imp, RowError(0, "", str(e)))
     ClientImport.objects.filter(pk=imp.pk).update(lease_until=None)
     return imp.state
 
 
 def resume_imports() -> list[int]:
-    """Every minute (tasks.housekeeping): queue again the imports whose worker died."""
-    stale = list(
-        ClientImport.objects.filter(
-            state__in=ClientImport.RUNNING,
-            lease_until__lt=timezone.now(),
-        ).values_list("pk", flat=True)
-    )
-    for pk in stale:
-        _enqueue(pk)
-    return stale
+    """Every minute (tasks.housekeeping): queue again an import whose worker died (its lease ran
+    out), which then goes on from where it got; at the WORKER_STOPS-th death, fail it instead."""
+    resumed = []
+    for imp in ClientImport.objects.filter(state__in=ClientImport.RUNNING, lease_until__lt=timezone.now()):
+        stops = imp.worker_stops + 1
+        given_up = stops >= WORKER_STOPS
+        # Each death counted once, however many housekeepers look. Without a lease it waits for its
+        # next run, not counted again while the queue is busy; failed, no run takes it up.
+        dead = ClientImport.objects.filter(pk=imp.pk, state=imp.state, lease_until=imp.lease_until)
+        if not dead.update(
+            lease_until=None, worker_stops=stops, state=ImportState.FAILED if given_up else imp.state
+        ):
+            continue
+        if given_up:
+            message = ngettext(
+                "The worker stopped %(count)s time while importing this file, so the import was "
+                "given up. Import the file again; if that stops too, tell an administrator.",
+                "The worker stopped %(count)s times while importing this file, so the import was "
+                "given up. Import the file again; if that stops too, tell an administrator.",
+                stops,
+            ) % {"count": stops}
+            _fail(imp, RowError(0, "", message))
+        else:
+            _enqueue(imp.pk)
+            resumed.append(imp.pk)
+    return resumed
 
 
 def first_rows(imp: ClientImport, n: int) -> tuple[list[str], list[list[str]]]:
-    """The header and the first `n` rows as they are in the file, for the page (not validated)."""
-    reader = csv.reader(_text(_ChunkStream(imp), errors="replace"))
+    """The header and the first `n` rows as they are in the file, for the page (not validated;
+    nothing for a file over the caps)."""
+    records = _records(_ChunkStream(imp), errors="replace")
     try:
-        header = next(reader, [])
-        return header[:20], [row[:20] for _, row in zip(range(n), reader, strict=False)]
-    except csv.Error:
+        header = next(records, None) or []
+        rows = [row or [] for _, row in zip(range(n), records, strict=False)]
+    except (csv.Error, ImportRefused):
         return [], []
+    return header[:20], [row[:20] for row in rows]
 
 
 def _fail(imp: ClientImport, error: RowError) -> None:
@@ -266,16 +298,65 @@ def _fail(imp: ClientImport, error: RowError) -> None:
     report.add_error(error)
     imp.state, imp.finished_at = ImportState.FAILED, timezone.now()
     imp.errors, imp.error_count = report.stored_errors(), report.error_count
-    imp.save(update_fields=["state", "finished_at", "errors", "error_count"])
+    imp.written = imp.rows_written > 0  # a worker that died while writing had written some
+    imp.save(update_fields=["state", "finished_at", "errors", "error_count", "written"])
+
+
+def _renew(imp: ClientImport, **progress) -> None:
+    ClientImport.objects.filter(pk=imp.pk).update(lease_until=timezone.now() + LEASE, **progress)
+
+
+class _LineCap:
+    """Refuses a line of more than MAILER_IMPORT_MAX_LINE bytes, fed the file piece by piece before
+    anything reads the piece's lines: csv and the text reader hold a whole line, however long. It
+    looks for line breaks a line's length apart, not at every line, so a file of many short lines
+    is checked as fast as one of a few long lines. A break is "\n", "\r" or "\r\n", as csv has it."""
+
+    def __init__(self) -> None:
+        self.limit = settings.MAILER_IMPORT_MAX_LINE
+        self.line = 1  # the number of the line the next piece starts in
+        self.run = 0  # bytes of that line in the pieces before
+        self.cr = False  # the last piece ended in "\r" (a "\n" first in this one is the same break)
+
+    def feed(self, piece: bytes) -> None:
+        start = -self.run  # where the current line starts, from this piece's first byte
+        while start + self.limit < len(piece):
+            # A line within the limit has its break at most `limit` bytes after its start.
+            window = (max(start, 0), start + self.limit + 1)
+            last = max(piece.rfind(b"\n", *window), piece.rfind(b"\r", *window))
+            if last < 0:
+                message = ngettext(
+                    "Line %(line)s is longer than the limit of %(limit)s byte.",
+                    "Line %(line)s is longer than the limit of %(limit)s bytes.",
+                    self.limit,
+                )
+                raise ImportRefused(
+                    message % {"line": self.line + self._breaks(piece, window[0]), "limit": self.limit}
+                )
+            start = last + 1
+        last = max(piece.rfind(b"\n", max(start, 0)), piece.rfind(b"\r", max(start, 0)))
+        self.run = len(piece) - (last + 1 if last >= 0 else start)
+        self.line += self._breaks(piece, len(piece))
+        self.cr = piece.endswith(b"\r")
+
+    def _breaks(self, piece: bytes, end: int) -> int:
+        """Line breaks in piece[:end]."""
+        crlf = piece.count(b"\r\n", 0, end) + (self.cr and end > 0 and piece.startswith(b"\n"))
+        return piece.count(b"\n", 0, end) + piece.count(b"\r", 0, end) - crlf
 
 
 class _ChunkStream(io.RawIOBase):
     """The stored file as a binary stream, one piece fetched at a time. Each piece is a query of
     its own: a cursor left open across the writes would, on SQLite, keep a read snapshot that
-    makes the next write fail at once ("database is locked") when someone else wrote meanwhile."""
+    makes the next write fail at once ("database is locked") when someone else wrote meanwhile.
+    Each piece passes the line cap before any of it is read; `on_piece` is told how far the reading
+    got at each one (a worker renews its lease there: a file of errors or blank lines may be read
+    for minutes without a row to write)."""
 
-    def __init__(self, imp: ClientImport) -> None:
+    def __init__(self, imp: ClientImport, on_piece: Callable[[int], None] | None = None) -> None:
         self.imp = imp
+        self.on_piece = on_piece
+        self.lines = _LineCap()
         self.next_seq = 0
         self.buffer = memoryview(b"")
         self.position = 0
@@ -292,8 +373,12 @@ class _ChunkStream(io.RawIOBase):
             )
             if piece is None:
                 return 0
+            piece = bytes(piece)
+            self.lines.feed(piece)
+            if self.on_piece:
+                self.on_piece(self.position)
             self.next_seq += 1
-            self.buffer = memoryview(bytes(piece))
+            self.buffer = memoryview(piece)
         n = min(len(target), len(self.buffer))
         target[:n], self.buffer = self.buffer[:n], self.buffer[n:]  # views: no copies
         self.position += n
@@ -314,16 +399,104 @@ class _Row:
     opted_out: bool = False
 
 
+class _RowSpansLines(Exception):
+    pass
+
+
+class _Lines:
+    """The text's lines for csv.reader. csv asks for another line before it has given the row it
+    reads when a quoted value runs on past the line: then this stops it, and the row is an error
+    (no column may hold a line break); csv would join lines until a quote closes the value."""
+
+    __slots__ = ("text", "given", "rows")
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.given = 0  # lines given to csv
+        self.rows = 0  # lines of the rows csv has given back
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.given > self.rows:
+            raise _RowSpansLines
+        line = self.text.readline()
+        if not line:
+            raise StopIteration
+        self.given += 1
+        return line
+
+
+def _records(stream: _ChunkStream, errors: str = "strict") -> Iterator[list[str] | None]:
+    """The file's rows as csv reads them, the header first; None for a row whose quoted value runs
+    on past its line. ImportRefused for a header of more than MAILER_IMPORT_MAX_COLUMNS columns
+    (and, from the stream, for a line over MAILER_IMPORT_MAX_LINE bytes, before csv sees it)."""
+    lines = _Lines(_text(stream, errors))
+    reader = csv.reader(lines)  # after an error from its lines, it starts the next row afresh
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except _RowSpansLines:
+            values = None
+        if not lines.rows and values and len(values) > settings.MAILER_IMPORT_MAX_COLUMNS:
+            message = ngettext(
+                "The header has %(count)s column, more than the limit of %(limit)s.",
+                "The header has %(count)s columns, more than the limit of %(limit)s.",
+                len(values),
+            )
+            raise ImportRefused(message % {"count": len(values), "limit": settings.MAILER_IMPORT_MAX_COLUMNS})
+        lines.rows = lines.given
+        yield values
+
+
+def _spans_lines() -> str:
+    return _("A quoted value runs on past the end of its line; no value may hold a line break.")
+
+
+class _PhoneRows:
+    """Phone -> the row it first came in, for the file's duplicates: an open-addressing hash table
+    in one array of 8-byte slots (phone and row packed), sized for the most rows the file can hold.
+    A dict took ~100 bytes a row, 450 MB for a 50 MB file of bare phones; this takes 11 to 22
+    bytes for each row the file could hold (64 MB at 50 MB)."""
+
+    BASE = 79_000_000_000 - 1  # a valid phone is 79XXXXXXXXX: 1 to 10**9 from here, never 0 (empty)
+
+    def __init__(self, size: int) -> None:
+        most = size // 12 + 1  # the shortest row with a phone: its 11 digits and a line break
+        bits = max(most * 4 // 3, 1023).bit_length()  # at most three quarters full
+        self.shift, self.mask = 64 - bits, (1 << bits) - 1
+        self.slots = array("q", [0]) * (1 << bits)
+
+    def _slot(self, key: int) -> int:
+        i = (key * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF) >> self.shift  # Fibonacci hashing
+        while self.slots[i] and self.slots[i] >> 32 != key:
+            i = (i + 1) & self.mask
+        return i
+
+    def get(self, phone: int) -> int | None:
+        return self.slots[self._slot(phone - self.BASE)] & 0xFFFFFFFF or None
+
+    def add(self, phone: int, row: int) -> None:
+        key = phone - self.BASE
+        self.slots[self._slot(key)] = key << 32 | row
+
+
 def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
-    """The valid rows, in file order; every problem goes into the report. Memory: one dict entry
-    per phone, for duplicates (an int for an int: ~100 bytes a row)."""
-    reader = csv.reader(_text(stream))
+    """The valid rows, in file order; every problem goes into the report. Memory: a few bytes per
+    row, for duplicates (_PhoneRows)."""
+    records = _records(stream)
     try:
-        header = next(reader, None)
+        header = next(records, [])
     except csv.Error as e:
         report.add_error(RowError(1, "", _("Not a readable CSV file: %(error)s.") % {"error": e}))
         return
-    if not header or not any(h.strip() for h in header):
+    if header is None:
+        report.add_error(RowError(1, "", _spans_lines()))
+        return
+    if not any(h.strip() for h in header):
         report.add_error(RowError(1, "", _("The file is empty; the first row must name the columns.")))
         return
     names = [h.strip().lower() for h in header]
@@ -344,11 +517,14 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
         return
 
     index = {name: i for i, name in enumerate(names)}
-    seen: dict[int, int] = {}
+    seen = _PhoneRows(stream.imp.size)
     row_number = 1
     try:
-        for values in reader:
+        for values in records:
             row_number += 1
+            if values is None:
+                report.add_error(RowError(row_number, "", _spans_lines()))
+                continue
             if not any(v.strip() for v in values):
                 continue  # blank lines, e.g. at the end of the file
             if len(values) > len(names):
@@ -365,8 +541,8 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
                 errors.append(RowError(row_number, "opted_out", message))
             if problem := phone_problem(phone):
                 errors.append(RowError(row_number, "phone", problem))
-            elif int(phone) in seen:
-                message = _("Duplicate of row %(row)s.") % {"row": seen[int(phone)]}
+            elif first := seen.get(int(phone)):
+                message = _("Duplicate of row %(row)s.") % {"row": first}
                 errors.append(RowError(row_number, "phone", message))
             if problem := tag_problem(tag):
                 errors.append(RowError(row_number, "tag", problem))
@@ -376,7 +552,7 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
                 for error in errors:
                     report.add_error(error)
                 continue
-            seen[int(phone)] = row_number
+            seen.add(int(phone), row_number)
             yield _Row(row_number, phone, tag, tz, opt in YES)
     except csv.Error as e:
         report.add_error(RowError(row_number, "", _("Not a readable CSV line: %(error)s.") % {"error": e}))
@@ -413,7 +589,7 @@ def _existing(batch: list[_Row]) -> dict[str, tuple[int, str, str]]:
 def _check(imp: ClientImport) -> None:
     ClientImport.objects.filter(pk=imp.pk).update(state=ImportState.CHECKING)
     report = ImportReport()
-    stream = _ChunkStream(imp)
+    stream = _ChunkStream(imp, on_piece=lambda position: _renew(imp, bytes_checked=position))
     valid = 0
     for batch in _batches(_rows(stream, report)):
         valid += len(batch)
@@ -422,9 +598,6 @@ def _check(imp: ClientImport) -> None:
         report.updated += sum(len(ids) for ids in changed.values())
         report.unchanged += unchanged
         report.opted_out += sum(r.opted_out for r in batch)
-        ClientImport.objects.filter(pk=imp.pk).update(
-            bytes_checked=stream.position, lease_until=timezone.now() + LEASE
-        )
     imp.bytes_checked = imp.size
     imp.created, imp.updated, imp.unchanged = report.created, report.updated, report.unchanged
     imp.opted_out = report.opted_out
@@ -451,7 +624,8 @@ def _write(imp: ClientImport) -> None:
         # The counts now say what was done, not what the check expected.
         imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.rows_written = 0
         imp.save(update_fields=["created", "updated", "unchanged", "opted_out", "rows_written"])
-    rows = (r for r in _rows(_ChunkStream(imp), report) if r.row > imp.written_through)
+    stream = _ChunkStream(imp, on_piece=lambda _: _renew(imp))
+    rows = (r for r in _rows(stream, report) if r.row > imp.written_through)
     for batch in _batches(rows):
         for attempt in range(3):
             try:

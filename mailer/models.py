@@ -961,6 +961,9 @@ class ClientImport(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text="The first errors: [row, field, message].")
     written = models.BooleanField(default=False)
     problem = models.CharField(max_length=500, blank=True, help_text="Why it stopped, if it failed.")
+    worker_stops = models.PositiveSmallIntegerField(
+        default=0, help_text="Runs whose worker died midway (its lease ran out)."
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -374,6 +374,12 @@ if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
 
 # The sending engine (see mailer/delivery.py and docs/engine.md).
 MAILER_IMPORT_MAX_MB = envint("MAILER_IMPORT_MAX_MB", "50")  # client CSV files, UI and API alike
+# A client file has a handful of columns and lines of a few dozen bytes: a file past either cap is
+# refused as it is read, before the reader holds (and csv splits) one huge line (mailer/importing.py).
+MAILER_IMPORT_MAX_COLUMNS = envint("MAILER_IMPORT_MAX_COLUMNS", "50")
+MAILER_IMPORT_MAX_LINE = envint("MAILER_IMPORT_MAX_LINE", "65536")  # bytes
+if MAILER_IMPORT_MAX_COLUMNS < 1 or MAILER_IMPORT_MAX_LINE < 1:
+    raise ImproperlyConfigured("MAILER_IMPORT_MAX_COLUMNS and MAILER_IMPORT_MAX_LINE must be 1 or more")
 # The most SMS parts a mailing's text may take (mailer/sms.py); 0 = no cap.
 # Phones a user may send tests to in an hour (mailer.testsends); 0: no limit.
 MAILER_TEST_SEND_LIMIT = envint("MAILER_TEST_SEND_LIMIT", "20")

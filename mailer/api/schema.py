@@ -142,14 +142,17 @@ import_csv = extend_schema(
         "worker: the answer is 202 with the import, and `Location` (also `url`) is where to follow "
         "it: `state` goes queued, checking, writing, then done (`written: true`) or failed "
         "(nothing written: `errors` says why). A 400 with the report's shape answers a missing field "
-        "or a file over the limit. Needs the add and change client permissions (manager)."
+        "or a file over a cap (field `file`, the message naming the cap): its size, a line over "
+        "`MAILER_IMPORT_MAX_LINE` bytes (64 KiB by default, the line named) or a header of more than "
+        "`MAILER_IMPORT_MAX_COLUMNS` columns (50). An import whose worker died three times fails "
+        "saying so. Needs the add and change client permissions (manager)."
     ),
     request={"multipart/form-data": s.ImportRequestSerializer},
     responses={
         202: s.ImportSerializer,
         400: OpenApiResponse(
             s.ImportReportSerializer,
-            "Nothing stored: a field of the form is missing or wrong, or the file is too large.",
+            "Nothing stored: a field of the form is missing or wrong, or the file is over a cap.",
             examples=[
                 OpenApiExample(
                     "Bad rows",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mailer.importing import RowError, import_clients, run_import
+from mailer.importing import RowError, _PhoneRows, import_clients, run_import, start_import
 from mailer.models import Client, ClientImport
 
 
@@ -225,3 +226,90 @@ def test_endpoint_status_needs_the_import_permission(viewer_api, api):
     response = upload(api, csv_of("79161234567,vip,UTC"))
     assert viewer_api.get(response.json()["url"]).status_code == 403
     assert api.get("/api/v1/clients/imports/999999/").status_code == 404
+
+
+# Caps: what one upload may cost (issue 21). Tiny caps show the rule with tiny files.
+
+
+def test_a_header_over_the_column_cap_is_refused_naming_it(api, settings):
+    settings.MAILER_IMPORT_MAX_COLUMNS = 4
+    response = upload(api, csv_of("79161234567,vip,UTC,no,", header="phone,tag,timezone,opted_out,"))
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"row": 0, "field": "file", "message": "The header has 5 columns, more than the limit of 4."}
+    ]
+    assert not ClientImport.objects.exists()
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("piece", [7, 2**20])  # lines split across the stored pieces, or not
+def test_a_line_over_the_cap_is_refused_naming_it_and_its_line(api, settings, monkeypatch, newline, piece):
+    settings.MAILER_IMPORT_MAX_LINE = 20
+    monkeypatch.setattr("mailer.importing.PIECE_BYTES", piece)
+    text = newline.join(["phone,tag", "79161234567,vip", "", "79261234567,retail12"])  # 20 bytes: fine
+    assert upload(api, text + newline).json()["created"] == 2
+
+    response = upload(api, text + "3" + newline + "79361234567,vip" + newline)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"row": 0, "field": "file", "message": "Line 4 is longer than the limit of 20 bytes."}
+    ]
+    assert ClientImport.objects.count() == 1
+
+
+def test_a_file_just_within_the_caps_is_imported(api, settings):
+    settings.MAILER_IMPORT_MAX_COLUMNS, settings.MAILER_IMPORT_MAX_LINE = 4, 30
+    header = "phone,tag,timezone,opted_out"
+    body = upload(api, csv_of("79161234567,vips,Asia/Tokyo,no", header=header)).json()  # 30 bytes
+    assert (body["state"], body["created"]) == ("done", 1)
+
+
+@pytest.mark.parametrize(
+    ("cap", "message"),
+    [
+        ("MAILER_IMPORT_MAX_LINE", "Line 2 is longer than the limit of 12 bytes."),
+        ("MAILER_IMPORT_MAX_COLUMNS", "The header has 2 columns, more than the limit of 1."),
+    ],
+)
+def test_a_stored_file_over_a_lowered_cap_fails_saying_why(db, settings, cap, message):
+    """The worker reads through the same caps: a file stored before a cap was lowered (or before
+    there were caps) is never read whole."""
+    imp = start_import(io.BytesIO(csv_of("79161234567,vip", header="phone,tag").encode()), enqueue=False)
+    setattr(settings, cap, {"MAILER_IMPORT_MAX_LINE": 12, "MAILER_IMPORT_MAX_COLUMNS": 1}[cap])
+    assert run_import(imp.pk) == "failed"
+    imp.refresh_from_db()
+    assert imp.errors == [[0, "", message]] and not Client.objects.exists()
+
+
+def test_a_quoted_value_running_past_its_line_is_an_error_of_its_row(db):
+    """csv would join the lines that follow into that value until a quote closes it: the rest of
+    the file, or millions of lines of one row."""
+    text = 'phone,tag\n79161234567,"vip\n79261234567,retail\n"x\n"y\n79361234567,vip\n'
+    report = import_clients(text, all_or_nothing=False)
+    assert [(e.row, e.field) for e in report.errors] == [(2, ""), (4, ""), (5, "")]
+    assert (
+        report.errors[0].message
+        == "A quoted value runs on past the end of its line; no value may hold a line break."
+    )
+    assert sorted(Client.objects.values_list("phone", flat=True)) == ["79261234567", "79361234567"]
+
+
+def test_the_duplicate_check_finds_every_first_row_in_a_sample():
+    """The table behind "Duplicate of row N": a sample of phones across the whole range (its ends
+    too) in a table sized for a small file, so that slots collide."""
+    rng = random.Random(21)
+    phones = [79000000000, 79999999999, *rng.sample(range(79000000001, 79999999999), 700)]
+    seen = _PhoneRows(size=12 * len(phones))
+    for row, phone in enumerate(phones, 2):
+        assert seen.get(phone) is None
+        seen.add(phone, row)
+    assert len(seen.slots) == 1024
+    assert [seen.get(phone) for phone in phones] == list(range(2, len(phones) + 2))
+    assert seen.get(79161234567) is None
+
+
+def test_the_stored_errors_are_bounded(db, monkeypatch):
+    monkeypatch.setattr("mailer.importing.ERRORS_KEPT", 5)
+    report = import_clients(csv_of(*(f"bad{i},,UTC" for i in range(20))), all_or_nothing=False)
+    assert (report.error_count, [e.row for e in report.errors]) == (20, [2, 3, 4, 5, 6])
+    assert len(ClientImport.objects.get().errors) == 5

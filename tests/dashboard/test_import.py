@@ -115,3 +115,36 @@ def test_reimport_reports_unchanged_rows(manager_client):
     assert (imp.created, imp.updated, imp.unchanged) == (0, 0, 2)
     assert "2 unchanged" in manager_client.get(f"/clients/import/{imp.pk}/").content.decode()
     assert len(manager_client.get("/clients/import/").context["recent"]) == 2
+
+
+def test_a_file_over_a_cap_is_refused_in_the_form_in_the_reader_s_language(manager_client, settings):
+    settings.MAILER_IMPORT_MAX_COLUMNS = 2
+    english = _upload(manager_client, GOOD).content.decode()
+    assert "The header has 3 columns, more than the limit of 2." in english
+    settings.MAILER_IMPORT_MAX_LINE = 8
+    upload = SimpleUploadedFile("clients.csv", GOOD.encode(), content_type="text/csv")
+    russian = manager_client.post(
+        "/clients/import/", {"file": upload, "import": "1"}, HTTP_ACCEPT_LANGUAGE="ru"
+    )
+    assert "Строка 1 длиннее предела в 8 байт." in russian.content.decode()
+    assert not ClientImport.objects.exists()
+
+
+def test_the_preview_never_reads_past_the_caps(manager_client, settings):
+    """The page shows the file's first rows: a file stored before a cap was lowered is not read
+    whole to show them (a header of 2.8 million columns took the web process to 313 MB)."""
+    _upload(manager_client, "phone,tag\n79161234567," + "x" * 40 + "\n")
+    imp = ClientImport.objects.get()
+    assert manager_client.get(f"/clients/import/{imp.pk}/").context["rows"] == [["79161234567", "x" * 40]]
+    settings.MAILER_IMPORT_MAX_LINE = 40
+    page = manager_client.get(f"/clients/import/{imp.pk}/")
+    assert page.status_code == 200 and (page.context["header"], page.context["rows"]) == ([], [])
+    assert 'id="preview-rows"' not in page.content.decode()
+
+
+def test_an_import_that_failed_after_writing_says_what_it_saved(manager_client):
+    _upload(manager_client, GOOD)
+    imp = ClientImport.objects.get()
+    ClientImport.objects.filter(pk=imp.pk).update(state="failed", written=True, rows_written=2)
+    html = manager_client.get(f"/clients/import/{imp.pk}/").content.decode()
+    assert "The import stopped after saving 2 rows." in html and "Nothing was saved" not in html

@@ -96,3 +96,57 @@ def test_others_writing_between_the_chunks_do_not_stop_the_import(monkeypatch):
     assert importing.run_import(imp.pk) == ImportState.DONE
     assert Client.objects.filter(tag="bulk").count() == 3 * importing.CHUNK
     assert Client.objects.filter(tag="other").count() == 6  # three batches checked, three written
+
+
+@pytest.mark.django_db
+def test_an_import_whose_worker_keeps_dying_fails_saying_so(monkeypatch):
+    """A file that kills its worker (or a host that keeps dying) is retried a few times, not queued
+    again every minute for ever."""
+    queued = []
+    monkeypatch.setattr(importing, "_enqueue", queued.append)
+    imp = importing.start_import(io.BytesIO(b"phone\n79161234567\n"), enqueue=False)
+    for death in range(1, importing.WORKER_STOPS + 1):
+        # A worker took it up (its lease) and died while writing: the lease runs out.
+        expired = timezone.now() - timedelta(seconds=1)
+        ClientImport.objects.filter(pk=imp.pk).update(
+            state=ImportState.WRITING, lease_until=expired, rows_written=2
+        )
+        resumed = importing.resume_imports()
+        assert importing.resume_imports() == []  # each death counted once, however often it looks
+        imp.refresh_from_db()
+        assert imp.worker_stops == death
+        if death < importing.WORKER_STOPS:
+            assert resumed == [imp.pk] and queued == [imp.pk] * death and imp.state == ImportState.WRITING
+    assert resumed == [] and len(queued) == importing.WORKER_STOPS - 1
+    assert imp.state == ImportState.FAILED and imp.finished_at and imp.written  # it had written rows
+    assert imp.errors == [
+        [
+            0,
+            "",
+            "The worker stopped 3 times while importing this file, so the import was given up. "
+            "Import the file again; if that stops too, tell an administrator.",
+        ]
+    ]
+    assert importing.run_import(imp.pk) == "not due"
+
+
+@pytest.mark.django_db
+def test_a_long_check_keeps_its_lease_without_rows_to_write(monkeypatch):
+    """The lease is renewed at every piece read: a file of errors (or blank lines) has no row to
+    write for minutes, and a live worker must not look dead to the housekeeping."""
+    monkeypatch.setattr(importing, "PIECE_BYTES", 4096)  # one piece per read
+    text = "phone\n" + "bad\n" * 10_000  # 10 pieces, not one valid row
+    imp = importing.start_import(io.BytesIO(text.encode()), enqueue=False)
+    clock = [timezone.now()]
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+    original = importing._ChunkStream.readinto
+
+    def readinto(self, target):
+        clock[0] += importing.LEASE * 3 / 4  # each piece takes most of a lease
+        assert importing.resume_imports() == []
+        return original(self, target)
+
+    monkeypatch.setattr(importing._ChunkStream, "readinto", readinto)
+    assert importing.run_import(imp.pk) == ImportState.FAILED
+    imp.refresh_from_db()
+    assert (imp.error_count, imp.worker_stops, imp.bytes_checked) == (10_000, 0, len(text))
