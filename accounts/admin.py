@@ -20,25 +20,6 @@ from accounts.models import ApiToken
 ROLE_ADMIN_APPS = frozenset({"mailer", "accounts", "axes"})
 
 
-class SuperuserOnly:
-    """Mixed into a ModelAdmin: nobody but a superuser sees or changes the model."""
-
-    def has_module_permission(self, request) -> bool:
-        return request.user.is_superuser and super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, *args) -> bool:
-        return request.user.is_superuser and super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return request.user.is_superuser and super().has_delete_permission(request, obj)
-
-
 class ChangedBySuperusersOnly:
     """Mixed into a ModelAdmin: others (within their view permission) may only look.
 
@@ -55,11 +36,21 @@ class ChangedBySuperusersOnly:
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
 
+class SuperuserOnly(ChangedBySuperusersOnly):
+    """Mixed into a ModelAdmin: nobody but a superuser sees or changes the model."""
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_superuser and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser and super().has_view_permission(request, obj)
+
+
 def restrict_to_superusers(site: admin.AdminSite = admin.site) -> None:
     """Make every model outside ROLE_ADMIN_APPS superuser-only, and those inside read-only for
     everyone but superusers (run once every admin.py is loaded)."""
     for model, model_admin in list(site._registry.items()):
-        if isinstance(model_admin, SuperuserOnly | ChangedBySuperusersOnly):
+        if isinstance(model_admin, ChangedBySuperusersOnly):
             continue
         mixin = ChangedBySuperusersOnly if model._meta.app_label in ROLE_ADMIN_APPS else SuperuserOnly
         base = type(model_admin)

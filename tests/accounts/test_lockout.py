@@ -195,7 +195,7 @@ def test_api_tokens_work_while_the_username_is_locked(client, alice, settings):
 
 
 def test_a_superuser_unlocks_in_the_django_admin(client, alice, django_user_model, settings):
-    # The admin role only looks there (tests/mailer/test_admin_doors.py); it unlocks on the Users page.
+    # The admin role only looks there (tests/accounts/test_admin_doors.py); it unlocks on the Users page.
     guess(client, LOGIN, "alice", settings.AXES_FAILURE_LIMIT)
     helper = django_user_model.objects.create_superuser("helper", "helper@example.com", "pw")
     client.force_login(helper)

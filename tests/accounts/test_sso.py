@@ -140,16 +140,6 @@ def test_a_superuser_without_a_password_is_refused_too(client, auth0, django_use
     assert "never signs in to a superuser" in refusal(client, response)
 
 
-def test_an_account_linked_and_then_made_superuser_is_refused(client, auth0):
-    auth0.sign_in(client)
-    client.logout()
-    User.objects.update(is_superuser=True)
-
-    response = auth0.sign_in(client)
-
-    assert "never signs in to a superuser" in refusal(client, response)
-
-
 def test_the_owner_links_a_password_account_from_the_profile_page(client, auth0, django_user_model):
     """Signed in with the password, the owner links Auth0 on purpose; from then on either works."""
     local = django_user_model.objects.create_user("alice.l", "alice@example.com", "pw")
@@ -237,14 +227,18 @@ def test_token_signed_by_another_key_is_refused(client, auth0):
     assert nobody_created()
 
 
-def test_deactivated_user_is_refused(client, auth0):
+@pytest.mark.parametrize(
+    "change,why",
+    [({"is_active": False}, "deactivated"), ({"is_superuser": True}, "never signs in to a superuser")],
+)
+def test_a_linked_account_deactivated_or_made_superuser_since_is_refused(client, auth0, change, why):
     auth0.sign_in(client)
     client.logout()
-    User.objects.update(is_active=False)
+    User.objects.update(**change)
 
     response = auth0.sign_in(client)
 
-    assert "deactivated" in refusal(client, response)
+    assert why in refusal(client, response)
     assert User.objects.count() == 1
 
 

@@ -8,19 +8,10 @@ from axes.models import AccessAttempt
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from accounts.roles import ADMIN
 from mailer import scheduling
 from mailer.models import AuditEntry, Mailing, MailingState
-from tests.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def role_admin(client, django_user_model):
-    user = user_with_role(django_user_model, ADMIN, "boss")
-    client.force_login(user)
-    return user
 
 
 def change_form(mailing: Mailing, **overrides) -> dict:
@@ -130,15 +121,15 @@ def test_revoking_and_deleting_tokens_here_is_audited(admin_client, django_user_
 @pytest.mark.parametrize(
     "model", ["mailer/mailing", "mailer/client", "accounts/apitoken", "axes/accessattempt"]
 )
-def test_the_admin_role_only_looks(client, role_admin, model):
+def test_the_admin_role_only_looks(client, admin, model):
     assert client.get(f"/admin/{model}/").status_code == 200
     assert client.get(f"/admin/{model}/add/").status_code == 403
 
 
-def test_the_admin_role_cannot_change_mailings_or_tokens_here(client, role_admin, make_mailing):
+def test_the_admin_role_cannot_change_mailings_or_tokens_here(client, admin, make_mailing):
     mailing = make_mailing()
     mailing.cancel()
-    token, _ = ApiToken.issue(role_admin, "mine")
+    token, _ = ApiToken.issue(admin, "mine")
     token.revoke()
 
     assert client.post(f"/admin/mailer/mailing/{mailing.pk}/change/", change_form(mailing)).status_code == 403
@@ -148,7 +139,7 @@ def test_the_admin_role_cannot_change_mailings_or_tokens_here(client, role_admin
     assert token.revoked_at is not None and token.name == "mine"
 
 
-def test_the_admin_role_cannot_reset_a_superusers_lockout(client, role_admin):
+def test_the_admin_role_cannot_reset_a_superusers_lockout(client, admin):
     attempt = AccessAttempt.objects.create(
         username="root", ip_address="10.0.0.1", user_agent="x", failures_since_start=30
     )
