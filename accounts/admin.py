@@ -15,6 +15,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import ApiToken
+from mailer.admin import AuditedAdmin
 
 # Apps whose models the admin role may reach in the Django admin, within its permissions.
 ROLE_ADMIN_APPS = frozenset({"mailer", "accounts", "axes"})
@@ -59,7 +60,7 @@ def restrict_to_superusers(site: admin.AdminSite = admin.site) -> None:
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AuditedAdmin):
     list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "user__username", "prefix"]
@@ -79,11 +80,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
         self.message_user(request, _("Revoked."))
 
     def save_model(self, request, obj, form, change):
-        obj.rename(obj.name, by=request.user, via="admin")
-
-    def delete_model(self, request, obj):
-        obj.delete_by(request.user, via="admin")
-
-    def delete_queryset(self, request, queryset):
-        for token in queryset.select_related("user"):
-            token.delete_by(request.user, via="admin")
+        # Only the name is written: a revoke made meanwhile must not be saved over.
+        obj.save_by(request.user, via="admin", update_fields=["name"])

@@ -11,7 +11,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from mailer.models import AuditEntry, validate_timezone
+from mailer.models import Audited, AuditEntry, validate_timezone
 
 TOKEN_PREFIX = "mlr_"
 
@@ -25,7 +25,10 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-class ApiToken(models.Model):
+class ApiToken(Audited, models.Model):
+    # Renamed or deleted in the Django admin (save_by, delete_by); issued and revoked below.
+    AUDIT_FIELDS = ("name", "prefix")
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
     )
@@ -97,24 +100,8 @@ class ApiToken(models.Model):
                 }
                 AuditEntry.record(by, "token_revoked", self, changes, via=via)
 
-    def rename(self, name: str, by=None, via: str = "ui") -> None:
-        with transaction.atomic():
-            before = type(self).objects.values_list("name", flat=True).get(pk=self.pk)
-            self.name = name
-            self.save(update_fields=["name"])
-            if before != name:
-                changes = {"name": [before, name], "owner": [self.user.username] * 2}
-                AuditEntry.record(by, "edited", self, changes, via=via)
-
-    def delete_by(self, by, via: str = "ui") -> None:
-        with transaction.atomic():
-            changes = {
-                "name": [self.name, None],
-                "prefix": [self.prefix, None],
-                "owner": [self.user.username] * 2,
-            }
-            AuditEntry.record(by, "deleted", self, changes, via=via)
-            self.delete()
+    def audit_fields(self) -> dict:
+        return {**super().audit_fields(), "owner": self.user.username}
 
 
 class Profile(models.Model):

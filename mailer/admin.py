@@ -1,6 +1,5 @@
 from django import forms
 from django.contrib import admin, messages
-from django.utils.translation import gettext_lazy as _
 
 from mailer.models import (
     Client,
@@ -10,7 +9,6 @@ from mailer.models import (
     MailingState,
     Message,
     Report,
-    StaleEdit,
     TestSend,
     WorkerHeartbeat,
 )
@@ -49,14 +47,11 @@ class MailingAdminForm(forms.ModelForm):
             self.fields["read_revision"].initial = self.instance.revision
 
     def clean(self) -> dict:
-        # Said here as form errors; Mailing.save_edit checks both again under the row's lock.
+        # Said here as a form error; Mailing.save_edit checks again under the row's lock.
         data = super().clean()
         if self.instance.pk:
-            current = Mailing.objects.get(pk=self.instance.pk)
             try:
-                current.check_editable()
-                if data.get("read_revision") not in (None, current.revision):
-                    raise StaleEdit(_("The mailing was changed by someone else since you opened it."))
+                Mailing.objects.get(pk=self.instance.pk).check_edit(data.get("read_revision"))
             except MailingError as e:
                 raise forms.ValidationError(str(e)) from None
         return data

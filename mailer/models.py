@@ -123,10 +123,10 @@ class Audited:
     def audit_fields(self) -> dict:
         return AuditEntry.fields(self, self.AUDIT_FIELDS)
 
-    def save_by(self, by, via: str = "ui") -> None:
+    def save_by(self, by, via: str = "ui", **save_options) -> None:
         with transaction.atomic():
             before = None if self._state.adding else type(self).objects.get(pk=self.pk).audit_fields()
-            self.save()
+            self.save(**save_options)
             self.record_saved(by, via, before)
 
     def record_saved(self, by, via: str, before: dict | None) -> None:
@@ -341,18 +341,23 @@ class Mailing(Audited, models.Model):
         neither a concurrent edit nor the engine finishing the mailing slips in between."""
         with transaction.atomic():
             current = Mailing.objects.select_for_update().get(pk=self.pk)
-            if read_revision is not None and current.revision != read_revision:
-                raise StaleEdit(
-                    _(
-                        "Mailing #%(id)s was changed by someone else since you opened it "
-                        "(revision %(read)s, now %(now)s)."
-                    )
-                    % {"id": self.pk, "read": read_revision, "now": current.revision}
-                )
-            current.check_editable()
+            current.check_edit(read_revision)
             self.revision = current.revision
             self.save()
             self.record_saved(by, via, current.audit_fields())
+
+    def check_edit(self, read_revision: int | None) -> None:
+        """Of the mailing as it is now: raise unless an edit made from `read_revision` (None: don't
+        check) may be saved over it."""
+        if read_revision is not None and self.revision != read_revision:
+            raise StaleEdit(
+                _(
+                    "Mailing #%(id)s was changed by someone else since you opened it "
+                    "(revision %(read)s, now %(now)s)."
+                )
+                % {"id": self.pk, "read": read_revision, "now": self.revision}
+            )
+        self.check_editable()
 
     def delete_unless_running(self, by=None, via: str = "ui") -> None:
         """Delete it with its messages, unless it is running: its requests in flight would complete

@@ -258,8 +258,9 @@ def readiness() -> tuple[bool, dict[str, str]]:
         checks["workers"] = _heartbeat_check()
     except DatabaseError as e:
         checks[step] = f"error: {e}"
-        logger.warning("readyz: %s check failed: %s", step, e)
     ready = len(checks) == 3 and all(value in ("ok", "not checked") for value in checks.values())
+    if not ready:
+        logger.warning("readyz: not ready: %s", checks)
     return ready, checks
 
 
@@ -282,8 +283,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     The reason is logged either way."""
     ready, checks = readiness()
     body: dict = {"status": "ready" if ready else "not ready"}
-    if not ready:
-        logger.warning("readyz: not ready: %s", checks)
     if metrics_access(request) == 200 or request.user.is_staff:
         body["checks"] = checks
     return JsonResponse(body, status=200 if ready else 503)

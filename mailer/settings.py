@@ -380,11 +380,11 @@ MAILER_IMPORT_MAX_COLUMNS = envint("MAILER_IMPORT_MAX_COLUMNS", "50")
 MAILER_IMPORT_MAX_LINE = envint("MAILER_IMPORT_MAX_LINE", "65536")  # bytes
 if MAILER_IMPORT_MAX_COLUMNS < 1 or MAILER_IMPORT_MAX_LINE < 1:
     raise ImproperlyConfigured("MAILER_IMPORT_MAX_COLUMNS and MAILER_IMPORT_MAX_LINE must be 1 or more")
-# The most SMS parts a mailing's text may take (mailer/sms.py); 0 = no cap.
 # Phones a user may send tests to in an hour (mailer.testsends); 0: no limit.
 MAILER_TEST_SEND_LIMIT = envint("MAILER_TEST_SEND_LIMIT", "20")
 if MAILER_TEST_SEND_LIMIT < 0:
     raise ImproperlyConfigured("MAILER_TEST_SEND_LIMIT must be 0 (no limit) or more")
+# The most SMS parts a mailing's text may take (mailer/sms.py); 0 = no cap.
 MAILER_MAX_PARTS = envint("MAILER_MAX_PARTS", "0")
 if MAILER_MAX_PARTS < 0:
     raise ImproperlyConfigured("MAILER_MAX_PARTS must be 0 (no cap) or more")

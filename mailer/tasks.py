@@ -8,9 +8,9 @@ from __future__ import annotations
 
 def housekeeping() -> str:
     """Every minute (schedule "mailer-housekeeping"): queue again a client import whose worker
-    died (its lease ran out), or fail it after a few deaths, report a test send whose sender died, forget senders that stopped
-    beating long ago, and delete old
-    message rows when MAILER_MESSAGE_RETENTION_DAYS is set (the mailings' counts stay)."""
+    died (its lease ran out), or fail it after a few deaths, report a test send whose sender died,
+    forget senders that stopped beating long ago, and delete old message rows when
+    MAILER_MESSAGE_RETENTION_DAYS is set (the mailings' counts stay)."""
     from django.conf import settings
 
     from mailer.importing import resume_imports
