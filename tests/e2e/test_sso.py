@@ -246,3 +246,27 @@ def test_provider_certificate_is_checked_against_the_ca_bundle(page, live_server
     _sign_in_at_provider(page, "alice")
 
     _refused(page, live_server, "secure connection to the authentication provider")
+
+
+@pytest.mark.parametrize(
+    ("superuser", "reason"),
+    [
+        (True, "Single sign-on never signs in to a superuser account"),
+        (False, "alice@example.com belongs to an account that signs in with a password"),
+    ],
+)
+def test_an_account_with_the_address_is_not_taken_over(page, live_server, sso, superuser, reason):
+    """Whoever holds alice's verified address at the provider is not let into an account of ours
+    with that address: never a superuser's, and a password account only once its owner linked it."""
+    from playwright.sync_api import expect
+
+    make = User.objects.create_superuser if superuser else User.objects.create_user
+    owner = make("alice-local", "alice@example.com", "her-own-password")
+    sso()
+    _sign_in_at_provider(page, "alice")
+
+    page.wait_for_url(f"{live_server.url}/accounts/refused/")
+    expect(page.locator(".alert")).to_contain_text(reason)
+    assert list(User.objects.all()) == [owner] and not owner.social_auth.exists()
+    page.goto("/")
+    page.wait_for_url(f"{live_server.url}/accounts/login/?next=/")
