@@ -158,7 +158,7 @@ def main() -> None:
     from django.db.models import Max, Min
     from django.utils import timezone
 
-    from mailer import scheduling
+    from engine import scheduling
     from mailer.models import Mailing, MailingState, Message, MessageStatus
 
     # Audience resolution on its own (then undone).

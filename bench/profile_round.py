@@ -57,11 +57,11 @@ def main() -> None:
 
     from django.utils import timezone
 
-    from mailer import scheduling
-    from mailer.delivery import Deliverer, EngineConfig
-    from mailer.fake_provider import Behaviour, FakeProvider
+    from engine import scheduling
+    from engine.delivery import Deliverer, EngineConfig
+    from engine.sending import Gateway
     from mailer.models import Mailing, Message
-    from mailer.sending import Gateway
+    from standin.gateway import Behaviour, FakeProvider
 
     fake = FakeProvider(Behaviour(token="t")).start_in_thread()
     now = timezone.now()

@@ -36,7 +36,8 @@ from dashboard.filters import (
 )
 from dashboard.forms import MAX_TEXT, ClientForm, ImportForm, MailingForm, StopEntryForm, StopRemovalForm
 from dashboard.tables import AuditTable, ClientTable, MailingTable, MessageTable, StatsTable, StopListTable
-from mailer import importing, sms, stats, testsends
+from engine import testsends
+from mailer import importing, sms, stats
 from mailer.http import HtmxHttpRequest, count_param
 from mailer.models import (
     OPERATOR_CODE_RE,

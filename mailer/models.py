@@ -1022,7 +1022,7 @@ class TestSendState(models.TextChoices):
 
 class TestSend(models.Model):
     """A text sent now to a few phones, to see it on a real handset: by a sender process through
-    the same gateway as the mailings (mailer.testsends), never part of a mailing's messages or
+    the same gateway as the mailings (engine.testsends), never part of a mailing's messages or
     statistics. The row is the record: who, when, the text, to whom, and each answer."""
 
     __test__ = False  # not a pytest test class, whatever its name says

@@ -86,8 +86,11 @@ INSTALLED_APPS = [
     # Before accounts: its permissions must exist when the roles are synced after migrate.
     "axes",
     "mailer",
+    "engine",
     "accounts",
     "dashboard",
+    # The gateway's local stand-in (manage.py fake_provider), for the demo, tests and benchmarks.
+    "standin",
 ]
 
 MIDDLEWARE = [
@@ -372,7 +375,7 @@ MAILER_PROVIDER_TOKEN = env("MAILER_PROVIDER_TOKEN")
 if not MAILER_PROVIDER_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("MAILER_PROVIDER_URL must start with http:// or https://")
 
-# The sending engine (see mailer/delivery.py and docs/engine.md).
+# The sending engine (see engine/delivery.py and docs/engine.md).
 MAILER_IMPORT_MAX_MB = envint("MAILER_IMPORT_MAX_MB", "50")  # client CSV files, UI and API alike
 # A client file has a handful of columns and lines of a few dozen bytes: a file past either cap is
 # refused as it is read, before the reader holds (and csv splits) one huge line (mailer/importing.py).
@@ -380,7 +383,7 @@ MAILER_IMPORT_MAX_COLUMNS = envint("MAILER_IMPORT_MAX_COLUMNS", "50")
 MAILER_IMPORT_MAX_LINE = envint("MAILER_IMPORT_MAX_LINE", "65536")  # bytes
 if MAILER_IMPORT_MAX_COLUMNS < 1 or MAILER_IMPORT_MAX_LINE < 1:
     raise ImproperlyConfigured("MAILER_IMPORT_MAX_COLUMNS and MAILER_IMPORT_MAX_LINE must be 1 or more")
-# Phones a user may send tests to in an hour (mailer.testsends); 0: no limit.
+# Phones a user may send tests to in an hour (engine.testsends); 0: no limit.
 MAILER_TEST_SEND_LIMIT = envint("MAILER_TEST_SEND_LIMIT", "20")
 if MAILER_TEST_SEND_LIMIT < 0:
     raise ImproperlyConfigured("MAILER_TEST_SEND_LIMIT must be 0 (no limit) or more")
@@ -411,7 +414,7 @@ Q_CLUSTER = {
     "name": "mailer",
     "orm": "default",
     # Tasks other than sending (imports, reports, housekeeping): the senders are processes of
-    # their own (mailer/worker.py).
+    # their own (engine/worker.py).
     "workers": 1,
     "timeout": 120,
     "retry": 180,  # longer than `timeout`, so a running task is never handed out twice

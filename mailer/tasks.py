@@ -1,6 +1,6 @@
 """django-q2 tasks. Functions take ids, never model instances (their arguments are pickled).
 
-Sending is not a task: the worker's sender processes do it (mailer/worker.py).
+Sending is not a task: the worker's sender processes do it (engine/worker.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ def housekeeping() -> str:
     MAILER_MESSAGE_RETENTION_DAYS is set (the mailings' counts stay)."""
     from django.conf import settings
 
+    from engine.testsends import expire_stale
+    from engine.worker import forget_gone_senders
     from mailer.importing import resume_imports
     from mailer.models import MailingCounts
-    from mailer.testsends import expire_stale
-    from mailer.worker import forget_gone_senders
 
     resume_imports()
     expire_stale()

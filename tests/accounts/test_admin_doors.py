@@ -8,7 +8,7 @@ from axes.models import AccessAttempt
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from mailer import scheduling
+from engine import scheduling
 from mailer.models import AuditEntry, Mailing, MailingState
 
 pytestmark = pytest.mark.django_db

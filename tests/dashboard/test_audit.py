@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.roles import ADMIN, VIEWER
-from mailer import scheduling
+from engine import scheduling
 from mailer.models import AuditEntry, Client, Mailing, MailingError, MailingState, StopEntry
 from tests.conftest import user_with_role
 from tests.dashboard.conftest import HTMX

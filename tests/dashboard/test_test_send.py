@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailer import testsends
+from engine import testsends
 from mailer.models import GatewayState, TestSend, TestSendState
 from tests.dashboard.conftest import HTMX
-from tests.mailer.conftest import make_deliverer, provider  # noqa: F401 (fixtures)
+from tests.engine.conftest import make_deliverer, provider  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 

@@ -114,11 +114,11 @@ def screenshot(page, screenshot_dir):
 
 @pytest.fixture
 def engine(settings):
-    """Runs a sender (mailer.worker.run_sender) in a thread against a local gateway stand-in."""
+    """Runs a sender (engine.worker.run_sender) in a thread against a local gateway stand-in."""
     from django.db import connections
 
-    from mailer import worker
-    from mailer.fake_provider import Behaviour, FakeProvider
+    from engine import worker
+    from standin.gateway import Behaviour, FakeProvider
 
     provider = FakeProvider(Behaviour(token="e2e-token", seed=1)).start_in_thread()
     settings.MAILER_PROVIDER_URL = provider.url

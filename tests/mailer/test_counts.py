@@ -11,9 +11,10 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mailer import scheduling, stats
+from engine import scheduling
+from mailer import stats
 from mailer.models import Mailing, MailingCounts, Message, MessageStatus
-from tests.mailer.conftest import drain
+from tests.engine.conftest import drain
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from mailer.models import Mailing, MailingError, MailingState, Message, MessageStatus, StaleEdit
-from tests.mailer.conftest import drain
+from tests.engine.conftest import drain
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.exceptions import ValidationError
 
-from mailer.delivery import Claimed, decide
+from engine.delivery import Claimed, decide
 from mailer.models import Mailing, MailingState, MessageStatus
 from mailer.sms import GSM7, UCS2, measure
 

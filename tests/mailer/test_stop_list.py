@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError
 
-from mailer import scheduling
+from engine import scheduling
 from mailer.importing import import_clients
 from mailer.models import (
     OPTED_OUT_WHY,
@@ -16,7 +16,7 @@ from mailer.models import (
     OptOutSource,
     StopEntry,
 )
-from tests.mailer.conftest import drain
+from tests.engine.conftest import drain
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mailer.worker import STOP_SECONDS
+from engine.worker import STOP_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from mailer import worker
+from engine import worker
 
 
 class Command(BaseCommand):

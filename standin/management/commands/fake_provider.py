@@ -5,7 +5,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from mailer.fake_provider import Behaviour, FakeProvider
+from standin.gateway import Behaviour, FakeProvider
 
 
 class Command(BaseCommand):

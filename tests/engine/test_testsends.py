@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailer import testsends, worker
+from engine import testsends, worker
 from mailer.models import GatewayState, MailingCounts, Message, StopEntry, TestSend, TestSendState
-from tests.mailer.conftest import TOKEN
+from tests.engine.conftest import TOKEN
 
 pytestmark = pytest.mark.django_db
 

@@ -37,8 +37,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from mailer import scheduling, testsends
-from mailer.delivery import Deliverer
+from engine import scheduling, testsends
+from engine.delivery import Deliverer
 from mailer.models import WorkerHeartbeat
 
 logger = logging.getLogger("mailer.worker")

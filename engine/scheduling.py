@@ -1,6 +1,6 @@
 """When things happen: mailings start, their audience becomes Message rows, and they end.
 
-`tick(now)` is called about once a second by every sender (mailer.worker.run_sender), so a mailing
+`tick(now)` is called about once a second by every sender (engine.worker.run_sender), so a mailing
 starts within a second or two of `start_at` although django-q2's own scheduler only wakes every
 ~30 s. Every transition is a conditional UPDATE, so concurrent ticks in several workers are safe.
 """

@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import hash_token
+from engine.sending import Outbound
 from mailer import sms
 from mailer.models import (
     AuditEntry,
@@ -40,7 +41,6 @@ from mailer.models import (
     parts_problem,
     phone_problem,
 )
-from mailer.sending import Outbound
 
 logger = logging.getLogger("mailer.gateway")
 

@@ -12,9 +12,9 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from mailer import scheduling
+from engine import scheduling
 from mailer.models import GatewayState, Mailing, MailingCounts, MailingState, Message, MessageStatus
-from tests.mailer.conftest import drain, kill, start_worker
+from tests.engine.conftest import drain, kill, start_worker
 
 
 def statuses(mailing: Mailing) -> dict[str, int]:

@@ -36,6 +36,8 @@ from django.db.models import F, OuterRef
 from django.utils import timezone
 
 from accounts.models import hash_token
+from engine.scheduling import in_window, window_opens_at, zone
+from engine.sending import ErrorKind, Gateway, GatewayError, Outbound, Result
 from mailer import metrics
 from mailer.models import (
     CLIENT_DELETED_WHY,
@@ -52,8 +54,6 @@ from mailer.models import (
     SentMinute,
     StopEntry,
 )
-from mailer.scheduling import in_window, window_opens_at, zone
-from mailer.sending import ErrorKind, Gateway, GatewayError, Outbound, Result
 
 logger = logging.getLogger("mailer.delivery")
 
@@ -293,7 +293,7 @@ class Deliverer:
         self.in_flight: tuple[Round, concurrent.futures.Future] | None = None
         # Rounds the gateway answered but the database did not take: written before anything new.
         self.unrecorded: list[Round] = []
-        # This sender's test send whose answers are awaited (mailer.testsends): at most one.
+        # This sender's test send whose answers are awaited (engine.testsends): at most one.
         self.test_in_flight: tuple | None = None
 
     @property

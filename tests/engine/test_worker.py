@@ -11,7 +11,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailer import scheduling, tasks, worker
+from engine import scheduling, worker
+from engine.sending import ErrorKind, Gateway, Outbound
+from mailer import tasks
 from mailer.models import (
     Client,
     Mailing,
@@ -21,8 +23,7 @@ from mailer.models import (
     MessageStatus,
     WorkerHeartbeat,
 )
-from mailer.sending import ErrorKind, Gateway, Outbound
-from tests.mailer.conftest import TOKEN, run_worker, stop_group, wait_for
+from tests.engine.conftest import TOKEN, run_worker, stop_group, wait_for
 
 pytestmark = pytest.mark.django_db
 

@@ -27,7 +27,7 @@ from mailer.models import (
     MessageStatus,
     WorkerHeartbeat,
 )
-from tests.mailer.conftest import database_url, run_worker, stop_group, wait_for
+from tests.engine.conftest import database_url, run_worker, stop_group, wait_for
 
 CLIENTS = 10_000
 

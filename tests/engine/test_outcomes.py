@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.delivery import Claimed, outcome, request_label
+from engine.delivery import Claimed, outcome, request_label
+from engine.sending import ErrorKind, GatewayError
 from mailer.models import Mailing, MessageStatus
-from mailer.sending import ErrorKind, GatewayError
-from tests.mailer.conftest import config
+from tests.engine.conftest import config
 
 AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CONF = config(retry_base=2.0, retry_max=300.0, max_attempts=10)
