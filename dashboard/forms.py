@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
 from mailer.importing import max_bytes
-from mailer.models import Client, Mailing, available_timezones, normalize_phone, phone_problem, tag_problem
+from mailer.models import Client, Mailing, PhoneFormField, available_timezones, normalize_text, tag_problem
 
 MAX_TEXT = Mailing._meta.get_field("text").max_length
 
@@ -103,14 +103,8 @@ class MailingForm(forms.ModelForm):
         self.helper = FormHelper()
         self.helper.form_tag = False
 
-    @staticmethod
-    def normalize_text(text: str) -> str:
-        """The text as it is saved: without the spaces around it (the field strips them), and with
-        LF line breaks (browsers send a textarea's as CR LF: one SMS character more per line)."""
-        return text.strip().replace("\r\n", "\n")
-
     def clean_text(self) -> str:
-        return self.normalize_text(self.cleaned_data["text"])
+        return normalize_text(self.cleaned_data["text"])
 
     def clean_new_tags(self) -> list[str]:
         tags = [t.strip() for t in self.cleaned_data["new_tags"].split(",") if t.strip()]
@@ -135,7 +129,12 @@ class ClientForm(forms.ModelForm):
             "tag": gettext_lazy("Tag"),
             "timezone": gettext_lazy("Time zone"),
         }
-        help_texts = {"phone": gettext_lazy("11 digits: 7, then the operator code (900-999), then 7 digits.")}
+        help_texts = {
+            "phone": gettext_lazy(
+                "7, then the operator code (900-999), then 7 digits; +7 or 8 and spaces, dashes "
+                "and brackets are fine."
+            )
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -173,14 +172,8 @@ class ImportForm(forms.Form):
 
 
 class StopEntryForm(forms.Form):
-    phone = forms.CharField(label=gettext_lazy("Phone"), max_length=30)
+    phone = PhoneFormField(label=gettext_lazy("Phone"))
     reason = forms.CharField(label=gettext_lazy("Reason"), max_length=500, required=False)
-
-    def clean_phone(self) -> str:
-        phone = normalize_phone(self.cleaned_data["phone"])
-        if problem := phone_problem(phone):
-            raise ValidationError(problem)
-        return phone
 
 
 class StopRemovalForm(forms.Form):

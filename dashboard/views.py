@@ -55,6 +55,7 @@ from mailer.models import (
     StopEntry,
     TestSend,
     TestSendState,
+    normalize_text,
     parts_problem,
     tag_problem,
 )
@@ -253,7 +254,7 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
         stopped = StopEntry.objects.standing().alias(hit=hit).filter(hit__isnull=False).count()
         count = matched.count() - stopped
     # As the form will save it (MailingForm.clean_text); longer than a text may be is cut, to bound the work.
-    text = MailingForm.normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
+    text = normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
     length = sms.measure(text)
     context = {
         "audience": count,
@@ -341,7 +342,7 @@ def test_send(request: HtmxHttpRequest, pk: int | None = None) -> HttpResponse:
     """ "Send a test": the text of the mailing form (or of mailing `pk`) to the phones typed. A
     sender sends it within a moment; the answer shows where the button was (htmx polls it)."""
     mailing = get_object_or_404(Mailing, pk=pk) if pk else None
-    text = mailing.text if mailing else MailingForm.normalize_text(request.POST.get("text", ""))
+    text = mailing.text if mailing else normalize_text(request.POST.get("text", ""))
     phones = request.POST.get("test_phones", "")
     try:
         test = testsends.queue(text, phones, user=request.user, mailing=mailing)

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from accounts.models import hash_token
 from engine.scheduling import in_window, window_opens_at, zone
-from engine.sending import ErrorKind, Gateway, GatewayError, Outbound, Result
+from engine.sending import MIN_TIME_LEFT, ErrorKind, Gateway, GatewayError, Outbound, Result
 from mailer import metrics
 from mailer.models import (
     CLIENT_DELETED_WHY,
@@ -56,9 +56,6 @@ from mailer.models import (
 )
 
 logger = logging.getLogger("mailer.delivery")
-
-# Don't start a request with less time than this before the mailing's end.
-MIN_TIME_LEFT = 0.5
 
 
 @dataclass(frozen=True)
@@ -310,13 +307,7 @@ class Deliverer:
     # 1. Claim ----------------------------------------------------------------------------------
     def claim(self, limit: int, now: datetime) -> tuple[str, list[Claimed]]:
         lease = f"{self.owner}/{next(self._rounds)}"
-        due = (
-            Message.objects.filter(
-                status=MessageStatus.PENDING, next_attempt_at__lte=now, mailing__state=MailingState.RUNNING
-            )
-            .free(now)
-            .order_by("next_attempt_at")
-        )
+        due = Message.objects.due(now).filter(mailing__state=MailingState.RUNNING).order_by("next_attempt_at")
         with transaction.atomic():
             if connection.features.has_select_for_update_skip_locked:
                 # PostgreSQL: workers skip each other's rows instead of queueing on them.

@@ -2,7 +2,8 @@
 
 `tick(now)` is called about once a second by every sender (engine.worker.run_sender), so a mailing
 starts within a second or two of `start_at` although django-q2's own scheduler only wakes every
-~30 s. Every transition is a conditional UPDATE, so concurrent ticks in several workers are safe.
+~30 s. A mailing starts and finishes through its model (Mailing.start, Mailing.finish): a
+conditional UPDATE with its audit entry, so concurrent ticks in several workers are safe.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from mailer.models import (
     CANCELLED_WHY,
     ENDED_WHY,
     NO_WINDOW_WHY,
+    OPEN_STATES,
     UNMATCHED_WHY,
-    AuditEntry,
     Mailing,
     MailingCounts,
     MailingState,
@@ -93,30 +94,12 @@ def tick(now: datetime | None = None) -> None:
 
 
 def start_due(now: datetime) -> list[int]:
-    """Move scheduled mailings whose time has come to running. Returns their ids."""
+    """Start scheduled mailings whose time has come (Mailing.start). Returns their ids."""
     started = []
-    for mailing_id in Mailing.objects.filter(
-        state=MailingState.SCHEDULED, start_at__lte=now, end_at__gt=now
-    ).values_list("id", flat=True):
-        with transaction.atomic():
-            moved = Mailing.objects.filter(pk=mailing_id, state=MailingState.SCHEDULED).update(
-                state=MailingState.RUNNING, updated_at=now
-            )
-            Mailing.objects.filter(pk=mailing_id, started_at__isnull=True).update(started_at=now)
-            if moved:
-                changes = {"state": [MailingState.SCHEDULED, MailingState.RUNNING]}
-                AuditEntry.record(
-                    None,
-                    "started",
-                    None,
-                    changes,
-                    via="engine",
-                    object_type="mailing",
-                    object_id=str(mailing_id),
-                )
-        if moved:
-            logger.info("mailing_id=%s started", mailing_id, extra={"mailing_id": mailing_id})
-            started.append(mailing_id)
+    for mailing in Mailing.objects.filter(state=MailingState.SCHEDULED, start_at__lte=now, end_at__gt=now):
+        if mailing.start(now):
+            logger.info("mailing_id=%s started", mailing.pk, extra={"mailing_id": mailing.pk})
+            started.append(mailing.pk)
     return started
 
 
@@ -224,35 +207,22 @@ def finish_ended(now: datetime) -> None:
     Message.objects.filter(mailing__state=MailingState.CANCELLED).settle_pending(
         now, MessageStatus.CANCELLED, CANCELLED_WHY
     )
-    ended = Mailing.objects.filter(
-        state__in=[MailingState.RUNNING, MailingState.PAUSED, MailingState.SCHEDULED], end_at__lte=now
-    )
-    for mailing_id in ended.values_list("id", flat=True):
+    for mailing in Mailing.objects.filter(state__in=OPEN_STATES, end_at__lte=now):
         # A leased message is in flight; its worker records it (its request ends before end_at).
-        expired = Message.objects.filter(mailing_id=mailing_id).settle_pending(
-            now, MessageStatus.EXPIRED, ENDED_WHY
-        )
+        expired = mailing.messages.settle_pending(now, MessageStatus.EXPIRED, ENDED_WHY)
         if expired:
             logger.info(
                 "mailing_id=%s ended: %s messages expired",
-                mailing_id,
+                mailing.pk,
                 expired,
-                extra={"mailing_id": mailing_id},
+                extra={"mailing_id": mailing.pk},
             )
-        _finish_if_done(mailing_id, now)
+        _finish(mailing, now)
     # Running mailings whose audience is resolved and sent before their end.
-    for mailing_id in Mailing.objects.filter(
-        state=MailingState.RUNNING, resolved_version=F("audience_version")
-    ).values_list("id", flat=True):
-        _finish_if_done(mailing_id, now)
+    for mailing in Mailing.objects.filter(state=MailingState.RUNNING, resolved_version=F("audience_version")):
+        _finish(mailing, now)
 
 
-def _finish_if_done(mailing_id: int, now: datetime) -> None:
-    if Message.objects.filter(mailing_id=mailing_id, status=MessageStatus.PENDING).exists():
-        return
-    done = Mailing.objects.filter(
-        pk=mailing_id,
-        state__in=[MailingState.RUNNING, MailingState.PAUSED, MailingState.SCHEDULED],
-    ).filter(Q(end_at__lte=now) | Q(resolved_version=F("audience_version"), state=MailingState.RUNNING))
-    if done.update(state=MailingState.FINISHED, finished_at=now, updated_at=now):
-        logger.info("mailing_id=%s finished", mailing_id, extra={"mailing_id": mailing_id})
+def _finish(mailing: Mailing, now: datetime) -> None:
+    if mailing.finish(now):
+        logger.info("mailing_id=%s finished", mailing.pk, extra={"mailing_id": mailing.pk})

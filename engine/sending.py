@@ -23,6 +23,11 @@ from enum import StrEnum
 
 import aiohttp
 
+# Don't start a request with less time than this before the mailing's end: its answer could
+# not come in time. The engine checks it before claiming a message, and again here when the
+# request really starts.
+MIN_TIME_LEFT = 0.5
+
 
 class ErrorKind(StrEnum):
     """What went wrong with one request; the values are the `mailer_provider_errors` labels."""
@@ -100,9 +105,6 @@ def parse_retry_after(value: str | None) -> float | None:
 class Gateway:
     """One pooled HTTP client; `send_many` keeps up to `concurrency` requests in flight."""
 
-    # Don't start a request with less time than this before its deadline.
-    MIN_TIME = 0.3
-
     def __init__(self, base_url: str, token: str, concurrency: int = 64) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -125,7 +127,7 @@ class Gateway:
         # The timeout is taken when the request really starts: one that waited for a free
         # connection must still be over by the deadline.
         left = item.deadline - time.monotonic()
-        if left < self.MIN_TIME:
+        if left < MIN_TIME_LEFT:
             raise GatewayError(ErrorKind.TOO_LATE, "not sent: the mailing ends before an answer could come")
         timeout = min(item.timeout, left)
         session = await self._client()

@@ -6,7 +6,6 @@ from mailer.models import (
     GatewayState,
     Mailing,
     MailingError,
-    MailingState,
     Message,
     Report,
     TestSend,
@@ -88,9 +87,7 @@ class MailingAdmin(AuditedAdmin):
         return super().has_change_permission(request, obj) and (obj is None or obj.is_editable)
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        return super().has_delete_permission(request, obj) and (
-            obj is None or obj.state != MailingState.RUNNING
-        )
+        return super().has_delete_permission(request, obj) and (obj is None or obj.can_delete)
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -60,6 +60,7 @@ from mailer.models import (
     ImportState,
     OptOutSource,
     StopEntry,
+    normalize_phone,
     operator_code_of,
     phone_problem,
     tag_problem,
@@ -531,7 +532,7 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
                 report.add_error(RowError(row_number, "", _too_many_values(len(values), len(names))))
                 continue
             values += [""] * (len(names) - len(values))  # short rows: missing values are empty
-            phone = values[index["phone"]].strip()
+            phone = normalize_phone(values[index["phone"]])
             tag = values[index["tag"]].strip() if "tag" in index else ""
             tz = (values[index["timezone"]].strip() if "timezone" in index else "") or "UTC"
             opt = values[index["opted_out"]].strip().lower() if "opted_out" in index else ""

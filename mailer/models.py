@@ -10,7 +10,9 @@ import logging
 import re
 import zoneinfo
 from datetime import UTC, date, datetime, timedelta
+from typing import ClassVar
 
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -79,6 +81,24 @@ def validate_tag(value: str) -> None:
         raise ValidationError(problem)
 
 
+class TagField(models.CharField):
+    """A tag column (TAG_MAX long) whose one rule is tag_problem: Django's own length check, with
+    a message of its own, is left out of its forms' and its model's validation."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{**kwargs, "max_length": TAG_MAX})
+
+    @property
+    def validators(self) -> list:
+        return [validate_tag]
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{**kwargs, "max_length": None})
+
+    def deconstruct(self):
+        return _as_char_field(super().deconstruct())
+
+
 _TIMEZONES: frozenset[str] | None = None
 
 
@@ -95,12 +115,16 @@ def operator_code_of(phone: str) -> str:
 
 
 def normalize_phone(typed: str) -> str:
-    """A phone as people type it (+7 916 123-45-67, 8 (916) 123 45 67) as 7XXXXXXXXXX; what can't
-    be one comes back as its digits, for phone_problem to say why."""
-    digits = "".join(ch for ch in typed if ch in "0123456789")
-    if len(digits) == 11 and digits.startswith("8"):
-        digits = "7" + digits[1:]  # the Russian trunk prefix
-    return digits
+    """A phone as people write it (+7 916 123-45-67, 8 (916) 123 45 67) as 7XXXXXXXXXX: spaces,
+    dashes and brackets dropped, +7 or the trunk prefix 8 written as 7. Anything else stays, for
+    phone_problem to refuse. Every door that takes a phone asks here (forms, the API, the import,
+    the stop list, test sends, searches)."""
+    phone = re.sub(r"[\s()\-]", "", typed)
+    if phone.startswith("+7"):
+        phone = phone[1:]
+    elif len(phone) == 11 and phone.startswith("8"):
+        phone = "7" + phone[1:]
+    return phone
 
 
 def phone_problem(phone: str) -> str | None:
@@ -112,6 +136,40 @@ def phone_problem(phone: str) -> str | None:
     if not "900" <= code <= "999":
         return _("Operator code %(code)s (digits 2-4) must be between 900 and 999.") % {"code": code}
     return None
+
+
+class PhoneFormField(forms.CharField):
+    """A form's phone field: taken as people write it, cleaned to 7XXXXXXXXXX (normalize_phone)
+    and refused with phone_problem's reason."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**{**kwargs, "max_length": 30})
+
+    def to_python(self, value) -> str:
+        return normalize_phone(super().to_python(value))
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        if value and (problem := phone_problem(value)):
+            raise ValidationError(problem, code="invalid")
+
+
+class PhoneField(models.CharField):
+    """A phone column (7XXXXXXXXXX) whose forms, the Django admin's among them, take a phone as
+    people write it (PhoneFormField)."""
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"form_class": PhoneFormField, **kwargs})
+
+    def deconstruct(self):
+        return _as_char_field(super().deconstruct())
+
+
+def _as_char_field(deconstructed: tuple) -> tuple:
+    """Migrations see these fields as the CharField they are in the database: changing how
+    forms take a value then never rebuilds a table."""
+    name, _path, args, kwargs = deconstructed
+    return name, "django.db.models.CharField", args, kwargs
 
 
 class Audited:
@@ -145,9 +203,9 @@ class Audited:
 class Client(Audited, models.Model):
     AUDIT_FIELDS = ("phone", "tag", "timezone")
 
-    phone = models.CharField(max_length=11, unique=True, validators=[validate_phone])
+    phone = PhoneField(max_length=11, unique=True, validators=[validate_phone])
     operator_code = models.CharField(max_length=3, editable=False, db_index=True)
-    tag = models.CharField(max_length=TAG_MAX, blank=True, db_index=True, validators=[validate_tag])
+    tag = TagField(blank=True, db_index=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -179,6 +237,10 @@ class MailingState(models.TextChoices):
     PAUSED = "paused", pgettext_lazy("mailing state", "Paused")
     CANCELLED = "cancelled", pgettext_lazy("mailing state", "Cancelled")
     FINISHED = "finished", pgettext_lazy("mailing state", "Finished")
+
+
+# A mailing in one of these may still send; finished and cancelled are for good.
+OPEN_STATES = (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED)
 
 
 class MessageStatus(models.TextChoices):
@@ -218,6 +280,12 @@ def parts_problem(length: sms.SmsLength) -> str | None:
             )
         return problem + " " + _("Shorten it.")
     return None
+
+
+def normalize_text(text: str) -> str:
+    """A mailing's text as it is saved, whichever door it came in by: without the spaces around it,
+    and with LF line breaks (browsers send a textarea's as CR LF: one SMS character more per line)."""
+    return text.strip().replace("\r\n", "\n")
 
 
 class MailingError(Exception):
@@ -292,6 +360,7 @@ class Mailing(Audited, models.Model):
 
     def clean(self) -> None:
         super().clean()
+        self.text = normalize_text(self.text)
         errors: dict[str, str] = {}
         if self.text and (problem := parts_problem(sms.measure(self.text))):
             errors["text"] = problem
@@ -363,15 +432,16 @@ class Mailing(Audited, models.Model):
         """Delete it with its messages, unless it is running: its requests in flight would complete
         for messages that no longer exist. Locked, so the engine can't start it meanwhile."""
         with transaction.atomic():
-            state = Mailing.objects.select_for_update().values_list("state", flat=True).get(pk=self.pk)
-            if state == MailingState.RUNNING:
+            self.state = Mailing.objects.select_for_update().values_list("state", flat=True).get(pk=self.pk)
+            if not self.can_delete:
                 raise MailingError(
                     _("Mailing #%(id)s is running: pause or cancel it first.") % {"id": self.pk}
                 )
-            AuditEntry.record(by, "deleted", self, {"state": [state, None]}, via=via)
+            AuditEntry.record(by, "deleted", self, {"state": [self.state, None]}, via=via)
             self.delete()
 
     def _save(self, *args, **kwargs) -> None:
+        self.text = normalize_text(self.text)
         # Normalise so that filters compare as strings and never hold duplicates.
         self.filter_tags = sorted({str(t).strip() for t in self.filter_tags or []})
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
@@ -396,7 +466,7 @@ class Mailing(Audited, models.Model):
 
     @property
     def is_editable(self) -> bool:
-        return self.state not in (MailingState.FINISHED, MailingState.CANCELLED)
+        return self.state in OPEN_STATES
 
     def check_editable(self) -> None:
         if not self.is_editable:
@@ -416,50 +486,103 @@ class Mailing(Audited, models.Model):
             clients = clients.filter(operator_code__in=[str(c) for c in self.filter_operator_codes])
         return clients
 
-    def is_due(self, now: datetime | None = None) -> bool:
-        now = now or timezone.now()
-        return self.start_at <= now < self.end_at
+    # The one place for how a mailing's state changes: the action (as the audit log names it),
+    # the states it may happen from, and the state it leads to. People pause, resume and cancel;
+    # the engine starts and finishes. Resuming goes back to scheduled: the engine starts it
+    # (again) when its time has come.
+    TRANSITIONS: ClassVar[dict[str, tuple[tuple[str, ...], str]]] = {
+        "started": ((MailingState.SCHEDULED,), MailingState.RUNNING),
+        "paused": ((MailingState.SCHEDULED, MailingState.RUNNING), MailingState.PAUSED),
+        "resumed": ((MailingState.PAUSED,), MailingState.SCHEDULED),
+        "cancelled": (OPEN_STATES, MailingState.CANCELLED),
+        "finished": (OPEN_STATES, MailingState.FINISHED),
+    }
 
-    # Control. Each is one conditional UPDATE, so a concurrent engine tick or a second click
-    # can't apply a transition twice or from the wrong state.
-    def _transition(self, allowed: tuple[str, ...], action: str, by, via: str, **changes) -> None:
-        with transaction.atomic():
-            before = Mailing.objects.filter(pk=self.pk).values_list("state", flat=True).first()
-            updated = Mailing.objects.filter(pk=self.pk, state__in=allowed).update(
-                updated_at=timezone.now(), **changes
+    def may(self, action: str) -> bool:
+        """May the mailing, as loaded, go through `action` (a key of TRANSITIONS)?"""
+        return self.state in self.TRANSITIONS[action][0]
+
+    # What the mailing's page offers (templates can't pass arguments).
+    @property
+    def can_pause(self) -> bool:
+        return self.may("paused")
+
+    @property
+    def can_resume(self) -> bool:
+        return self.may("resumed")
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.may("cancelled")
+
+    @property
+    def can_delete(self) -> bool:
+        return self.state != MailingState.RUNNING
+
+    # `by` (a user, None for the engine) and `via` ("ui", "api", "admin", "engine") go to the
+    # audit log, in the same transaction as the change.
+    def pause(self, by=None, via: str = "ui") -> None:
+        self._transition_or_refuse("paused", by, via)
+
+    def resume(self, by=None, via: str = "ui") -> None:
+        self._transition_or_refuse("resumed", by, via)
+
+    def cancel(self, by=None, via: str = "ui") -> None:
+        self._transition_or_refuse("cancelled", by, via)
+
+    def start(self, now: datetime) -> bool:
+        """The engine's: a scheduled mailing whose time has come starts running. False if it no
+        longer may (another worker started it, someone paused or cancelled it meanwhile)."""
+        return self._transition(
+            "started",
+            None,
+            "engine",
+            Q(start_at__lte=now, end_at__gt=now),
+            now,
+            started_at=Coalesce(F("started_at"), Value(now)),
+        )
+
+    def finish(self, now: datetime) -> bool:
+        """The engine's: a mailing with nothing pending finishes once its end has passed, or,
+        running, once its whole audience has been resolved (and sent). False if not yet."""
+        if self.messages.filter(status=MessageStatus.PENDING).exists():
+            return False
+        over = Q(end_at__lte=now) | Q(resolved_version=F("audience_version"), state=MailingState.RUNNING)
+        return self._transition("finished", None, "engine", over, now, finished_at=now)
+
+    def _transition_or_refuse(self, action: str, by, via: str) -> None:
+        if not self._transition(action, by, via):
+            raise MailingError(
+                _("A %(state)s mailing can't be changed that way.") % {"state": self._state_word()}
             )
-            if not updated:
-                self.refresh_from_db(fields=["state"])
-                raise MailingError(
-                    _("A %(state)s mailing can't be changed that way.") % {"state": self._state_word()}
-                )
-            if changes.get("state") == MailingState.CANCELLED:
-                self.messages.settle_pending(timezone.now(), MessageStatus.CANCELLED, CANCELLED_WHY)
-            AuditEntry.record(by, action, self, {"state": [before, changes["state"]]}, via=via)
+
+    def _transition(
+        self, action: str, by, via: str, when: Q | None = None, now: datetime | None = None, **changes
+    ) -> bool:
+        """One conditional UPDATE (from an allowed state, and `when`), so a concurrent engine
+        tick or a second click can't apply a transition twice or from the wrong state; with its
+        audit entry, in one transaction. Reloads the mailing either way; False if refused."""
+        allowed, to = self.TRANSITIONS[action]
+        now = now or timezone.now()
+        if to == MailingState.CANCELLED:
+            changes["finished_at"] = now
+        with transaction.atomic():
+            # The lock the UPDATE takes anyway (not FOR UPDATE, which would wait for a resolver
+            # inserting this mailing's messages), so `before` is what the UPDATE changes.
+            locked = Mailing.objects.select_for_update(no_key=True).filter(pk=self.pk)
+            before = locked.values_list("state", flat=True).first()
+            done = Mailing.objects.filter(when or Q(), pk=self.pk, state__in=allowed).update(
+                state=to, updated_at=now, **changes
+            )
+            if done:
+                if to == MailingState.CANCELLED:
+                    self.messages.settle_pending(now, MessageStatus.CANCELLED, CANCELLED_WHY)
+                AuditEntry.record(by, action, self, {"state": [before, to]}, via=via)
         self.refresh_from_db()
+        return bool(done)
 
     def _state_word(self) -> str:
         return str(self.get_state_display()).lower()
-
-    # `by` (a user) and `via` ("ui", "api") go to the audit log, in the same transaction.
-    def pause(self, by=None, via: str = "ui") -> None:
-        self._transition(
-            (MailingState.SCHEDULED, MailingState.RUNNING), "paused", by, via, state=MailingState.PAUSED
-        )
-
-    def resume(self, by=None, via: str = "ui") -> None:
-        # Back to scheduled: the engine moves it to running (again) when its time has come.
-        self._transition((MailingState.PAUSED,), "resumed", by, via, state=MailingState.SCHEDULED)
-
-    def cancel(self, by=None, via: str = "ui") -> None:
-        self._transition(
-            (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED),
-            "cancelled",
-            by,
-            via,
-            state=MailingState.CANCELLED,
-            finished_at=timezone.now(),
-        )
 
 
 class StaleEdit(MailingError):
@@ -491,16 +614,20 @@ class MessageQuerySet(models.QuerySet):
         """Messages no worker holds: never leased, or the lease ran out."""
         return self.filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
 
+    def due(self, now: datetime) -> MessageQuerySet:
+        """The queue: pending messages whose next attempt has come and that no worker holds."""
+        return self.filter(status=MessageStatus.PENDING, next_attempt_at__lte=now).free(now)
+
     def settle_pending(self, now: datetime, status: str, why: str) -> int:
         """Give pending messages that no worker holds a final status, and count it: one
         transaction per mailing. A message in flight keeps its lease: its worker records what
         really happened (it may have been delivered), and a later engine tick settles it if it
         is still pending."""
         settled = 0
-        due = self.filter(status=MessageStatus.PENDING).free(now)
-        for mailing_id in due.order_by().values_list("mailing_id", flat=True).distinct():
+        unheld = self.filter(status=MessageStatus.PENDING).free(now)
+        for mailing_id in unheld.order_by().values_list("mailing_id", flat=True).distinct():
             with transaction.atomic():
-                n = due.filter(mailing_id=mailing_id).update(
+                n = unheld.filter(mailing_id=mailing_id).update(
                     status=status, locked_until=None, locked_by="", last_error=why
                 )
                 MailingCounts.add(mailing_id, {MessageStatus.PENDING: -n, status: n})
@@ -519,8 +646,8 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
-    # The queue: a pending message is due once next_attempt_at has passed and nobody holds
-    # its lease (locked_until in the past or empty).
+    # The queue (MessageQuerySet.due): a pending message is due once next_attempt_at has passed
+    # and nobody holds its lease (locked_until in the past or empty).
     next_attempt_at = models.DateTimeField(default=timezone.now)
     locked_until = models.DateTimeField(null=True, blank=True)
     locked_by = models.CharField(max_length=64, blank=True)
@@ -704,9 +831,11 @@ class MailingCounts(models.Model):
         than `days` days, PURGE_CHUNK per transaction and at most `budget` per call (it runs every
         minute); their counts stay. Returns the rows deleted."""
         cutoff = (now or timezone.now()) - timedelta(days=days)
-        over = Mailing.objects.filter(
-            state__in=[MailingState.FINISHED, MailingState.CANCELLED], counts__purged_at__isnull=True
-        ).filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, end_at__lt=cutoff))
+        over = (
+            Mailing.objects.exclude(state__in=OPEN_STATES)
+            .filter(counts__purged_at__isnull=True)
+            .filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, end_at__lt=cutoff))
+        )
         deleted = 0
         for mailing_id in over.order_by("id").values_list("id", flat=True).iterator():
             while deleted < budget:
@@ -1089,7 +1218,7 @@ class StopEntry(models.Model):
 
     objects = StopEntryQuerySet.as_manager()
 
-    phone = models.CharField(max_length=11, validators=[validate_phone])
+    phone = PhoneField(max_length=11, validators=[validate_phone])
     created_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=16, choices=OptOutSource.choices)
     reason = models.CharField(max_length=500, blank=True)

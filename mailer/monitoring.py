@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -98,11 +98,8 @@ class DatabaseCollector:
             mailings.add_metric([state], by_state.get(state, 0))
         yield mailings
 
-        due = Q(status=MessageStatus.PENDING, next_attempt_at__lte=now) & (
-            Q(locked_until__isnull=True) | Q(locked_until__lt=now)
-        )
         # A WHERE (not an aggregate filter), so the partial index on pending messages does the work.
-        queue = Message.objects.filter(due).aggregate(due=Count("id"), oldest=Min("next_attempt_at"))
+        queue = Message.objects.due(now).aggregate(due=Count("id"), oldest=Min("next_attempt_at"))
         yield GaugeMetricFamily(
             "mailer_queue_pending",
             "Pending messages, due or not.",

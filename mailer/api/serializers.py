@@ -25,6 +25,7 @@ from mailer.models import (
     Mailing,
     Message,
     StopEntry,
+    normalize_phone,
     operator_code_of,
     phone_problem,
     validate_operator_code,
@@ -95,15 +96,22 @@ class StrictModelSerializer(RefuseUnknownKeys, serializers.ModelSerializer):
 # Clients
 
 
-@extend_schema_field({"type": "string", "pattern": "^79[0-9]{9}$", "example": "79161234567"})
+@extend_schema_field({"type": "string", "maxLength": 30, "example": "79161234567"})
 class PhoneField(StrictCharField):
-    """Checked by validate_phone, for messages that say which part is wrong."""
+    """A phone as people write it (+7 916 123-45-67, 8 916 ...), as 7XXXXXXXXXX (the model's
+    normalize_phone); checked by validate_phone, for messages that say which part is wrong."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**{**kwargs, "max_length": 30})
+
+    def to_internal_value(self, data) -> str:
+        return normalize_phone(super().to_internal_value(data))
 
 
 class ClientSerializer(StrictModelSerializer):
     phone = PhoneField(
-        max_length=11,
-        help_text="11 digits starting with 7 (7XXXXXXXXXX); digits 2-4 are the operator code, 900-999.",
+        help_text="11 digits starting with 7 (7XXXXXXXXXX); digits 2-4 are the operator code, 900-999. "
+        "Taken as people write it too (+7 916 123-45-67, 8 (916) 123-45-67) and stored as 7XXXXXXXXXX."
     )
     timezone = StrictCharField(
         max_length=64,
@@ -129,7 +137,11 @@ class ClientSerializer(StrictModelSerializer):
             "updated_at",
         )
         extra_kwargs: ClassVar = {
-            "tag": {"help_text": "A free label to select clients by (at most 64 characters)."}
+            # The model's tag rule alone (tag_problem), without DRF's own length message beside it.
+            "tag": {
+                "help_text": "A free label to select clients by (at most 64 characters).",
+                "max_length": None,
+            }
         }
 
     def validate_phone(self, value: str) -> str:
@@ -208,7 +220,7 @@ class ImportSerializer(ImportReportSerializer):
 class StopEntrySerializer(StrictModelSerializer):
     """A phone on the stop list (or taken off it): it gets no message of any mailing."""
 
-    phone = PhoneField(max_length=11, help_text="The phone that opted out, 7XXXXXXXXXX.")
+    phone = PhoneField(help_text="The phone that opted out, 7XXXXXXXXXX (+7 and 8 forms are taken too).")
     reason = StrictCharField(
         max_length=500, required=False, allow_blank=True, help_text="Why, as the client said it."
     )

@@ -33,7 +33,7 @@ def test_timezone_defaults_to_utc(api):
     ("body", "field", "message"),
     [
         ({"phone": "7916123456"}, "phone", "11 digits"),
-        ({"phone": "89161234567"}, "phone", "11 digits"),
+        ({"phone": "+89161234567"}, "phone", "11 digits"),  # 8 is the trunk prefix, +8 is nothing
         ({"phone": "7916123456x"}, "phone", "11 digits"),
         ({"phone": "7\u0669\u0661\u0666\u0661\u0662\u0663\u0664\u0665\u0666\u0667"}, "phone", "11 digits"),
         ({"phone": "78161234567"}, "phone", "Operator code 816"),

@@ -61,10 +61,17 @@ def test_a_mailing_s_life_in_the_ui(manager_client, manager, now):
     assert AuditEntry.objects.get(action="cancelled").changes == {"state": ["scheduled", "cancelled"]}
 
 
-def test_the_engine_starting_a_mailing_is_recorded(make_mailing, now):
+def test_the_engine_starting_and_finishing_a_mailing_is_recorded(make_mailing, make_client, now):
+    make_client()
     mailing = make_mailing(start_at=now, end_at=now + timedelta(hours=1))
     scheduling.tick(now)
-    assert entries() == [("", "engine", "started", "mailing", str(mailing.pk))]
+    m = str(mailing.pk)
+    assert entries() == [("", "engine", "started", "mailing", m)]
+    assert AuditEntry.objects.get(action="started").changes == {"state": ["scheduled", "running"]}
+
+    scheduling.tick(now + timedelta(hours=1))  # its end: the pending message expires, it finishes
+    assert entries()[-1] == ("", "engine", "finished", "mailing", m)
+    assert AuditEntry.objects.get(action="finished").changes == {"state": ["running", "finished"]}
 
 
 def test_a_change_and_its_entry_are_one_transaction(manager_client, make_mailing, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from mailer.models import Client, Mailing, MailingError, MailingState, Message, MessageStatus
+from mailer.models import AuditEntry, Client, Mailing, MailingError, MailingState, Message, MessageStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -191,3 +191,51 @@ class TestControl:
             getattr(mailing, action)()
         mailing.refresh_from_db()
         assert mailing.state == state
+
+    # Written out, not read from Mailing.TRANSITIONS: the rule as the product promises it.
+    S = MailingState
+    MOVES = {
+        "start": ({S.SCHEDULED}, S.RUNNING, "started"),
+        "pause": ({S.SCHEDULED, S.RUNNING}, S.PAUSED, "paused"),
+        "resume": ({S.PAUSED}, S.SCHEDULED, "resumed"),
+        "cancel": ({S.SCHEDULED, S.RUNNING, S.PAUSED}, S.CANCELLED, "cancelled"),
+        "finish": ({S.SCHEDULED, S.RUNNING, S.PAUSED}, S.FINISHED, "finished"),
+    }
+
+    @pytest.mark.parametrize("state", MailingState.values)
+    @pytest.mark.parametrize("action", MOVES)
+    def test_every_state_change_goes_by_the_rule_with_its_audit_entry(self, make_mailing, now, state, action):
+        mailing = make_mailing(
+            start_at=now - timedelta(hours=1), end_at=now + timedelta(hours=1), state=state
+        )
+        allowed, to, word = self.MOVES[action]
+        if action == "start":
+            changed = mailing.start(now)
+        elif action == "finish":
+            changed = mailing.finish(now + timedelta(hours=2))  # its end has passed, nothing pending
+        else:
+            try:
+                getattr(mailing, action)(via="api")
+                changed = True
+            except MailingError:
+                changed = False
+        assert changed is (state in allowed)
+        mailing.refresh_from_db()
+        assert mailing.state == (to if changed else state)
+        entries = list(AuditEntry.objects.values_list("action", "changes"))
+        assert entries == ([(word, {"state": [state, to]})] if changed else [])
+        if action in ("pause", "resume", "cancel"):
+            assert getattr(Mailing(state=state), f"can_{action}") is (state in allowed)
+
+    def test_the_engine_finishes_nothing_with_a_message_pending(self, make_mailing, make_client, now):
+        mailing = make_mailing(start_at=now - timedelta(hours=1), end_at=now + timedelta(hours=1))
+        assert mailing.start(now)
+        Message.objects.create(mailing=mailing, client=make_client())
+        assert not mailing.finish(now + timedelta(hours=2))
+        assert mailing.state == MailingState.RUNNING
+
+    def test_the_engine_starts_nothing_before_its_time(self, make_mailing, now):
+        mailing = make_mailing(start_at=now + timedelta(minutes=1), end_at=now + timedelta(hours=1))
+        assert not mailing.start(now)
+        assert mailing.state == MailingState.SCHEDULED and mailing.started_at is None
+        assert mailing.start(now + timedelta(minutes=1)) and mailing.started_at == now + timedelta(minutes=1)

@@ -9,7 +9,15 @@ import pytest
 from rest_framework.test import APIClient
 
 from mailer.importing import import_clients
-from mailer.models import Client, Mailing, tag_problem, timezone_problem
+from mailer.models import (
+    Client,
+    Mailing,
+    StopEntry,
+    normalize_phone,
+    phone_problem,
+    tag_problem,
+    timezone_problem,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,38 +31,64 @@ def _api(admin_user) -> APIClient:
 
 
 @pytest.mark.parametrize("tag", BAD_TAGS)
-def test_a_bad_client_tag_is_refused_everywhere(client, admin_user, tag):
+def test_a_bad_client_tag_gets_one_message_everywhere(client, admin_user, tag):
     problem = tag_problem(tag)
     assert problem
     client.force_login(admin_user)
     data = {"phone": "79161234567", "tag": tag, "timezone": "UTC"}
-
-    dashboard = client.post("/clients/new/", data)
-    assert dashboard.status_code == 200
-    assert problem in dashboard.context["form"].errors["tag"] or len(tag) > 64
-
-    admin = client.post("/admin/mailer/client/add/", data)
-    assert admin.status_code == 200
-    assert admin.context["adminform"].form.errors["tag"]
-
-    api = _api(admin_user).post("/api/v1/clients/", data, format="json")
-    assert api.status_code == 400
-    assert "tag" in api.json()
-
+    assert client.post("/clients/new/", data).context["form"].errors["tag"] == [problem]
+    assert client.post("/admin/mailer/client/add/", data).context["adminform"].form.errors["tag"] == [problem]
+    assert _api(admin_user).post("/api/v1/clients/", data, format="json").json()["tag"] == [problem]
     report = import_clients(f'phone,tag\n79161234567,"{tag}"\n', all_or_nothing=True)
-    assert not report.written
+    if "\n" in tag:  # a CSV value can't hold a line break: the import says so first
+        assert not report.written
+    else:
+        assert [e.message for e in report.errors] == [problem]
     assert not Client.objects.exists()
 
 
-def test_control_characters_in_a_tag_get_one_message(client, admin_user):
+TYPED_PHONES = ["+7 916 123-45-67", "8 (916) 123 45 67", "7-916-123-45-67", " 79161234567 "]
+
+
+@pytest.mark.parametrize("typed", TYPED_PHONES)
+def test_a_phone_as_people_write_it_is_taken_everywhere(client, admin_user, typed):
     client.force_login(admin_user)
-    data = {"phone": "79161234567", "tag": "vip\x07", "timezone": "UTC"}
-    message = tag_problem("vip\x07")
-    assert client.post("/clients/new/", data).context["form"].errors["tag"] == [message]
-    assert client.post("/admin/mailer/client/add/", data).context["adminform"].form.errors["tag"] == [message]
-    assert _api(admin_user).post("/api/v1/clients/", data, format="json").json()["tag"] == [message]
-    report = import_clients("phone,tag\n79161234567,vip\x07\n", all_or_nothing=True)
-    assert [e.message for e in report.errors] == [message]
+    api = _api(admin_user)
+    doors = [
+        lambda: client.post("/clients/new/", {"phone": typed, "tag": "", "timezone": "UTC"}),
+        lambda: client.post("/admin/mailer/client/add/", {"phone": typed, "tag": "", "timezone": "UTC"}),
+        lambda: api.post("/api/v1/clients/", {"phone": typed}, format="json"),
+        lambda: import_clients(f'phone\n"{typed}"\n', all_or_nothing=True),
+    ]
+    for door in doors:
+        door()
+        assert list(Client.objects.values_list("phone", flat=True)) == ["79161234567"], door
+        Client.objects.all().delete()
+    for door in [
+        lambda: client.post("/stop-list/add/", {"phone": typed, "reason": "asked"}),
+        lambda: api.post("/api/v1/stop-list/", {"phone": typed}, format="json"),
+    ]:
+        door()
+        assert list(StopEntry.objects.values_list("phone", flat=True)) == ["79161234567"], door
+        StopEntry.objects.all().delete()
+
+
+@pytest.mark.parametrize("typed", ["+7 916 abc 45 67", "+8 916 123 45 67", "7916.123.45.67", "89161234567 8"])
+def test_a_phone_that_is_not_one_gets_one_message_everywhere(client, admin_user, typed):
+    problem = phone_problem(normalize_phone(typed))
+    assert problem
+    client.force_login(admin_user)
+    api = _api(admin_user)
+    data = {"phone": typed, "tag": "", "timezone": "UTC"}
+    assert client.post("/clients/new/", data).context["form"].errors["phone"] == [problem]
+    assert client.post("/admin/mailer/client/add/", data).context["adminform"].form.errors["phone"] == [
+        problem
+    ]
+    assert api.post("/api/v1/clients/", {"phone": typed}, format="json").json()["phone"] == [problem]
+    assert [e.message for e in import_clients(f'phone\n"{typed}"\n', all_or_nothing=True).errors] == [problem]
+    assert client.post("/stop-list/add/", {"phone": typed}).context["form"].errors["phone"] == [problem]
+    assert api.post("/api/v1/stop-list/", {"phone": typed}, format="json").json()["phone"] == [problem]
+    assert not Client.objects.exists() and not StopEntry.objects.exists()
 
 
 @pytest.mark.parametrize("tag", BAD_TAGS)
