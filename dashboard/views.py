@@ -99,8 +99,7 @@ def _running() -> list[dict[str, Any]]:
     rates = stats.rates([m.pk for m in running])
     result = []
     for m in running:
-        counts = {s: getattr(m, f"{s}_count") for s in stats.STATUSES} | {"total": m.total_count}
-        result.append(stats.progress(m, counts, rates.get(m.pk)))
+        result.append(stats.progress(m, stats.annotated_counts(m), rates.get(m.pk)))
     return result
 
 
@@ -502,8 +501,7 @@ def statistics(request: HtmxHttpRequest) -> HttpResponse:
     # would read the whole message table on each request.
     shown = [row.record.pk for row in table.page.object_list]
     table.counts = {
-        m.pk: {s: getattr(m, f"{s}_count") for s in stats.STATUSES}
-        | {"total": m.total_count, "sms_sent": m.sms_sent}
+        m.pk: stats.annotated_counts(m) | {"sms_sent": m.sms_sent}
         for m in stats.with_counts(Mailing.objects.filter(pk__in=shown))
     }
     return _page(request, "dashboard/statistics.html", "table", {"filter": filterset, "table": table})

@@ -53,6 +53,13 @@ def counts_of(mailing: Mailing) -> dict[str, int]:
     return _counts_row(mailing).as_dict()
 
 
+def annotated_counts(mailing: Mailing) -> dict[str, int]:
+    """`counts_of` for a mailing annotated by with_counts: the same dict, without a query."""
+    counts = {status: getattr(mailing, f"{status}_count") for status in STATUSES}
+    counts["total"] = mailing.total_count
+    return counts
+
+
 def totals(mailings: QuerySet[Mailing]) -> dict[str, int]:
     """Counts by status over all messages of the given mailings: one query."""
     sums = MailingCounts.objects.filter(mailing__in=mailings).aggregate(
