@@ -27,6 +27,7 @@ from mailer import audit, stats
 from mailer.api import schema
 from mailer.api import serializers as s
 from mailer.api.errors import PreconditionFailed
+from mailer.filters import StopStateFilterMixin
 from mailer.http import count_param
 from mailer.importing import ImportRefused, ImportReport, RowError, start_import
 from mailer.models import (
@@ -345,7 +346,7 @@ class MailingMessagesView(ListAPIView):
         return Message.objects.filter(mailing=mailing).select_related("client", "sent_text").order_by("id")
 
 
-class StopListFilter(StrictFilterSet):
+class StopListFilter(StopStateFilterMixin, StrictFilterSet):
     phone = filters.CharFilter(
         lookup_expr="startswith", max_length=11, help_text="Phones starting with these digits."
     )
@@ -358,15 +359,6 @@ class StopListFilter(StrictFilterSet):
     class Meta:
         model = StopEntry
         fields = ("phone", "state")
-
-    def by_state(self, queryset, name: str, value: str):
-        return queryset.in_state(value)
-
-    @property
-    def qs(self):
-        queryset = super().qs
-        # Without ?state=, what stands now.
-        return queryset if self.form.cleaned_data.get("state") else queryset.standing()
 
 
 @schema.stop_list
