@@ -144,6 +144,14 @@ def max_bytes() -> int:
     return settings.MAILER_IMPORT_MAX_MB * 2**20
 
 
+def size_problem(size: int) -> str | None:
+    """Why a file of `size` bytes can't be imported (over MAILER_IMPORT_MAX_MB), else None: the
+    page's form asks before the upload is stored, start_import while it stores (the API's door)."""
+    if size > max_bytes():
+        return _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
+    return None
+
+
 # Storing and starting ----------------------------------------------------------------------------
 
 
@@ -168,10 +176,8 @@ def start_import(
         lines = _LineCap()
         for seq, piece in enumerate(iter(lambda: upload.read(PIECE_BYTES), b"")):
             size += len(piece)
-            if size > max_bytes():
-                raise ImportRefused(
-                    _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
-                )
+            if problem := size_problem(size):
+                raise ImportRefused(problem)
             lines.feed(piece)
             ImportChunk.objects.create(client_import=imp, seq=seq, data=piece)
         try:
