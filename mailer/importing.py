@@ -140,6 +140,11 @@ class ImportRefused(Exception):
     """The file can't be taken at all (a cap); nothing is stored, or the import fails."""
 
 
+# What importing clients needs, whichever door (the dashboard's pages, the API): an import both
+# creates clients and updates the ones it finds.
+PERMISSIONS = ("mailer.add_client", "mailer.change_client")
+
+
 def max_bytes() -> int:
     return settings.MAILER_IMPORT_MAX_MB * 2**20
 

@@ -16,6 +16,9 @@ from django.utils import timezone
 from mailer.models import Mailing, MailingCounts, MailingText, MessageStatus
 
 STATUSES = [s.value for s in MessageStatus]
+# What reading statistics needs, whichever door (the dashboard's pages, the API): they are counts
+# kept per mailing (MailingCounts), never the messages themselves.
+PERMISSIONS = ("mailer.view_mailing",)
 # Below this span between the first and the last message sent there is no rate to speak of
 # (two messages a millisecond apart are not 120,000 a minute).
 MIN_RATE_SPAN = timedelta(seconds=10)
