@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 import django_filters
 from django import forms
@@ -78,7 +78,7 @@ class MailingFilter(django_filters.FilterSet):
         return queryset.filter(start_at__gte=_day_start(value))
 
     def starts_to(self, queryset: QuerySet[Mailing], name: str, value) -> QuerySet[Mailing]:
-        return queryset.filter(start_at__lt=_day_start(value) + timezone.timedelta(days=1))
+        return queryset.filter(start_at__lt=_day_start(value) + timedelta(days=1))
 
 
 class StatsFilter(MailingFilter):
@@ -210,4 +210,4 @@ class AuditFilter(django_filters.FilterSet):
         return queryset.filter(at__gte=_day_start(value))
 
     def on_or_before(self, queryset: QuerySet[AuditEntry], name: str, value) -> QuerySet[AuditEntry]:
-        return queryset.filter(at__lt=_day_start(value) + timezone.timedelta(days=1))
+        return queryset.filter(at__lt=_day_start(value) + timedelta(days=1))

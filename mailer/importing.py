@@ -98,10 +98,6 @@ class ImportReport:
     # True when rows were written (the report of an all-or-nothing import with errors says False).
     written: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return not self.error_count
-
     def add_error(self, error: RowError) -> None:
         self.error_count += 1
         if len(self.errors) < ERRORS_KEPT:
