@@ -1,4 +1,6 @@
-"""Every page needs a login, except the paths that authenticate on their own."""
+"""Every page needs a login, except the views marked `@login_not_required` (Django's rule): the
+probes and the sign-in pages are marked where they are written, and DRF marks every API view
+itself, as the API answers 401 with its own token check instead of redirecting to a login page."""
 
 from __future__ import annotations
 
@@ -15,24 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from mailer.http import HtmxHttpRequest
 
 
-def is_login_exempt(path: str) -> bool:
-    """True for paths under a LOGIN_EXEMPT_PREFIXES entry ending in "/", or equal to another entry.
-
-    The API answers 401 with its own bearer-token check and the probes must work without a
-    session, so a redirect to the login page would be wrong for both.
-    """
-    for entry in settings.LOGIN_EXEMPT_PREFIXES:
-        if path.startswith(entry) if entry.endswith("/") else path in (entry, entry + "/"):
-            return True
-    return False
-
-
 class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
-    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
-        if is_login_exempt(request.path_info):
-            return None
-        return super().process_view(request, view_func, view_args, view_kwargs)
-
     def handle_no_permission(self, request: HtmxHttpRequest, view_func) -> HttpResponse:
         if request.htmx:
             # A plain redirect would be followed by the XHR and the login form swapped into a

@@ -67,7 +67,7 @@ def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
 
     def rows() -> Iterator[Sequence[Any]]:
         for m in mailings.iterator(chunk_size=CHUNK_SIZE):
-            counts = {s: getattr(m, f"{s}_count") for s in STATUSES}
+            counts = stats.annotated_counts(m)
             yield (
                 m.pk,
                 m.text,
@@ -76,9 +76,9 @@ def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
                 m.end_at,
                 " ".join(m.filter_tags),
                 " ".join(m.filter_operator_codes),
-                m.total_count,
-                *counts.values(),
-                stats.delivery_rate(counts | {"total": m.total_count}),
+                counts["total"],
+                *(counts[status] for status in STATUSES),
+                stats.delivery_rate(counts),
                 m.sms_parts,
                 m.sms_sent,
             )

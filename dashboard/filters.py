@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 import django_filters
 from django import forms
@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailer import audit
+from mailer.filters import StopStateFilterMixin
 from mailer.formats import hint as formats_hint
 from mailer.http import count_param
 from mailer.models import (
@@ -77,7 +78,7 @@ class MailingFilter(django_filters.FilterSet):
         return queryset.filter(start_at__gte=_day_start(value))
 
     def starts_to(self, queryset: QuerySet[Mailing], name: str, value) -> QuerySet[Mailing]:
-        return queryset.filter(start_at__lt=_day_start(value) + timezone.timedelta(days=1))
+        return queryset.filter(start_at__lt=_day_start(value) + timedelta(days=1))
 
 
 class StatsFilter(MailingFilter):
@@ -160,7 +161,7 @@ def distinct_values(field: str, model=Client) -> list[str]:
         return sorted(value for (value,) in cursor.fetchall())
 
 
-class StopListFilter(django_filters.FilterSet):
+class StopListFilter(StopStateFilterMixin, django_filters.FilterSet):
     phone = django_filters.CharFilter(method="search_phone", label=_("Phone"), widget=_search_input())
     state = django_filters.ChoiceFilter(
         method="by_state",
@@ -177,16 +178,6 @@ class StopListFilter(django_filters.FilterSet):
         digits = normalize_phone(value) if value.strip().startswith(("8", "+7")) else value
         digits = "".join(ch for ch in digits if ch in "0123456789")
         return queryset.filter(phone__contains=digits) if digits else queryset
-
-    def by_state(self, queryset: QuerySet[StopEntry], name: str, value: str) -> QuerySet[StopEntry]:
-        return queryset.in_state(value)
-
-    @property
-    def qs(self) -> QuerySet[StopEntry]:
-        queryset = super().qs
-        if not (self.is_bound and self.form.is_valid() and self.form.cleaned_data.get("state")):
-            queryset = queryset.standing()  # without a choice: what stands now
-        return queryset
 
 
 class AuditFilter(django_filters.FilterSet):
@@ -219,4 +210,4 @@ class AuditFilter(django_filters.FilterSet):
         return queryset.filter(at__gte=_day_start(value))
 
     def on_or_before(self, queryset: QuerySet[AuditEntry], name: str, value) -> QuerySet[AuditEntry]:
-        return queryset.filter(at__lt=_day_start(value) + timezone.timedelta(days=1))
+        return queryset.filter(at__lt=_day_start(value) + timedelta(days=1))

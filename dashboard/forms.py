@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
-from mailer.importing import max_bytes
+from mailer.importing import size_problem
 from mailer.models import Client, Mailing, PhoneFormField, available_timezones, normalize_text, tag_problem
 
 MAX_TEXT = Mailing._meta.get_field("text").max_length
@@ -164,10 +164,8 @@ class ImportForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        if upload.size > max_bytes():
-            raise ValidationError(
-                _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
-            )
+        if problem := size_problem(upload.size):
+            raise ValidationError(problem)
         return upload
 
 

@@ -13,8 +13,9 @@ from mailer import audit, stats
 from mailer.models import ENGINE_REASONS, AuditEntry, Client, Mailing, Message, MessageStatus, StopEntry
 from mailer.stats import STATUSES
 
-# The one place for the colour of a mailing's state and a message's status (Bootstrap's names):
-# badges here and in templates (the `colour` filter), the progress bar's segments.
+# The one place for the colour of a state (Bootstrap's names): badges here and in templates (the
+# `colour` filter), the progress bars. A mailing's state and a message's status by their value;
+# the states of other things by "<thing>.<state>", as the same word may mean another state there.
 COLOURS = {
     "scheduled": "info",
     "running": "primary",
@@ -25,6 +26,13 @@ COLOURS = {
     "sent": "success",
     "failed": "danger",
     "expired": "warning",
+    "client.opted_out": "secondary",
+    "import.done": "success",
+    "import.failed": "danger",
+    "gateway.ok": "success",
+    "gateway.paused": "danger",
+    "token.expired": "secondary",
+    "user.locked_out": "warning",
 }
 
 
@@ -155,7 +163,7 @@ class ClientTable(tables.Table):
         attrs = {"class": "table table-sm table-hover align-middle"}
 
     def render_opted_out(self, value: bool) -> str:
-        return badge("cancelled", _("opted out")) if value else ""
+        return badge("client.opted_out", _("opted out")) if value else ""
 
 
 class MessageTable(tables.Table):

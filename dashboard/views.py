@@ -100,8 +100,7 @@ def _running() -> list[dict[str, Any]]:
     rates = stats.rates([m.pk for m in running])
     result = []
     for m in running:
-        counts = {s: getattr(m, f"{s}_count") for s in stats.STATUSES} | {"total": m.total_count}
-        result.append(stats.progress(m, counts, rates.get(m.pk)))
+        result.append(stats.progress(m, stats.annotated_counts(m), rates.get(m.pk)))
     return result
 
 
@@ -494,7 +493,7 @@ def _stats_queryset(request: HtmxHttpRequest) -> tuple[StatsFilter, QuerySet[Mai
     return filterset, filterset.qs
 
 
-@permission_required("mailer.view_mailing", raise_exception=True)
+@permission_required(stats.PERMISSIONS, raise_exception=True)
 def statistics(request: HtmxHttpRequest) -> HttpResponse:
     filterset, mailings = _stats_queryset(request)
     table = StatsTable(mailings)
@@ -503,14 +502,13 @@ def statistics(request: HtmxHttpRequest) -> HttpResponse:
     # would read the whole message table on each request.
     shown = [row.record.pk for row in table.page.object_list]
     table.counts = {
-        m.pk: {s: getattr(m, f"{s}_count") for s in stats.STATUSES}
-        | {"total": m.total_count, "sms_sent": m.sms_sent}
+        m.pk: stats.annotated_counts(m) | {"sms_sent": m.sms_sent}
         for m in stats.with_counts(Mailing.objects.filter(pk__in=shown))
     }
     return _page(request, "dashboard/statistics.html", "table", {"filter": filterset, "table": table})
 
 
-@permission_required("mailer.view_mailing", raise_exception=True)
+@permission_required(stats.PERMISSIONS, raise_exception=True)
 @require_GET
 def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
     """Counts by status over all filtered mailings. The page loads it after itself: it reads every
@@ -525,7 +523,7 @@ def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/statistics.html#totals", context)
 
 
-@permission_required("mailer.view_mailing", raise_exception=True)
+@permission_required(stats.PERMISSIONS, raise_exception=True)
 @require_GET
 def statistics_csv(request: HtmxHttpRequest) -> StreamingHttpResponse:
     _filterset, mailings = _stats_queryset(request)
@@ -540,7 +538,12 @@ def client_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = ClientFilter(request.GET or None, queryset=Client.objects.all())
     table = ClientTable(filterset.qs.annotate(opted_out=StopEntry.standing_for(OuterRef("phone"))))
     _paginate(request, table)
-    return _page(request, "dashboard/client_list.html", "table", {"filter": filterset, "table": table})
+    context = {
+        "filter": filterset,
+        "table": table,
+        "can_import": request.user.has_perms(importing.PERMISSIONS),
+    }
+    return _page(request, "dashboard/client_list.html", "table", context)
 
 
 @permission_required("mailer.add_client", raise_exception=True)
@@ -581,7 +584,7 @@ def client_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-@permission_required("mailer.add_client", raise_exception=True)
+@permission_required(importing.PERMISSIONS, raise_exception=True)
 def client_import(request: HtmxHttpRequest) -> HttpResponse:
     """Upload a file: "Check" stops after the check for a go-ahead, "Import" writes at once. A
     worker does the work; the import's page follows it."""
@@ -604,7 +607,7 @@ def client_import(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/client_import.html", {"form": form, "recent": recent})
 
 
-@permission_required("mailer.add_client", raise_exception=True)
+@permission_required(importing.PERMISSIONS, raise_exception=True)
 @require_GET
 def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Progress while it runs (htmx polls the fragment), then the report."""
@@ -618,7 +621,7 @@ def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/client_import_detail.html", context)
 
 
-@permission_required("mailer.add_client", raise_exception=True)
+@permission_required(importing.PERMISSIONS, raise_exception=True)
 @require_POST
 def client_import_confirm(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     imp = get_object_or_404(ClientImport, pk=pk)
@@ -629,7 +632,7 @@ def client_import_confirm(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return redirect("dashboard:client-import-detail", pk=imp.pk)
 
 
-@permission_required("mailer.add_client", raise_exception=True)
+@permission_required(importing.PERMISSIONS, raise_exception=True)
 @require_GET
 def client_import_report(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     """Every stored error (up to importing.ERRORS_KEPT), as CSV."""

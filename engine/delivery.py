@@ -44,6 +44,7 @@ from mailer.models import (
     ENDED_WHY,
     NO_WINDOW_WHY,
     OPTED_OUT_WHY,
+    TOO_MANY_PARTS_WHY,
     GatewayState,
     Mailing,
     MailingCounts,
@@ -132,12 +133,11 @@ def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) ->
         return Outcome({}, None, logging.DEBUG, "released: the mailing is not running")
     if max_parts and mailing.sms_parts > max_parts:
         # Saving refuses such a text; this one predates a lower cap. Never billed for more.
-        why = f"the text takes {mailing.sms_parts} SMS parts, over MAILER_MAX_PARTS ({max_parts})"
         return Outcome(
-            {"status": MessageStatus.FAILED, "last_error": why},
+            {"status": MessageStatus.FAILED, "last_error": TOO_MANY_PARTS_WHY},
             MessageStatus.FAILED,
             logging.WARNING,
-            f"failed: {why}",
+            f"failed: the text takes {mailing.sms_parts} SMS parts, over MAILER_MAX_PARTS ({max_parts})",
         )
     if msg.client_id is None:
         return Outcome(
@@ -439,10 +439,10 @@ class Deliverer:
                 msg, error, at, batch.mailings[msg.mailing_id], self.config, batch.healthy, result.seconds
             )
             if label := request_label(error):
-                metrics.PROVIDER_REQUEST_SECONDS.labels(label).observe(result.seconds)
+                metrics.GATEWAY_REQUEST_SECONDS.labels(label).observe(result.seconds)
             if error is None or not label:
                 continue
-            metrics.PROVIDER_ERRORS.labels(error.kind).inc()
+            metrics.GATEWAY_ERRORS.labels(error.kind).inc()
             last_error = str(error)
             if error.kind == ErrorKind.AUTH:
                 auth_error = last_error

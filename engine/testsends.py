@@ -42,7 +42,7 @@ from mailer.models import (
     phone_problem,
 )
 
-logger = logging.getLogger("mailer.gateway")
+logger = logging.getLogger("mailer.testsends")
 
 # A sender stopped mid-send: after this, the send is reported as cut short (never sent again).
 LEASE = timedelta(seconds=60)

@@ -99,10 +99,6 @@ class ImportReport:
     # True when rows were written (the report of an all-or-nothing import with errors says False).
     written: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return not self.error_count
-
     def add_error(self, error: RowError) -> None:
         self.error_count += 1
         if len(self.errors) < ERRORS_KEPT:
@@ -141,8 +137,21 @@ class ImportRefused(Exception):
     """The file can't be taken at all (a cap); nothing is stored, or the import fails."""
 
 
+# What importing clients needs, whichever door (the dashboard's pages, the API): an import both
+# creates clients and updates the ones it finds.
+PERMISSIONS = ("mailer.add_client", "mailer.change_client")
+
+
 def max_bytes() -> int:
     return settings.MAILER_IMPORT_MAX_MB * 2**20
+
+
+def size_problem(size: int) -> str | None:
+    """Why a file of `size` bytes can't be imported (over MAILER_IMPORT_MAX_MB), else None: the
+    page's form asks before the upload is stored, start_import while it stores (the API's door)."""
+    if size > max_bytes():
+        return _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
+    return None
 
 
 # Storing and starting ----------------------------------------------------------------------------
@@ -169,10 +178,8 @@ def start_import(
         lines = _LineCap()
         for seq, piece in enumerate(iter(lambda: upload.read(PIECE_BYTES), b"")):
             size += len(piece)
-            if size > max_bytes():
-                raise ImportRefused(
-                    _("The file is larger than %(mb)s MB; split it.") % {"mb": settings.MAILER_IMPORT_MAX_MB}
-                )
+            if problem := size_problem(size):
+                raise ImportRefused(problem)
             lines.feed(piece)
             ImportChunk.objects.create(client_import=imp, seq=seq, data=piece)
         try:

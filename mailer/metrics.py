@@ -15,13 +15,15 @@ from prometheus_client import Counter, Histogram
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
-PROVIDER_REQUEST_SECONDS = Histogram(
+# The Python names say "gateway" like the code around them; the metric names ("provider") are kept
+# as dashboards and alerts know them.
+GATEWAY_REQUEST_SECONDS = Histogram(
     "mailer_provider_request_seconds",
     "Time of one request to the SMS gateway.",
     ["outcome"],  # ok | retryable | permanent | auth
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-PROVIDER_ERRORS = Counter(
+GATEWAY_ERRORS = Counter(
     "mailer_provider_errors",
     "Failed requests to the SMS gateway, by kind.",
     ["kind"],  # timeout | connection | http_5xx | http_429 | http_4xx | auth | bad_answer

@@ -25,7 +25,10 @@ from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
 
 from mailer import sms
 
-logger = logging.getLogger("mailer.gateway")
+# Loggers named for what they log (docs/logging.md lists them).
+gateway_logger = logging.getLogger("mailer.gateway")  # the gateway's state: a refused token, the breaker
+retention_logger = logging.getLogger("mailer.retention")
+stop_list_logger = logging.getLogger("mailer.stop_list")
 
 # [0-9], not \d: \d also matches other scripts' digits (Python and PostgreSQL alike).
 PHONE_RE = r"^7[0-9]{10}$"
@@ -252,15 +255,25 @@ class MessageStatus(models.TextChoices):
 
 
 # Why the engine gave a message its final status, kept in `last_error` as written here (the worker
-# has no user's language) and translated where a person reads it (ENGINE_REASONS).
+# has no user's language) and translated where a person reads it (ENGINE_REASONS). The field's
+# name is older than these reasons, which are no errors; the API's users know it, so it stays.
 CANCELLED_WHY = gettext_noop("the mailing was cancelled")
 ENDED_WHY = gettext_noop("the mailing ended before it could be sent")
 CLIENT_DELETED_WHY = gettext_noop("the client was deleted")
 NO_WINDOW_WHY = gettext_noop("the client's local window does not open before the end")
 UNMATCHED_WHY = gettext_noop("no longer matches the filter")
 OPTED_OUT_WHY = gettext_noop("the client is on the stop list (opted out)")
+TOO_MANY_PARTS_WHY = gettext_noop("the text takes more SMS parts than MAILER_MAX_PARTS allows")
 ENGINE_REASONS = frozenset(
-    {CANCELLED_WHY, ENDED_WHY, CLIENT_DELETED_WHY, NO_WINDOW_WHY, UNMATCHED_WHY, OPTED_OUT_WHY}
+    {
+        CANCELLED_WHY,
+        ENDED_WHY,
+        CLIENT_DELETED_WHY,
+        NO_WINDOW_WHY,
+        UNMATCHED_WHY,
+        OPTED_OUT_WHY,
+        TOO_MANY_PARTS_WHY,
+    }
 )
 
 
@@ -847,7 +860,7 @@ class MailingCounts(models.Model):
                     )
                     if not ids:
                         cls.objects.filter(mailing_id=mailing_id).update(purged_at=timezone.now())
-                        logger.info(
+                        retention_logger.info(
                             "mailing_id=%s messages purged (retention): counts kept",
                             mailing_id,
                             extra={"mailing_id": mailing_id},
@@ -958,7 +971,7 @@ class GatewayState(models.Model):
             GatewayState.objects.filter(pk=self.pk, auth_failed_token=self.auth_failed_token).update(
                 auth_error="", auth_failed_token=""
             )
-            logger.warning("gateway token changed since it was refused: sending resumes")
+            gateway_logger.warning("gateway token changed since it was refused: sending resumes")
         if self.stopped_because(now, token_hash):
             return 0
         if self.consecutive_failures >= threshold:
@@ -1003,7 +1016,7 @@ class GatewayState(models.Model):
             if failures >= threshold:
                 seconds = min(breaker_seconds * 2 ** (failures - threshold), cls.BREAKER_MAX_SECONDS)
                 fields["breaker_open_until"] = now + timedelta(seconds=seconds)
-                logger.error(
+                gateway_logger.error(
                     "gateway looks down (last error: %s): breaker open for %.0fs", last_error, seconds
                 )
             state.update(**fields)
@@ -1266,7 +1279,7 @@ class StopEntry(models.Model):
                 return cls.objects.standing().get(phone=phone), False
             changes = {"phone": [None, phone], "source": [None, source], "reason": [None, reason[:500]]}
             AuditEntry.record(user, "opted_out", entry, changes, via=_VIA.get(source, "ui"))
-        logger.info("phone %s opted out (%s)", phone, source, extra={"stop_entry_id": entry.pk})
+        stop_list_logger.info("phone %s opted out (%s)", phone, source, extra={"stop_entry_id": entry.pk})
         return entry, True
 
     @classmethod
@@ -1280,14 +1293,14 @@ class StopEntry(models.Model):
                 removed_at=timezone.now(), removed_by=user, removal_reason=reason[:500]
             )
             AuditEntry.record(user, "opted_in", entry, {"removal_reason": [None, reason[:500]]}, via=via)
-        logger.info("phone %s taken off the stop list", phone)
+        stop_list_logger.info("phone %s taken off the stop list", phone)
         return True
 
 
 class AuditEntry(models.Model):
     """Who did what to what, and when, with the fields that changed ({field: [before, after]}).
 
-    Written by mailer.audit.record in the same transaction as the change it describes, so there is
+    Written by AuditEntry.record in the same transaction as the change it describes, so there is
     no change without its entry and no entry without its change. Never edited; kept when the user
     or the object is deleted (the names are copied)."""
 

@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from mailer.csvfiles import csv_text
 from mailer.models import Mailing, Report
-from mailer.stats import STATUSES, totals, with_counts
+from mailer.stats import STATUSES, annotated_counts, totals, with_counts
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +105,10 @@ def _build(start: datetime, end: datetime) -> ReportContent:
     def csv_rows():
         for m in rows:
             times = (m.start_at, m.end_at, m.started_at, m.finished_at)
-            counts = (getattr(m, f"{status}_count") for status in STATUSES)
+            counts = annotated_counts(m)
             yield [
-                m.pk, m.text, m.state, *map(_iso, times), m.total_count, *counts, m.sent_in_period,
+                m.pk, m.text, m.state, *map(_iso, times), counts["total"],
+                *(counts[status] for status in STATUSES), m.sent_in_period,
                 m.sms_parts, m.sms_sent,
             ]  # fmt: skip
 

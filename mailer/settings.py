@@ -109,8 +109,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    # Sign-in (accounts): every page needs a login except the exempt prefixes below, and a refused
-    # single sign-on lands on the refusal page instead of a 500.
+    # Sign-in (accounts): every page needs a login except the views marked @login_not_required (the
+    # probes, the sign-in pages; DRF marks the API's views), and a refused single sign-on lands on
+    # the refusal page instead of a 500.
     "accounts.middleware.LoginRequiredMiddleware",
     # The signed-in user's time zone and language (accounts.models.Profile).
     "accounts.middleware.UserPreferencesMiddleware",
@@ -176,10 +177,6 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 # Sign-in: local accounts always; Auth0 single sign-on when all three AUTH0_* variables are set.
-# The REST API and the probes authenticate (or not) on their own, so they answer 401 instead of
-# redirecting to the login page.
-# An entry ending in "/" exempts everything under it, any other entry just that path.
-LOGIN_EXEMPT_PREFIXES = ["/api/", "/metrics", "/healthz", "/readyz"]
 AUTH0_DOMAIN = env("AUTH0_DOMAIN").removeprefix("https://").rstrip("/")
 AUTH0_CLIENT_ID = env("AUTH0_CLIENT_ID")
 AUTH0_CLIENT_SECRET = env("AUTH0_CLIENT_SECRET")

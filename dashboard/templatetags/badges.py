@@ -1,5 +1,5 @@
-"""`{{ state|colour }}`: the Bootstrap colour of a mailing's state or a message's status, from the
-one table of them (dashboard.tables.COLOURS)."""
+"""`{{ state|colour }}`: the Bootstrap colour of a state (a mailing's, a message's, or one named
+like "import.done"), from the one table of them (dashboard.tables.COLOURS)."""
 
 from __future__ import annotations
 

@@ -8,10 +8,13 @@ from rest_framework.permissions import DjangoModelPermissions
 
 
 class ModelPermissions(DjangoModelPermissions):
-    """Model permissions by method; a view may name the permissions of an action instead.
+    """Model permissions by method; a view may name the permissions of an action instead, or of
+    all its methods.
 
     Actions that are not plain CRUD say what they need in `action_permissions`, e.g. pausing a
-    mailing (a POST) needs `mailer.change_mailing`, not `add_mailing`.
+    mailing (a POST) needs `mailer.change_mailing`, not `add_mailing`; a view that is not about one
+    model says it in `required_permissions`. An act the dashboard offers too names the rule both
+    doors ask (`importing.PERMISSIONS`, `stats.PERMISSIONS`).
     """
 
     perms_map: ClassVar[dict[str, list[str]]] = {
@@ -33,6 +36,8 @@ class ModelPermissions(DjangoModelPermissions):
             return True  # a method the endpoint does not have: 405 (from the view), not 403
 
         perms = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))
+        if perms is None:
+            perms = getattr(view, "required_permissions", None)
         if perms is not None:
             return request.user.has_perms(perms)
         return super().has_permission(request, view)

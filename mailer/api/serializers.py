@@ -470,9 +470,7 @@ class MailingCountsSerializer(serializers.ModelSerializer):
     @extend_schema_field(CountsSerializer)
     def get_counts(self, mailing) -> dict[str, int]:
         # Annotated by stats.with_counts: no query per mailing.
-        counts = {s: getattr(mailing, f"{s}_count") for s in stats.STATUSES}
-        counts["total"] = mailing.total_count
-        return counts
+        return stats.annotated_counts(mailing)
 
 
 class StatsSerializer(serializers.Serializer):

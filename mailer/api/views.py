@@ -23,10 +23,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mailer import audit, stats
+from mailer import audit, importing, stats
 from mailer.api import schema
 from mailer.api import serializers as s
 from mailer.api.errors import PreconditionFailed
+from mailer.filters import StopStateFilterMixin
 from mailer.http import count_param
 from mailer.importing import ImportRefused, ImportReport, RowError, start_import
 from mailer.models import (
@@ -84,10 +85,7 @@ class ClientViewSet(viewsets.ModelViewSet):
     # Ids are numbers; anything else falls through to urls.not_found's JSON 404.
     lookup_value_converter = "int"
     filterset_class = ClientFilter
-    action_permissions = {
-        "import_csv": ["mailer.add_client", "mailer.change_client"],
-        "import_status": ["mailer.add_client", "mailer.change_client"],
-    }
+    action_permissions = {"import_csv": importing.PERMISSIONS, "import_status": importing.PERMISSIONS}
 
     def perform_create(self, serializer) -> None:
         with transaction.atomic():
@@ -202,12 +200,12 @@ class MailingViewSet(viewsets.ModelViewSet):
     serializer_class = s.MailingSerializer
     filterset_class = MailingFilter
     lookup_value_converter = "int"
-    # Controlling a mailing is changing it; its statistics are reading its messages.
+    # Controlling a mailing is changing it; its statistics need what all statistics need.
     action_permissions = {
         "pause": ["mailer.change_mailing"],
         "resume": ["mailer.change_mailing"],
         "cancel": ["mailer.change_mailing"],
-        "stats": ["mailer.view_mailing", "mailer.view_message"],
+        "stats": stats.PERMISSIONS,
     }
 
     def perform_create(self, serializer) -> None:
@@ -345,7 +343,7 @@ class MailingMessagesView(ListAPIView):
         return Message.objects.filter(mailing=mailing).select_related("client", "sent_text").order_by("id")
 
 
-class StopListFilter(StrictFilterSet):
+class StopListFilter(StopStateFilterMixin, StrictFilterSet):
     phone = filters.CharFilter(
         lookup_expr="startswith", max_length=11, help_text="Phones starting with these digits."
     )
@@ -358,15 +356,6 @@ class StopListFilter(StrictFilterSet):
     class Meta:
         model = StopEntry
         fields = ("phone", "state")
-
-    def by_state(self, queryset, name: str, value: str):
-        return queryset.in_state(value)
-
-    @property
-    def qs(self):
-        queryset = super().qs
-        # Without ?state=, what stands now.
-        return queryset if self.form.cleaned_data.get("state") else queryset.standing()
 
 
 @schema.stop_list
@@ -440,7 +429,7 @@ class AuditView(ListAPIView):
 
 
 class StatsView(APIView):
-    queryset = Mailing.objects.none()  # for the permission check (view_mailing)
+    required_permissions = stats.PERMISSIONS
 
     @schema.all_stats
     def get(self, request: Request) -> Response:

@@ -71,3 +71,54 @@ def test_demoting_an_admin_takes_staff_away(django_user_model):
 def test_unknown_role_is_a_programming_error(django_user_model):
     with pytest.raises(ValueError, match="unknown role"):
         set_role(django_user_model.objects.create_user("x"), "owner")
+
+
+def _user_with(django_user_model, perms) -> object:
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("someone", password="pw")
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def _doors(act: str) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
+    """The rule of an act and its doors: the dashboard's pages and the API's endpoints."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailer import importing, stats
+    from mailer.models import ClientImport, ImportState, Mailing
+
+    if act == "import":
+        imp = ClientImport.objects.create(state=ImportState.DONE).pk
+        doors = [f"/clients/import/{imp}/", f"/clients/import/{imp}/errors.csv"]
+        doors += [f"/api/v1/clients/imports/{imp}/"]
+        return importing.PERMISSIONS, [("get", "/clients/import/"), ("post", "/api/v1/clients/import/")] + [
+            ("get", door) for door in doors
+        ]
+    now = timezone.now()
+    mailing = Mailing.objects.create(text="x", start_at=now, end_at=now + timedelta(hours=1)).pk
+    doors = ["/statistics/", "/statistics/totals/", "/statistics/mailings.csv", "/api/v1/stats/"]
+    return stats.PERMISSIONS, [("get", door) for door in [*doors, f"/api/v1/mailings/{mailing}/stats/"]]
+
+
+@pytest.mark.parametrize("act", ["import", "statistics"])
+def test_the_dashboard_and_the_api_ask_the_same_permissions_for_an_act(django_user_model, act):
+    """An import needs add_client and change_client (it creates and updates clients); statistics
+    need view_mailing (they are counts kept per mailing, not the messages). Both doors ask the
+    one rule: all its permissions let a user in, any one missing keeps them out."""
+    from rest_framework.test import APIClient
+
+    perms, doors = _doors(act)
+    for missing in (None, *perms):
+        django_user_model.objects.filter(username="someone").delete()
+        client = APIClient()
+        client.force_login(_user_with(django_user_model, [p for p in perms if p != missing]))
+        for method, url in doors:
+            status = getattr(client, method)(url).status_code
+            assert (status == 403) == (missing is not None), f"{method} {url} without {missing}: {status}"

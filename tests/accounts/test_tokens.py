@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -115,16 +116,14 @@ def test_create_with_an_expiry_and_the_list_shows_it_and_the_last_use(client, al
 
     token = ApiToken.objects.get()
     assert response.status_code == 200
-    assert (
-        timezone.timedelta(days=6, hours=23) < token.expires_at - timezone.now() <= timezone.timedelta(days=7)
-    )
+    assert timedelta(days=6, hours=23) < token.expires_at - timezone.now() <= timedelta(days=7)
     raw = re.search(r'value="(mlr_[^"]+)"', response.content.decode()).group(1)
     assert client.get("/api/v1/stats/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
     token.refresh_from_db()
     listing = client.get("/accounts/tokens/").content.decode()
     assert "Expires" in listing and "Last used" in listing
     assert "never</td>" not in listing  # neither the expiry nor the last use is empty now
-    token.expires_at = timezone.now() - timezone.timedelta(minutes=1)
+    token.expires_at = timezone.now() - timedelta(minutes=1)
     token.save()
     assert "expired</span>" in client.get("/accounts/tokens/").content.decode()
 

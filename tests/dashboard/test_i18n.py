@@ -257,3 +257,14 @@ def test_a_wrong_type_is_refused_in_russian_too(django_user_model):
         "/api/v1/stop-list/", {"phone": 79161234567}, format="json", HTTP_ACCEPT_LANGUAGE="ru"
     )
     assert response.status_code == 400 and response.json() == {"phone": ["Нужна строка."]}
+
+
+def test_the_engine_s_reasons_are_shown_in_the_reader_s_language(viewer_client, world):
+    """Kept in English in last_error (the worker has no reader), shown translated (ENGINE_REASONS)."""
+    from mailer.models import TOO_MANY_PARTS_WHY
+
+    mailing = world[0]
+    Message.objects.filter(mailing=mailing, status=MessageStatus.FAILED).update(last_error=TOO_MANY_PARTS_WHY)
+    page = viewer_client.get(f"/mailings/{mailing.pk}/", **RU).content.decode()
+    assert "текст занимает больше частей SMS, чем разрешает MAILER_MAX_PARTS" in page
+    assert TOO_MANY_PARTS_WHY not in page

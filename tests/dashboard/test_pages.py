@@ -289,3 +289,36 @@ def test_state_colours_come_from_one_table(viewer_client, mailing):
     assert '<span class="badge text-bg-dark">Paused</span>' in listed
     assert '<span class="badge text-bg-info">Sent</span>' in detail  # the messages table
     assert '<div class="progress-bar bg-info">' in detail and "bg-success" not in detail
+
+
+def test_every_colour_a_template_names_is_in_the_table():
+    """A state's colour named in a template ("import.done"|colour) is a key of COLOURS: a
+    misspelt one would fall back to "light" unseen."""
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from dashboard import tables
+
+    text = "".join(p.read_text() for p in Path(settings.BASE_DIR, "templates").rglob("*.html"))
+    named = set(re.findall(r"""["']([\w.]+)["']\|colour""", text))
+    assert {"client.opted_out", "import.done", "gateway.ok", "token.expired", "user.locked_out"} <= named
+    assert named <= set(tables.COLOURS)
+
+
+def test_other_states_take_their_colours_from_the_table_too(manager_client, make_client, monkeypatch):
+    from dashboard import tables
+    from mailer.models import OptOutSource, StopEntry
+
+    for key in ("client.opted_out", "gateway.ok"):
+        monkeypatch.setitem(tables.COLOURS, key, "dark")
+    client = make_client()
+    StopEntry.opt_out(client.phone, OptOutSource.UI)
+    assert (
+        '<span class="badge text-bg-dark">opted out</span>'
+        in manager_client.get("/clients/").content.decode()
+    )
+    page = manager_client.get(f"/clients/{client.pk}/").content.decode()
+    assert '<span class="badge text-bg-dark">opted out</span>' in page
+    assert '<span class="badge text-bg-dark">OK</span>' in manager_client.get("/").content.decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -58,7 +59,7 @@ def test_the_form_says_when_the_text_is_over_the_cap(viewer_client, manager_clie
         {
             "text": CYR71,
             "start_at": timezone.localtime(now).strftime("%Y-%m-%dT%H:%M"),
-            "end_at": timezone.localtime(now + timezone.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            "end_at": timezone.localtime(now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
         },
     )
     assert response.status_code == 200  # the form again, with the error
@@ -98,9 +99,9 @@ def test_page_statistics_csv_and_report_show_the_parts(viewer_client, make_clien
     assert (exported["sms_parts"], exported["sms_sent"]) == ("2", "4")
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    mailing.started_at = timezone.now() - timezone.timedelta(minutes=5)
+    mailing.started_at = timezone.now() - timedelta(minutes=5)
     mailing.save()
-    reports.send(timezone.now() - timezone.timedelta(hours=24), timezone.now(), ["ops@example.com"])
+    reports.send(timezone.now() - timedelta(hours=24), timezone.now(), ["ops@example.com"])
     [email] = mail.outbox
     assert "2 SMS parts per message, 4 SMS sent" in email.body
     assert "; 4 SMS sent" in email.body.split("All 1 mailings")[1]

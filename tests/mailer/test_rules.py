@@ -142,3 +142,20 @@ def test_dates_out_of_range_are_refused_everywhere(client, admin_user, now, day)
     }
     assert client.post("/mailings/new/", form).context["form"].errors["start_at"]
     assert not Mailing.objects.exists()
+
+
+def test_one_message_for_a_file_too_large(client, admin_user, monkeypatch):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from mailer.importing import size_problem
+
+    monkeypatch.setattr("mailer.importing.max_bytes", lambda: 10)
+    message = size_problem(11)
+    assert message and size_problem(10) is None
+    csv_file = b"phone\n79161234567\n"
+    client.force_login(admin_user)
+    page = client.post("/clients/import/", {"file": SimpleUploadedFile("c.csv", csv_file), "import": "1"})
+    assert page.context["form"].errors["file"] == [message]
+    upload = SimpleUploadedFile("c.csv", csv_file)
+    api = _api(admin_user).post("/api/v1/clients/import/", {"file": upload}, format="multipart")
+    assert api.json()["errors"][0]["message"] == message

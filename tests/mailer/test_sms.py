@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from engine.delivery import Claimed, decide
-from mailer.models import Mailing, MailingState, MessageStatus
+from mailer.models import ENGINE_REASONS, TOO_MANY_PARTS_WHY, Mailing, MailingState, MessageStatus
 from mailer.sms import GSM7, UCS2, measure
 
 CYR = "П"  # any Cyrillic letter makes the text UCS-2
@@ -95,4 +95,7 @@ def test_the_engine_does_not_send_a_text_over_the_cap():
     assert decide(msg, mailing, at, max_parts=3) is None
     refused = decide(msg, mailing, at, max_parts=2)
     assert refused.status == MessageStatus.FAILED
-    assert refused.fields["last_error"] == "the text takes 3 SMS parts, over MAILER_MAX_PARTS (2)"
+    # A reason of the engine's, kept in English and shown in the reader's language (ENGINE_REASONS);
+    # the log line has the numbers.
+    assert refused.fields["last_error"] == TOO_MANY_PARTS_WHY and TOO_MANY_PARTS_WHY in ENGINE_REASONS
+    assert "3 SMS parts, over MAILER_MAX_PARTS (2)" in refused.event

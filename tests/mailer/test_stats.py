@@ -35,6 +35,9 @@ def test_counts_by_status(make_mailing, make_client, now):
         "total": 5,
     }
     assert stats.totals(Mailing.objects.all())["total"] == 6
+    # The dashboard, the API, the exports and the report read an annotated row the same way.
+    assert stats.annotated_counts(got[a.pk]) == stats.counts_of(a)
+    assert stats.annotated_counts(got[b.pk]) == stats.counts_of(b)
 
 
 def test_overview_query_count_does_not_grow(make_mailing, make_client):

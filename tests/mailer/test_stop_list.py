@@ -94,3 +94,28 @@ def test_the_import_puts_phones_on_the_stop_list():
     StopEntry.opt_out("79031234567", OptOutSource.UI)
     import_clients(CSV, all_or_nothing=False)
     assert standing.filter(phone="79031234567").exists()
+
+
+@pytest.mark.parametrize("state", [None, "removed", "all", "standing"])
+def test_the_dashboard_and_the_api_list_the_same_entries_for_a_state(state):
+    """Both filtersets take `state` (and its default, what stands now) from one place."""
+    from django.http import QueryDict
+
+    from dashboard.filters import StopListFilter as PageFilter
+    from mailer.api.views import StopListFilter as ApiFilter
+
+    StopEntry.opt_out("79161234567", OptOutSource.UI)
+    StopEntry.opt_out("79261234567", OptOutSource.UI)
+    StopEntry.opt_in("79261234567", "consented")
+    query = QueryDict(mutable=True)
+    if state:
+        query["state"] = state
+    queryset = StopEntry.objects.all()
+    api = ApiFilter(query, queryset=queryset)
+    assert api.is_valid()
+    expected = {None: {"79161234567"}, "standing": {"79161234567"}, "removed": {"79261234567"}}
+    phones = expected.get(state, {"79161234567", "79261234567"})
+    assert {e.phone for e in api.qs} == phones
+    # The page has no "standing" choice: its empty choice is that (a refused one shows it too).
+    page = PageFilter(query or None, queryset=queryset)
+    assert {e.phone for e in page.qs} == phones

@@ -98,10 +98,10 @@ def test_process_counters_and_histograms_are_exposed(client, db):
     def get(samples, name, **labels):
         return samples.get((name, tuple(sorted(labels.items()))), 0)
 
-    m.PROVIDER_ERRORS.labels(kind="timeout").inc(2)
+    m.GATEWAY_ERRORS.labels(kind="timeout").inc(2)
     m.MESSAGE_RETRIES.inc()
     m.MESSAGES_FINISHED.labels(status="sent").inc(3)
-    m.PROVIDER_REQUEST_SECONDS.labels(outcome="ok").observe(0.03)
+    m.GATEWAY_REQUEST_SECONDS.labels(outcome="ok").observe(0.03)
     client.get("/healthz")
     after = scrape(client)
 
