@@ -140,10 +140,13 @@ class TestWindow:
         assert waiting.next_attempt_at == datetime(2026, 6, 2, 2, 0, tzinfo=UTC)  # 22:00 EDT
         drain(deliverer, datetime(2026, 6, 2, 1, 59, tzinfo=UTC))
         assert Message.objects.get(client=ny).status == MessageStatus.PENDING
+        mailing.refresh_from_db()
+        assert mailing.state == MailingState.RUNNING  # a message waiting for its window keeps it open
         drain(deliverer, datetime(2026, 6, 2, 2, 0, tzinfo=UTC))
         assert Message.objects.get(client=ny).status == MessageStatus.SENT
         assert set(provider.record.accepted.values()) == {1} and len(provider.record.accepted) == 2
-        assert mailing.pk
+        mailing.refresh_from_db()
+        assert mailing.state == MailingState.FINISHED
 
     @pytest.mark.django_db
     def test_window_that_never_opens_before_end_expires(self, make_mailing, make_client, make_deliverer):
