@@ -419,7 +419,10 @@ class Deliverer:
         """Global rate limit: reserve a run of send slots for all workers together, then space
         this batch's sends over them."""
         rate = self.config.rate_limit
-        first = time.monotonic() + GatewayState.reserve(len(outbound), rate)
+        # The clock is read once the slots are ours: read before, the wait for the row's lock
+        # would move every send that much ahead of its slot.
+        wait = GatewayState.reserve(len(outbound), rate)
+        first = time.monotonic() + wait
         for i, item in enumerate(outbound):
             item.not_before = first + i / rate
 

@@ -12,6 +12,22 @@ from django.utils import timezone
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true", help="run the slow tests too (marker slow), as CI does")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the slow tests, unless asked for: --all, a -m of one's own (-m "" for all), or a
+    test by its id."""
+    asked = config.option.markexpr or "-m" in config.invocation_params.args
+    if config.getoption("--all") or asked or any("::" in arg for arg in config.args):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 def load_settings(*names: str, without: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
     """Import mailer.settings in a fresh interpreter, with `env` and without the variables whose
     names start with one of `without`, and print the named settings on one line."""

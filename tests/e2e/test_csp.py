@@ -12,7 +12,7 @@ from django.utils import timezone
 from mailer.models import Client, Mailing, MailingState, Message, MessageStatus
 from tests.conftest import user_with_role
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # Runs before any page script (Playwright injects it; the page's policy does not apply to it).
 RECORD_VIOLATIONS = """

@@ -14,7 +14,7 @@ from django.utils import timezone
 from mailer.models import Client, Mailing, MailingState, MessageStatus
 from tests.conftest import user_with_role
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CSV = """phone,tag,timezone
 79161234567,e2e,UTC

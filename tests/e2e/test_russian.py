@@ -14,7 +14,7 @@ from accounts.models import Profile
 from mailer.models import Mailing
 from tests.conftest import user_with_role
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture

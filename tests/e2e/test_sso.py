@@ -29,7 +29,7 @@ from accounts.roles import VIEWER, role_of
 from tests.conftest import enable_auth0
 from tests.e2e.conftest import ARGS, require_node
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STANDIN = Path(__file__).resolve().parents[2] / "tools" / "auth0-standin"
 CLIENT_ID = "e2e-client"

@@ -78,6 +78,7 @@ def database_faults(every: float = 1.0):
         thread.join(10)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_database_cut_again_and_again_mid_mailing_sends_each_message_exactly_once(provider, tmp_path):
     provider.behaviour.latency = 0.05

@@ -87,6 +87,7 @@ def test_a_stopping_gateway_sends_nothing_new_and_cuts_requests_in_flight_short(
     assert [r.error.delivered_maybe for r in results] == [True, True, False, False]
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_real_worker_sends_a_mailing_within_seconds_of_its_start(make_client, provider, tmp_path):
     for i in range(50):
@@ -108,6 +109,7 @@ def test_real_worker_sends_a_mailing_within_seconds_of_its_start(make_client, pr
         stop_group(process)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_mid_mailing_is_out_within_seconds_and_a_new_worker_takes_over_at_once(
     make_mailing, make_client, provider, tmp_path
@@ -152,6 +154,7 @@ def test_sigterm_mid_mailing_is_out_within_seconds_and_a_new_worker_takes_over_a
         log.close()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_hosts_one_killed_mid_mailing_the_other_carries_on(make_mailing, make_client, provider, tmp_path):
     """Two workers as two hosts, each with its own senders. One is SIGKILLed mid-mailing: the

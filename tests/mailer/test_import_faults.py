@@ -26,6 +26,7 @@ def _run(import_id: int) -> None:
     connections.close_all()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_while_writing_loses_and_doubles_nothing(monkeypatch):
     Client.objects.create(phone="79000000001", tag="old", timezone="UTC")  # one update among the rows

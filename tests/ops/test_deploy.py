@@ -17,7 +17,7 @@ from engine.worker import STOP_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
-TEST_COMMAND = "./bin/test"
+TEST_COMMAND = "./bin/test --all"  # the slow tests too
 
 
 def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
@@ -125,7 +125,7 @@ def test_ci_runs_the_same_test_command_on_sqlite_and_postgresql():
     gitlab = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
     script = gitlab["test"]["script"]
     assert script[0] == TEST_COMMAND
-    assert re.fullmatch(r"DATABASE_URL=postgres://\S+ \./bin/test", script[1])
+    assert re.fullmatch(r"DATABASE_URL=postgres://\S+ \./bin/test --all", script[1])
     assert any(s["name"].startswith("postgres:") for s in gitlab["test"]["services"])
 
 
