@@ -29,9 +29,7 @@ READS = {
     },
     "mailing-detail": {*filters.MessageFilter.base_filters, *TABLE},
     "mailing-messages-csv": {*filters.MessageFilter.base_filters},
-    # `request.GET.urlencode` in the template asks for a parameter named "urlencode" first (a
-    # template tries a key before an attribute), so ?urlencode=x replaces the totals' query.
-    "statistics": {*filters.StatsFilter.base_filters, *TABLE, "urlencode"},
+    "statistics": {*filters.StatsFilter.base_filters, *TABLE},
     "statistics-totals": {*filters.StatsFilter.base_filters},
     "statistics-csv": {*filters.StatsFilter.base_filters},
     "audit": {*filters.AuditFilter.base_filters, *TABLE},

@@ -227,6 +227,9 @@ def test_statistics_counts_and_date_filter(viewer_client, mailing, make_mailing,
     assert row.split("</td>")[9].split(">")[-1] == "50.0 %"
     # Totals over the filtered mailings load after the page (hx-trigger="load").
     assert f'hx-get="/statistics/totals/?start_from={day}"' in fragment
+    # A parameter named like an attribute of the query (urlencode) does not replace the query.
+    tricked = viewer_client.get(f"/statistics/?start_from={day}&urlencode=x", **HTMX).content.decode()
+    assert f'hx-get="/statistics/totals/?start_from={day}&amp;urlencode=x"' in tricked
     totals = viewer_client.get(f"/statistics/totals/?start_from={day}", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in totals
     assert '<div class="small text-body-secondary">Sent</div><strong>2</strong>' in totals
