@@ -252,7 +252,7 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
         hit = Subquery(matched.filter(phone=OuterRef("phone")).values("pk")[:1])
         stopped = StopEntry.objects.standing().alias(hit=hit).filter(hit__isnull=False).count()
         count = matched.count() - stopped
-    # As the form will save it (MailingForm.clean_text); longer than a text may be is cut, to bound the work.
+    # As it will be saved (normalize_text); longer than a text may be is cut, to bound the work.
     text = normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
     length = sms.measure(text)
     context = {

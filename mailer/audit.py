@@ -16,6 +16,7 @@ ACTIONS = {
     "paused": _("paused"),
     "resumed": _("resumed"),
     "cancelled": _("cancelled"),
+    "finished": _("finished"),
     "opted_out": _("put on the stop list"),
     "opted_in": _("taken off the stop list"),
     "role_changed": _("role changed"),

@@ -206,7 +206,12 @@ class Audited:
 class Client(Audited, models.Model):
     AUDIT_FIELDS = ("phone", "tag", "timezone")
 
-    phone = PhoneField(max_length=11, unique=True, validators=[validate_phone])
+    phone = PhoneField(
+        max_length=11,
+        unique=True,
+        validators=[validate_phone],
+        error_messages={"unique": gettext_lazy("A client with this phone already exists.")},
+    )
     operator_code = models.CharField(max_length=3, editable=False, db_index=True)
     tag = TagField(blank=True, db_index=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])

@@ -151,7 +151,7 @@ class ClientSerializer(StrictModelSerializer):
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
         if others.exists():
-            raise serializers.ValidationError(_("A client with this phone already exists."))
+            raise serializers.ValidationError(Client._meta.get_field("phone").error_messages["unique"])
         return value
 
     def validate(self, attrs):

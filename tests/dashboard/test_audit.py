@@ -8,7 +8,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
@@ -72,6 +72,15 @@ def test_the_engine_starting_and_finishing_a_mailing_is_recorded(make_mailing, m
     scheduling.tick(now + timedelta(hours=1))  # its end: the pending message expires, it finishes
     assert entries()[-1] == ("", "engine", "finished", "mailing", m)
     assert AuditEntry.objects.get(action="finished").changes == {"state": ["running", "finished"]}
+
+
+def test_every_state_change_has_a_word_and_a_filter_choice(admin_client):
+    from mailer import audit
+
+    assert set(Mailing.TRANSITIONS) <= set(audit.ACTIONS)
+    with translation.override("ru"):
+        assert str(audit.ACTIONS["finished"]) == "завершено"
+    assert admin_client.get("/audit/?action=finished").status_code == 200
 
 
 def test_a_change_and_its_entry_are_one_transaction(manager_client, make_mailing, monkeypatch):

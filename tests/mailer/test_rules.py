@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from mailer.importing import import_clients
@@ -159,3 +160,18 @@ def test_one_message_for_a_file_too_large(client, admin_user, monkeypatch):
     upload = SimpleUploadedFile("c.csv", csv_file)
     api = _api(admin_user).post("/api/v1/clients/import/", {"file": upload}, format="multipart")
     assert api.json()["errors"][0]["message"] == message
+
+
+def test_a_phone_already_taken_gets_one_message_everywhere(client, admin_user, make_client):
+    make_client("79161234567")
+    client.force_login(admin_user)
+    data = {"phone": "+7 916 123-45-67", "tag": "", "timezone": "UTC"}
+    with translation.override("ru"):
+        message = str(Client._meta.get_field("phone").error_messages["unique"])
+        assert message == "Клиент с таким телефоном уже есть."
+        headers = {"HTTP_ACCEPT_LANGUAGE": "ru"}
+        assert client.post("/clients/new/", data, **headers).context["form"].errors["phone"] == [message]
+        admin = client.post("/admin/mailer/client/add/", data, **headers)
+        assert admin.context["adminform"].form.errors["phone"] == [message]
+        api = _api(admin_user).post("/api/v1/clients/", data, format="json", **headers)
+        assert api.json()["phone"] == [message]

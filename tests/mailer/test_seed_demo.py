@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from accounts.roles import ADMIN, role_of
+from mailer import stats
 from mailer.models import Client, Mailing, MailingState, Message
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +22,10 @@ def test_seed_demo_is_deterministic_and_idempotent():
         Mailing.objects.values_list("state", flat=True)
     )
     assert messages > 0  # the finished mailing has a history for the statistics
+    # Its SMS sent are its sent messages times their text's parts, as the engine would have kept.
+    finished = Mailing.objects.get(state=MailingState.FINISHED)
+    sent = finished.messages.filter(status="sent").count()
+    assert sent and stats.sms_sent_of(finished) == sent * finished.sms_parts
 
     call_command("seed_demo", clients=300)
     assert list(Client.objects.order_by("phone").values_list("phone", "tag", "timezone")) == phones

@@ -192,6 +192,8 @@ class Command(BaseCommand):
                     sent_at=sent if status == MessageStatus.SENT else None,
                     attempts=1 if status != MessageStatus.EXPIRED else 0,
                     last_error="HTTP 400: invalid phone" if status == MessageStatus.FAILED else "",
+                    # The text each attempted message carried: its parts are the SMS billed.
+                    sent_text_id=mailing.current_text_id if status != MessageStatus.EXPIRED else None,
                 )
             )
         with transaction.atomic():
