@@ -298,7 +298,7 @@ def _is_live(mailing: Mailing) -> bool:
     """Worth polling: running, or due to start at the engine's next tick."""
     if mailing.state == MailingState.RUNNING:
         return True
-    return mailing.state == MailingState.SCHEDULED and mailing.start_at <= timezone.now() < mailing.end_at
+    return Mailing.objects.filter(Mailing.due_to_start(timezone.now()), pk=mailing.pk).exists()
 
 
 @permission_required("mailer.view_mailing", raise_exception=True)

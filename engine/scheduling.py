@@ -96,7 +96,7 @@ def tick(now: datetime | None = None) -> None:
 def start_due(now: datetime) -> list[int]:
     """Start scheduled mailings whose time has come (Mailing.start). Returns their ids."""
     started = []
-    for mailing in Mailing.objects.filter(state=MailingState.SCHEDULED, start_at__lte=now, end_at__gt=now):
+    for mailing in Mailing.objects.filter(Mailing.due_to_start(now)):
         if mailing.start(now):
             logger.info("mailing_id=%s started", mailing.pk, extra={"mailing_id": mailing.pk})
             started.append(mailing.pk)

@@ -141,12 +141,17 @@ def phone_problem(phone: str) -> str | None:
     return None
 
 
+# The most characters a phone may take as typed (+7 (916) 123-45-67 and the like), before
+# normalize_phone: the forms' and the API's bound.
+PHONE_TYPED_MAX = 30
+
+
 class PhoneFormField(forms.CharField):
     """A form's phone field: taken as people write it, cleaned to 7XXXXXXXXXX (normalize_phone)
     and refused with phone_problem's reason."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(**{**kwargs, "max_length": 30})
+        super().__init__(**{**kwargs, "max_length": PHONE_TYPED_MAX})
 
     def to_python(self, value) -> str:
         return normalize_phone(super().to_python(value))
@@ -548,14 +553,19 @@ class Mailing(Audited, models.Model):
     def cancel(self, by=None, via: str = "ui") -> None:
         self._transition_or_refuse("cancelled", by, via)
 
+    @staticmethod
+    def due_to_start(now: datetime) -> Q:
+        """Scheduled, and its time has come (and not gone): what the engine starts (`start`)."""
+        return Q(state=MailingState.SCHEDULED, start_at__lte=now, end_at__gt=now)
+
     def start(self, now: datetime) -> bool:
-        """The engine's: a scheduled mailing whose time has come starts running. False if it no
-        longer may (another worker started it, someone paused or cancelled it meanwhile)."""
+        """The engine's: a mailing due to start starts running. False if it no longer may
+        (another worker started it, someone paused or cancelled it meanwhile)."""
         return self._transition(
             "started",
             None,
             "engine",
-            Q(start_at__lte=now, end_at__gt=now),
+            Mailing.due_to_start(now),
             now,
             started_at=Coalesce(F("started_at"), Value(now)),
         )
@@ -566,7 +576,7 @@ class Mailing(Audited, models.Model):
         if self.messages.filter(status=MessageStatus.PENDING).exists():
             return False
         over = Q(end_at__lte=now) | Q(resolved_version=F("audience_version"), state=MailingState.RUNNING)
-        return self._transition("finished", None, "engine", over, now, finished_at=now)
+        return self._transition("finished", None, "engine", over, now)
 
     def _transition_or_refuse(self, action: str, by, via: str) -> None:
         if not self._transition(action, by, via):
@@ -582,8 +592,8 @@ class Mailing(Audited, models.Model):
         audit entry, in one transaction. Reloads the mailing either way; False if refused."""
         allowed, to = self.TRANSITIONS[action]
         now = now or timezone.now()
-        if to == MailingState.CANCELLED:
-            changes["finished_at"] = now
+        if to not in OPEN_STATES:
+            changes["finished_at"] = now  # over for good (finished or cancelled) from now
         with transaction.atomic():
             # The lock the UPDATE takes anyway (not FOR UPDATE, which would wait for a resolver
             # inserting this mailing's messages), so `before` is what the UPDATE changes.

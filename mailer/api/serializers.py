@@ -18,6 +18,7 @@ from rest_framework import serializers
 
 from mailer import sms, stats
 from mailer.models import (
+    PHONE_TYPED_MAX,
     TAG_MAX,
     AuditEntry,
     Client,
@@ -96,13 +97,13 @@ class StrictModelSerializer(RefuseUnknownKeys, serializers.ModelSerializer):
 # Clients
 
 
-@extend_schema_field({"type": "string", "maxLength": 30, "example": "79161234567"})
+@extend_schema_field({"type": "string", "maxLength": PHONE_TYPED_MAX, "example": "79161234567"})
 class PhoneField(StrictCharField):
     """A phone as people write it (+7 916 123-45-67, 8 916 ...), as 7XXXXXXXXXX (the model's
     normalize_phone); checked by validate_phone, for messages that say which part is wrong."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(**{**kwargs, "max_length": 30})
+        super().__init__(**{**kwargs, "max_length": PHONE_TYPED_MAX})
 
     def to_internal_value(self, data) -> str:
         return normalize_phone(super().to_internal_value(data))
