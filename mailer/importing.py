@@ -5,7 +5,7 @@ Used by the REST API (`POST /api/v1/clients/import/`) and the dashboard's import
 call `start_import`; `run_import` is the django-q2 task.
 
 The file: UTF-8 (a BOM is allowed), comma-separated, a header row naming the columns. `phone` is
-required; `tag` (default empty), `timezone` (default UTC) and `opted_out` are optional; column order is free;
+required; `tag` (default empty), `timezone` (default MAILER_DEFAULT_CLIENT_TIMEZONE) and `opted_out` are optional; column order is free;
 columns without a name are ignored, other unknown ones are an error. Rows are numbered as a
 spreadsheet shows them: the header is row 1, the first client row 2. No value may hold a line break,
 so a quoted value that runs on past its line is an error of that row.
@@ -60,6 +60,7 @@ from mailer.models import (
     ImportState,
     OptOutSource,
     StopEntry,
+    default_client_timezone,
     normalize_phone,
     operator_code_of,
     phone_problem,
@@ -541,7 +542,9 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
             values += [""] * (len(names) - len(values))  # short rows: missing values are empty
             phone = normalize_phone(values[index["phone"]])
             tag = values[index["tag"]].strip() if "tag" in index else ""
-            tz = (values[index["timezone"]].strip() if "timezone" in index else "") or "UTC"
+            tz = (
+                values[index["timezone"]].strip() if "timezone" in index else ""
+            ) or default_client_timezone()
             opt = values[index["opted_out"]].strip().lower() if "opted_out" in index else ""
             errors = []
             if opt not in YES | NO:

@@ -112,6 +112,11 @@ def available_timezones() -> frozenset[str]:
     return _TIMEZONES
 
 
+def default_client_timezone() -> str:
+    """The zone of a client given none (MAILER_DEFAULT_CLIENT_TIMEZONE)."""
+    return settings.MAILER_DEFAULT_CLIENT_TIMEZONE
+
+
 def operator_code_of(phone: str) -> str:
     """The mobile operator code is the three digits after the country code 7."""
     return phone[1:4]
@@ -219,7 +224,9 @@ class Client(Audited, models.Model):
     )
     operator_code = models.CharField(max_length=3, editable=False, db_index=True)
     tag = TagField(blank=True, db_index=True)
-    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    timezone = models.CharField(
+        max_length=64, default=default_client_timezone, validators=[validate_timezone]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

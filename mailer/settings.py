@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import zoneinfo
 from datetime import timedelta
 from pathlib import Path
 
@@ -381,6 +382,15 @@ MAILER_IMPORT_MAX_LINE = envint("MAILER_IMPORT_MAX_LINE", "65536")  # bytes
 if MAILER_IMPORT_MAX_COLUMNS < 1 or MAILER_IMPORT_MAX_LINE < 1:
     raise ImproperlyConfigured("MAILER_IMPORT_MAX_COLUMNS and MAILER_IMPORT_MAX_LINE must be 1 or more")
 # Phones a user may send tests to in an hour (engine.testsends); 0: no limit.
+# The time zone of a client given none (a blank cell of an import, a form or API call without one).
+MAILER_DEFAULT_CLIENT_TIMEZONE = env("MAILER_DEFAULT_CLIENT_TIMEZONE", "Europe/Moscow")
+try:
+    zoneinfo.ZoneInfo(MAILER_DEFAULT_CLIENT_TIMEZONE)
+except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+    raise ImproperlyConfigured(
+        f"MAILER_DEFAULT_CLIENT_TIMEZONE must be an IANA time zone, not {MAILER_DEFAULT_CLIENT_TIMEZONE!r}"
+    ) from None
+
 MAILER_TEST_SEND_LIMIT = envint("MAILER_TEST_SEND_LIMIT", "20")
 if MAILER_TEST_SEND_LIMIT < 0:
     raise ImproperlyConfigured("MAILER_TEST_SEND_LIMIT must be 0 (no limit) or more")

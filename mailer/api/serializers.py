@@ -26,6 +26,7 @@ from mailer.models import (
     Mailing,
     Message,
     StopEntry,
+    default_client_timezone,
     normalize_phone,
     operator_code_of,
     phone_problem,
@@ -116,9 +117,10 @@ class ClientSerializer(StrictModelSerializer):
     )
     timezone = StrictCharField(
         max_length=64,
-        default="UTC",
+        default=default_client_timezone,
         validators=[validate_timezone],
-        help_text="An IANA time zone name, e.g. Europe/Moscow.",
+        help_text="An IANA time zone name, e.g. Asia/Yekaterinburg; left out: MAILER_DEFAULT_CLIENT_TIMEZONE "
+        "(Europe/Moscow unless set).",
     )
 
     class Meta:
