@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import django_tables2 as tables
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.timesince import timeuntil
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from engine.scheduling import window_opens_at, zone
 from mailer import audit, stats
-from mailer.models import ENGINE_REASONS, AuditEntry, Client, Mailing, Message, MessageStatus, StopEntry
+from mailer.models import (
+    AuditEntry,
+    Client,
+    Mailing,
+    MailingState,
+    Message,
+    MessageStatus,
+    StopEntry,
+    reason_text,
+)
 from mailer.stats import STATUSES
 
 # The one place for the colour of a state (Bootstrap's names): badges here and in templates (the
@@ -136,7 +149,7 @@ class StatsTable(tables.Table):
 
     def __init__(self, *args, **kwargs) -> None:
         extra = [(s, CountColumn(s, verbose_name=MessageStatus(s).label)) for s in STATUSES]
-        extra.append(("delivery_rate", DeliveryRateColumn(verbose_name=_("Delivered"))))
+        extra.append(("delivery_rate", DeliveryRateColumn(verbose_name=_("Accepted, %"))))
         extra.append(("sms_parts", tables.Column(verbose_name=_("Parts"), orderable=False)))
         extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"))))
         super().__init__(*args, extra_columns=extra, **kwargs)
@@ -173,32 +186,70 @@ class MessageTable(tables.Table):
     )
     status = tables.Column(verbose_name=gettext_lazy("Status"))
     attempts = tables.Column(verbose_name=gettext_lazy("Attempts"))
-    sent_at = MomentColumn("DATETIME_FORMAT", verbose_name=gettext_lazy("Sent"))
-    last_error = tables.Column(
-        verbose_name=gettext_lazy("Last error"), attrs={"td": {"class": "small text-danger"}}
+    sent_at = MomentColumn("DATETIME_FORMAT", verbose_name=gettext_lazy("Accepted at"))
+    # The text the gateway was given (the mailing's texts are listed above the table).
+    sent_text = tables.Column(
+        accessor="sent_text__text",
+        verbose_name=gettext_lazy("Text"),
+        default="",
+        attrs={"td": {"class": "small text-truncate", "style": "max-width: 16rem"}},
     )
-    # Which of the mailing's texts (listed above the table) the gateway was given.
-    sent_text = tables.Column(accessor="sent_text__number", verbose_name=gettext_lazy("Text"), default="")
+    last_error = tables.Column(verbose_name=gettext_lazy("Why"), attrs={"td": {"class": "small"}})
 
     class Meta:
         model = Message
-        fields = ("id", "phone", "status", "attempts", "sent_at", "sent_text", "last_error")
+        fields = ("id", "phone", "status", "attempts", "sent_at", "last_error", "sent_text")
         attrs = {"class": "table table-sm align-middle"}
 
     def render_status(self, record: Message) -> str:
-        return badge(record.status, record.get_status_display())
+        label = badge(record.status, record.get_status_display())
+        if record.status != MessageStatus.PENDING:
+            return label
+        return format_html('{}<div class="small text-body-secondary">{}</div>', label, waiting_why(record))
 
     def render_last_error(self, value: str) -> str:
-        # The engine's own reasons are kept in English; the gateway's words stay as they came.
-        return _(value) if value in ENGINE_REASONS else value
+        return reason_text(value)
 
-    def render_sent_text(self, value: int) -> str:
-        return f"#{value}"
+    def render_sent_text(self, value: str) -> str:
+        return format_html('<span title="{}">{}</span>', value, value)
+
+
+def waiting_why(message: Message, now: datetime | None = None) -> str:
+    """What a waiting message waits for and until when, as a person reads it: the mailing's start,
+    a pause, the client's local window ("until 10:00 client's time, in 2 hours"), a retry after
+    the gateway failed, or its turn in the queue. `message.mailing` and `.client` are at hand."""
+    now = now or timezone.now()
+    mailing = message.mailing
+    if mailing.state == MailingState.SCHEDULED:
+        return _("until the mailing starts, %(when)s") % {"when": _moment(mailing.start_at)}
+    if mailing.state == MailingState.PAUSED:
+        return _("the mailing is paused")
+    due = max(now, message.next_attempt_at)
+    if mailing.has_window and message.client is not None:
+        tz = message.client.timezone
+        opens = window_opens_at(due, tz, mailing.window_start, mailing.window_end)
+        if opens > due or (opens > now and not message.attempts):
+            local = formats.time_format(opens.astimezone(zone(tz)), "TIME_FORMAT")
+            return _("until %(time)s client's time, in %(left)s") % {"time": local, "left": _left(opens, now)}
+    if due > now:
+        return _("retry at %(time)s, in %(left)s") % {
+            "time": _moment(due, "TIME_FORMAT"),
+            "left": _left(due, now),
+        }
+    return _("its turn in the queue")
+
+
+def _moment(value: datetime, format: str = "SHORT_DATETIME_FORMAT") -> str:
+    return formats.date_format(timezone.localtime(value), format)
+
+
+def _left(then: datetime, now: datetime) -> str:
+    return timeuntil(then, now, depth=1) if then - now >= timedelta(minutes=1) else _("less than a minute")
 
 
 class StopListTable(tables.Table):
     phone = tables.Column(verbose_name=gettext_lazy("Phone"))
-    created_at = MomentColumn(verbose_name=gettext_lazy("Since"))
+    created_at = MomentColumn(verbose_name=gettext_lazy("On the list since"))
     source = tables.Column(verbose_name=gettext_lazy("Source"))
     reason = tables.Column(verbose_name=gettext_lazy("Reason"), attrs={"td": {"class": "small"}})
     created_by = tables.Column(accessor="created_by__username", verbose_name=gettext_lazy("By"), default="–")

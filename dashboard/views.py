@@ -307,7 +307,7 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.htmx and request.htmx.target == "summary":
         response = render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
         return response if _is_live(mailing) else HttpResponseStopPolling(response.content)
-    messages_ = mailing.messages.select_related("client", "sent_text")
+    messages_ = mailing.messages.select_related("mailing", "client", "sent_text")
     filterset = MessageFilter(request.GET or None, queryset=messages_)
     table = MessageTable(filterset.qs)
     _paginate(request, table)

@@ -264,9 +264,9 @@ OPEN_STATES = (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED
 
 
 class MessageStatus(models.TextChoices):
-    PENDING = "pending", pgettext_lazy("message status", "Pending")
-    SENT = "sent", pgettext_lazy("message status", "Sent")
-    FAILED = "failed", pgettext_lazy("message status", "Failed")
+    PENDING = "pending", pgettext_lazy("message status", "Waiting")
+    SENT = "sent", pgettext_lazy("message status", "Accepted by the gateway")
+    FAILED = "failed", pgettext_lazy("message status", "Not accepted")
     EXPIRED = "expired", pgettext_lazy("message status", "Expired")
     CANCELLED = "cancelled", pgettext_lazy("message status", "Cancelled")
 
@@ -292,6 +292,15 @@ ENGINE_REASONS = frozenset(
         TOO_MANY_PARTS_WHY,
     }
 )
+
+
+def reason_text(last_error: str) -> str:
+    """A message's `last_error` as a person reads it, in their language: the engine's reasons
+    translated; anything else is what the gateway (or the way to it) answered, in its own words,
+    which the reader is told."""
+    if not last_error or last_error in ENGINE_REASONS:
+        return _(last_error) if last_error else ""
+    return _("Gateway: %(answer)s") % {"answer": last_error}
 
 
 def parts_problem(length: sms.SmsLength) -> str | None:

@@ -225,7 +225,7 @@ def test_the_daily_report_is_in_the_site_s_language(settings, make_mailing, now)
     [email] = mail.outbox
     assert email.subject.startswith("mailer: ежедневный отчёт")
     assert "Рассылки, обработанные с" in email.body and "Всего 1 рассылка" in email.body
-    assert "<th>Не доставлено</th>" in email.alternatives[0][0]
+    assert "<th>Не принято</th>" in email.alternatives[0][0]
 
 
 def test_api_validation_errors_in_russian(django_user_model, now):

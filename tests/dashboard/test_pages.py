@@ -82,7 +82,7 @@ def test_home_shows_running_progress_and_polls(viewer_client, mailing):
     html = viewer_client.get("/").content.decode()
     assert 'hx-trigger="every 2s"' in html
     assert 'aria-valuenow="75"' in html  # 3 of 4 messages done
-    assert "sent 2" in html and "failed 1" in html and "pending 1" in html
+    assert "accepted by the gateway 2" in html and "not accepted 1" in html and "waiting 1" in html
     assert "/min" in html  # two sent in the last five minutes
     live = viewer_client.get("/live/", **HTMX)
     assert live.status_code == 200
@@ -179,7 +179,7 @@ def test_mailing_list_sorts_and_pages(viewer_client, make_mailing, now):
 
 def test_detail_counts_chart_and_messages(viewer_client, mailing):
     html = viewer_client.get(f"/mailings/{mailing.pk}/").content.decode()
-    assert "sent 2" in html and "failed 1" in html and "pending 1" in html
+    assert "accepted by the gateway 2" in html and "not accepted 1" in html and "waiting 1" in html
     assert "gateway said no" in html
     assert "Messages sent per minute" in html and "<svg" in html
     failed = viewer_client.get(f"/mailings/{mailing.pk}/?status=failed", **HTMX).content.decode()
@@ -234,8 +234,8 @@ def test_statistics_counts_and_date_filter(viewer_client, mailing, make_mailing,
     assert f'href="/statistics/mailings.csv?start_from={day}" hx-swap-oob="true"' in fragment
     totals = viewer_client.get(f"/statistics/totals/?start_from={day}", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in totals
-    assert '<div class="small text-body-secondary">Sent</div><strong>2</strong>' in totals
-    assert '<div class="small text-body-secondary">Delivered</div><strong>50.0 %</strong>' in totals
+    assert '<div class="small text-body-secondary">Accepted by the gateway</div><strong>2</strong>' in totals
+    assert '<div class="small text-body-secondary">Accepted, %</div><strong>50.0 %</strong>' in totals
     everything = viewer_client.get("/statistics/totals/", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in everything
 
@@ -292,7 +292,7 @@ def test_state_colours_come_from_one_table(viewer_client, mailing):
         tables.COLOURS["paused"], tables.COLOURS["sent"] = "warning", "success"
     assert 'class="badge fs-6 state-paused text-bg-dark"' in detail
     assert '<span class="badge text-bg-dark">Paused</span>' in listed
-    assert '<span class="badge text-bg-info">Sent</span>' in detail  # the messages table
+    assert '<span class="badge text-bg-info">Accepted by the gateway</span>' in detail  # the messages table
     assert '<div class="progress-bar bg-info">' in detail and "bg-success" not in detail
 
 

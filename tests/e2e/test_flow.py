@@ -123,7 +123,7 @@ def test_marketing_day(page, django_user_model, engine, screenshot, tmp_path):
     screenshot("mailings")
     page.click("nav >> text=Statistics")
     # The totals arrive after the page and replace only themselves.
-    expect(page.locator("#totals")).to_contain_text("Sent")
+    expect(page.locator("#totals")).to_contain_text("Accepted by the gateway")
     expect(page.locator("#totals")).to_contain_text("2")
     expect(page.locator("#table tbody tr")).to_have_count(1)
     screenshot("statistics")

@@ -1,0 +1,73 @@
+"""Words that mean what they say: a message's status is what the gateway did with it, a waiting
+message says what it waits for and until when, and the gateway's own words are marked as its."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from django.utils import translation
+
+from dashboard.tables import waiting_why
+from mailer.models import ENDED_WHY, MailingState, Message, MessageStatus, reason_text
+
+RU = {"HTTP_ACCEPT_LANGUAGE": "ru"}
+# 02:00 in Kamchatka (UTC+12)
+NIGHT = datetime(2026, 12, 4, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def waiting(make_client, make_mailing):
+    def make(state=MailingState.RUNNING, attempts=0, next_attempt_at=NIGHT, **mailing) -> Message:
+        mailing.setdefault("start_at", NIGHT - timedelta(hours=1))
+        mailing.setdefault("end_at", NIGHT + timedelta(days=1))
+        m = make_mailing(state=state, **mailing)
+        client = make_client(timezone="Asia/Kamchatka")
+        return Message.objects.create(
+            mailing=m, client=client, attempts=attempts, next_attempt_at=next_attempt_at
+        )
+
+    return make
+
+
+def test_a_waiting_message_says_what_for_and_until_when(waiting):
+    with translation.override("en"):
+        window = waiting(window_start=time(9), window_end=time(21))
+        assert waiting_why(window, NIGHT) == "until 09:00 client's time, in 7\xa0hours"
+        retry = waiting(attempts=2, next_attempt_at=NIGHT + timedelta(minutes=5))
+        assert waiting_why(retry, NIGHT).endswith("in 5\xa0minutes")
+        assert waiting_why(retry, NIGHT).startswith("retry at ")
+        assert waiting_why(waiting(), NIGHT) == "its turn in the queue"
+        assert waiting_why(waiting(state=MailingState.PAUSED), NIGHT) == "the mailing is paused"
+        later = waiting(state=MailingState.SCHEDULED, start_at=NIGHT + timedelta(hours=3))
+        assert waiting_why(later, NIGHT).startswith("until the mailing starts, ")
+    with translation.override("ru"):
+        assert waiting_why(window, NIGHT) == "ждёт 09:00 по времени клиента, через 7\xa0часов"
+
+
+def test_a_retry_inside_the_window_is_a_retry(waiting):
+    """A message that failed at 10:00 client's time and retries a minute later waits for the retry,
+    not for a window that is open."""
+    day = NIGHT + timedelta(hours=8)  # 10:00 in Kamchatka
+    msg = waiting(
+        attempts=1, next_attempt_at=day + timedelta(minutes=2), window_start=time(9), window_end=time(21)
+    )
+    with translation.override("en"):
+        assert waiting_why(msg, day).startswith("retry at ")
+
+
+def test_the_mailing_page_names_statuses_for_what_they_are(manager_client, waiting, make_mailing):
+    msg = waiting(window_start=time(9), window_end=time(21))
+    Message.objects.filter(pk=msg.pk).update(
+        status=MessageStatus.FAILED, last_error="HTTP 400: invalid phone"
+    )
+    html = manager_client.get(f"/mailings/{msg.mailing_id}/", **RU).content.decode()
+    assert "Не принято" in html and "Шлюз: HTTP 400: invalid phone" in html
+    assert "Доставлено" not in html and "Не доставлено" not in html
+
+
+def test_reasons_are_in_the_reader_s_language():
+    with translation.override("ru"):
+        assert reason_text(ENDED_WHY) == "рассылка закончилась раньше, чем сообщение удалось отправить"
+        assert reason_text("HTTP 500") == "Шлюз: HTTP 500"
+        assert reason_text("") == ""
