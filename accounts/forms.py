@@ -1,28 +1,13 @@
 from __future__ import annotations
 
-import zoneinfo
-
 from django import forms
 from django.conf import settings
-from django.utils import timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from accounts.models import Profile
 from accounts.roles import ROLE_LABELS, ROLES
-from mailer.models import available_timezones
-
-RUSSIAN_ZONES = frozenset(
-    {
-        "Europe/Kaliningrad", "Europe/Moscow", "Europe/Samara", "Europe/Volgograd", "Europe/Saratov",
-        "Europe/Ulyanovsk", "Europe/Astrakhan", "Europe/Kirov", "Asia/Yekaterinburg", "Asia/Omsk",
-        "Asia/Novosibirsk", "Asia/Barnaul", "Asia/Tomsk", "Asia/Novokuznetsk", "Asia/Krasnoyarsk",
-        "Asia/Irkutsk", "Asia/Chita", "Asia/Yakutsk", "Asia/Khandyga", "Asia/Vladivostok",
-        "Asia/Ust-Nera", "Asia/Magadan", "Asia/Sakhalin", "Asia/Srednekolymsk", "Asia/Kamchatka",
-        "Asia/Anadyr",
-    }
-)  # fmt: skip
 
 
 class TokenForm(forms.Form):
@@ -54,9 +39,8 @@ class ProfileForm(forms.ModelForm):
         model = Profile
         fields = ["timezone", "language"]
         labels = {"timezone": _("Time zone"), "language": _("Language")}
-        widgets = {"timezone": forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"})}
         help_texts = {
-            "timezone": _("Every date is shown and typed in it, e.g. Europe/Moscow or Asia/Vladivostok."),
+            "timezone": _("Every date is shown and typed in it."),
             "language": _("Empty: your browser's."),
         }
 
@@ -64,10 +48,3 @@ class ProfileForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["timezone"].required = True
         self.fields["language"].choices = [("", _("Browser's language")), *settings.LANGUAGES]
-
-    @staticmethod
-    def timezones() -> list[str]:
-        """Russia's zones first, west to east (where our clients and staff are), then the rest."""
-        now = timezone.now()
-        russian = sorted(RUSSIAN_ZONES, key=lambda z: (now.astimezone(zoneinfo.ZoneInfo(z)).utcoffset(), z))
-        return russian + sorted(available_timezones() - RUSSIAN_ZONES)

@@ -11,7 +11,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from mailer.models import Audited, AuditEntry, validate_timezone
+from mailer.models import Audited, AuditEntry, TimezoneField
 
 TOKEN_PREFIX = "mlr_"
 
@@ -113,7 +113,7 @@ class Profile(models.Model):
     )
     # Empty until the user chooses (the first page after signing in proposes the browser's zone);
     # meanwhile the server's TIME_ZONE.
-    timezone = models.CharField(_("time zone"), max_length=64, blank=True, validators=[validate_timezone])
+    timezone = TimezoneField(_("time zone"), blank=True)
     # Empty: the browser's (Accept-Language).
     language = models.CharField(_("language"), max_length=8, blank=True, choices=settings.LANGUAGES)
 

@@ -25,6 +25,7 @@ from accounts.forms import ProfileForm, RoleForm, TokenForm
 from accounts.models import ApiToken, Profile
 from accounts.roles import ROLE_LABELS, role_of, set_role
 from mailer.models import AuditEntry, timezone_problem
+from mailer.timezones import zone_label
 
 AUTH0_BACKEND = "social_core.backends.auth0.Auth0OAuth2"
 
@@ -223,7 +224,8 @@ def profile(request: HttpRequest) -> HttpResponse:
         _remember_language(response, mine.language)
         with translation.override(mine.language or translation.get_language()):
             messages.success(
-                request, _("Saved: every date is shown and typed in %(zone)s.") % {"zone": mine.zone}
+                request,
+                _("Saved: every date is shown and typed in %(zone)s.") % {"zone": zone_label(mine.zone)},
             )
         return response
     context = {

@@ -26,6 +26,7 @@ from mailer.models import (
     normalize_phone,
     validate_moment,
 )
+from mailer.timezones import zone_label
 
 
 def _day_filter(method: str, label) -> django_filters.DateFilter:
@@ -104,7 +105,7 @@ class ClientFilter(django_filters.FilterSet):
         # Offer only values that clients actually have.
         self.filters["tag"].extra["choices"] = [(t, t) for t in existing_tags()]
         self.filters["operator_code"].extra["choices"] = [(c, c) for c in existing_operator_codes()]
-        self.filters["timezone"].extra["choices"] = [(z, z) for z in distinct_values("timezone")]
+        self.filters["timezone"].extra["choices"] = [(z, zone_label(z)) for z in distinct_values("timezone")]
 
     def search_phone(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
         digits = "".join(ch for ch in value if ch in "0123456789")

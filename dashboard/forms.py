@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
 from mailer.importing import size_problem
-from mailer.models import Client, Mailing, PhoneFormField, available_timezones, normalize_text, tag_problem
+from mailer.models import Client, Mailing, PhoneFormField, normalize_text, tag_problem
 
 MAX_TEXT = Mailing._meta.get_field("text").max_length
 
@@ -123,7 +123,6 @@ class ClientForm(forms.ModelForm):
     class Meta:
         model = Client
         fields = ["phone", "tag", "timezone"]
-        widgets = {"timezone": forms.TextInput(attrs={"list": "timezones", "autocomplete": "off"})}
         labels = {
             "phone": gettext_lazy("Phone"),
             "tag": gettext_lazy("Tag"),
@@ -140,10 +139,6 @@ class ClientForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.helper = FormHelper()
         self.helper.form_tag = False
-
-    @staticmethod
-    def timezones() -> list[str]:
-        return sorted(available_timezones())
 
 
 class ImportForm(forms.Form):

@@ -25,6 +25,7 @@ from mailer.models import (
     reason_text,
 )
 from mailer.stats import STATUSES
+from mailer.timezones import zone_label
 
 # The one place for the colour of a state (Bootstrap's names): badges here and in templates (the
 # `colour` filter), the progress bars. A mailing's state and a message's status by their value;
@@ -174,6 +175,9 @@ class ClientTable(tables.Table):
         model = Client
         fields = ("phone", "operator_code", "tag", "timezone", "created_at", "opted_out")
         attrs = {"class": "table table-sm table-hover align-middle"}
+
+    def render_timezone(self, value: str) -> str:
+        return zone_label(value)
 
     def render_opted_out(self, value: bool) -> str:
         return badge("client.opted_out", _("opted out")) if value else ""

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +60,9 @@ def _fast_and_plain(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    yield
+    # A request leaves its language active in the thread: the next test starts from the default.
+    translation.deactivate()
 
 
 @pytest.fixture

@@ -6,9 +6,12 @@ from __future__ import annotations
 from django import template
 
 from dashboard import tables
+from mailer.timezones import zone_label
 
 register = template.Library()
 register.filter("colour", tables.colour)
+# `{{ client.timezone|zone }}`: "Yekaterinburg (UTC+5)", as the forms offer it.
+register.filter("zone", zone_label)
 
 
 @register.filter

@@ -26,7 +26,10 @@ def test_create_derives_operator_code(api, caplog):
 
 
 def test_timezone_defaults_to_utc(api):
-    assert api.post("/api/v1/clients/", {"phone": "79161234567"}, format="json").json()["timezone"] == "Europe/Moscow"
+    assert (
+        api.post("/api/v1/clients/", {"phone": "79161234567"}, format="json").json()["timezone"]
+        == "Europe/Moscow"
+    )
 
 
 @pytest.mark.parametrize(

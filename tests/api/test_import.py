@@ -24,7 +24,11 @@ def test_creates_clients(db):
     assert (report.created, report.updated, report.errors, report.written) == (2, 0, [], True)
     a, b = Client.objects.order_by("phone")
     assert (a.phone, a.operator_code, a.tag, a.timezone) == ("79161234567", "916", "vip", "Europe/Moscow")
-    assert (b.operator_code, b.tag, b.timezone) == ("926", "", "Europe/Moscow")  # empty timezone = MAILER_DEFAULT_CLIENT_TIMEZONE
+    assert (b.operator_code, b.tag, b.timezone) == (
+        "926",
+        "",
+        "Europe/Moscow",
+    )  # empty timezone = MAILER_DEFAULT_CLIENT_TIMEZONE
 
 
 def test_columns_in_any_order_and_optional(db):

@@ -85,8 +85,14 @@ def test_report_content_for_known_mailings(report_settings, known_mailings):
     assert f"#{a.pk} Spring sale" in email.body
     assert f"#{b.pk} Loyalty" in email.body
     assert "Old news" not in email.body and "Next week" not in email.body
-    assert "total 3: accepted by the gateway 2, not accepted 1, waiting 0, expired 0, cancelled 0; accepted in period 2" in email.body
-    assert "total 4: accepted by the gateway 2, not accepted 0, waiting 1, expired 1, cancelled 0; accepted in period 1" in email.body
+    assert (
+        "total 3: accepted by the gateway 2, not accepted 1, waiting 0, expired 0, cancelled 0; accepted in period 2"
+        in email.body
+    )
+    assert (
+        "total 4: accepted by the gateway 2, not accepted 0, waiting 1, expired 1, cancelled 0; accepted in period 1"
+        in email.body
+    )
     assert (
         "All 2 mailings: total 7: accepted by the gateway 4, not accepted 1, waiting 1, expired 1, cancelled 0; accepted in period 3"
         in email.body
