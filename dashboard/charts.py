@@ -12,13 +12,16 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
-WIDTH, HEIGHT = 720, 200
-LEFT, BOTTOM, TOP = 40, 22, 10
+WIDTH, HEIGHT = 1000, 200  # the plot's own units: it stretches to its box, and holds no text
+MAX_BAR = 40  # a bar is never wider than this (in 1/1000 of the width): one minute is one slim bar
+MAX_LABELS = 8  # along the x axis, whatever the number of bars
 
 
 def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, unit: str = "") -> SafeString:
-    """A responsive bar chart (scales with its container through viewBox) with a y-axis maximum.
-    `unit` follows the value in a bar's tooltip ("messages" by default)."""
+    """A responsive bar chart with a y-axis maximum. The bars are an SVG stretched to the width of
+    the page; the labels are HTML beside it, so text is never stretched with the bars, at any
+    width and with any number of bars. `unit` follows the value in a bar's tooltip ("messages" by
+    default)."""
     unit = unit or _("messages")
     if not bars or not any(value for _label, value in bars):
         # Not inside the f-string: xgettext would not find it there.
@@ -28,35 +31,27 @@ def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, unit: str = "") ->
             f"{escape(empty)}</p>"
         )
     peak = max(value for _label, value in bars)
-    plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
-    step = plot_w / len(bars)
-    bar_w = max(step * 0.8, 1)
-    # At most ~12 labels along the x axis, whatever the number of bars.
-    label_every = max(1, -(-len(bars) // 12))
-    parts = [
-        (
-            f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" role="img" '
-            f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
-        ),
-        f"<title>{escape(title)}</title>",
-        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - 4}" y2="{TOP + plot_h}" stroke="#adb5bd"/>',
-        f'<text x="{LEFT - 4}" y="{TOP + 8}" font-size="10" text-anchor="end" fill="#6c757d">{peak}</text>',
-        f'<text x="{LEFT - 4}" y="{TOP + plot_h}" font-size="10" text-anchor="end" fill="#6c757d">0</text>',
-    ]
+    step = WIDTH / len(bars)
+    bar_w = min(max(step * 0.8, 1), MAX_BAR)
+    label_every = max(1, -(-len(bars) // MAX_LABELS))
+    rects, labels = [], []
     for i, (label, value) in enumerate(bars):
-        h = plot_h * value / peak
-        x = LEFT + i * step + (step - bar_w) / 2
-        parts.append(
-            f'<rect class="bar" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+        h = HEIGHT * value / peak
+        x = i * step + (step - bar_w) / 2
+        rects.append(
+            f'<rect class="bar" x="{x:.1f}" y="{HEIGHT - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
             f'fill="#0d6efd"><title>{escape(label)}: {value} {escape(unit)}</title></rect>'
         )
         if i % label_every == 0:
-            parts.append(
-                f'<text x="{LEFT + i * step + step / 2:.1f}" y="{HEIGHT - 6}" font-size="10" '
-                f'text-anchor="middle" fill="#6c757d">{escape(label)}</text>'
-            )
-    parts.append("</svg>")
-    return mark_safe("".join(parts))
+            centre = (i + 0.5) * 100 / len(bars)
+            labels.append(f'<span style="left: {centre:.2f}%">{escape(label)}</span>')
+    return mark_safe(
+        f'<figure class="chart" role="img" aria-label="{escape(title)}"><div class="chart-plot">'
+        f'<span class="chart-max">{peak}</span><span class="chart-zero">0</span>'
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" aria-hidden="true" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>{"".join(rects)}</svg></div>'
+        f'<div class="chart-labels" aria-hidden="true">{"".join(labels)}</div></figure>'
+    )
 
 
 def fill_buckets(

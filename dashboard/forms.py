@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from crispy_forms.helper import FormHelper
 from django import forms
 from django.conf import settings
@@ -27,9 +29,15 @@ def _datetime_field(label: str) -> forms.DateTimeField:
     )
 
 
+# A new mailing's end unless one is given: long enough for a day's sending windows.
+DEFAULT_DURATION = timedelta(days=1)
+
+
 class MailingForm(forms.ModelForm):
     start_at = _datetime_field(gettext_lazy("Start"))
     end_at = _datetime_field(gettext_lazy("End"))
+    # The start is then the moment of saving, not the minute the form was opened at.
+    start_now = forms.BooleanField(label=gettext_lazy("Send now"), required=False)
     filter_tags = forms.MultipleChoiceField(
         label=gettext_lazy("Tags"),
         required=False,
@@ -65,12 +73,9 @@ class MailingForm(forms.ModelForm):
         ]
         widgets = {
             "text": forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT}),
-            "window_start": forms.TimeInput(
-                attrs={"placeholder": "09:00", "autocomplete": "off"}, format="%H:%M"
-            ),
-            "window_end": forms.TimeInput(
-                attrs={"placeholder": "21:00", "autocomplete": "off"}, format="%H:%M"
-            ),
+            # No placeholder: a pale 09:00 looks like a value, and an empty window is a choice.
+            "window_start": forms.TimeInput(attrs={"autocomplete": "off"}, format="%H:%M"),
+            "window_end": forms.TimeInput(attrs={"autocomplete": "off"}, format="%H:%M"),
         }
         labels = {
             "text": gettext_lazy("Text"),
@@ -78,7 +83,9 @@ class MailingForm(forms.ModelForm):
             "window_end": gettext_lazy("Send until (client-local)"),
         }
         help_texts = {
-            "window_start": gettext_lazy("Leave both empty to send at any hour."),
+            "window_start": gettext_lazy(
+                "HH:MM. Both empty: at any hour of the client's day, the night included."
+            ),
             "window_end": gettext_lazy("May be earlier than the start: the window then crosses midnight."),
         }
 
@@ -86,6 +93,14 @@ class MailingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["revision"].initial = self.instance.revision
+            del self.fields["start_now"]
+        else:
+            # Shown and editable: a start a few minutes ahead (time to check the form) and an end a
+            # day after it; "Send now" takes the moment of saving instead.
+            start = timezone.localtime().replace(second=0, microsecond=0) + timedelta(minutes=10)
+            self.initial.setdefault("start_at", start)
+            self.initial.setdefault("end_at", start + DEFAULT_DURATION)
+        self.fields["start_at"].required = False
         zone = timezone.get_current_timezone_name()
         for name in ("start_at", "end_at"):
             self.fields[name].help_text = _("%(format)s, your time zone (%(zone)s).") % {
@@ -113,6 +128,11 @@ class MailingForm(forms.ModelForm):
         return tags
 
     def clean(self) -> dict:
+        if self.cleaned_data.get("start_now"):
+            self.cleaned_data["start_at"] = timezone.now().replace(microsecond=0)
+            self.errors.pop("start_at", None)
+        elif "start_at" in self.cleaned_data and not self.cleaned_data["start_at"]:
+            self.add_error("start_at", _("Give the start, or tick “Send now”."))
         cleaned = super().clean()
         if "filter_tags" in cleaned:
             cleaned["filter_tags"] = sorted(set(cleaned["filter_tags"]) | set(cleaned.get("new_tags") or []))

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from django_tables2 import LazyPaginator, RequestConfig
@@ -114,6 +114,16 @@ def _live_context() -> dict[str, Any]:
     }
 
 
+def _hour_format() -> str:
+    # Translators: a chart's hour label, in Django's date format ("Dec 4, 18:00"; Russian: "d.m H:00")
+    return pgettext("chart label", "M j, H:00")
+
+
+def _minute_format() -> str:
+    # Translators: a chart's minute label, in Django's date format ("Dec 4, 18:05"; Russian: "d.m H:i")
+    return pgettext("chart label", "M j, H:i")
+
+
 def _hourly_chart() -> str:
     end = timezone.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=CHART_HOURS - 1)
@@ -123,7 +133,7 @@ def _hourly_chart() -> str:
         hour = minute.astimezone(UTC).replace(minute=0)
         rows[hour] = rows.get(hour, 0) + sent
     buckets = charts.fill_buckets(rows, start, end, timedelta(hours=1))
-    local = [(timezone.localtime(at).strftime("%d %H:00"), n) for at, n in buckets]
+    local = [(formats.date_format(timezone.localtime(at), _hour_format()), n) for at, n in buckets]
     return charts.bar_chart(local, title=_("Messages sent per hour, last %(n)s hours") % {"n": CHART_HOURS})
 
 
@@ -273,7 +283,12 @@ def _per_minute_chart(mailing: Mailing) -> str:
     buckets = charts.fill_buckets(rows, min(rows), max(rows), timedelta(minutes=1))
     buckets, factor = charts.coarsen(buckets, 120)
     unit = _("messages") if factor == 1 else _("messages per %(n)s min") % {"n": factor}
-    labels = [(timezone.localtime(at).strftime("%H:%M"), n) for at, n in buckets]
+    # The day too when the sending ran past midnight (or started days after the first messages).
+    days = {timezone.localtime(at).date() for at, _n in buckets}
+    labels = [
+        (formats.date_format(timezone.localtime(at), _minute_format() if len(days) > 1 else "H:i"), n)
+        for at, n in buckets
+    ]
     title = (
         _("Messages sent per minute") if factor == 1 else _("Messages sent per %(n)s minutes") % {"n": factor}
     )
