@@ -24,11 +24,8 @@ def test_creates_clients(db):
     assert (report.created, report.updated, report.errors, report.written) == (2, 0, [], True)
     a, b = Client.objects.order_by("phone")
     assert (a.phone, a.operator_code, a.tag, a.timezone) == ("79161234567", "916", "vip", "Europe/Moscow")
-    assert (b.operator_code, b.tag, b.timezone) == (
-        "926",
-        "",
-        "Europe/Moscow",
-    )  # empty timezone = MAILER_DEFAULT_CLIENT_TIMEZONE
+    # An empty timezone: MAILER_DEFAULT_CLIENT_TIMEZONE.
+    assert (b.operator_code, b.tag, b.timezone) == ("926", "", "Europe/Moscow")
 
 
 def test_columns_in_any_order_and_optional(db):
@@ -123,9 +120,8 @@ def test_a_file_that_is_not_utf8_is_read_as_windows_1251(db):
 def test_a_row_not_in_the_encoding_found_at_the_start_is_an_error_of_its_row(db, monkeypatch):
     """The encoding is found from the first piece: a later row in another one can't be read."""
     monkeypatch.setattr("mailer.importing.PIECE_BYTES", 32)
-    text = csv_of("79161234567,vip,UTC", "79261234567,vip,UTC").encode() + "79361234567,Москва,\n".encode(
-        "cp1251"
-    )
+    start = csv_of("79161234567,vip,UTC", "79261234567,vip,UTC").encode()
+    text = start + "79361234567,Москва,\n".encode("cp1251")
     report = import_clients(text, all_or_nothing=False)
     assert [(e.row, e.phone) for e in report.errors] == [(4, "79361234567")]
     assert "not UTF-8 text" in report.errors[0].message
