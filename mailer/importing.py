@@ -1,20 +1,33 @@
-"""Import clients from CSV, in the background: the file is kept in the database, a worker checks
-every row, then writes, and the page (or the API) follows its progress and shows the report.
+"""Import clients from CSV or Excel, in the background: the file is kept in the database, a worker
+checks every row, then writes, and the page (or the API) follows its progress and shows the report.
 
 Used by the REST API (`POST /api/v1/clients/import/`) and the dashboard's import page, which both
 call `start_import`; `run_import` is the django-q2 task.
 
-The file: UTF-8 (a BOM is allowed), comma-separated, a header row naming the columns. `phone` is
-required; `tag` (default empty), `timezone` (default MAILER_DEFAULT_CLIENT_TIMEZONE) and `opted_out` are optional; column order is free;
-columns without a name are ignored, other unknown ones are an error. Rows are numbered as a
-spreadsheet shows them: the header is row 1, the first client row 2. No value may hold a line break,
-so a quoted value that runs on past its line is an error of that row.
+The file: CSV text or an .xlsx workbook (its first bytes say which: a zip is a workbook), a header
+row naming the columns. `phone` is required; `tag` (default empty), `timezone` (default
+MAILER_DEFAULT_CLIENT_TIMEZONE, the rows given it counted) and `opted_out` are optional; column
+order is free; the header may name them in Russian too (COLUMN_NAMES: Телефон, Метка, Часовой
+пояс, Отписан), in any case. Columns without a name are ignored, other unknown ones are an error.
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first client row 2.
+- CSV as Excel saves it (_detect_format, at the upload): separated by ",", ";" or a tab (the one
+  the header line has most of), UTF-8 with or without a byte order mark if the first piece of the
+  file (1 MB) is UTF-8, else Windows-1251 (Russian Excel's plain "CSV"). A row further on that is
+  not text of that encoding is an error of that row, not of the file. No value may hold a line
+  break, so a quoted value that runs on past its line is an error of that row.
+- .xlsx: the first sheet, read by openpyxl in read-only mode (streamed, through the seekable
+  _StoredFile); a number cell reads as its digits (79161234567 stored as a float), TRUE as 1; rows
+  keep Excel's numbers, skipped rows included.
+Errors say the machine name of their column (`field`, for the API) and the row's phone as typed;
+the page and the errors file name the column in the reader's language (column_label).
 
 What an upload may cost is bounded by caps checked as the file is read, each refusing the file with
 a message naming the cap: at most MAILER_IMPORT_MAX_MB, no line over MAILER_IMPORT_MAX_LINE bytes, a
 header of at most MAILER_IMPORT_MAX_COLUMNS columns (one 8 MB header of 2.8 million columns once
-took the worker to 500 MB). The upload is refused at once (the page's form, the API's 400); the
-worker and the page's preview read the stored file through the same caps.
+took the worker to 500 MB); a workbook within the XLSX_* bounds (its unpacked size against zip
+bombs, its shared strings, its directory, each sheet row's XML). The upload is refused at once
+(the page's form, the API's 400); the worker and the page's preview read the stored file through
+the same caps (a sheet row's XML is checked as it is read: past the header, by the worker).
 
 `opted_out`: yes (1, true, yes, да) puts the phone on the stop list (source "import"); no or empty
 changes nothing, as taking a phone off the stop list needs a reason (the stop-list page or API).
@@ -27,8 +40,10 @@ Duplicates:
 How it runs, with bounded memory (a million rows in well under 300 MB, docs/benchmarks.md):
 1. Check: the whole file is read once, as a stream, and every row validated; the report says what
    the import will do (new, updated, unchanged) and lists the errors. Nothing is written.
-2. With `all_or_nothing` and any error, it stops there: nothing written. Otherwise (and, for
-   `write=False`, once the user confirms) it writes in chunks of CHUNK rows. Each chunk is one
+2. A check (`write=False`, the page's "Check") stops there, errors or not (state checked): the
+   report says what importing would do and the user may go on (`confirm`) unless all_or_nothing
+   and errors forbid it. With `all_or_nothing` and any error, an import stops there: nothing
+   written. Otherwise (and, after a check, once the user confirms) it writes in chunks of CHUNK rows. Each chunk is one
    transaction that also records the last row written, so a worker killed midway leaves a
    consistent state and the next run (`resume_imports`, every minute) goes on from that row: no
    row is lost or counted twice. Other users see the clients appear chunk by chunk. After
@@ -277,7 +292,7 @@ def confirm(imp: ClientImport, by=None) -> bool:
 
 
 def import_clients(file_or_text: str | bytes | IO, *, all_or_nothing: bool) -> ImportReport:
-    """Check and write a CSV file now, in this process (tests, scripts); returns the report."""
+    """Check and write a file now, in this process (tests, scripts); returns the report."""
     data = file_or_text.read() if hasattr(file_or_text, "read") else file_or_text
     if isinstance(data, str):
         data = data.encode()
