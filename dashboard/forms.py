@@ -162,7 +162,10 @@ class ClientForm(forms.ModelForm):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(label=gettext_lazy("CSV file"))
+    file = forms.FileField(
+        label=gettext_lazy("CSV or Excel file"),
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,.xlsx,text/csv"}),
+    )
     all_or_nothing = forms.BooleanField(
         required=False,
         initial=True,
@@ -174,7 +177,8 @@ class ImportForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.fields["file"].help_text = _(
-            "Columns: phone, tag, timezone, opted_out. UTF-8, at most %(mb)s MB."
+            "Columns: phone, tag, timezone, opted_out. CSV (comma or semicolon; UTF-8 or "
+            "Windows-1251) or an Excel workbook (.xlsx, its first sheet), at most %(mb)s MB."
         ) % {"mb": settings.MAILER_IMPORT_MAX_MB}
 
     def clean_file(self):

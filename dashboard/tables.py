@@ -41,6 +41,7 @@ COLOURS = {
     "failed": "danger",
     "expired": "warning",
     "client.opted_out": "secondary",
+    "import.checked": "secondary",
     "import.done": "success",
     "import.failed": "danger",
     "gateway.ok": "success",

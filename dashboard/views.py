@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import EmptyPage
@@ -619,7 +620,8 @@ def client_import(request: HtmxHttpRequest) -> HttpResponse:
         else:
             return redirect("dashboard:client-import-detail", pk=imp.pk)
     recent = ClientImport.objects.select_related("created_by")[:10]
-    return render(request, "dashboard/client_import.html", {"form": form, "recent": recent})
+    context = {"form": form, "recent": recent, "default_timezone": settings.MAILER_DEFAULT_CLIENT_TIMEZONE}
+    return render(request, "dashboard/client_import.html", context)
 
 
 @permission_required(importing.PERMISSIONS, raise_exception=True)
@@ -628,7 +630,14 @@ def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Progress while it runs (htmx polls the fragment), then the report."""
     imp = get_object_or_404(ClientImport, pk=pk)
     report = importing.ImportReport.of(imp)
-    context = {"imp": imp, "report": report.as_dict(errors=IMPORT_ERRORS_SHOWN)}
+    context = {
+        "imp": imp,
+        "report": report.as_dict(errors=IMPORT_ERRORS_SHOWN),
+        "errors": list(importing.error_rows(report.errors[:IMPORT_ERRORS_SHOWN])),
+        "file_format": importing.format_label(imp),
+        "good_rows": imp.rows_to_write,
+        "default_timezone": settings.MAILER_DEFAULT_CLIENT_TIMEZONE,
+    }
     if request.htmx and not request.htmx.history_restore_request:
         response = render(request, "dashboard/client_import_detail.html#progress", context)
         return response if imp.is_running else HttpResponseStopPolling(response.content)
@@ -650,6 +659,9 @@ def client_import_confirm(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @permission_required(importing.PERMISSIONS, raise_exception=True)
 @require_GET
 def client_import_report(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
-    """Every stored error (up to importing.ERRORS_KEPT), as CSV."""
+    """Every stored error (up to importing.ERRORS_KEPT), as CSV: the row, its phone as typed, the
+    column in the reader's language, the problem."""
     imp = get_object_or_404(ClientImport, pk=pk)
-    return exports.csv_response(f"import-{imp.pk}-errors.csv", ("row", "field", "message"), imp.errors)
+    header = (_("Row"), _("Phone"), _("Column"), _("Problem"))
+    rows = importing.error_rows([importing.RowError(*e) for e in imp.errors])
+    return exports.csv_response(f"import-{imp.pk}-errors.csv", header, rows)

@@ -1,20 +1,33 @@
-"""Import clients from CSV, in the background: the file is kept in the database, a worker checks
-every row, then writes, and the page (or the API) follows its progress and shows the report.
+"""Import clients from CSV or Excel, in the background: the file is kept in the database, a worker
+checks every row, then writes, and the page (or the API) follows its progress and shows the report.
 
 Used by the REST API (`POST /api/v1/clients/import/`) and the dashboard's import page, which both
 call `start_import`; `run_import` is the django-q2 task.
 
-The file: UTF-8 (a BOM is allowed), comma-separated, a header row naming the columns. `phone` is
-required; `tag` (default empty), `timezone` (default MAILER_DEFAULT_CLIENT_TIMEZONE) and `opted_out` are optional; column order is free;
-columns without a name are ignored, other unknown ones are an error. Rows are numbered as a
-spreadsheet shows them: the header is row 1, the first client row 2. No value may hold a line break,
-so a quoted value that runs on past its line is an error of that row.
+The file: CSV text or an .xlsx workbook (its first bytes say which: a zip is a workbook), a header
+row naming the columns. `phone` is required; `tag` (default empty), `timezone` (default
+MAILER_DEFAULT_CLIENT_TIMEZONE, the rows given it counted) and `opted_out` are optional; column
+order is free; the header may name them in Russian too (COLUMN_NAMES: Телефон, Метка, Часовой
+пояс, Отписан), in any case. Columns without a name are ignored, other unknown ones are an error.
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first client row 2.
+- CSV as Excel saves it (_detect_format, at the upload): separated by ",", ";" or a tab (the one
+  the header line has most of), UTF-8 with or without a byte order mark if the first piece of the
+  file (1 MB) is UTF-8, else Windows-1251 (Russian Excel's plain "CSV"). A row further on that is
+  not text of that encoding is an error of that row, not of the file. No value may hold a line
+  break, so a quoted value that runs on past its line is an error of that row.
+- .xlsx: the first sheet, read by openpyxl in read-only mode (streamed, through the seekable
+  _StoredFile); a number cell reads as its digits (79161234567 stored as a float), TRUE as 1; rows
+  keep Excel's numbers, skipped rows included.
+Errors say the machine name of their column (`field`, for the API) and the row's phone as typed;
+the page and the errors file name the column in the reader's language (column_label).
 
 What an upload may cost is bounded by caps checked as the file is read, each refusing the file with
 a message naming the cap: at most MAILER_IMPORT_MAX_MB, no line over MAILER_IMPORT_MAX_LINE bytes, a
 header of at most MAILER_IMPORT_MAX_COLUMNS columns (one 8 MB header of 2.8 million columns once
-took the worker to 500 MB). The upload is refused at once (the page's form, the API's 400); the
-worker and the page's preview read the stored file through the same caps.
+took the worker to 500 MB); a workbook within the XLSX_* bounds (its unpacked size against zip
+bombs, its shared strings, its directory, each sheet row's XML). The upload is refused at once
+(the page's form, the API's 400); the worker and the page's preview read the stored file through
+the same caps (a sheet row's XML is checked as it is read: past the header, by the worker).
 
 `opted_out`: yes (1, true, yes, да) puts the phone on the stop list (source "import"); no or empty
 changes nothing, as taking a phone off the stop list needs a reason (the stop-list page or API).
@@ -27,8 +40,10 @@ Duplicates:
 How it runs, with bounded memory (a million rows in well under 300 MB, docs/benchmarks.md):
 1. Check: the whole file is read once, as a stream, and every row validated; the report says what
    the import will do (new, updated, unchanged) and lists the errors. Nothing is written.
-2. With `all_or_nothing` and any error, it stops there: nothing written. Otherwise (and, for
-   `write=False`, once the user confirms) it writes in chunks of CHUNK rows. Each chunk is one
+2. A check (`write=False`, the page's "Check") stops there, errors or not (state checked): the
+   report says what importing would do and the user may go on (`confirm`) unless all_or_nothing
+   and errors forbid it. With `all_or_nothing` and any error, an import stops there: nothing
+   written. Otherwise (and, after a check, once the user confirms) it writes in chunks of CHUNK rows. Each chunk is one
    transaction that also records the last row written, so a worker killed midway leaves a
    consistent state and the next run (`resume_imports`, every minute) goes on from that row: no
    row is lost or counted twice. Other users see the clients appear chunk by chunk. After
@@ -37,20 +52,24 @@ How it runs, with bounded memory (a million rows in well under 300 MB, docs/benc
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
+import zipfile
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import IO
+from xml.etree.ElementTree import ParseError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, pgettext_lazy
 
 from mailer.models import (
     AuditEntry,
@@ -69,6 +88,35 @@ from mailer.models import (
 )
 
 COLUMNS = ("phone", "tag", "timezone", "opted_out")
+# The header names each column goes by, compared case-insensitively, "_" as a space: the English
+# ones and those a Russian marketer types.
+COLUMN_NAMES = {
+    "phone": ("phone", "телефон", "номер телефона"),
+    "tag": ("tag", "метка", "тег"),
+    "timezone": ("timezone", "time zone", "часовой пояс"),
+    "opted_out": ("opted_out", "отписан"),
+}
+# A column as the reader's page and errors file name it (RowError.field stays the machine name).
+COLUMN_LABELS = {
+    "phone": pgettext_lazy("import column", "phone"),
+    "tag": pgettext_lazy("import column", "tag"),
+    "timezone": pgettext_lazy("import column", "timezone"),
+    "opted_out": pgettext_lazy("import column", "opted_out"),
+}
+SEPARATORS = (",", ";", "\t")  # the first of the most frequent in the header line; "," if none
+ENCODINGS = {"utf-8": "UTF-8", "cp1251": "Windows-1251"}  # a CSV file's, as found at its start
+XLSX_MAGIC = b"PK\x03\x04"  # a zip archive, which an .xlsx workbook is
+XLS_MAGIC = b"\xd0\xcf\x11\xe0"  # the old binary Excel (.xls)
+# An .xlsx workbook's bounds, beside MAILER_IMPORT_MAX_MB on the file itself (a zip bomb packs
+# gigabytes in a few kilobytes; zipfile never unpacks more than a part's declared size): its parts
+# unpacked (images aside) at most XLSX_EXPANSION times MAILER_IMPORT_MAX_MB (a sheet's XML takes
+# five to ten times the bytes of the same rows in CSV); the shared strings, which openpyxl keeps in
+# memory, at most MAILER_IMPORT_MAX_MB; a directory of at most XLSX_DIRECTORY bytes (zipfile keeps
+# an object for each part); and no row of a sheet's XML over XLSX_ROW_LINES times
+# MAILER_IMPORT_MAX_LINE (the XML parser holds a whole row before openpyxl gives its cells).
+XLSX_EXPANSION = 10
+XLSX_DIRECTORY = 2**20
+XLSX_ROW_LINES = 16
 YES, NO = (
     frozenset({"1", "true", "yes", "y", "да", "д"}),
     frozenset({"", "0", "false", "no", "n", "нет", "н"}),
@@ -87,6 +135,18 @@ class RowError:
     row: int  # 1 = header; 0 = the file as a whole
     field: str  # a column name, or "" when the whole row/file is at fault
     message: str
+    phone: str = ""  # the row's phone as typed, for the errors file
+
+
+def column_label(name: str) -> str:
+    """A column as the reader calls it (a name of the file's own is shown as it is)."""
+    return str(COLUMN_LABELS.get(name, name))
+
+
+def error_rows(errors: list[RowError]) -> Iterator[tuple[int, str, str, str]]:
+    """The errors as the page and the errors file show them: row, phone as typed, column, problem."""
+    for e in errors:
+        yield e.row, e.phone, column_label(e.field), e.message
 
 
 @dataclass
@@ -95,6 +155,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     opted_out: int = 0  # rows that put their phone on the stop list
+    default_timezone: int = 0  # rows without a time zone, given MAILER_DEFAULT_CLIENT_TIMEZONE
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     # True when rows were written (the report of an all-or-nothing import with errors says False).
@@ -112,6 +173,7 @@ class ImportReport:
             updated=imp.updated,
             unchanged=imp.unchanged,
             opted_out=imp.opted_out,
+            default_timezone=imp.default_timezone,
             errors=[RowError(*e) for e in imp.errors],
             error_count=imp.error_count,
             written=imp.written,
@@ -119,7 +181,7 @@ class ImportReport:
 
     def stored_errors(self) -> list[list]:
         """The errors as ClientImport.errors keeps them (`of` reads them back)."""
-        return [[e.row, e.field, e.message] for e in self.errors]
+        return [[e.row, e.field, e.message, *([e.phone] if e.phone else [])] for e in self.errors]
 
     def as_dict(self, errors: int = 1000) -> dict:
         """The shape the API answers and the page shows: counts and the first `errors` errors."""
@@ -129,6 +191,7 @@ class ImportReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "opted_out": self.opted_out,
+            "default_timezone": self.default_timezone,
             "error_count": self.error_count,
             "errors": [{"row": e.row, "field": e.field, "message": e.message} for e in self.errors[:errors]],
         }
@@ -169,26 +232,33 @@ def start_import(
     via: str = "ui",
 ) -> ClientImport:
     """Keep the file in the database and queue the task that imports it (once this commits).
-    Raises ImportRefused, storing nothing, for a file over a cap: its size, a line's length, the
-    header's columns."""
+    Raises ImportRefused, storing nothing, for a file over a cap (its size, a line's length, the
+    header's columns, a workbook's unpacked size) or one that is neither CSV nor .xlsx."""
     with transaction.atomic():
         imp = ClientImport.objects.create(
             created_by=user, filename=filename[:200], all_or_nothing=all_or_nothing, write=write
         )
         size = 0
-        lines = _LineCap()
+        lines: _LineCap | None = None
+        first = b""
         for seq, piece in enumerate(iter(lambda: upload.read(PIECE_BYTES), b"")):
             size += len(piece)
             if problem := size_problem(size):
                 raise ImportRefused(problem)
-            lines.feed(piece)
+            if seq == 0:
+                first = piece
+                if not piece.startswith(XLSX_MAGIC):
+                    lines = _LineCap()  # lines: in a CSV file only
+            if lines:
+                lines.feed(piece)
             ImportChunk.objects.create(client_import=imp, seq=seq, data=piece)
+        imp.size = size
+        _detect_format(imp, first, filename)
         try:
-            next(_records(_ChunkStream(imp), errors="replace"), None)  # the header, for its columns
+            next(_records(imp), None)  # the header, for its columns (and a workbook's bounds)
         except csv.Error:
             pass  # the worker's check reports it with the rest
-        imp.size = size
-        imp.save(update_fields=["size"])
+        imp.save(update_fields=["size", "file_format", "encoding", "separator"])
         changes = {
             "filename": [None, imp.filename],
             "size": [None, size],
@@ -222,7 +292,7 @@ def confirm(imp: ClientImport, by=None) -> bool:
 
 
 def import_clients(file_or_text: str | bytes | IO, *, all_or_nothing: bool) -> ImportReport:
-    """Check and write a CSV file now, in this process (tests, scripts); returns the report."""
+    """Check and write a file now, in this process (tests, scripts); returns the report."""
     data = file_or_text.read() if hasattr(file_or_text, "read") else file_or_text
     if isinstance(data, str):
         data = data.encode()
@@ -252,8 +322,6 @@ def run_import(import_id: int) -> str:
             _check(imp)
         if imp.state == ImportState.WRITING:
             _write(imp)
-    except UnicodeDecodeError:
-        _fail(imp, RowError(0, "", _("The file is not UTF-8 text. Save it as CSV UTF-8.")))
     except ImportRefused as e:
         # Stored before a cap was lowered: refused here as the upload would be now.
         _fail(imp, RowError(0, "", str(e)))
@@ -293,7 +361,7 @@ def resume_imports() -> list[int]:
 def first_rows(imp: ClientImport, n: int) -> tuple[list[str], list[list[str]]]:
     """The header and the first `n` rows as they are in the file, for the page (not validated;
     nothing for a file over the caps)."""
-    records = _records(_ChunkStream(imp), errors="replace")
+    records = _records(imp)
     try:
         header = next(records, None) or []
         rows = [row or [] for _, row in zip(range(n), records, strict=False)]
@@ -394,9 +462,46 @@ class _ChunkStream(io.RawIOBase):
         return n
 
 
-def _text(stream: _ChunkStream, errors: str = "strict") -> io.TextIOWrapper:
-    # utf-8-sig: files saved by Excel start with a byte order mark. newline="": as csv wants it.
-    return io.TextIOWrapper(io.BufferedReader(stream), encoding="utf-8-sig", errors=errors, newline="")
+def _text(stream: _ChunkStream) -> io.TextIOWrapper:
+    """The CSV file's text in its encoding. utf-8-sig: Excel's "CSV UTF-8" starts with a byte order
+    mark. A byte that is not of the encoding reads as U+FFFD, which makes its row an error (_rows):
+    a file found UTF-8 at its start may turn out otherwise further on. newline="": as csv wants it."""
+    encoding = "utf-8-sig" if stream.imp.encoding == "utf-8" else stream.imp.encoding
+    return io.TextIOWrapper(io.BufferedReader(stream), encoding=encoding, errors="replace", newline="")
+
+
+def _detect_format(imp: ClientImport, first: bytes, filename: str = "") -> None:
+    """What the stored file is, from its first piece (`first`): an .xlsx workbook (a zip), else a
+    CSV file, UTF-8 if its first piece is (a character split at the piece's end allowed), else
+    Windows-1251 (Russian Excel's plain "CSV"); its separator is the one its header line has most
+    of. Sets the import's file_format, encoding and separator; ImportRefused for anything else."""
+    if first.startswith(XLSX_MAGIC):
+        imp.file_format = "xlsx"
+        return
+    if first.startswith(XLS_MAGIC):
+        raise ImportRefused(_("This is an old Excel workbook (.xls): save it as .xlsx, or as CSV."))
+    # Text has no NUL bytes (one in a value is that row's error); UTF-16 and binaries are full of them.
+    if filename.lower().endswith(".xlsx") or first.count(b"\x00") > len(first) // 16:
+        raise ImportRefused(_("The file is neither CSV text nor an Excel workbook (.xlsx)."))
+    imp.file_format = "csv"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(first, final=len(first) == imp.size)
+        imp.encoding = "utf-8"
+    except UnicodeDecodeError:
+        imp.encoding = "cp1251"
+    header = _text(_ChunkStream(imp)).readline()  # within the line cap
+    imp.separator = max(SEPARATORS, key=header.count) if any(s in header for s in SEPARATORS) else ","
+
+
+def format_label(imp: ClientImport) -> str:
+    """What the file was found to be, for the report: "CSV, Windows-1251, separator ;"."""
+    if imp.file_format == "xlsx":
+        return _("Excel workbook (.xlsx), its first sheet")
+    separator = {"\t": _("tab")}.get(imp.separator, imp.separator)
+    return _("CSV, %(encoding)s, separator %(separator)s") % {
+        "encoding": ENCODINGS.get(imp.encoding, imp.encoding),
+        "separator": separator,
+    }
 
 
 @dataclass
@@ -406,6 +511,7 @@ class _Row:
     tag: str
     timezone: str
     opted_out: bool = False
+    default_zone: bool = False  # no time zone given: MAILER_DEFAULT_CLIENT_TIMEZONE
 
 
 class _RowSpansLines(Exception):
@@ -437,12 +543,35 @@ class _Lines:
         return line
 
 
-def _records(stream: _ChunkStream, errors: str = "strict") -> Iterator[list[str] | None]:
-    """The file's rows as csv reads them, the header first; None for a row whose quoted value runs
-    on past its line. ImportRefused for a header of more than MAILER_IMPORT_MAX_COLUMNS columns
-    (and, from the stream, for a line over MAILER_IMPORT_MAX_LINE bytes, before csv sees it)."""
-    lines = _Lines(_text(stream, errors))
-    reader = csv.reader(lines)  # after an error from its lines, it starts the next row afresh
+def _records(imp: ClientImport, on_piece: Callable[[int], None] | None = None) -> Iterator[list[str] | None]:
+    """The file's rows, the header first, row N of the file the Nth: as csv reads them, or a
+    workbook's first sheet's as text (_sheet_records); None for a row whose quoted value runs on
+    past its line. ImportRefused for a header of more than MAILER_IMPORT_MAX_COLUMNS columns (and,
+    from the stream, for a line over MAILER_IMPORT_MAX_LINE bytes, before csv sees it)."""
+    if imp.file_format == "xlsx":
+        records = _sheet_records(_StoredFile(imp, on_piece))
+    else:
+        records = _csv_records(_ChunkStream(imp, on_piece), imp.separator)
+    header = next(records, _END)
+    if header is _END:
+        return
+    if header and len(header) > settings.MAILER_IMPORT_MAX_COLUMNS:
+        message = ngettext(
+            "The header has %(count)s column, more than the limit of %(limit)s.",
+            "The header has %(count)s columns, more than the limit of %(limit)s.",
+            len(header),
+        )
+        raise ImportRefused(message % {"count": len(header), "limit": settings.MAILER_IMPORT_MAX_COLUMNS})
+    yield header
+    yield from records
+
+
+_END = object()
+
+
+def _csv_records(stream: _ChunkStream, separator: str) -> Iterator[list[str] | None]:
+    lines = _Lines(_text(stream))
+    reader = csv.reader(lines, delimiter=separator)  # after an error from its lines, it starts afresh
     while True:
         try:
             values = next(reader)
@@ -450,15 +579,194 @@ def _records(stream: _ChunkStream, errors: str = "strict") -> Iterator[list[str]
             return
         except _RowSpansLines:
             values = None
-        if not lines.rows and values and len(values) > settings.MAILER_IMPORT_MAX_COLUMNS:
-            message = ngettext(
-                "The header has %(count)s column, more than the limit of %(limit)s.",
-                "The header has %(count)s columns, more than the limit of %(limit)s.",
-                len(values),
-            )
-            raise ImportRefused(message % {"count": len(values), "limit": settings.MAILER_IMPORT_MAX_COLUMNS})
         lines.rows = lines.given
         yield values
+
+
+class _StoredFile(io.RawIOBase):
+    """The stored file as a binary file one can seek in, for zipfile (which reads a workbook's
+    directory at its end first): the piece holding the position is fetched when needed, one
+    piece kept. `on_piece` is told the position at each piece fetched (see _ChunkStream)."""
+
+    def __init__(self, imp: ClientImport, on_piece: Callable[[int], None] | None = None) -> None:
+        self.imp = imp
+        self.on_piece = on_piece
+        self.position = 0
+        self.seq = -1
+        self.piece = b""
+        self.piece_size = 0  # every piece's but the last's
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.imp.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def _fetch(self, seq: int) -> None:
+        piece = (
+            ImportChunk.objects.filter(client_import=self.imp, seq=seq).values_list("data", flat=True).first()
+        )
+        self.seq, self.piece = seq, bytes(piece or b"")
+        if self.on_piece:
+            self.on_piece(self.position)
+
+    def readinto(self, target) -> int:
+        if self.position >= self.imp.size:
+            return 0
+        if not self.piece_size:
+            self._fetch(0)
+            self.piece_size = len(self.piece)
+        seq = self.position // self.piece_size
+        if seq != self.seq:
+            self._fetch(seq)
+        start = self.position - seq * self.piece_size
+        n = min(len(target), len(self.piece) - start)
+        if n <= 0:
+            return 0
+        target[:n] = self.piece[start : start + n]
+        self.position += n
+        return n
+
+
+class _RowCap(io.RawIOBase):
+    """A worksheet's XML as openpyxl reads it, refused where more than `limit` bytes pass without
+    a row's tag: the XML parser holds a row's whole element (every cell) before openpyxl sees it.
+    No "<!" either (a DTD's entities, CDATA: Excel writes none, and they could hide rows' tags)."""
+
+    TAG = re.compile(rb"<(?:/?(?:[A-Za-z_][\w.-]*:)?row[\s/>]|!)")
+
+    def __init__(self, part: IO[bytes], limit: int) -> None:
+        self.part, self.limit = part, limit
+        self.offset = 0  # of self.tail's first byte in the part
+        self.tail = b""  # the last bytes seen, for a tag split between reads
+        self.last = 0  # where the last tag was
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.part.close()
+        super().close()
+
+    def readinto(self, target) -> int:
+        data = self.part.read(len(target))
+        seen = self.tail + data
+        for match in self.TAG.finditer(seen):
+            if match.group() == b"<!":
+                raise ImportRefused(_("The workbook's sheet holds XML that Excel never writes (<!...)."))
+            at = self.offset + match.start()
+            if at - self.last > self.limit:
+                break
+            self.last = max(self.last, at)
+        if self.offset + len(seen) - self.last > self.limit:
+            message = _("A row of the sheet takes more than %(limit)s bytes of XML; split the sheet.")
+            raise ImportRefused(message % {"limit": self.limit})
+        keep = min(len(seen), 64)
+        self.offset += len(seen) - keep
+        self.tail = seen[len(seen) - keep :]
+        target[: len(data)] = data
+        return len(data)
+
+
+def _workbook_refused(reason: object) -> ImportRefused:
+    return ImportRefused(_("Not a readable Excel workbook (.xlsx): %(error)s.") % {"error": reason})
+
+
+def _open_workbook(stream: _StoredFile):
+    """The workbook, read only, after its bounds (XLSX_*) are checked; ImportRefused else."""
+    from openpyxl.reader.excel import ExcelReader
+
+    stream.seek(-min(stream.imp.size, 2**16 + 22), io.SEEK_END)
+    end = stream.read()
+    at = end.rfind(b"PK\x05\x06")  # the end of the central directory
+    if at < 0:
+        raise _workbook_refused(_("no zip directory"))
+    directory = int.from_bytes(end[at + 12 : at + 16], "little")
+    if directory > XLSX_DIRECTORY or end[max(at - 20, 0) : at].startswith(b"PK\x06\x07"):  # zip64
+        raise _workbook_refused(_("too many parts"))
+
+    class Archive(zipfile.ZipFile):
+        def open(self, name, mode="r", *args, **kwargs):
+            part = super().open(name, mode, *args, **kwargs)
+            if mode == "r" and str(getattr(name, "filename", name)).startswith("xl/worksheets/"):
+                limit = XLSX_ROW_LINES * settings.MAILER_IMPORT_MAX_LINE
+                return io.BufferedReader(_RowCap(part, limit))
+            return part
+
+    stream.seek(0)
+    archive = Archive(stream)
+    parts = archive.infolist()
+    unpacked = sum(p.file_size for p in parts if not p.filename.startswith("xl/media/"))
+    strings = sum(p.file_size for p in parts if p.filename.lower().endswith("sharedstrings.xml"))
+    if unpacked > XLSX_EXPANSION * max_bytes() or strings > max_bytes():
+        message = _(
+            "Unpacked, the workbook takes %(mb)s MB, more than the limit of %(limit)s MB "
+            "(shared strings at most %(strings)s MB); save its first sheet as CSV, or split it."
+        )
+        raise ImportRefused(
+            message
+            % {
+                "mb": unpacked // 2**20 if unpacked > XLSX_EXPANSION * max_bytes() else strings // 2**20,
+                "limit": XLSX_EXPANSION * settings.MAILER_IMPORT_MAX_MB,
+                "strings": settings.MAILER_IMPORT_MAX_MB,
+            }
+        )
+    stream.seek(0)
+    reader = ExcelReader(stream, read_only=True, data_only=True, keep_links=False)
+    reader.archive = archive  # its parts through the row cap
+    reader.read()
+    return reader.wb
+
+
+def _cell_text(value: object) -> str:
+    """A cell as the CSV file would have it: 79161234567 typed as a number (a float, maybe) as its
+    digits, TRUE as 1."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
+
+
+def _sheet_records(stream: _StoredFile) -> Iterator[list[str]]:
+    """The first sheet's rows as text, trailing empty cells dropped; an empty row for each row the
+    sheet skips, so that row N is Excel's row N."""
+    try:
+        workbook = _open_workbook(stream)
+        try:
+            if not workbook.worksheets:
+                raise _workbook_refused(_("no sheet"))
+            sheet = workbook.worksheets[0]
+            sheet.reset_dimensions()  # not the size the file claims: every row there is
+            for row in sheet.iter_rows(values_only=True):
+                values = [_cell_text(v) for v in row]
+                while values and not values[-1]:
+                    values.pop()
+                yield values
+        finally:
+            workbook.close()
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        ParseError,
+        KeyError,
+        ValueError,
+        TypeError,
+        OSError,
+    ) as e:
+        raise _workbook_refused(e) from e
 
 
 def _spans_lines() -> str:
@@ -493,10 +801,21 @@ class _PhoneRows:
         self.slots[self._slot(key)] = key << 32 | row
 
 
-def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
+def _column(name: str) -> str:
+    """The column a header names (COLUMN_NAMES), else the name as given, stripped."""
+    key = " ".join(name.replace("_", " ").split()).lower()
+    return _COLUMNS_BY_NAME.get(key, name.strip())
+
+
+_COLUMNS_BY_NAME = {n.replace("_", " "): column for column, names in COLUMN_NAMES.items() for n in names}
+
+
+def _rows(
+    imp: ClientImport, report: ImportReport, on_piece: Callable[[int], None] | None = None
+) -> Iterator[_Row]:
     """The valid rows, in file order; every problem goes into the report. Memory: a few bytes per
     row, for duplicates (_PhoneRows)."""
-    records = _records(stream)
+    records = _records(imp, on_piece)
     try:
         header = next(records, [])
     except csv.Error as e:
@@ -508,13 +827,13 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
     if not any(h.strip() for h in header):
         report.add_error(RowError(1, "", _("The file is empty; the first row must name the columns.")))
         return
-    names = [h.strip().lower() for h in header]
+    names = [_column(h) for h in header]
     for name in names:
         # An unnamed column (a spreadsheet's trailing comma) is ignored.
         if name and name not in COLUMNS:
             message = _("Unknown column %(name)s; the columns are %(columns)s.") % {
                 "name": repr(name[:64]),
-                "columns": ", ".join(COLUMNS),
+                "columns": ", ".join(column_label(c) for c in COLUMNS),
             }
             report.add_error(RowError(1, name[:64], message))
     if "phone" not in names:
@@ -526,7 +845,11 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
         return
 
     index = {name: i for i, name in enumerate(names)}
-    seen = _PhoneRows(stream.imp.size)
+    seen = _PhoneRows(imp.size)
+    not_text = _(
+        "The row holds bytes that are not %(encoding)s text, which the file's start is; save the "
+        "whole file in one encoding (best: CSV UTF-8)."
+    ) % {"encoding": ENCODINGS.get(imp.encoding, imp.encoding)}
     row_number = 1
     try:
         for values in records:
@@ -536,35 +859,40 @@ def _rows(stream: _ChunkStream, report: ImportReport) -> Iterator[_Row]:
                 continue
             if not any(v.strip() for v in values):
                 continue  # blank lines, e.g. at the end of the file
+            typed = values[index["phone"]][:64] if index["phone"] < len(values) else ""
             if len(values) > len(names):
-                report.add_error(RowError(row_number, "", _too_many_values(len(values), len(names))))
+                message = _too_many_values(len(values), len(names))
+                report.add_error(RowError(row_number, "", message, typed))
+                continue
+            if imp.file_format == "csv" and any("\ufffd" in v for v in values):
+                report.add_error(RowError(row_number, "", not_text, typed))
                 continue
             values += [""] * (len(names) - len(values))  # short rows: missing values are empty
             phone = normalize_phone(values[index["phone"]])
             tag = values[index["tag"]].strip() if "tag" in index else ""
-            tz = (
-                values[index["timezone"]].strip() if "timezone" in index else ""
-            ) or default_client_timezone()
+            tz = values[index["timezone"]].strip() if "timezone" in index else ""
+            default_zone = not tz
+            tz = tz or default_client_timezone()
             opt = values[index["opted_out"]].strip().lower() if "opted_out" in index else ""
             errors = []
             if opt not in YES | NO:
                 message = _("Give yes or no (1 or 0, true or false, да or нет), or leave it empty.")
-                errors.append(RowError(row_number, "opted_out", message))
+                errors.append(RowError(row_number, "opted_out", message, typed))
             if problem := phone_problem(phone):
-                errors.append(RowError(row_number, "phone", problem))
+                errors.append(RowError(row_number, "phone", problem, typed))
             elif first := seen.get(int(phone)):
                 message = _("Duplicate of row %(row)s.") % {"row": first}
-                errors.append(RowError(row_number, "phone", message))
+                errors.append(RowError(row_number, "phone", message, typed))
             if problem := tag_problem(tag):
-                errors.append(RowError(row_number, "tag", problem))
+                errors.append(RowError(row_number, "tag", problem, typed))
             if problem := timezone_problem(tz):
-                errors.append(RowError(row_number, "timezone", problem))
+                errors.append(RowError(row_number, "timezone", problem, typed))
             if errors:
                 for error in errors:
                     report.add_error(error)
                 continue
             seen.add(int(phone), row_number)
-            yield _Row(row_number, phone, tag, tz, opt in YES)
+            yield _Row(row_number, phone, tag, tz, opt in YES, default_zone)
     except csv.Error as e:
         report.add_error(RowError(row_number, "", _("Not a readable CSV line: %(error)s.") % {"error": e}))
 
@@ -600,23 +928,31 @@ def _existing(batch: list[_Row]) -> dict[str, tuple[int, str, str]]:
 def _check(imp: ClientImport) -> None:
     ClientImport.objects.filter(pk=imp.pk).update(state=ImportState.CHECKING)
     report = ImportReport()
-    stream = _ChunkStream(imp, on_piece=lambda position: _renew(imp, bytes_checked=position))
+    on_piece = lambda position: _renew(imp, bytes_checked=position)  # noqa: E731
     valid = 0
-    for batch in _batches(_rows(stream, report)):
+    for batch in _batches(_rows(imp, report, on_piece)):
         valid += len(batch)
         new, changed, unchanged = _sort_out(batch)
         report.created += len(new)
         report.updated += sum(len(ids) for ids in changed.values())
         report.unchanged += unchanged
         report.opted_out += sum(r.opted_out for r in batch)
+        report.default_timezone += sum(r.default_zone for r in batch)
     imp.bytes_checked = imp.size
     imp.created, imp.updated, imp.unchanged = report.created, report.updated, report.unchanged
-    imp.opted_out = report.opted_out
+    imp.opted_out, imp.default_timezone = report.opted_out, report.default_timezone
     imp.errors = report.stored_errors()
     imp.error_count = report.error_count
     imp.rows_to_write = valid
+    if not imp.write:
+        # A check: the report says what importing would do, errors or not, and waits for the
+        # user, who may import the good rows (all or nothing off) or fix the file.
+        imp.state = ImportState.CHECKED
+        imp.save()
+        return
     if report.error_count and imp.all_or_nothing:
-        imp.created = imp.updated = imp.unchanged = imp.opted_out = 0  # what was done: nothing
+        # What was done: nothing.
+        imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.default_timezone = 0
     if report.error_count and imp.all_or_nothing or not valid:
         imp.state, imp.finished_at = (
             (ImportState.FAILED if report.error_count else ImportState.DONE),
@@ -624,7 +960,7 @@ def _check(imp: ClientImport) -> None:
         )
         imp.written = not report.error_count
     else:
-        imp.state = ImportState.WRITING if imp.write else ImportState.CHECKED
+        imp.state = ImportState.WRITING
     imp.save()
 
 
@@ -634,9 +970,11 @@ def _write(imp: ClientImport) -> None:
     if not imp.written_through:
         # The counts now say what was done, not what the check expected.
         imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.rows_written = 0
-        imp.save(update_fields=["created", "updated", "unchanged", "opted_out", "rows_written"])
-    stream = _ChunkStream(imp, on_piece=lambda _: _renew(imp))
-    rows = (r for r in _rows(stream, report) if r.row > imp.written_through)
+        imp.default_timezone = 0
+        imp.save(
+            update_fields=["created", "updated", "unchanged", "opted_out", "default_timezone", "rows_written"]
+        )
+    rows = (r for r in _rows(imp, report, lambda _: _renew(imp)) if r.row > imp.written_through)
     for batch in _batches(rows):
         for attempt in range(3):
             try:
@@ -646,6 +984,7 @@ def _write(imp: ClientImport) -> None:
                     imp.updated += counts[1]
                     imp.unchanged += counts[2]
                     imp.opted_out += counts[3]
+                    imp.default_timezone += sum(r.default_zone for r in batch)
                     imp.rows_written += len(batch)
                     imp.written_through = batch[-1].row
                     held = ClientImport.objects.filter(pk=imp.pk, state=ImportState.WRITING).update(
@@ -653,6 +992,7 @@ def _write(imp: ClientImport) -> None:
                         updated=imp.updated,
                         unchanged=imp.unchanged,
                         opted_out=imp.opted_out,
+                        default_timezone=imp.default_timezone,
                         rows_written=imp.rows_written,
                         written_through=imp.written_through,
                         lease_until=timezone.now() + LEASE,

@@ -1126,8 +1126,20 @@ class ClientImport(models.Model):
     opted_out = models.PositiveIntegerField(
         default=0, help_text="Rows that put their phone on the stop list."
     )
+    default_timezone = models.PositiveIntegerField(
+        default=0, help_text="Rows without a time zone, given MAILER_DEFAULT_CLIENT_TIMEZONE."
+    )
     error_count = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True, help_text="The first errors: [row, field, message].")
+    errors = models.JSONField(
+        default=list, blank=True, help_text="The first errors: [row, field, message, phone as typed]."
+    )
+    # What the upload was found to be (mailer.importing.detect_format); the defaults are what every
+    # file was before .xlsx, Windows-1251 and semicolons were taken.
+    file_format = models.CharField(max_length=8, default="csv", help_text="csv or xlsx.")
+    encoding = models.CharField(max_length=16, default="utf-8", help_text="A CSV file's: utf-8 or cp1251.")
+    separator = models.CharField(
+        max_length=1, default=",", help_text="A CSV file's: comma, semicolon or tab."
+    )
     written = models.BooleanField(default=False)
     problem = models.CharField(max_length=500, blank=True, help_text="Why it stopped, if it failed.")
     worker_stops = models.PositiveSmallIntegerField(
@@ -1158,7 +1170,11 @@ class ClientImport(models.Model):
     @property
     def can_write(self) -> bool:
         """After the check: whether confirming would write anything."""
-        return self.state == ImportState.CHECKED and not (self.all_or_nothing and self.error_count)
+        return (
+            self.state == ImportState.CHECKED
+            and self.rows_to_write > 0
+            and not (self.all_or_nothing and self.error_count)
+        )
 
 
 class ImportChunk(models.Model):

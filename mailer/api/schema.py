@@ -131,9 +131,12 @@ clients = extend_schema_view(
 import_csv = extend_schema(
     summary="Import clients from CSV",
     description=(
-        "Upload a CSV file (multipart field `file`) with a header row: `phone` (required), `tag`, "
-        "`timezone` (optional, default empty and UTC). Rows are numbered as in a spreadsheet: the "
-        "header is row 1.\n\n"
+        "Upload a CSV file or an Excel workbook (`.xlsx`, its first sheet; multipart field `file`) "
+        "with a header row: `phone` (required), `tag`, `timezone`, `opted_out` (optional; the Russian "
+        "names `Телефон`, `Метка`, `Часовой пояс`, `Отписан` too). A CSV file may be as Excel saves "
+        "it: `,` `;` or tab, UTF-8 (a BOM allowed) or Windows-1251. A blank `timezone` gets "
+        "`MAILER_DEFAULT_CLIENT_TIMEZONE` (Europe/Moscow), counted in `default_timezone`. Rows are "
+        "numbered as in a spreadsheet: the header is row 1.\n\n"
         "* A phone that appears twice in the file: the later row is an error.\n"
         "* A phone already in the database: that client's tag and timezone are updated.\n"
         "* `all_or_nothing=true` (default): any error and nothing is written (`written: false`).\n"
@@ -144,7 +147,8 @@ import_csv = extend_schema(
         "(nothing written: `errors` says why). A 400 with the report's shape answers a missing field "
         "or a file over a cap (field `file`, the message naming the cap): its size, a line over "
         "`MAILER_IMPORT_MAX_LINE` bytes (64 KiB by default, the line named) or a header of more than "
-        "`MAILER_IMPORT_MAX_COLUMNS` columns (50). An import whose worker died three times fails "
+        "`MAILER_IMPORT_MAX_COLUMNS` columns (50), a workbook over its unpacked bounds (a zip bomb), "
+        "or a file that is neither CSV text nor `.xlsx` (an old `.xls` is named as such). An import whose worker died three times fails "
         "saying so. Needs the add and change client permissions (manager)."
     ),
     request={"multipart/form-data": s.ImportRequestSerializer},
@@ -161,6 +165,8 @@ import_csv = extend_schema(
                         "created": 0,
                         "updated": 0,
                         "unchanged": 0,
+                        "opted_out": 0,
+                        "default_timezone": 0,
                         "error_count": 2,
                         "errors": [
                             {"row": 3, "field": "phone", "message": "Duplicate of row 2."},

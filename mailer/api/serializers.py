@@ -181,8 +181,12 @@ class FormBooleanField(serializers.BooleanField):
 
 class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField(
-        help_text="CSV, UTF-8, with a header row: phone (required), tag, timezone, opted_out (optional, any "
-        "order). opted_out yes/1/true puts the phone on the stop list."
+        help_text="CSV or an Excel workbook (.xlsx: its first sheet), with a header row: phone (required), "
+        "tag, timezone, opted_out (optional, any order; or in Russian, in any case: Телефон, Метка or Тег, "
+        "Часовой пояс, Отписан). CSV as Excel saves it: comma, semicolon or tab (found from the header "
+        "line), UTF-8 with or without a byte order mark, else Windows-1251. A phone cell typed as a number "
+        "is read as its digits. opted_out yes/1/true puts the phone on the stop list; a blank timezone "
+        "gets MAILER_DEFAULT_CLIENT_TIMEZONE (Europe/Moscow)."
     )
     all_or_nothing = FormBooleanField(
         default=True,
@@ -203,6 +207,9 @@ class ImportReportSerializer(serializers.Serializer):
     unchanged = serializers.IntegerField(help_text="Phones already known with the same tag and timezone.")
     opted_out = serializers.IntegerField(
         help_text="Rows whose opted_out column put the phone on the stop list."
+    )
+    default_timezone = serializers.IntegerField(
+        help_text="Rows without a time zone, given MAILER_DEFAULT_CLIENT_TIMEZONE (Europe/Moscow)."
     )
     error_count = serializers.IntegerField()
     errors = RowErrorSerializer(many=True, help_text="The first 1000 errors.")

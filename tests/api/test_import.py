@@ -24,11 +24,8 @@ def test_creates_clients(db):
     assert (report.created, report.updated, report.errors, report.written) == (2, 0, [], True)
     a, b = Client.objects.order_by("phone")
     assert (a.phone, a.operator_code, a.tag, a.timezone) == ("79161234567", "916", "vip", "Europe/Moscow")
-    assert (b.operator_code, b.tag, b.timezone) == (
-        "926",
-        "",
-        "Europe/Moscow",
-    )  # empty timezone = MAILER_DEFAULT_CLIENT_TIMEZONE
+    # An empty timezone: MAILER_DEFAULT_CLIENT_TIMEZONE.
+    assert (b.operator_code, b.tag, b.timezone) == ("926", "", "Europe/Moscow")
 
 
 def test_columns_in_any_order_and_optional(db):
@@ -82,7 +79,8 @@ def test_all_or_nothing_writes_nothing_on_error(db, make_client):
     make_client("79161234567", tag="old")
     text = csv_of("79161234567,new,UTC", "79261234567,vip,UTC", "bad,vip,UTC")
     report = import_clients(text, all_or_nothing=True)
-    assert report.errors == [RowError(4, "phone", "Phone must be 11 digits starting with 7: 7XXXXXXXXXX.")]
+    message = "Phone must be 11 digits starting with 7: 7XXXXXXXXXX."
+    assert report.errors == [RowError(4, "phone", message, phone="bad")]
     assert (report.created, report.updated, report.written) == (0, 0, False)
     assert list(Client.objects.values_list("phone", "tag")) == [("79161234567", "old")]
 
@@ -112,10 +110,22 @@ def test_bad_header_writes_nothing(db, text, field, message):
     assert not report.written and not Client.objects.exists()
 
 
-def test_not_utf8(db):
-    report = import_clients("phone,tag\n79161234567,caf\u00e9\n".encode("latin-1"), all_or_nothing=False)
-    assert report.errors[0].row == 0 and "UTF-8" in report.errors[0].message
-    assert not Client.objects.exists()
+def test_a_file_that_is_not_utf8_is_read_as_windows_1251(db):
+    report = import_clients("phone,tag\n79161234567,Москва\n".encode("cp1251"), all_or_nothing=False)
+    assert (report.created, report.errors) == (1, [])
+    assert Client.objects.get().tag == "Москва"
+    assert ClientImport.objects.get().encoding == "cp1251"
+
+
+def test_a_row_not_in_the_encoding_found_at_the_start_is_an_error_of_its_row(db, monkeypatch):
+    """The encoding is found from the first piece: a later row in another one can't be read."""
+    monkeypatch.setattr("mailer.importing.PIECE_BYTES", 32)
+    start = csv_of("79161234567,vip,UTC", "79261234567,vip,UTC").encode()
+    text = start + "79361234567,Москва,\n".encode("cp1251")
+    report = import_clients(text, all_or_nothing=False)
+    assert [(e.row, e.phone) for e in report.errors] == [(4, "79361234567")]
+    assert "not UTF-8 text" in report.errors[0].message
+    assert report.created == 2
 
 
 def test_control_characters_in_tag_are_refused(db):
@@ -210,8 +220,12 @@ def test_endpoint_without_file_is_a_400(api):
 
 def test_endpoint_binary_garbage_is_a_400(api):
     response = upload(api, b"\x89PNG\r\n\x1a\n\x00\x00")
-    assert response.json()["state"] == "failed"
-    assert "UTF-8" in response.json()["errors"][0]["message"]
+    assert response.status_code == 400
+    message = "The file is neither CSV text nor an Excel workbook (.xlsx)."
+    assert response.json()["errors"] == [{"row": 0, "field": "file", "message": message}]
+    response = upload(api, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100))
+    assert "old Excel workbook (.xls)" in response.json()["errors"][0]["message"]
+    assert not ClientImport.objects.exists()
 
 
 def test_endpoint_refuses_a_too_large_file(api, monkeypatch):
