@@ -1,31 +1,100 @@
-"""CSV exports that stream: rows are read from the database in chunks and written as they go.
+"""Exports as CSV or .xlsx, in the reader's language and time zone.
 
-A million-row export never sits in memory. The cells are written by mailer.csvfiles, which keeps
-spreadsheets from running them as formulas.
+Rows are read from the database in chunks (`iterator(chunk_size=...)`), never as one list: a CSV
+streams them as it goes (mailer.csvfiles), an .xlsx writes them to a temporary file that is then
+sent (mailer.xlsxfiles), so a million-row export never sits in memory either way.
+
+Headers, statuses, states and the engine's reasons are translated when the export begins (the
+rows of a streamed CSV are written after the view has returned); dates and numbers are written
+by the reader's Locale (mailer.formats). A CSV's separator is the language's (";" in Russian)
+unless the link says `sep=;`, `sep=,` or `sep=tab`; any other value is refused with a 400 that
+names it, rather than a file the reader's spreadsheet would split wrongly without a word.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponseBadRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.utils.translation import gettext as _
 
-from mailer import stats
+from mailer import importing, stats, xlsxfiles
 from mailer.csvfiles import csv_lines
-from mailer.models import Mailing, Message
+from mailer.formats import Locale
+from mailer.models import Mailing, MailingState, Message, MessageStatus, reason_texts
 from mailer.stats import STATUSES
 
 CHUNK_SIZE = 2000  # rows per database fetch
+SEPARATORS = {";": ";", ",": ",", "tab": "\t"}  # the `sep` parameter's values
+FORMATS = ("csv", "xlsx")
 
 
-def csv_response(
-    filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(csv_lines(header, rows), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+@dataclass
+class Export:
+    """A table to download: rows of plain values (text in the reader's language, numbers, aware
+    datetimes), made by `rows` when the file is written."""
+
+    name: str  # the file's name without its extension
+    title: str  # the sheet's
+    columns: Sequence[tuple[str, int]]  # header and width in characters (.xlsx)
+    rows: Callable[[], Iterable[Sequence[Any]]]
+
+    @property
+    def header(self) -> list[str]:
+        return [label for label, _width in self.columns]
+
+
+def download(request: HttpRequest, kind: str, export: Export) -> HttpResponseBase:
+    """The export as the file `kind` ("csv" or "xlsx") asks for."""
+    if kind == "xlsx":
+        return xlsx_response(export, Locale.current())
+    sep = request.GET.get("sep")
+    if sep is not None and sep not in SEPARATORS:
+        return HttpResponseBadRequest(
+            _("Unknown separator sep=%(sep)s: use sep=; or sep=, or sep=tab.") % {"sep": sep[:20]},
+            content_type="text/plain; charset=utf-8",
+        )
+    return csv_response(export, Locale.current(SEPARATORS.get(sep or "")))
+
+
+def csv_response(export: Export, locale: Locale) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        csv_lines(export.header, export.rows(), locale), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{export.name}.csv"'
     return response
+
+
+def xlsx_response(export: Export, locale: Locale) -> FileResponse:
+    """Written whole to a temporary file (unnamed: gone when closed), then sent from it."""
+    file = tempfile.TemporaryFile()
+    try:
+        widths = [width for _label, width in export.columns]
+        xlsxfiles.write_xlsx(file, export.title, export.header, export.rows(), locale, widths)
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return FileResponse(
+        file,
+        as_attachment=True,
+        filename=f"{export.name}.xlsx",
+        content_type=xlsxfiles.CONTENT_TYPE,
+    )
+
+
+def status_labels() -> dict[str, str]:
+    """Each message status's label in the active language."""
+    return {status.value: str(status.label) for status in MessageStatus}
+
+
+def state_labels() -> dict[str, str]:
+    return {state.value: str(state.label) for state in MailingState}
 
 
 MESSAGE_COLUMNS = (
@@ -38,32 +107,43 @@ MESSAGE_COLUMNS = (
     "last_error",
     "sent_text__text",
 )
-MESSAGE_HEADER = ("message_id", "phone", "status", "attempts", "created_at", "sent_at", "last_error", "text")
 
 
-def messages_csv(mailing: Mailing, messages: QuerySet[Message]) -> StreamingHttpResponse:
-    rows = messages.order_by("id").values_list(*MESSAGE_COLUMNS).iterator(chunk_size=CHUNK_SIZE)
-    return csv_response(f"mailing-{mailing.pk}-messages.csv", MESSAGE_HEADER, rows)
+def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
+    statuses, reason = status_labels(), reason_texts()
+    queryset = messages.order_by("id").values_list(*MESSAGE_COLUMNS)
+
+    def rows() -> Iterator[Sequence[Any]]:
+        for pk, phone, status, attempts, created_at, sent_at, error, text in queryset.iterator(
+            chunk_size=CHUNK_SIZE
+        ):
+            yield (
+                pk,
+                phone,
+                statuses.get(status, status),
+                attempts,
+                created_at,
+                sent_at,
+                reason(error),
+                text,
+            )
+
+    columns = [
+        (_("Message no."), 12),
+        (_("Phone"), 14),
+        (_("Status"), 12),
+        (_("Attempts"), 9),
+        (_("Created at"), 20),
+        (_("Accepted at"), 20),
+        (_("Why"), 40),
+        (_("Text"), 60),
+    ]
+    return Export(f"mailing-{mailing.pk}-messages", _("Messages"), columns, rows)
 
 
-OVERVIEW_HEADER = (
-    "mailing_id",
-    "text",
-    "state",
-    "start_at",
-    "end_at",
-    "tags",
-    "operator_codes",
-    "total",
-    *STATUSES,
-    "delivery_rate",
-    "sms_parts",
-    "sms_sent",
-)
-
-
-def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
+def overview_export(mailings: QuerySet[Mailing]) -> Export:
     """One row per mailing with its message counts; `mailings` is annotated by stats.with_counts."""
+    states, statuses = state_labels(), status_labels()
 
     def rows() -> Iterator[Sequence[Any]]:
         for m in mailings.iterator(chunk_size=CHUNK_SIZE):
@@ -71,7 +151,7 @@ def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
             yield (
                 m.pk,
                 m.text,
-                m.state,
+                states.get(m.state, m.state),
                 m.start_at,
                 m.end_at,
                 " ".join(m.filter_tags),
@@ -83,4 +163,25 @@ def overview_csv(mailings: QuerySet[Mailing]) -> StreamingHttpResponse:
                 m.sms_sent,
             )
 
-    return csv_response("mailings-overview.csv", OVERVIEW_HEADER, rows())
+    columns = [
+        (_("Mailing no."), 12),
+        (_("Text"), 60),
+        (_("State"), 14),
+        (_("Start"), 20),
+        (_("End"), 20),
+        (_("Tags"), 20),
+        (_("Operator codes"), 16),
+        (_("Total"), 10),
+        *((statuses[status], 12) for status in STATUSES),
+        (_("Accepted, %"), 14),
+        (_("SMS parts"), 10),
+        (_("SMS sent"), 12),
+    ]
+    return Export("mailings-overview", _("Mailings"), columns, rows)
+
+
+def import_errors_export(name: str, errors: list[importing.RowError]) -> Export:
+    """An import's errors as the page shows them: the row, its phone as typed, the column in the
+    reader's language, the problem."""
+    columns = [(_("Row"), 8), (_("Phone"), 16), (_("Column"), 14), (_("Problem"), 80)]
+    return Export(name, _("Errors"), columns, lambda: importing.error_rows(errors))

@@ -16,7 +16,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import EmptyPage
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -436,10 +437,11 @@ def mailing_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @permission_required("mailer.view_message", raise_exception=True)
 @require_GET
-def mailing_messages_csv(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
+def mailing_messages_export(request: HtmxHttpRequest, pk: int, kind: str) -> HttpResponseBase:
+    """The mailing's messages as CSV or .xlsx (`kind`), filtered as its page's table."""
     mailing = get_object_or_404(Mailing, pk=pk)
     filterset = MessageFilter(request.GET or None, queryset=mailing.messages.all())
-    return exports.messages_csv(mailing, filterset.qs)
+    return exports.download(request, kind, exports.messages_export(mailing, filterset.qs))
 
 
 # The stop list
@@ -541,9 +543,11 @@ def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
 
 @permission_required(stats.PERMISSIONS, raise_exception=True)
 @require_GET
-def statistics_csv(request: HtmxHttpRequest) -> StreamingHttpResponse:
+def statistics_export(request: HtmxHttpRequest, kind: str) -> HttpResponseBase:
+    """The statistics table as CSV or .xlsx (`kind`), filtered as the page."""
     _filterset, mailings = _stats_queryset(request)
-    return exports.overview_csv(stats.with_counts(mailings).order_by("-start_at", "-id"))
+    export = exports.overview_export(stats.with_counts(mailings).order_by("-start_at", "-id"))
+    return exports.download(request, kind, export)
 
 
 # Clients
@@ -658,10 +662,9 @@ def client_import_confirm(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @permission_required(importing.PERMISSIONS, raise_exception=True)
 @require_GET
-def client_import_report(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
+def client_import_report(request: HtmxHttpRequest, pk: int) -> HttpResponseBase:
     """Every stored error (up to importing.ERRORS_KEPT), as CSV: the row, its phone as typed, the
     column in the reader's language, the problem."""
     imp = get_object_or_404(ClientImport, pk=pk)
-    header = (_("Row"), _("Phone"), _("Column"), _("Problem"))
-    rows = importing.error_rows([importing.RowError(*e) for e in imp.errors])
-    return exports.csv_response(f"import-{imp.pk}-errors.csv", header, rows)
+    errors = [importing.RowError(*e) for e in imp.errors]
+    return exports.download(request, "csv", exports.import_errors_export(f"import-{imp.pk}-errors", errors))

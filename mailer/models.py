@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import ClassVar
 
@@ -285,13 +286,18 @@ ENGINE_REASONS = frozenset(
 )
 
 
+def reason_texts() -> Callable[[str], str]:
+    """How a person reads a message's `last_error`, in the active language, whose words are taken
+    now (a streamed export writes its rows after the request's language is gone): the engine's
+    reasons translated; anything else is what the gateway (or the way to it) answered, in its own
+    words, which the reader is told."""
+    known = {reason: _(reason) for reason in ENGINE_REASONS}
+    gateway = _("Gateway: %(answer)s")
+    return lambda error: known.get(error) or (gateway % {"answer": error} if error else "")
+
+
 def reason_text(last_error: str) -> str:
-    """A message's `last_error` as a person reads it, in their language: the engine's reasons
-    translated; anything else is what the gateway (or the way to it) answered, in its own words,
-    which the reader is told."""
-    if not last_error or last_error in ENGINE_REASONS:
-        return _(last_error) if last_error else ""
-    return _("Gateway: %(answer)s") % {"answer": last_error}
+    return reason_texts()(last_error)
 
 
 def parts_problem(length: sms.SmsLength) -> str | None:

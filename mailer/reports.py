@@ -1,4 +1,6 @@
-"""The daily statistics email: the mailings processed in the last 24 hours, as HTML, text and CSV.
+"""The daily statistics email: the mailings processed in the last 24 hours, as HTML and text, with
+the overview attached as CSV and .xlsx, in the report's language (LANGUAGE_CODE) and time zone
+(TIME_ZONE): headers, states, dates and numbers as the dashboard's exports write them.
 
 How it is scheduled: the django-q2 schedule "daily-report" (created by migration 0004) runs
 `mailer.tasks.send_daily_report` every 15 minutes. `send_due_report` sends today's report once the
@@ -13,6 +15,7 @@ mailing's totals when the report is built; `sent_in_period` counts only messages
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -25,16 +28,14 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from mailer import xlsxfiles
 from mailer.csvfiles import csv_text
-from mailer.models import Mailing, Report
+from mailer.formats import Locale
+from mailer.models import Mailing, MailingState, MessageStatus, Report
 from mailer.stats import STATUSES, annotated_counts, totals, with_counts
 
 logger = logging.getLogger(__name__)
 
-CSV_COLUMNS = [
-    "mailing_id", "text", "state", "start_at", "end_at", "started_at", "finished_at",
-    "total", *STATUSES, "sent_in_period", "sms_parts", "sms_sent",
-]  # fmt: skip
 # A run that dies mid-send gives the row back after this long.
 SEND_LEASE = timedelta(minutes=10)
 
@@ -63,6 +64,8 @@ class ReportContent:
     html: str
     csv: str
     csv_name: str
+    xlsx: bytes
+    xlsx_name: str
     mailing_count: int
 
 
@@ -102,29 +105,41 @@ def _build(start: datetime, end: datetime) -> ReportContent:
         "site_url": settings.SITE_URL,
     }
 
-    def csv_rows():
+    states = {state.value: str(state.label) for state in MailingState}
+
+    def table_rows():
         for m in rows:
-            times = (m.start_at, m.end_at, m.started_at, m.finished_at)
             counts = annotated_counts(m)
             yield [
-                m.pk, m.text, m.state, *map(_iso, times), counts["total"],
-                *(counts[status] for status in STATUSES), m.sent_in_period,
-                m.sms_parts, m.sms_sent,
+                m.pk, m.text, states.get(m.state, m.state), m.start_at, m.end_at, m.started_at,
+                m.finished_at, counts["total"], *(counts[status] for status in STATUSES),
+                m.sent_in_period, m.sms_parts, m.sms_sent,
             ]  # fmt: skip
 
+    header = columns()
+    locale = Locale.current()  # in the report's language and TIME_ZONE (build's override)
+    xlsx = io.BytesIO()
+    xlsxfiles.write_xlsx(xlsx, _("Mailings"), header, table_rows(), locale, widths=[12, 60, 14, *[20] * 4])
     return ReportContent(
         subject=_("mailer: daily report %(start)s - %(end)s")
         % {"start": f"{local_start:%Y-%m-%d %H:%M}", "end": f"{local_end:%Y-%m-%d %H:%M}"},
         text=render_to_string("mailer/report_email.txt", context),
         html=render_to_string("mailer/report_email.html", context),
-        csv=csv_text(CSV_COLUMNS, csv_rows()),
+        csv=csv_text(header, table_rows(), locale),
         csv_name=f"mailings-{local_end:%Y-%m-%d}.csv",
+        xlsx=xlsx.getvalue(),
+        xlsx_name=f"mailings-{local_end:%Y-%m-%d}.xlsx",
         mailing_count=len(rows),
     )
 
 
-def _iso(value: datetime | None) -> str:
-    return timezone.localtime(value).isoformat() if value else ""
+def columns() -> list[str]:
+    """The attachments' header, in the active language."""
+    return [
+        _("Mailing no."), _("Text"), _("State"), _("Start"), _("End"), _("Started at"),
+        _("Finished at"), _("Total"), *(str(MessageStatus(status).label) for status in STATUSES),
+        _("Accepted in period"), _("SMS parts"), _("SMS sent"),
+    ]  # fmt: skip
 
 
 def send(start: datetime, end: datetime, recipients: list[str]) -> ReportContent:
@@ -133,6 +148,7 @@ def send(start: datetime, end: datetime, recipients: list[str]) -> ReportContent
     message = EmailMultiAlternatives(content.subject, content.text, settings.DEFAULT_FROM_EMAIL, recipients)
     message.attach_alternative(content.html, "text/html")
     message.attach(content.csv_name, content.csv, "text/csv")
+    message.attach(content.xlsx_name, content.xlsx, xlsxfiles.CONTENT_TYPE)
     message.send(fail_silently=False)
     return content
 

@@ -28,13 +28,16 @@ READS = {
         *("audience_key", "audience_count", "excluded_count"),
     },
     "mailing-detail": {*filters.MessageFilter.base_filters, *TABLE},
-    "mailing-messages-csv": {*filters.MessageFilter.base_filters},
+    "mailing-messages-csv": {*filters.MessageFilter.base_filters, "sep"},
+    "mailing-messages-xlsx": {*filters.MessageFilter.base_filters},
     "statistics": {*filters.StatsFilter.base_filters, *TABLE},
     "statistics-totals": {*filters.StatsFilter.base_filters},
-    "statistics-csv": {*filters.StatsFilter.base_filters},
+    "statistics-csv": {*filters.StatsFilter.base_filters, "sep"},
+    "statistics-xlsx": {*filters.StatsFilter.base_filters},
     "audit": {*filters.AuditFilter.base_filters, *TABLE},
     "stop-list": {*filters.StopListFilter.base_filters, *TABLE},
     "client-list": {*filters.ClientFilter.base_filters, *TABLE},
+    "client-import-report": {"sep"},
 }  # Every other page reads none.
 PARAMS = sorted(set().union(*READS.values()))
 VALUES = [
@@ -158,7 +161,7 @@ def _get(client, url: str, query: dict[str, str], mode: str) -> None:
     try:
         response = client.get(url, query, **MODES[mode])
         if hasattr(response, "streaming_content"):
-            b"".join(response.streaming_content)  # a CSV fails while it streams
+            b"".join(response.streaming_content)  # a CSV fails while it streams, an .xlsx is sent from a file
     except Exception as e:
         raise AssertionError(f"{url} {mode} {_short(query)} raised") from e
     assert response.status_code < 500, f"{url} {mode} {_short(query)}: {response.status_code}"

@@ -172,7 +172,7 @@ def test_the_check_of_a_file_with_errors_is_a_neutral_summary_in_russian(manager
     assert "<td>12345</td><td>Телефон</td>" in html and "<td>12345</td><td>Часовой пояс</td>" in html
 
     response = manager_client.get(f"/clients/import/{imp.pk}/errors.csv", HTTP_ACCEPT_LANGUAGE="ru")
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode()[1:])))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode()[1:]), delimiter=";"))
     assert rows[0] == ["Строка", "Телефон", "Столбец", "Ошибка"]
     assert [r[:3] for r in rows[1:]] == [["4", "12345", "Телефон"], ["4", "12345", "Часовой пояс"]]
 

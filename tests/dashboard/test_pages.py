@@ -230,8 +230,9 @@ def test_statistics_counts_and_date_filter(viewer_client, mailing, make_mailing,
     # A parameter named like an attribute of the query (urlencode) does not replace the query.
     tricked = viewer_client.get(f"/statistics/?start_from={day}&urlencode=x", **HTMX).content.decode()
     assert f'hx-get="/statistics/totals/?start_from={day}&amp;urlencode=x"' in tricked
-    # The export link, outside the table, comes along with the filtered table (out of band).
-    assert f'href="/statistics/mailings.csv?start_from={day}" hx-swap-oob="true"' in fragment
+    # The export links, outside the table, come along with the filtered table (out of band).
+    assert 'id="export-overview"' in fragment and 'hx-swap-oob="true"' in fragment
+    assert f'href="/statistics/mailings.csv?start_from={day}"' in fragment
     totals = viewer_client.get(f"/statistics/totals/?start_from={day}", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">Total</div><strong>4</strong>' in totals
     assert '<div class="small text-body-secondary">Accepted by the gateway</div><strong>2</strong>' in totals

@@ -96,7 +96,7 @@ def test_page_statistics_csv_and_report_show_the_parts(viewer_client, make_clien
 
     content = b"".join(viewer_client.get("/statistics/mailings.csv").streaming_content).decode()
     [exported] = list(csv.DictReader(io.StringIO(content.lstrip("\ufeff"))))
-    assert (exported["sms_parts"], exported["sms_sent"]) == ("2", "4")
+    assert (exported["SMS parts"], exported["SMS sent"]) == ("2", "4")
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     mailing.started_at = timezone.now() - timedelta(minutes=5)
@@ -105,9 +105,9 @@ def test_page_statistics_csv_and_report_show_the_parts(viewer_client, make_clien
     [email] = mail.outbox
     assert "2 SMS parts per message, 4 SMS sent" in email.body
     assert "; 4 SMS sent" in email.body.split("All 1 mailings")[1]
-    [(_, attached, _)] = email.attachments
+    [(_, attached, _), _xlsx] = email.attachments
     [reported] = list(csv.DictReader(io.StringIO(attached.lstrip("\ufeff"))))
-    assert (reported["sms_parts"], reported["sms_sent"]) == ("2", "4")
+    assert (reported["SMS parts"], reported["SMS sent"]) == ("2", "4")
 
 
 def test_typing_the_text_counts_no_clients_again(viewer_client, make_client):

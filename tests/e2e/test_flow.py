@@ -112,9 +112,9 @@ def test_marketing_day(page, django_user_model, engine, screenshot, tmp_path):
     body = open(download.value.path(), encoding="utf-8").read()
     assert body.startswith("\ufeff")
     rows = list(csv.DictReader(io.StringIO(body[1:])))
-    assert sorted(r["phone"] for r in rows) == ["79161234567", "79261234567"]
-    assert {r["status"] for r in rows} == {"sent"}
-    assert all(r["sent_at"].startswith(str(now.year)) for r in rows)
+    assert sorted(r["Phone"] for r in rows) == ["79161234567", "79261234567"]
+    assert {r["Status"] for r in rows} == {"Accepted by the gateway"}
+    assert all(r["Accepted at"].startswith(str(now.year)) for r in rows)  # English: 2026-12-04 17:30:58
 
     # The other pages, for the record.
     page.click("nav >> text=Home")

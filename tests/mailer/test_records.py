@@ -108,7 +108,7 @@ def test_each_message_keeps_the_text_it_was_sent_with(
     client.force_login(admin_user)
     body = b"".join(client.get(f"/mailings/{mailing.pk}/messages.csv").streaming_content).decode()
     rows = list(csv.DictReader(io.StringIO(body[1:])))
-    assert {int(r["message_id"]): r["text"] for r in rows} == carried
+    assert {int(r["Message no."]): r["Text"] for r in rows} == carried
 
     page = client.get(f"/mailings/{mailing.pk}/")
     assert [(t.number, t.text, t.sent) for t in page.context["texts"]] == [

@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
-from django.utils import timezone
+from django.utils import timezone, translation
 from django_q.models import Schedule
+from openpyxl import load_workbook
 
 from mailer import reports, tasks
 from mailer.models import MailingState, Message, MessageStatus, Report
@@ -106,25 +107,51 @@ def test_report_content_for_known_mailings(report_settings, known_mailings):
         '<th colspan="3">All 2 mailings</th><th>7</th><th>4</th><th>1</th><th>1</th><th>1</th><th>0</th><th>3</th>'
         in html
     )
-    # CSV: a header and one row per mailing, quoted properly.
-    [(name, content, csv_type)] = email.attachments
+    # CSV: a header and one row per mailing, quoted properly, in the report's language (en here).
+    [(name, content, csv_type), (xlsx_name, xlsx, xlsx_type)] = email.attachments
     assert (name, csv_type) == ("mailings-2026-03-10.csv", "text/csv")
     assert content.startswith("\ufeff")  # Excel reads it as UTF-8
     rows = list(csv.DictReader(io.StringIO(content[1:])))
-    assert [int(r["mailing_id"]) for r in rows] == [b.pk, a.pk]  # by start
-    by_id = {int(r["mailing_id"]): r for r in rows}
-    assert by_id[b.pk]["text"] == 'Loyalty, "gold" tier'
-    assert {k: by_id[a.pk][k] for k in ("state", "total", "sent", "failed", "pending", "sent_in_period")} == {
-        "state": "finished", "total": "3", "sent": "2", "failed": "1", "pending": "0", "sent_in_period": "2",
+    assert [int(r["Mailing no."]) for r in rows] == [b.pk, a.pk]  # by start
+    by_id = {int(r["Mailing no."]): r for r in rows}
+    assert by_id[b.pk]["Text"] == 'Loyalty, "gold" tier'
+    assert {k: by_id[a.pk][k] for k in ("State", "Total", "Accepted by the gateway", "Not accepted", "Waiting", "Accepted in period")} == {
+        "State": "Finished", "Total": "3", "Accepted by the gateway": "2", "Not accepted": "1", "Waiting": "0", "Accepted in period": "2",
     }  # fmt: skip
-    assert by_id[a.pk]["finished_at"] == "2026-03-09T13:00:00+00:00"
-    assert by_id[b.pk]["expired"] == "1" and by_id[b.pk]["sent_in_period"] == "1"
+    assert by_id[a.pk]["Finished at"] == "2026-03-09 13:00:00"
+    assert by_id[b.pk]["Expired"] == "1" and by_id[b.pk]["Accepted in period"] == "1"
+    # The same table as .xlsx, with real date and number cells.
+    assert (xlsx_name, xlsx_type) == (
+        "mailings-2026-03-10.xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+    sheet = load_workbook(io.BytesIO(xlsx)).worksheets[0]
+    header, *cells = sheet.iter_rows(values_only=True)
+    assert list(header) == next(csv.reader(io.StringIO(content[1:])))
+    by_id = {row[0]: dict(zip(header, row, strict=True)) for row in cells}
+    assert (
+        by_id[a.pk]["Finished at"] == datetime(2026, 3, 9, 13, 0)
+        and by_id[a.pk]["Accepted by the gateway"] == 2
+    )
+
+
+def test_the_report_s_files_follow_its_language_and_time_zone(report_settings, known_mailings):
+    a, _b, _c, _d = known_mailings
+    report_settings.LANGUAGE_CODE = "ru"
+    report_settings.TIME_ZONE = "Europe/Moscow"
+    content = reports.build(*reports.period_ending(DAY))
+    rows = list(csv.DictReader(io.StringIO(content.csv[1:]), delimiter=";"))
+    row = next(r for r in rows if r["№ рассылки"] == str(a.pk))
+    assert row["Состояние"] == "Завершена" and row["Принято шлюзом"] == "2"
+    assert row["Время завершения"] == "09.03.2026 16:00:00"  # 13:00 UTC in Moscow
 
 
 def test_empty_period_says_so(report_settings, db):
     reports.send(*reports.period_ending(DAY), ["ops@example.com"])
     assert "No mailing was processed in this period." in mail.outbox[0].body
-    assert mail.outbox[0].attachments[0][1].splitlines() == ["\ufeff" + ",".join(reports.CSV_COLUMNS)]
+    with translation.override("en"):
+        header = ",".join(reports.columns())
+    assert mail.outbox[0].attachments[0][1].splitlines() == ["\ufeff" + header]
 
 
 def test_schedule_exists_after_migrate(db):
@@ -257,4 +284,4 @@ def test_report_csv_cells_cannot_run_as_formulas(report_settings, make_mailing):
     )
     content = reports.build(start, end).csv
     [row] = csv.DictReader(io.StringIO(content[1:]))
-    assert row["text"] == '\'=HYPERLINK("http://evil.example","Click")'
+    assert row["Text"] == '\'=HYPERLINK("http://evil.example","Click")'
