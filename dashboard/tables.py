@@ -72,7 +72,9 @@ class MomentColumn(tables.Column):
 
 
 class MailingTable(tables.Table):
-    id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
+    id = tables.Column(
+        linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#", localize=False
+    )
     text = tables.Column(
         linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}),
         attrs={"td": {"class": "text-truncate", "style": "max-width: 24rem"}},
@@ -134,7 +136,9 @@ class StatsTable(tables.Table):
     """Mailings with their message counts; the counts can't be sorted on, as that would count
     the messages of every mailing on each request."""
 
-    id = tables.Column(linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#")
+    id = tables.Column(
+        linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#", localize=False
+    )
     text = tables.Column(
         attrs={"td": {"class": "text-truncate", "style": "max-width: 18rem"}},
         verbose_name=gettext_lazy("Text"),
@@ -185,7 +189,7 @@ class ClientTable(tables.Table):
 
 
 class MessageTable(tables.Table):
-    id = tables.Column(verbose_name="#")
+    id = tables.Column(verbose_name="#", localize=False)
     phone = tables.Column(
         accessor="client__phone", verbose_name=gettext_lazy("Phone"), default=gettext_lazy("(deleted client)")
     )

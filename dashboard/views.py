@@ -13,12 +13,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
+from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.paginator import EmptyPage
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
@@ -668,3 +669,9 @@ def client_import_report(request: HtmxHttpRequest, pk: int) -> HttpResponseBase:
     imp = get_object_or_404(ClientImport, pk=pk)
     errors = [importing.RowError(*e) for e in imp.errors]
     return exports.download(request, "csv", exports.import_errors_export(f"import-{imp.pk}-errors", errors))
+
+
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever a page's <link rel="icon"> says."""
+    return redirect(static("favicon.svg"), permanent=True)

@@ -213,13 +213,13 @@ def collect(deliverer, wait: float = 0.0) -> bool:
     answers = []
     for i, phone in enumerate(test.phones):
         if phone in stopped:
-            answers.append({"phone": phone, "ok": False, "answer": stopped[phone]})
+            answers.append({"phone": phone, "ok": False, "answer": "", "why": stopped[phone]})
             continue
         result = by_id[test.gateway_id(i)]
         ok = result.error is None
-        # The gateway's own words, in no language of ours: the page says what they mean.
-        answer = f'HTTP 200 {{"code": 0}} in {result.seconds:.2f}s' if ok else str(result.error)
-        answers.append({"phone": phone, "ok": ok, "answer": answer})
+        # The gateway's own words (none when it accepted): the page puts them in the reader's.
+        answer = "" if ok else str(result.error)
+        answers.append({"phone": phone, "ok": ok, "answer": answer, "seconds": round(result.seconds, 2)})
         logger.log(
             logging.INFO if ok else logging.WARNING,
             "test_send_id=%s POST /v1/send/%s phone=%s -> %s",

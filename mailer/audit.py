@@ -6,7 +6,13 @@ same transaction as the change; this module only says them in the reader's langu
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
+from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
+
+from mailer.timezones import zone_label
 
 ACTIONS = {
     "created": _("created"),
@@ -82,6 +88,8 @@ def changes_text(changes: dict, limit: int = 10) -> str:
     for name, (before, after) in list(changes.items())[:limit]:
         if name in ("state", "source", "role"):  # stored codes: their labels
             before, after = _label(before), _label(after)
+        else:  # dates and times as the reader writes them, in their zone; zones by their city
+            before, after = _readable(name, before), _readable(name, after)
         parts.append(f"{FIELDS.get(name, name)}: {_short(before)} → {_short(after)}")
     if len(changes) > limit:
         parts.append("…")
@@ -97,6 +105,29 @@ def _label(value):
         if value in codes.values:
             return codes(value).label
     return ROLE_LABELS.get(value, value)
+
+
+ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+ISO_TIME = re.compile(r"\d{2}:\d{2}:\d{2}")
+
+
+def _readable(name: str, value):
+    """A value as AuditEntry.fields stored it (ISO 8601 for dates and times) as a person reads it."""
+    if not isinstance(value, str):
+        return value
+    if name == "timezone":
+        return zone_label(value)
+    if ISO_MOMENT.match(value):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if timezone.is_aware(moment):
+            moment = timezone.localtime(moment)
+        return formats.date_format(moment, "SHORT_DATETIME_FORMAT")
+    if ISO_TIME.fullmatch(value):
+        return value[:5]
+    return value
 
 
 def _short(value, most: int = 60) -> str:

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from social_django import views as social_views
 
 from accounts import views as accounts_views
+from dashboard import views as dashboard_views
 from mailer import monitoring
 from mailer.api import errors
 
@@ -32,6 +33,8 @@ urlpatterns = [
     path("metrics", monitoring.metrics, name="metrics"),
     path("healthz", monitoring.healthz, name="healthz"),
     path("readyz", monitoring.readyz, name="readyz"),
+    # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says.
+    path("favicon.ico", dashboard_views.favicon),
     path("accounts/", include("accounts.urls")),
     # The language switcher (a POST that sets the language cookie): on the login page too.
     path("i18n/setlang/", accounts_views.set_language, name="set_language"),

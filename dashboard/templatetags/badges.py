@@ -6,12 +6,15 @@ from __future__ import annotations
 from django import template
 
 from dashboard import tables
+from mailer.models import reason_text
 from mailer.timezones import zone_label
 
 register = template.Library()
 register.filter("colour", tables.colour)
 # `{{ client.timezone|zone }}`: "Yekaterinburg (UTC+5)", as the forms offer it.
 register.filter("zone", zone_label)
+# `{{ message.last_error|reason }}`: the engine's reason or the gateway's words, for a person.
+register.filter("reason", reason_text)
 
 
 @register.filter

@@ -71,3 +71,65 @@ def test_reasons_are_in_the_reader_s_language():
         assert reason_text(ENDED_WHY) == "рассылка закончилась раньше, чем сообщение удалось отправить"
         assert reason_text("HTTP 500") == "Шлюз: HTTP 500"
         assert reason_text("") == ""
+
+
+def test_the_audit_log_shows_dates_times_and_zones_as_people_write_them():
+    from django.utils import timezone
+
+    from mailer.audit import changes_text
+
+    changes = {
+        "start_at": ["2026-12-04T14:30:00+00:00", "2026-12-05T06:00:00+00:00"],
+        "window_start": [None, "10:00:00"],
+        "timezone": ["UTC", "Asia/Yekaterinburg"],
+    }
+    with translation.override("ru"), timezone.override("Europe/Moscow"):
+        text = changes_text(changes)
+    assert "04.12.2026 17:30 → 05.12.2026 09:00" in text
+    assert "– → 10:00" in text and "10:00:00" not in text
+    assert "Екатеринбург (UTC+5)" in text
+
+
+def test_error_pages_speak_the_reader_s_language(client, manager_client):
+    page = manager_client.get("/no/such/page/", **RU)
+    assert page.status_code == 404 and "Страница не найдена" in page.content.decode()
+    from django.test import RequestFactory
+
+    from mailer.api.errors import server_error
+
+    with translation.override("ru"):
+        failed = server_error(RequestFactory().get("/mailings/"))
+    assert failed.status_code == 500 and "Что-то пошло не так" in failed.content.decode()
+    assert client.get("/favicon.ico").status_code == 301
+
+
+def test_a_test_send_s_answers_are_in_the_reader_s_language(manager_client, manager):
+    from mailer.models import TestSend, TestSendState
+
+    test = TestSend.objects.create(
+        text="Привет",
+        phones=["79161234567", "79261234567", "79031234567"],
+        created_by=manager,
+        state=TestSendState.DONE,
+        results=[
+            {"phone": "79161234567", "ok": True, "answer": "", "seconds": 0.01},
+            {"phone": "79261234567", "ok": False, "answer": "HTTP 400: invalid phone", "seconds": 0.02},
+            {"phone": "79031234567", "ok": False, "answer": "", "why": "номер в стоп-листе"},
+        ],
+    )
+    html = manager_client.get(f"/mailings/test-sends/{test.pk}/", **RU).content.decode()
+    assert 'принято шлюзом</span> <span class="text-body-secondary">за 0,01 с' in html
+    assert "(Шлюз: HTTP 400: invalid phone)" in html
+    assert 'не отправлено</span> <span class="text-body-secondary">(номер в стоп-листе)' in html
+    assert "HTTP 200" not in html
+
+
+def test_numbers_have_one_format_on_every_page(manager_client, make_mailing):
+    from mailer.models import MailingCounts
+
+    mailing = make_mailing(text="Скидка")
+    MailingCounts.objects.update_or_create(mailing=mailing, defaults={"sent": 1420, "failed": 3592})
+    for url in ("/statistics/", "/statistics/totals/", f"/mailings/{mailing.pk}/"):
+        html = manager_client.get(url, **RU).content.decode()
+        assert ">1420<" not in html and " 1420 " not in html and "5012" not in html, url
+        assert "1\xa0420" in html or "5\xa0012" in html, url
