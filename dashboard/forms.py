@@ -42,7 +42,6 @@ class MailingForm(forms.ModelForm):
         label=gettext_lazy("Tags"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text=gettext_lazy("None ticked = every tag."),
     )
     new_tags = forms.CharField(
         label=gettext_lazy("Other tags"),
@@ -56,7 +55,6 @@ class MailingForm(forms.ModelForm):
         label=gettext_lazy("Operator codes"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text=gettext_lazy("None ticked = every operator."),
     )
 
     class Meta:

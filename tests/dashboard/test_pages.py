@@ -53,7 +53,7 @@ def test_viewer_sees_pages_without_mutate_buttons(viewer_client, mailing, url):
     html = response.content.decode()
     assert "New mailing" not in html
     assert "Add client" not in html
-    assert "Import CSV" not in html
+    assert "Import from Excel or CSV" not in html
 
 
 def test_viewer_detail_has_no_controls(viewer_client, mailing):
@@ -73,7 +73,7 @@ def test_manager_detail_has_controls(manager_client, mailing):
 def test_manager_sees_create_buttons(manager_client, mailing):
     assert "New mailing" in manager_client.get("/mailings/").content.decode()
     html = manager_client.get("/clients/").content.decode()
-    assert "Add client" in html and "Import CSV" in html
+    assert "Add client" in html and "Import from Excel or CSV" in html
 
 
 def test_home_shows_running_progress_and_polls(viewer_client, mailing):
@@ -249,8 +249,13 @@ def test_big_tables_never_count_everything(viewer_client, mailing, url):
     with CaptureQueriesContext(connection) as queries:
         assert viewer_client.get(url).status_code == 200
     # LazyPaginator: no COUNT(*) over the table; the statistics read the kept counts and never
-    # the messages.
-    assert [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()] == []
+    # the messages. The clients' page counts the clients the filters match, once (the marketer
+    # asks "how many?"): a client table is thousands to a million rows, never the messages'.
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
+    if url == "/clients/":
+        assert len(counts) == 1 and '"mailer_client"' in counts[0] and "mailer_message" not in counts[0]
+    else:
+        assert counts == []
     if url == "/statistics/":
         assert not [q["sql"] for q in queries if '"mailer_message"' in q["sql"]]
 

@@ -133,3 +133,21 @@ def test_numbers_have_one_format_on_every_page(manager_client, make_mailing):
         html = manager_client.get(url, **RU).content.decode()
         assert ">1420<" not in html and " 1420 " not in html and "5012" not in html, url
         assert "1\xa0420" in html or "5\xa0012" in html, url
+
+
+def test_the_clients_page_says_how_many_match(manager_client, make_client):
+    for tag in ("vip", "vip", "new"):
+        make_client(tag=tag)
+    assert "Под фильтры подходят 3 клиента." in manager_client.get("/clients/", **RU).content.decode()
+    html = manager_client.get("/clients/?tag=vip", **RU).content.decode()
+    assert "Под фильтры подходят 2 клиента." in html
+
+
+def test_the_audience_box_says_which_tags_and_operators_are_chosen(manager_client, make_client):
+    make_client(tag="vip")
+    html = manager_client.get("/mailings/audience/", {"text": "x"}, **RU).content.decode()
+    assert "Метки: все (ничего не отмечено) · Операторы: все (ничего не отмечено)" in html
+    html = manager_client.get(
+        "/mailings/audience/", {"text": "x", "filter_tags": "vip"}, **RU
+    ).content.decode()
+    assert "Метки: vip · Операторы: все" in html

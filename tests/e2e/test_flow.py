@@ -45,7 +45,7 @@ def test_marketing_day(page, django_user_model, engine, screenshot, tmp_path):
     from mailer.models import ClientImport
 
     page.click("nav >> text=Clients")
-    page.click("text=Import CSV")
+    page.click("text=Import from Excel or CSV")
     csv_file = tmp_path / "clients.csv"
     csv_file.write_text(CSV)
     page.set_input_files("#id_file", str(csv_file))
