@@ -59,6 +59,10 @@ def badge(value: str, label: str) -> str:
     return format_html('<span class="badge text-bg-{}">{}</span>', colour(value), label)
 
 
+# A column a phone's screen leaves out (the row's page has it): the rest then fits without scrolling.
+WIDE_ONLY = {"th": {"class": "d-none d-md-table-cell"}, "td": {"class": "d-none d-md-table-cell"}}
+
+
 class MomentColumn(tables.Column):
     """A date-time in the current time zone, formatted in Python (DateTimeColumn renders a
     template for every cell)."""
@@ -77,14 +81,18 @@ class MailingTable(tables.Table):
     )
     text = tables.Column(
         linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}),
-        attrs={"td": {"class": "text-truncate", "style": "max-width: 24rem"}},
+        attrs={"td": {"class": "text-truncate cell-text"}},
         verbose_name=gettext_lazy("Text"),
     )
     state = tables.Column(verbose_name=gettext_lazy("State"))
     start_at = MomentColumn(verbose_name=gettext_lazy("Start"))
-    end_at = MomentColumn(verbose_name=gettext_lazy("End"))
-    audience = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Filter"))
-    window = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Local window"))
+    end_at = MomentColumn(verbose_name=gettext_lazy("End"), attrs=WIDE_ONLY)
+    audience = tables.Column(
+        empty_values=(), orderable=False, verbose_name=gettext_lazy("Filter"), attrs=WIDE_ONLY
+    )
+    window = tables.Column(
+        empty_values=(), orderable=False, verbose_name=gettext_lazy("Local window"), attrs=WIDE_ONLY
+    )
 
     class Meta:
         model = Mailing
@@ -140,7 +148,7 @@ class StatsTable(tables.Table):
         linkify=("dashboard:mailing-detail", {"pk": tables.A("pk")}), verbose_name="#", localize=False
     )
     text = tables.Column(
-        attrs={"td": {"class": "text-truncate", "style": "max-width: 18rem"}},
+        attrs={"td": {"class": "text-truncate cell-text"}},
         verbose_name=gettext_lazy("Text"),
     )
     state = tables.Column(verbose_name=gettext_lazy("State"))
@@ -154,10 +162,14 @@ class StatsTable(tables.Table):
         order_by = ("-start_at",)
 
     def __init__(self, *args, **kwargs) -> None:
-        extra = [(s, CountColumn(s, verbose_name=MessageStatus(s).label)) for s in STATUSES]
+        # A phone shows the total, the accepted and their rate; a wider screen every count.
+        extra = [
+            (s, CountColumn(s, verbose_name=MessageStatus(s).label, attrs={} if s == "sent" else WIDE_ONLY))
+            for s in STATUSES
+        ]
         extra.append(("delivery_rate", DeliveryRateColumn(verbose_name=_("Accepted, %"))))
-        extra.append(("sms_parts", tables.Column(verbose_name=_("Parts"), orderable=False)))
-        extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"))))
+        extra.append(("sms_parts", tables.Column(verbose_name=_("Parts"), orderable=False, attrs=WIDE_ONLY)))
+        extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"), attrs=WIDE_ONLY)))
         super().__init__(*args, extra_columns=extra, **kwargs)
         self.counts: dict[int, dict[str, int]] = {}
 
