@@ -11,7 +11,8 @@ told to stop; there is no hand-over between tasks.
 
 Stopping (SIGTERM or SIGINT to the worker): each sender starts no new round, sends nothing that
 has not left yet, gives the requests in flight up to Gateway.STOP_DRAIN (5 s), records the round
-and exits; the django-q2 cluster stops its own way. Whatever is still running after STOP_SECONDS
+and exits; the django-q2 cluster, in a process group of its own (_cluster_main), stops its own way
+on the supervisor's SIGTERM, in about a second. Whatever is still running after STOP_SECONDS
 is killed, which is safe too (leases run out). So the worker is out well within Docker's default
 10 s grace period, and a new worker can take every message over at once.
 
@@ -23,6 +24,7 @@ before it claims anything new (Deliverer.flush).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -49,6 +51,7 @@ STOP_SECONDS = 8.0  # after SIGTERM, what is still running is killed
 # A sender that waits for the database tries again after this, doubling up to the maximum.
 DB_RETRY_FIRST, DB_RETRY_MAX = 0.2, 5.0
 FORGET_AFTER = timedelta(hours=1)  # heartbeat rows of senders gone this long are deleted
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class Stop:
@@ -162,11 +165,26 @@ def _sender_main(name: str, slot: int) -> None:
     run_sender(name, slot, stop)
 
 
-def _cluster_main() -> None:
+def _cluster_main(supervisor: int) -> None:
     from django.core.management import call_command
 
+    # A process group of its own: a signal to the worker's whole group (honcho's SIGTERM, a
+    # terminal's Ctrl-C) would also reach django-q2's sentinel and its children, which die of it
+    # at once, and the cluster's main process then waits for them forever (it was SIGKILLed). It
+    # is stopped by the supervisor's SIGTERM to its main process alone, in about a second.
+    os.setpgid(0, 0)
+    _die_with(supervisor)
     db.connections.close_all()
     call_command("qcluster")
+
+
+def _die_with(parent: int) -> None:
+    """Out of the worker's group, the cluster would outlive a SIGKILLed supervisor: have Linux send
+    it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG), so it stops its own way."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -198,7 +216,7 @@ def run(senders: int | None = None, cluster: bool = True) -> None:
     db.connections.close_all()
     specs = {f"{worker_id}/{slot}": (_sender_main, (f"{worker_id}/{slot}", slot)) for slot in range(senders)}
     if cluster:
-        specs["django-q2"] = (_cluster_main, ())
+        specs["django-q2"] = (_cluster_main, (os.getpid(),))
     children: dict[str, multiprocessing.Process] = {}
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,6 +4,8 @@ stand-in of the gateway, deliveries counted there)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import time
 from datetime import timedelta
@@ -152,6 +154,58 @@ def test_sigterm_mid_mailing_is_out_within_seconds_and_a_new_worker_takes_over_a
     finally:
         stop_group(old)
         log.close()
+
+
+def _gone(pids: list[int]) -> bool:
+    """None of these processes is left (a zombie not yet reaped by init counts as gone)."""
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_to_the_whole_group_as_honcho_sends_it_stops_every_process_within_seconds(provider, tmp_path):
+    """honcho (bin/demo) and a terminal's Ctrl-C signal the worker's whole process group, and
+    honcho SIGKILLs what is left after 5 s: the django-q2 cluster must not get the signal itself."""
+    with open(tmp_path / "worker.log", "w") as log:
+        process = run_worker(provider.url, log)
+    try:
+        # Two senders, the cluster's main process, its sentinel, pusher, worker and monitor.
+        assert wait_for(lambda: len(worker._descendants(process.pid)) >= 7, 30)
+        assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 30)
+        time.sleep(1)  # the cluster running, not starting
+        processes = [process.pid, *worker._descendants(process.pid)]
+        asked = time.monotonic()
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+        took = time.monotonic() - asked
+        assert took < 4, f"the worker took {took:.1f}s to stop"
+        assert process.returncode == 0
+        assert wait_for(lambda: _gone(processes), 2), "a process of the worker was left running"
+        assert not WorkerHeartbeat.objects.exists()
+    finally:
+        stop_group(process)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_leaves_no_cluster_behind(provider, tmp_path):
+    """The cluster has a process group of its own, so a SIGKILL to the worker's group misses it:
+    it is told by the kernel that its supervisor died, and stops."""
+    with open(tmp_path / "worker.log", "w") as log:
+        process = run_worker(provider.url, log)
+    try:
+        assert wait_for(lambda: len(worker._descendants(process.pid)) >= 7, 30)
+        time.sleep(1)
+        processes = worker._descendants(process.pid)
+        stop_group(process, signal.SIGKILL)
+        assert wait_for(lambda: _gone(processes), 5), "the cluster outlived its worker"
+    finally:
+        stop_group(process)
 
 
 @pytest.mark.slow

@@ -1,4 +1,12 @@
-"""Demo data: N realistic clients and a few mailings in various states.
+"""Demo data: N clients across Russia's time zones and a few mailings in various states, in
+Russian, as a Russian marketer would write them.
+
+The history is what the engine would have written: each mailing created, started and finished (or
+cancelled) through the model's own transitions, with their audit entries moved to when they
+happened; its messages as delivery leaves them (status, sent_at inside the run, attempts,
+sent_text, last_error), first tried when the client's window opened (the engine's
+first_attempt_at); and its kept counts (MailingCounts, SentMinute, MailingText.sent) counted once
+from the rows (MailingCounts.reconcile), as the bulk insert counted nothing.
 
 Deterministic (a fixed random seed, phones derived from the row number) and idempotent: running it
 again inserts only what is missing, so it is safe in the quick start on every launch.
@@ -7,16 +15,23 @@ again inserts only what is missing, so it is safe in the quick start on every la
 from __future__ import annotations
 
 import random
-from datetime import time, timedelta
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.roles import ADMIN, set_role
+from engine.scheduling import first_attempt_at
 from mailer.models import (
+    ENDED_WHY,
+    NO_WINDOW_WHY,
+    AuditEntry,
     Client,
     Mailing,
     MailingCounts,
@@ -27,21 +42,36 @@ from mailer.models import (
 )
 
 OPERATORS = ["900", "901", "903", "905", "910", "915", "916", "925", "926", "950", "977", "999"]
-TAGS = ["retail", "vip", "wholesale", "new", "loyal", "b2b", ""]
-TIMEZONES = [
-    "Europe/Moscow",
-    "Europe/Kaliningrad",
-    "Europe/Samara",
-    "Asia/Yekaterinburg",
-    "Asia/Novosibirsk",
-    "Asia/Krasnoyarsk",
-    "Asia/Irkutsk",
-    "Asia/Vladivostok",
-    "Asia/Kamchatka",
-    "Europe/London",
-    "America/New_York",
-    "UTC",
+# As a Russian shop tags its clients, and where they live: Moscow's zone mostly, then the others
+# west to east (weights, not shares).
+TAGS = {"лояльные": 25, "новые": 20, "москва": 20, "vip": 8, "опт": 7, "": 20}
+TIMEZONES = {
+    "Europe/Kaliningrad": 4,
+    "Europe/Moscow": 60,
+    "Europe/Samara": 5,
+    "Asia/Yekaterinburg": 9,
+    "Asia/Omsk": 3,
+    "Asia/Novosibirsk": 7,
+    "Asia/Krasnoyarsk": 4,
+    "Asia/Irkutsk": 3,
+    "Asia/Vladivostok": 3,
+    "Asia/Kamchatka": 2,
+}
+MOSCOW = ZoneInfo("Europe/Moscow")
+# Earlier versions of this command wrote these; a demo database that still has them is brought
+# up to date once (upgrade_old_demo).
+OLD_TEXTS = [
+    "Welcome back! Your loyalty points are waiting.",
+    "VIP preview: the winter collection opens tomorrow.",
+    "Wholesale price list for December is out.",
+    "Weekend sale: -20% on everything.",
 ]
+OLD_TAGS = {"retail": "", "vip": "vip", "wholesale": "опт", "new": "новые", "loyal": "лояльные", "b2b": "опт"}
+OLD_TIMEZONES = ["Europe/London", "America/New_York", "UTC"]
+# How the demo's history was sent: messages a second per mailing (the stand-in's pace with two
+# senders, roughly), and what the gateway answered the ones it refused.
+RATE = 4.0
+REFUSED = 'http_4xx: HTTP 400: {"code": 400, "message": "invalid request"}'
 CHUNK = 5000
 
 
@@ -60,6 +90,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, clients: int, no_mailings: bool, user: str, **options):
         self.seed_user(user)
+        self.upgrade_old_demo()
         self.seed_clients(clients)
         if not no_mailings:
             self.seed_mailings(user)
@@ -81,7 +112,10 @@ class Command(BaseCommand):
         batch: list[Client] = []
         created = 0
         for n in tqdm(range(count), desc="clients", unit="client", disable=count < CHUNK, file=self.stderr):
-            tag, tz = rng.choice(TAGS), rng.choice(TIMEZONES)
+            tag = rng.choices(list(TAGS), weights=list(TAGS.values()))[0]
+            tz = rng.choices(list(TIMEZONES), weights=list(TIMEZONES.values()))[0]
+            # Clients of some standing: none joined after the demo's oldest mailing.
+            joined = now - timedelta(days=8 + rng.randint(0, 400), seconds=rng.randint(0, 86_399))
             phone = demo_phone(n)
             if phone in existing:
                 continue
@@ -92,8 +126,8 @@ class Command(BaseCommand):
                     operator_code=operator_code_of(phone),
                     tag=tag,
                     timezone=tz,
-                    created_at=now,
-                    updated_at=now,
+                    created_at=joined,
+                    updated_at=joined,
                 )
             )
             if len(batch) >= CHUNK:
@@ -106,100 +140,195 @@ class Command(BaseCommand):
     def _insert(batch: list[Client]) -> int:
         if not batch:
             return 0
+        joined = {client.phone: client.created_at for client in batch}
         with transaction.atomic():
             Client.objects.bulk_create(batch, ignore_conflicts=True)
+            # created_at is auto_now_add, so the insert wrote now: give each client its own date.
+            ids = dict(Client.objects.filter(phone__in=joined).values_list("phone", "id"))
+            for client in batch:
+                client.pk = ids[client.phone]
+                client.created_at = client.updated_at = joined[client.phone]
+            Client.objects.bulk_update(batch, ["created_at", "updated_at"], batch_size=500)
         return len(batch)
 
+    def upgrade_old_demo(self) -> None:
+        """A demo database seeded by an earlier version (English mailings and tags, zones outside
+        Russia) gets this version's: its old mailings go, its clients get Russian tags and zones.
+        Once: the old mailings are how it is recognised."""
+        old = Mailing.objects.filter(text__in=OLD_TEXTS)
+        if not old.exists():
+            return
+        with transaction.atomic():
+            old.delete()
+            for before, after in OLD_TAGS.items():
+                Client.objects.filter(tag=before).update(tag=after)
+            Client.objects.filter(timezone__in=OLD_TIMEZONES).update(timezone="Europe/Moscow")
+        self.stdout.write("The demo data of an earlier version was brought up to date.")
+
     def seed_mailings(self, username: str) -> None:
-        User = get_user_model()
-        author = User.objects.get(username=username)
+        author = get_user_model().objects.get(username=username)
         now = timezone.now().replace(second=0, microsecond=0)
+        today = now.astimezone(MOSCOW).date()
+
+        def moscow(days: int, hour: int, minute: int = 0) -> datetime:
+            """A moment `days` from today, at a Moscow wall-clock time: when a marketer plans."""
+            return datetime.combine(today + timedelta(days=days), time(hour, minute), tzinfo=MOSCOW)
+
+        window = (time(10), time(21))
         demos = [
-            # (text, start offset, length, tags, codes, window, state)
-            (
-                "Welcome back! Your loyalty points are waiting.",
-                -timedelta(days=2),
-                timedelta(hours=6),
-                ["loyal"],
-                [],
-                None,
-                MailingState.FINISHED,
+            Demo(  # a campaign by the clients' local window: Moscow's wait for 10:00, the east's don't
+                "Скидка 20% на всё до воскресенья! Ваш магазин",
+                created=moscow(-4, 16, 20),
+                start=moscow(-3, 9),
+                end=moscow(-3, 21),
+                tags=["лояльные"],
+                window=window,
+                state=MailingState.FINISHED,
             ),
-            (
-                "VIP preview: the winter collection opens tomorrow.",
-                timedelta(minutes=1),
-                timedelta(days=1),
-                ["vip"],
-                [],
-                (time(9), time(21)),
-                MailingState.SCHEDULED,
+            Demo(  # two SMS parts: more than 70 Cyrillic characters
+                "Новая коллекция уже в магазинах! Покажите это SMS на кассе и получите подарок к "
+                "покупке. Ваш магазин",
+                created=moscow(-7, 11, 5),
+                start=moscow(-6, 12),
+                end=moscow(-5, 12),
+                tags=["vip", "москва"],
+                state=MailingState.FINISHED,
             ),
-            (
-                "Wholesale price list for December is out.",
-                timedelta(days=3),
-                timedelta(days=1),
-                ["wholesale", "b2b"],
-                ["916", "926"],
-                None,
-                MailingState.SCHEDULED,
+            Demo(  # late in Moscow's day: in the east the window never opened before the end
+                "Только сегодня до 21:00: второй кофе в подарок. Ваша кофейня",
+                created=moscow(-1, 17, 40),
+                start=moscow(-1, 18),
+                end=moscow(-1, 20),
+                tags=["новые"],
+                window=window,
+                state=MailingState.FINISHED,
             ),
-            (
-                "Weekend sale: -20% on everything.",
-                -timedelta(days=1),
-                timedelta(hours=12),
-                [],
-                ["900"],
-                None,
-                MailingState.CANCELLED,
+            Demo(  # starts two minutes after the demo does: the worker sends it before your eyes
+                "VIP-вечер: закрытый показ зимней коллекции завтра с 19:00. Ждём вас!",
+                created=now - timedelta(hours=1),
+                start=now + timedelta(minutes=2),
+                end=now + timedelta(days=1),
+                tags=["vip"],
+                state=MailingState.SCHEDULED,
+            ),
+            Demo(
+                "Оптовый прайс на январь готов: скидки до 15% при заказе от 50 000 ₽. Ваш менеджер",
+                created=now - timedelta(minutes=30),
+                start=moscow(3, 10),
+                end=moscow(4, 10),
+                tags=["опт"],
+                codes=["916", "926"],
+                state=MailingState.SCHEDULED,
+            ),
+            Demo(  # called off the morning it was to go
+                "Выходные −20% на всё! Только в субботу и воскресенье.",
+                created=moscow(-3, 15, 10),
+                start=moscow(-1, 12),
+                end=moscow(-1, 21),
+                codes=["900"],
+                state=MailingState.CANCELLED,
+                cancelled=moscow(-1, 10, 15),
             ),
         ]
-        for text, offset, length, tags, codes, window, state in demos:
-            if Mailing.objects.filter(text=text).exists():
-                continue
-            mailing = Mailing.objects.create(
-                text=text,
-                start_at=now + offset,
-                end_at=now + offset + length,
-                filter_tags=tags,
-                filter_operator_codes=codes,
-                window_start=window[0] if window else None,
-                window_end=window[1] if window else None,
-                state=state,
-                created_by=author,
-            )
-            if state == MailingState.FINISHED:
-                self._fake_history(mailing)
-            elif state == MailingState.CANCELLED:
-                mailing.finished_at = mailing.start_at
-                mailing.save(update_fields=["finished_at"])
+        for demo in demos:
+            if not Mailing.objects.filter(text=demo.text).exists():
+                self._seed_mailing(demo, author)
         self.stdout.write(f"Mailings: {Mailing.objects.count()} in all.")
 
     @staticmethod
-    def _fake_history(mailing: Mailing) -> None:
-        """A finished mailing with a realistic outcome, so statistics have something to show."""
-        rng = random.Random(mailing.pk)
-        statuses = [MessageStatus.SENT] * 90 + [MessageStatus.FAILED] * 4 + [MessageStatus.EXPIRED] * 6
-        rows = []
-        for client_id in mailing.matching_clients().values_list("id", flat=True)[:20_000].iterator():
-            status = rng.choice(statuses)
-            sent = mailing.start_at + timedelta(seconds=rng.randint(1, 3600))
-            rows.append(
-                Message(
-                    mailing=mailing,
-                    client_id=client_id,
-                    status=status,
-                    created_at=mailing.start_at,
-                    sent_at=sent if status == MessageStatus.SENT else None,
-                    attempts=1 if status != MessageStatus.EXPIRED else 0,
-                    last_error="HTTP 400: invalid phone" if status == MessageStatus.FAILED else "",
-                    # The text each attempted message carried: its parts are the SMS billed.
-                    sent_text_id=mailing.current_text_id if status != MessageStatus.EXPIRED else None,
-                )
-            )
+    def _seed_mailing(demo: Demo, author) -> None:
+        """The mailing as its author created it, then what happened to it, through the model's own
+        transitions; each audit entry is then moved to when it happened."""
+        mailing = Mailing(
+            text=demo.text,
+            start_at=demo.start,
+            end_at=demo.end,
+            filter_tags=demo.tags,
+            filter_operator_codes=demo.codes,
+            window_start=demo.window[0] if demo.window else None,
+            window_end=demo.window[1] if demo.window else None,
+            created_by=author,
+        )
         with transaction.atomic():
-            Message.objects.bulk_create(rows, batch_size=CHUNK, ignore_conflicts=True)
-            mailing.started_at = mailing.start_at
-            mailing.finished_at = mailing.end_at
-            mailing.resolved_version = mailing.audience_version
-            mailing.save(update_fields=["started_at", "finished_at", "resolved_version"])
-            MailingCounts.reconcile(mailing.pk)  # the rows were written in bulk: count them once
+            mailing.full_clean()
+            mailing.save_by(author)
+            Mailing.objects.filter(pk=mailing.pk).update(created_at=demo.created, updated_at=demo.created)
+            mailing.texts.update(created_at=demo.created)
+            _moved(mailing, "created", demo.created)
+            if demo.state == MailingState.CANCELLED:
+                mailing.cancel(by=author)
+                Mailing.objects.filter(pk=mailing.pk).update(
+                    finished_at=demo.cancelled, updated_at=demo.cancelled
+                )
+                _moved(mailing, "cancelled", demo.cancelled)
+            elif demo.state == MailingState.FINISHED:
+                _history(mailing)
+
+
+@dataclass
+class Demo:
+    text: str
+    created: datetime
+    start: datetime
+    end: datetime
+    state: str
+    tags: list[str] | None = None
+    codes: list[str] | None = None
+    window: tuple[time, time] | None = None
+    cancelled: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.tags, self.codes = self.tags or [], self.codes or []
+
+
+def _moved(mailing: Mailing, action: str, at: datetime) -> None:
+    AuditEntry.objects.filter(object_type="mailing", object_id=str(mailing.pk), action=action).update(at=at)
+
+
+def _history(mailing: Mailing) -> None:
+    """A finished mailing as the engine would have left it: started a few seconds after its start,
+    each client's message created then and first tried when the client's window opened
+    (first_attempt_at, the engine's own rule), sent at RATE a second, a few refused by the gateway
+    or sent on a second attempt; finished once nothing was left, or at its end."""
+    rng = random.Random(mailing.pk)
+    started = mailing.start_at + timedelta(seconds=rng.randint(1, 3))
+    assert mailing.start(started)
+    text_id = mailing.current_text_id
+    audience = list(mailing.matching_clients().order_by("id").values_list("id", "timezone")[:20_000])
+    firsts = {tz: first_attempt_at(mailing, tz, started) for tz in {tz for _, tz in audience}}
+    queue = sorted(audience, key=lambda row: (firsts[row[1]] or mailing.end_at, row[0]))
+    rows, cursor, last = [], started, started
+    for client_id, tz in queue:
+        first = firsts[tz]
+        row = Message(mailing_id=mailing.pk, client_id=client_id, created_at=started, next_attempt_at=first)
+        rows.append(row)
+        if first is None:  # known when the audience was resolved: never queued
+            row.status, row.last_error, row.next_attempt_at = (
+                MessageStatus.EXPIRED,
+                NO_WINDOW_WHY,
+                mailing.end_at,
+            )
+            continue
+        at = max(cursor, first) + timedelta(milliseconds=rng.randint(0, 400))
+        cursor = at + timedelta(seconds=1 / RATE)
+        roll = rng.random()
+        if roll < 0.03:  # retried after the gateway's 5xx, sent the second time
+            at += timedelta(seconds=rng.randint(2, 20))
+        if at >= mailing.end_at:
+            row.status, row.last_error = MessageStatus.EXPIRED, ENDED_WHY
+            continue
+        row.attempts, row.sent_text_id, row.next_attempt_at = (2 if roll < 0.03 else 1), text_id, at
+        if 0.03 <= roll < 0.05:
+            row.status, row.last_error = MessageStatus.FAILED, REFUSED
+        else:
+            row.status, row.sent_at = MessageStatus.SENT, at
+        last = max(last, at)
+    ended = any(row.last_error == ENDED_WHY for row in rows)
+    finished = mailing.end_at if ended else last + timedelta(seconds=rng.randint(1, 2))
+    Message.objects.bulk_create(rows, batch_size=CHUNK)
+    # The bulk insert counted nothing: count the rows once, as the engine's writes would have.
+    MailingCounts.reconcile(mailing.pk)
+    Mailing.objects.filter(pk=mailing.pk).update(resolved_version=F("audience_version"))
+    assert mailing.finish(finished)
+    _moved(mailing, "started", started)
+    _moved(mailing, "finished", finished)
