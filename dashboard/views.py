@@ -62,6 +62,7 @@ from mailer.models import (
     parts_problem,
     tag_problem,
 )
+from mailer.timezones import zone_label
 
 PER_PAGE = 25
 MAX_PER_PAGE = 100
@@ -629,7 +630,11 @@ def client_import(request: HtmxHttpRequest) -> HttpResponse:
         else:
             return redirect("dashboard:client-import-detail", pk=imp.pk)
     recent = ClientImport.objects.select_related("created_by")[:10]
-    context = {"form": form, "recent": recent, "default_timezone": settings.MAILER_DEFAULT_CLIENT_TIMEZONE}
+    context = {
+        "form": form,
+        "recent": recent,
+        "default_timezone": zone_label(settings.MAILER_DEFAULT_CLIENT_TIMEZONE),
+    }
     return render(request, "dashboard/client_import.html", context)
 
 
@@ -645,7 +650,7 @@ def client_import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "errors": list(importing.error_rows(report.errors[:IMPORT_ERRORS_SHOWN])),
         "file_format": importing.format_label(imp),
         "good_rows": imp.rows_to_write,
-        "default_timezone": settings.MAILER_DEFAULT_CLIENT_TIMEZONE,
+        "default_timezone": zone_label(settings.MAILER_DEFAULT_CLIENT_TIMEZONE),
     }
     if request.htmx and not request.htmx.history_restore_request:
         response = render(request, "dashboard/client_import_detail.html#progress", context)

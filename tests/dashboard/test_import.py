@@ -167,7 +167,7 @@ def test_the_check_of_a_file_with_errors_is_a_neutral_summary_in_russian(manager
     assert "bg-danger" not in html and "text-danger" not in summary and "Ничего не сохранено" not in html
     assert "CSV, Windows-1251, разделитель ;" in html
     assert "2 строки в порядке" in summary and "2 строки с ошибками" in summary
-    assert "1 строка без часового пояса получит Europe/Moscow" in summary
+    assert "1 строка без часового пояса получит Москва (UTC+3)" in summary
     assert 'id="confirm-import"' not in html  # all or nothing, and errors: fix the file first
     assert "<td>12345</td><td>Телефон</td>" in html and "<td>12345</td><td>Часовой пояс</td>" in html
 
@@ -198,4 +198,4 @@ def test_an_xlsx_upload_on_the_page(manager_client):
     page = manager_client.get(f"/clients/import/{imp.pk}/")
     assert page.context["rows"] == [["79161234567", "Москва"]]
     assert "Excel workbook (.xlsx), its first sheet" in page.content.decode()
-    assert "1 row without a time zone got Europe/Moscow." in page.content.decode()
+    assert "1 row without a time zone got Moscow (UTC+3)." in page.content.decode()
