@@ -58,7 +58,7 @@ def test_pages_work_under_the_policy(page, django_user_model, live_server):
     # Home polls the running mailing's progress (htmx) and draws the hourly chart (SVG).
     with page.expect_response(lambda r: "/live/" in r.url):
         pass
-    expect(page.locator("svg.chart").first).to_be_visible()
+    expect(page.locator("figure.chart").first).to_be_visible()
     check("home")
 
     # Filtering the mailings table swaps it (htmx, triggered as one types).
@@ -69,7 +69,7 @@ def test_pages_work_under_the_policy(page, django_user_model, live_server):
     check("mailings")
 
     page.goto(f"/mailings/{mailing.pk}/")
-    expect(page.locator("svg.chart").first).to_be_visible()
+    expect(page.locator("figure.chart").first).to_be_visible()
     check("mailing")
 
     # The delete confirmation (data-confirm, static/js/app.js) asks before submitting; the page

@@ -54,7 +54,7 @@ def test_marketing_day(page, django_user_model, engine, screenshot, tmp_path):
     expect(page.locator("#import-state")).to_have_text("Queued")
     run_import(ClientImport.objects.get().pk)
     report = page.locator("#report")
-    expect(report).to_contain_text("The check found: 3 new")
+    expect(report).to_contain_text("importing would add 3 clients")
     expect(report.locator(".import-errors tbody tr")).to_have_count(1)
     expect(page.locator("#preview-rows tbody tr")).to_have_count(4)
     screenshot("clients-import-preview")
@@ -188,7 +188,7 @@ def test_home_progress_is_live(page, django_user_model, make_client, make_mailin
         message.status, message.sent_at = MessageStatus.SENT, now
         message.save()
     expect(progress.locator(".percent")).to_have_text("100%", timeout=6_000)
-    expect(progress).to_contain_text("sent 9")
+    expect(progress).to_contain_text("accepted by the gateway 9")
     # Once nothing runs, the poll answers 286 and the live part stops asking.
     Mailing.objects.filter(pk=running.pk).update(state=MailingState.FINISHED)
     expect(page.locator("#live")).to_contain_text("Nothing is running.", timeout=6_000)
