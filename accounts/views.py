@@ -247,7 +247,9 @@ def set_timezone(request: HttpRequest) -> HttpResponse:
         messages.error(request, problem)
     else:
         Profile.objects.update_or_create(user=request.user, defaults={"timezone": zone})
-        messages.success(request, _("Every date is now shown and typed in %(zone)s.") % {"zone": zone})
+        messages.success(
+            request, _("Every date is now shown and typed in %(zone)s.") % {"zone": zone_label(zone)}
+        )
     return redirect(_safe_next(request))
 
 

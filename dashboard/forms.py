@@ -16,6 +16,7 @@ from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
 from mailer.importing import size_problem
 from mailer.models import Client, Mailing, PhoneFormField, normalize_text, tag_problem
+from mailer.timezones import zone_label
 
 MAX_TEXT = Mailing._meta.get_field("text").max_length
 
@@ -99,9 +100,9 @@ class MailingForm(forms.ModelForm):
             self.initial.setdefault("start_at", start)
             self.initial.setdefault("end_at", start + DEFAULT_DURATION)
         self.fields["start_at"].required = False
-        zone = timezone.get_current_timezone_name()
+        zone = zone_label(timezone.get_current_timezone_name())
         for name in ("start_at", "end_at"):
-            self.fields[name].help_text = _("%(format)s, your time zone (%(zone)s).") % {
+            self.fields[name].help_text = _("%(format)s; your time zone: %(zone)s.") % {
                 "format": formats_hint("DATETIME_INPUT_FORMATS"),
                 "zone": zone,
             }

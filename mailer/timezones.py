@@ -80,8 +80,8 @@ def zone_label(name: str, now: datetime | None = None) -> str:
     """How a person sees a zone: "Yekaterinburg (UTC+5)", "Europe/Paris (UTC+1)"."""
     if name not in available_timezones():
         return name
-    city = RUSSIAN_ZONES.get(name, name)
-    return f"{city} ({_offset(name, now or timezone.now())})"
+    city, offset = RUSSIAN_ZONES.get(name, name), _offset(name, now or timezone.now())
+    return name if city == offset else f"{city} ({offset})"
 
 
 def zone_choices() -> list:
