@@ -20,11 +20,11 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer.settings")
 django.setup()
 
-import xlsxwriter  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+import xlsxwriter
+from django.core.management import call_command
 
-from mailer.importing import run_import, start_import  # noqa: E402
-from mailer.models import ClientImport  # noqa: E402
+from mailer.importing import run_import, start_import
+from mailer.models import ClientImport
 
 PATH = "/tmp/big.xlsx"
 
