@@ -193,7 +193,10 @@ class ImportReport:
             "opted_out": self.opted_out,
             "default_timezone": self.default_timezone,
             "error_count": self.error_count,
-            "errors": [{"row": e.row, "field": e.field, "message": e.message} for e in self.errors[:errors]],
+            "errors": [
+                {"row": e.row, "phone": e.phone, "field": e.field, "message": e.message}
+                for e in self.errors[:errors]
+            ],
         }
 
 

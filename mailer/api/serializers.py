@@ -196,6 +196,7 @@ class ImportRequestSerializer(serializers.Serializer):
 
 class RowErrorSerializer(serializers.Serializer):
     row = serializers.IntegerField(help_text="Row in the file; the header is row 1, 0 = the file as a whole.")
+    phone = serializers.CharField(help_text="The row's phone as the file has it (empty for the whole file).")
     field = serializers.CharField(help_text="The column at fault; empty when the whole row is.")
     message = serializers.CharField()
 

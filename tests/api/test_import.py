@@ -193,7 +193,9 @@ def test_endpoint_all_or_nothing_by_default(api):
     body = response.json()
     assert body["state"] == "failed"
     assert body["written"] is False and body["error_count"] == 1
-    assert body["errors"] == [{"row": 3, "field": "phone", "message": "Duplicate of row 2."}]
+    assert body["errors"] == [
+        {"row": 3, "phone": "79161234567", "field": "phone", "message": "Duplicate of row 2."}
+    ]
     assert not Client.objects.exists()
 
 
@@ -222,7 +224,7 @@ def test_endpoint_binary_garbage_is_a_400(api):
     response = upload(api, b"\x89PNG\r\n\x1a\n\x00\x00")
     assert response.status_code == 400
     message = "The file is neither CSV text nor an Excel workbook (.xlsx)."
-    assert response.json()["errors"] == [{"row": 0, "field": "file", "message": message}]
+    assert response.json()["errors"] == [{"row": 0, "phone": "", "field": "file", "message": message}]
     response = upload(api, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100))
     assert "old Excel workbook (.xls)" in response.json()["errors"][0]["message"]
     assert not ClientImport.objects.exists()
@@ -234,6 +236,7 @@ def test_endpoint_refuses_a_too_large_file(api, monkeypatch):
     assert response.status_code == 400
     assert response.json()["errors"][0] == {
         "row": 0,
+        "phone": "",
         "field": "file",
         "message": "The file is larger than 50 MB; split it.",
     }
@@ -254,7 +257,12 @@ def test_a_header_over_the_column_cap_is_refused_naming_it(api, settings):
     response = upload(api, csv_of("79161234567,vip,UTC,no,", header="phone,tag,timezone,opted_out,"))
     assert response.status_code == 400
     assert response.json()["errors"] == [
-        {"row": 0, "field": "file", "message": "The header has 5 columns, more than the limit of 4."}
+        {
+            "row": 0,
+            "phone": "",
+            "field": "file",
+            "message": "The header has 5 columns, more than the limit of 4.",
+        }
     ]
     assert not ClientImport.objects.exists()
 
@@ -270,7 +278,7 @@ def test_a_line_over_the_cap_is_refused_naming_it_and_its_line(api, settings, mo
     response = upload(api, text + "3" + newline + "79361234567,vip" + newline)
     assert response.status_code == 400
     assert response.json()["errors"] == [
-        {"row": 0, "field": "file", "message": "Line 4 is longer than the limit of 20 bytes."}
+        {"row": 0, "phone": "", "field": "file", "message": "Line 4 is longer than the limit of 20 bytes."}
     ]
     assert ClientImport.objects.count() == 1
 
