@@ -425,47 +425,71 @@ class _LineCap:
         return piece.count(b"\n", 0, end) + piece.count(b"\r", 0, end) - crlf
 
 
-class _ChunkStream(io.RawIOBase):
-    """The stored file as a binary stream, one piece fetched at a time. Each piece is a query of
-    its own: a cursor left open across the writes would, on SQLite, keep a read snapshot that
-    makes the next write fail at once ("database is locked") when someone else wrote meanwhile.
-    Each piece passes the line cap before any of it is read; `on_piece` is told how far the reading
-    got at each one (a worker renews its lease there: a file of errors or blank lines may be read
-    for minutes without a row to write)."""
+class _StoredFile(io.RawIOBase):
+    """The stored file as a binary file, read from its pieces: in order for a CSV file, or with
+    seeks for zipfile (which reads a workbook's directory at its end first). The piece holding the
+    position is fetched when needed, one piece kept, each by a query of its own: a cursor left open
+    across the writes would, on SQLite, keep a read snapshot that makes the next write fail at once
+    ("database is locked") when someone else wrote meanwhile. With `line_cap` (a CSV file, read in
+    order), each piece passes the line cap before any of it is read. `on_piece` is told how far the
+    reading got at each piece (a worker renews its lease there: a file of errors or blank lines may
+    be read for minutes without a row to write)."""
 
-    def __init__(self, imp: ClientImport, on_piece: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, imp: ClientImport, on_piece: Callable[[int], None] | None = None, *, line_cap: bool = False
+    ) -> None:
         self.imp = imp
         self.on_piece = on_piece
-        self.lines = _LineCap()
-        self.next_seq = 0
-        self.buffer = memoryview(b"")
+        self.lines = _LineCap() if line_cap else None
         self.position = 0
+        self.seq = -1
+        self.piece = memoryview(b"")
+        self.piece_size = 0  # every piece's but the last's
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target) -> int:
-        while not self.buffer:
-            piece = (
-                ImportChunk.objects.filter(client_import=self.imp, seq=self.next_seq)
-                .values_list("data", flat=True)
-                .first()
-            )
-            if piece is None:
-                return 0
-            piece = bytes(piece)
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.imp.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def _fetch(self, seq: int) -> None:
+        piece = bytes(
+            ImportChunk.objects.filter(client_import=self.imp, seq=seq).values_list("data", flat=True).first()
+            or b""
+        )
+        if self.lines and seq > self.seq:  # in order: each piece once
             self.lines.feed(piece)
-            if self.on_piece:
-                self.on_piece(self.position)
-            self.next_seq += 1
-            self.buffer = memoryview(piece)
-        n = min(len(target), len(self.buffer))
-        target[:n], self.buffer = self.buffer[:n], self.buffer[n:]  # views: no copies
+        self.seq, self.piece = seq, memoryview(piece)
+        if self.on_piece:
+            self.on_piece(self.position)
+
+    def readinto(self, target) -> int:
+        if self.position >= self.imp.size:
+            return 0
+        if not self.piece_size:
+            self._fetch(0)
+            self.piece_size = len(self.piece)
+        seq = self.position // self.piece_size
+        if seq != self.seq:
+            self._fetch(seq)
+        start = self.position - seq * self.piece_size
+        n = min(len(target), len(self.piece) - start)
+        if n <= 0:
+            return 0
+        target[:n] = self.piece[start : start + n]  # a view: no copy
         self.position += n
         return n
 
 
-def _text(stream: _ChunkStream) -> io.TextIOWrapper:
+def _text(stream: _StoredFile) -> io.TextIOWrapper:
     """The CSV file's text in its encoding. utf-8-sig: Excel's "CSV UTF-8" starts with a byte order
     mark. A byte that is not of the encoding reads as U+FFFD, which makes its row an error (_rows):
     a file found UTF-8 at its start may turn out otherwise further on. newline="": as csv wants it."""
@@ -492,7 +516,7 @@ def _detect_format(imp: ClientImport, first: bytes, filename: str = "") -> None:
         imp.encoding = "utf-8"
     except UnicodeDecodeError:
         imp.encoding = "cp1251"
-    header = _text(_ChunkStream(imp)).readline()  # within the line cap
+    header = _text(_StoredFile(imp, line_cap=True)).readline()  # within the line cap
     imp.separator = max(SEPARATORS, key=header.count) if any(s in header for s in SEPARATORS) else ","
 
 
@@ -554,7 +578,7 @@ def _records(imp: ClientImport, on_piece: Callable[[int], None] | None = None) -
     if imp.file_format == "xlsx":
         records = _sheet_records(_StoredFile(imp, on_piece))
     else:
-        records = _csv_records(_ChunkStream(imp, on_piece), imp.separator)
+        records = _csv_records(_StoredFile(imp, on_piece, line_cap=True), imp.separator)
     header = next(records, _END)
     if header is _END:
         return
@@ -572,7 +596,7 @@ def _records(imp: ClientImport, on_piece: Callable[[int], None] | None = None) -
 _END = object()
 
 
-def _csv_records(stream: _ChunkStream, separator: str) -> Iterator[list[str] | None]:
+def _csv_records(stream: _StoredFile, separator: str) -> Iterator[list[str] | None]:
     lines = _Lines(_text(stream))
     reader = csv.reader(lines, delimiter=separator)  # after an error from its lines, it starts afresh
     while True:
@@ -584,59 +608,6 @@ def _csv_records(stream: _ChunkStream, separator: str) -> Iterator[list[str] | N
             values = None
         lines.rows = lines.given
         yield values
-
-
-class _StoredFile(io.RawIOBase):
-    """The stored file as a binary file one can seek in, for zipfile (which reads a workbook's
-    directory at its end first): the piece holding the position is fetched when needed, one
-    piece kept. `on_piece` is told the position at each piece fetched (see _ChunkStream)."""
-
-    def __init__(self, imp: ClientImport, on_piece: Callable[[int], None] | None = None) -> None:
-        self.imp = imp
-        self.on_piece = on_piece
-        self.position = 0
-        self.seq = -1
-        self.piece = b""
-        self.piece_size = 0  # every piece's but the last's
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.imp.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def _fetch(self, seq: int) -> None:
-        piece = (
-            ImportChunk.objects.filter(client_import=self.imp, seq=seq).values_list("data", flat=True).first()
-        )
-        self.seq, self.piece = seq, bytes(piece or b"")
-        if self.on_piece:
-            self.on_piece(self.position)
-
-    def readinto(self, target) -> int:
-        if self.position >= self.imp.size:
-            return 0
-        if not self.piece_size:
-            self._fetch(0)
-            self.piece_size = len(self.piece)
-        seq = self.position // self.piece_size
-        if seq != self.seq:
-            self._fetch(seq)
-        start = self.position - seq * self.piece_size
-        n = min(len(target), len(self.piece) - start)
-        if n <= 0:
-            return 0
-        target[:n] = self.piece[start : start + n]
-        self.position += n
-        return n
 
 
 class _RowCap(io.RawIOBase):

@@ -140,14 +140,14 @@ def test_a_long_check_keeps_its_lease_without_rows_to_write(monkeypatch):
     imp = importing.start_import(io.BytesIO(text.encode()), enqueue=False)
     clock = [timezone.now()]
     monkeypatch.setattr(timezone, "now", lambda: clock[0])
-    original = importing._ChunkStream.readinto
+    original = importing._StoredFile.readinto
 
     def readinto(self, target):
         clock[0] += importing.LEASE * 3 / 4  # each piece takes most of a lease
         assert importing.resume_imports() == []
         return original(self, target)
 
-    monkeypatch.setattr(importing._ChunkStream, "readinto", readinto)
+    monkeypatch.setattr(importing._StoredFile, "readinto", readinto)
     assert importing.run_import(imp.pk) == ImportState.FAILED
     imp.refresh_from_db()
     assert (imp.error_count, imp.worker_stops, imp.bytes_checked) == (10_000, 0, len(text))
