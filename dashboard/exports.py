@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 from mailer import importing, stats, xlsxfiles
 from mailer.csvfiles import csv_lines
 from mailer.formats import Locale
-from mailer.models import Mailing, MailingState, Message, MessageStatus, reason_texts
+from mailer.models import Mailing, MailingState, Message, MessageStatus, labels, reason_texts
 from mailer.stats import STATUSES
 
 CHUNK_SIZE = 2000  # rows per database fetch
@@ -88,15 +88,6 @@ def xlsx_response(export: Export, locale: Locale) -> FileResponse:
     )
 
 
-def status_labels() -> dict[str, str]:
-    """Each message status's label in the active language."""
-    return {status.value: str(status.label) for status in MessageStatus}
-
-
-def state_labels() -> dict[str, str]:
-    return {state.value: str(state.label) for state in MailingState}
-
-
 MESSAGE_COLUMNS = (
     "id",
     "client__phone",
@@ -110,7 +101,7 @@ MESSAGE_COLUMNS = (
 
 
 def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
-    statuses, reason = status_labels(), reason_texts()
+    statuses, reason = labels(MessageStatus), reason_texts()
     queryset = messages.order_by("id").values_list(*MESSAGE_COLUMNS)
 
     def rows() -> Iterator[Sequence[Any]]:
@@ -143,7 +134,7 @@ def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
 
 def overview_export(mailings: QuerySet[Mailing]) -> Export:
     """One row per mailing with its message counts; `mailings` is annotated by stats.with_counts."""
-    states, statuses = state_labels(), status_labels()
+    states, statuses = labels(MailingState), labels(MessageStatus)
 
     def rows() -> Iterator[Sequence[Any]]:
         for m in mailings.iterator(chunk_size=CHUNK_SIZE):

@@ -296,6 +296,11 @@ def reason_texts() -> Callable[[str], str]:
     return lambda error: known.get(error) or (gateway % {"answer": error} if error else "")
 
 
+def labels(choices: type[models.TextChoices]) -> dict[str, str]:
+    """Each value's label in the active language, its words taken now (as reason_texts)."""
+    return {value: str(label) for value, label in choices.choices}
+
+
 def reason_text(last_error: str) -> str:
     return reason_texts()(last_error)
 
