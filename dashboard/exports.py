@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 from mailer import importing, stats, xlsxfiles
 from mailer.csvfiles import csv_lines
 from mailer.formats import Locale
-from mailer.models import Mailing, MailingState, Message, MessageStatus, labels, reason_texts
+from mailer.models import Mailing, MailingKind, MailingState, Message, MessageStatus, labels, reason_texts
 from mailer.stats import STATUSES
 
 CHUNK_SIZE = 2000  # rows per database fetch
@@ -134,7 +134,7 @@ def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
 
 def overview_export(mailings: QuerySet[Mailing]) -> Export:
     """One row per mailing with its message counts; `mailings` is annotated by stats.with_counts."""
-    states, statuses = labels(MailingState), labels(MessageStatus)
+    states, statuses, kinds = labels(MailingState), labels(MessageStatus), labels(MailingKind)
 
     def rows() -> Iterator[Sequence[Any]]:
         for m in mailings.iterator(chunk_size=CHUNK_SIZE):
@@ -142,6 +142,7 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
             yield (
                 m.pk,
                 m.text,
+                kinds[m.kind],
                 states.get(m.state, m.state),
                 m.start_at,
                 m.end_at,
@@ -150,6 +151,7 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
                 counts["total"],
                 *(counts[status] for status in STATUSES),
                 stats.delivery_rate(counts),
+                *stats.annotated_guards(m).values(),
                 m.sms_parts,
                 m.sms_sent,
             )
@@ -157,6 +159,7 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
     columns = [
         (_("Mailing no."), 12),
         (_("Text"), 60),
+        (_("Kind"), 12),
         (_("State"), 14),
         (_("Start"), 20),
         (_("End"), 20),
@@ -165,6 +168,7 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
         (_("Total"), 10),
         *((statuses[status], 12) for status in STATUSES),
         (_("Accepted, %"), 14),
+        (_("No consent"), 12),
         (_("SMS parts"), 10),
         (_("SMS sent"), 12),
     ]

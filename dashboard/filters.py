@@ -19,6 +19,7 @@ from mailer.models import (
     AuditEntry,
     Client,
     Mailing,
+    MailingKind,
     MailingState,
     Message,
     MessageStatus,
@@ -57,12 +58,15 @@ class MailingFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(
         choices=MailingState.choices, empty_label=_("Any state"), label=_("State")
     )
+    kind = django_filters.ChoiceFilter(
+        choices=MailingKind.choices, empty_label=_("Any kind"), label=_("Kind")
+    )
     start_from = _day_filter("starts_from", _("Starts on or after"))
     start_to = _day_filter("starts_to", _("Starts on or before"))
 
     class Meta:
         model = Mailing
-        fields = ["q", "state", "start_from", "start_to"]
+        fields = ["q", "state", "kind", "start_from", "start_to"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -85,7 +89,7 @@ class MailingFilter(django_filters.FilterSet):
 class StatsFilter(MailingFilter):
     class Meta:
         model = Mailing
-        fields = ["start_from", "start_to", "state", "q"]
+        fields = ["start_from", "start_to", "state", "kind", "q"]
 
 
 class ClientFilter(django_filters.FilterSet):
@@ -95,10 +99,16 @@ class ClientFilter(django_filters.FilterSet):
         choices=[], empty_label=_("Any operator"), label=_("Operator")
     )
     timezone = django_filters.ChoiceFilter(choices=[], empty_label=_("Any time zone"), label=_("Time zone"))
+    consent = django_filters.ChoiceFilter(
+        method="by_consent",
+        label=_("Consent"),
+        empty_label=_("With or without consent"),
+        choices=[("yes", _("Consent on record")), ("no", _("No consent"))],
+    )
 
     class Meta:
         model = Client
-        fields = ["phone", "tag", "operator_code", "timezone"]
+        fields = ["phone", "tag", "operator_code", "timezone", "consent"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -106,6 +116,9 @@ class ClientFilter(django_filters.FilterSet):
         self.filters["tag"].extra["choices"] = [(t, t) for t in existing_tags()]
         self.filters["operator_code"].extra["choices"] = [(c, c) for c in existing_operator_codes()]
         self.filters["timezone"].extra["choices"] = [(z, zone_label(z)) for z in distinct_values("timezone")]
+
+    def by_consent(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
+        return queryset.filter(consent_at__isnull=value == "no")
 
     def search_phone(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
         digits = "".join(ch for ch in value if ch in "0123456789")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from crispy_forms.helper import FormHelper
@@ -15,7 +16,18 @@ from django.utils.translation import gettext_lazy
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
 from mailer.importing import size_problem
-from mailer.models import Client, Mailing, PhoneFormField, normalize_text, tag_problem
+from mailer.models import (
+    EARLIEST,
+    LATEST,
+    Client,
+    Mailing,
+    MailingKind,
+    PhoneFormField,
+    hours_text,
+    normalize_text,
+    quiet_hours,
+    tag_problem,
+)
 from mailer.timezones import zone_label
 
 MAX_TEXT = Mailing._meta.get_field("text").max_length
@@ -62,6 +74,7 @@ class MailingForm(forms.ModelForm):
         model = Mailing
         fields = [
             "text",
+            "kind",
             "start_at",
             "end_at",
             "filter_tags",
@@ -72,16 +85,23 @@ class MailingForm(forms.ModelForm):
         ]
         widgets = {
             "text": forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT}),
+            "kind": forms.RadioSelect,
             # No placeholder: a pale 09:00 looks like a value, and an empty window is a choice.
             "window_start": forms.TimeInput(attrs={"autocomplete": "off"}, format="%H:%M"),
             "window_end": forms.TimeInput(attrs={"autocomplete": "off"}, format="%H:%M"),
         }
         labels = {
             "text": gettext_lazy("Text"),
+            "kind": gettext_lazy("Kind"),
             "window_start": gettext_lazy("Send from (client-local)"),
             "window_end": gettext_lazy("Send until (client-local)"),
         }
         help_texts = {
+            "kind": gettext_lazy(
+                "Advertising goes only to clients who agreed to it (38-FZ, art. 18) and waits out "
+                "quiet hours. Service messages (an order is ready, a visit is booked) are not "
+                "advertising: no consent is asked."
+            ),
             "window_start": gettext_lazy(
                 "HH:MM. Both empty: at any hour of the client's day, the night included."
             ),
@@ -100,6 +120,8 @@ class MailingForm(forms.ModelForm):
             self.initial.setdefault("start_at", start)
             self.initial.setdefault("end_at", start + DEFAULT_DURATION)
         self.fields["start_at"].required = False
+        # A post without it (a script's) keeps the kind as it is: advertising for a new mailing.
+        self.fields["kind"].required = False
         zone = zone_label(timezone.get_current_timezone_name())
         for name in ("start_at", "end_at"):
             self.fields[name].help_text = _("%(format)s; your time zone: %(zone)s.") % {
@@ -112,6 +134,11 @@ class MailingForm(forms.ModelForm):
         initial_codes = self.initial.get("filter_operator_codes") or []
         tags = sorted(set(existing_tags()) | set(initial_tags))
         codes = sorted(set(existing_operator_codes()) | {str(c) for c in initial_codes})
+        if quiet := quiet_hours():
+            self.fields["window_start"].help_text = _(
+                "HH:MM. Both empty: at any hour of the client's day; advertising never in quiet hours "
+                "(%(quiet)s, client's time)."
+            ) % {"quiet": hours_text(quiet)}
         self.fields["filter_tags"].choices = [(t, t) for t in tags]
         self.fields["filter_operator_codes"].choices = [(c, c) for c in codes]
         self.helper = FormHelper()
@@ -119,6 +146,9 @@ class MailingForm(forms.ModelForm):
 
     def clean_text(self) -> str:
         return normalize_text(self.cleaned_data["text"])
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data["kind"] or self.instance.kind
 
     def clean_new_tags(self) -> list[str]:
         tags = [t.strip() for t in self.cleaned_data["new_tags"].split(",") if t.strip()]
@@ -138,14 +168,38 @@ class MailingForm(forms.ModelForm):
         return cleaned
 
 
+def draft_timing(data) -> Mailing:
+    """The kind, start and window a mailing form holds so far (its preview asks as it changes);
+    what is not readable yet is left as a new mailing has it (the start: now)."""
+    fields = MailingForm.base_fields
+    typed = {}
+    for name in ("start_at", "end_at", "window_start", "window_end"):
+        with contextlib.suppress(ValidationError, OverflowError):
+            typed[name] = fields[name].clean(data.get(name, "")) if name in data else None
+    draft = Mailing(
+        kind=data.get("kind") if data.get("kind") in MailingKind.values else MailingKind.ADVERTISING
+    )
+    start = None if data.get("start_now") else typed.get("start_at")
+    draft.start_at = start if start and EARLIEST <= start < LATEST - DEFAULT_DURATION else timezone.now()
+    end = typed.get("end_at")
+    draft.end_at = end if end and draft.start_at < end < LATEST else draft.start_at + DEFAULT_DURATION
+    window = (typed.get("window_start"), typed.get("window_end"))
+    if all(window) and window[0] != window[1]:
+        draft.window_start, draft.window_end = window
+    return draft
+
+
 class ClientForm(forms.ModelForm):
+    consent_at = _datetime_field(gettext_lazy("Consent to advertising given at"))
+
     class Meta:
         model = Client
-        fields = ["phone", "tag", "timezone"]
+        fields = ["phone", "tag", "timezone", "consent_at", "consent_source"]
         labels = {
             "phone": gettext_lazy("Phone"),
             "tag": gettext_lazy("Tag"),
             "timezone": gettext_lazy("Time zone"),
+            "consent_source": gettext_lazy("How consent was given"),
         }
         help_texts = {
             "phone": gettext_lazy(
@@ -156,6 +210,14 @@ class ClientForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        consent = self.fields["consent_at"]
+        consent.required = False
+        consent.help_text = _(
+            "%(format)s. Empty: no consent on record, and advertising does not reach this client. "
+            "Empty it when the client withdraws consent."
+        ) % {"format": formats_hint("DATETIME_INPUT_FORMATS")}
+        consent.widget.attrs["placeholder"] = formats_hint("DATETIME_INPUT_FORMATS")
+        self.fields["consent_source"].help_text = _("A site form, a paper form's number, a file's name.")
         self.helper = FormHelper()
         self.helper.form_tag = False
 
@@ -176,7 +238,7 @@ class ImportForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.fields["file"].help_text = _(
-            "Columns: phone, tag, timezone, opted_out. CSV (comma or semicolon; UTF-8 or "
+            "Columns: phone, tag, timezone, opted_out, consent_at, consent_source. CSV (comma or semicolon; UTF-8 or "
             "Windows-1251) or an Excel workbook (.xlsx, its first sheet), at most %(mb)s MB."
         ) % {"mb": settings.MAILER_IMPORT_MAX_MB}
 

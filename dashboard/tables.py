@@ -12,7 +12,6 @@ from django.utils.timesince import timeuntil
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from engine.scheduling import window_opens_at, zone
 from mailer import audit, stats
 from mailer.models import (
     AuditEntry,
@@ -26,6 +25,7 @@ from mailer.models import (
 )
 from mailer.stats import STATUSES
 from mailer.timezones import zone_label
+from mailer.windows import in_window, local_time, opens_at, zone
 
 # The one place for the colour of a state (Bootstrap's names): badges here and in templates (the
 # `colour` filter), the progress bars. A mailing's state and a message's status by their value;
@@ -84,6 +84,7 @@ class MailingTable(tables.Table):
         attrs={"td": {"class": "text-truncate cell-text"}},
         verbose_name=gettext_lazy("Text"),
     )
+    kind = tables.Column(verbose_name=gettext_lazy("Kind"), attrs=WIDE_ONLY)
     state = tables.Column(verbose_name=gettext_lazy("State"))
     start_at = MomentColumn(verbose_name=gettext_lazy("Start"))
     end_at = MomentColumn(verbose_name=gettext_lazy("End"), attrs=WIDE_ONLY)
@@ -96,7 +97,7 @@ class MailingTable(tables.Table):
 
     class Meta:
         model = Mailing
-        fields = ("id", "text", "state", "start_at", "end_at", "audience", "window")
+        fields = ("id", "text", "kind", "state", "start_at", "end_at", "audience", "window")
         attrs = {"class": "table table-sm table-hover align-middle"}
         order_by = ("-start_at",)
 
@@ -151,13 +152,14 @@ class StatsTable(tables.Table):
         attrs={"td": {"class": "text-truncate cell-text"}},
         verbose_name=gettext_lazy("Text"),
     )
+    kind = tables.Column(verbose_name=gettext_lazy("Kind"), attrs=WIDE_ONLY)
     state = tables.Column(verbose_name=gettext_lazy("State"))
     start_at = MomentColumn(verbose_name=gettext_lazy("Start"))
     total = CountColumn("total", verbose_name=gettext_lazy("Total"))
 
     class Meta:
         model = Mailing
-        fields = ("id", "text", "state", "start_at", "total")
+        fields = ("id", "text", "kind", "state", "start_at", "total")
         attrs = {"class": "table table-sm table-hover align-middle"}
         order_by = ("-start_at",)
 
@@ -168,6 +170,7 @@ class StatsTable(tables.Table):
             for s in STATUSES
         ]
         extra.append(("delivery_rate", DeliveryRateColumn(verbose_name=_("Accepted, %"))))
+        extra.append(("no_consent", CountColumn("no_consent", verbose_name=_("No consent"), attrs=WIDE_ONLY)))
         extra.append(("sms_parts", tables.Column(verbose_name=_("Parts"), orderable=False, attrs=WIDE_ONLY)))
         extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"), attrs=WIDE_ONLY)))
         super().__init__(*args, extra_columns=extra, **kwargs)
@@ -184,17 +187,23 @@ class ClientTable(tables.Table):
     operator_code = tables.Column(verbose_name=gettext_lazy("Operator"))
     tag = tables.Column(verbose_name=gettext_lazy("Tag"))
     timezone = tables.Column(verbose_name=gettext_lazy("Time zone"))
+    consent_at = MomentColumn(
+        "SHORT_DATE_FORMAT", verbose_name=gettext_lazy("Consent"), attrs=WIDE_ONLY, empty_values=()
+    )
     created_at = MomentColumn(verbose_name=gettext_lazy("Added"))
     # Annotated by the view (StopEntry.standing_for): the page's rows only.
     opted_out = tables.Column(verbose_name=gettext_lazy("Stop list"), orderable=False, empty_values=())
 
     class Meta:
         model = Client
-        fields = ("phone", "operator_code", "tag", "timezone", "created_at", "opted_out")
+        fields = ("phone", "operator_code", "tag", "timezone", "consent_at", "created_at", "opted_out")
         attrs = {"class": "table table-sm table-hover align-middle"}
 
     def render_timezone(self, value: str) -> str:
         return zone_label(value)
+
+    def render_consent_at(self, value) -> str:
+        return MomentColumn.render(self.columns["consent_at"].column, value) if value else _("none")
 
     def render_opted_out(self, value: bool) -> str:
         return badge("client.opted_out", _("opted out")) if value else ""
@@ -237,8 +246,8 @@ class MessageTable(tables.Table):
 
 def waiting_why(message: Message, now: datetime | None = None) -> str:
     """What a waiting message waits for and until when, as a person reads it: the mailing's start,
-    a pause, the client's local window ("until 10:00 client's time, in 2 hours"), a retry after
-    the gateway failed, or its turn in the queue. `message.mailing` and `.client` are at hand."""
+    a pause, the client's local window ("until 10:00 client's time, in 2 hours"), quiet hours, a
+    retry after the gateway failed, or its turn in the queue. `message.mailing` and `.client` are at hand."""
     now = now or timezone.now()
     mailing = message.mailing
     if mailing.state == MailingState.SCHEDULED:
@@ -246,12 +255,18 @@ def waiting_why(message: Message, now: datetime | None = None) -> str:
     if mailing.state == MailingState.PAUSED:
         return _("the mailing is paused")
     due = max(now, message.next_attempt_at)
-    if mailing.has_window and message.client is not None:
+    if (spans := mailing.send_windows()) and message.client is not None:
         tz = message.client.timezone
-        opens = window_opens_at(due, tz, mailing.window_start, mailing.window_end)
-        if opens > due or (opens > now and not message.attempts):
-            local = formats.time_format(opens.astimezone(zone(tz)), "TIME_FORMAT")
-            return _("until %(time)s client's time, in %(left)s") % {"time": local, "left": _left(opens, now)}
+        opens = opens_at(due, tz, spans)
+        if opens is not None and (opens > due or (opens > now and not message.attempts)):
+            words = {
+                "time": formats.time_format(opens.astimezone(zone(tz)), "TIME_FORMAT"),
+                "left": _left(opens, now),
+            }
+            quiet = mailing.quiet_hours()
+            if quiet and in_window(local_time(due, tz), *quiet):
+                return _("quiet hours: until %(time)s client's time, in %(left)s") % words
+            return _("until %(time)s client's time, in %(left)s") % words
     if due > now:
         return _("retry at %(time)s, in %(left)s") % {
             "time": _moment(due, "TIME_FORMAT"),

@@ -36,13 +36,13 @@ from django.db.models import F, OuterRef
 from django.utils import timezone
 
 from accounts.models import hash_token
-from engine.scheduling import in_window, window_opens_at, zone
+from engine.scheduling import closed_why
 from engine.sending import MIN_TIME_LEFT, ErrorKind, Gateway, GatewayError, Outbound, Result
 from mailer import metrics
 from mailer.models import (
     CLIENT_DELETED_WHY,
     ENDED_WHY,
-    NO_WINDOW_WHY,
+    NO_CONSENT_WHY,
     OPTED_OUT_WHY,
     TOO_MANY_PARTS_WHY,
     GatewayState,
@@ -55,6 +55,7 @@ from mailer.models import (
     SentMinute,
     StopEntry,
 )
+from mailer.windows import in_windows, local_time, opens_at
 
 logger = logging.getLogger("mailer.delivery")
 
@@ -109,6 +110,7 @@ class Claimed:
     tz: str | None
     sent_text_id: int | None
     opted_out: bool = False  # the client's phone is on the stop list now
+    consent_at: datetime | None = None  # the client's consent to advertising, as it is now
 
     @property
     def log_ids(self) -> dict:
@@ -154,20 +156,23 @@ def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) ->
             logging.INFO,
             "cancelled: the client is on the stop list",
         )
+    if msg.consent_at is None and mailing.needs_consent():
+        # Consent withdrawn after the audience was resolved (or the mailing became advertising).
+        return Outcome(
+            {"status": MessageStatus.CANCELLED, "last_error": NO_CONSENT_WHY},
+            MessageStatus.CANCELLED,
+            logging.INFO,
+            "cancelled: no consent to advertising on record",
+        )
     if (mailing.end_at - now).total_seconds() < MIN_TIME_LEFT:
         return _expired(ENDED_WHY)
-    if mailing.has_window:
-        local = now.astimezone(zone(msg.tz)).time().replace(tzinfo=None)
-        if not in_window(local, mailing.window_start, mailing.window_end):
-            opens = window_opens_at(now, msg.tz, mailing.window_start, mailing.window_end)
-            if opens >= mailing.end_at:
-                return _expired(NO_WINDOW_WHY)
-            return Outcome(
-                {"next_attempt_at": opens},
-                None,
-                logging.INFO,
-                f"waits for the window until {opens.isoformat()}",
-            )
+    if (spans := mailing.send_windows()) and not in_windows(local_time(now, msg.tz), spans):
+        opens = opens_at(now, msg.tz, spans)
+        if opens is None or opens >= mailing.end_at:
+            return _expired(closed_why(mailing, msg.tz, now))
+        return Outcome(
+            {"next_attempt_at": opens}, None, logging.INFO, f"waits for the window until {opens.isoformat()}"
+        )
     return None
 
 
@@ -334,6 +339,7 @@ class Deliverer:
                 "client__timezone",
                 "sent_text_id",
                 "opted_out",
+                "client__consent_at",
             )
         )
         return lease, [Claimed(*row) for row in rows]
@@ -550,6 +556,8 @@ class Deliverer:
             change = changes.setdefault(by_id[msg_id].mailing_id, Counter())
             change[MessageStatus.PENDING] -= 1
             change[status] += 1
+            if batch.outcomes[msg_id].fields.get("last_error") == NO_CONSENT_WHY:
+                change["no_consent"] += 1
         spans: dict[int, list] = {}
         minutes: dict[int, Counter] = {}
         by_text: Counter = Counter()

@@ -9,10 +9,8 @@ conditional UPDATE with its audit entry, so concurrent ticks in several workers 
 from __future__ import annotations
 
 import logging
-import zoneinfo
 from collections import Counter
-from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -21,8 +19,10 @@ from django.utils import timezone
 from mailer.models import (
     CANCELLED_WHY,
     ENDED_WHY,
+    NO_CONSENT_WHY,
     NO_WINDOW_WHY,
     OPEN_STATES,
+    QUIET_HOURS_WHY,
     UNMATCHED_WHY,
     Mailing,
     MailingCounts,
@@ -30,6 +30,7 @@ from mailer.models import (
     Message,
     MessageStatus,
 )
+from mailer.windows import opens_at
 
 logger = logging.getLogger("mailer.scheduling")
 
@@ -41,46 +42,22 @@ RESOLVE_LEASE = timedelta(seconds=60)
 _held: dict[int, datetime] = {}
 
 
-@lru_cache(maxsize=1024)
-def zone(name: str) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(name)
-
-
-def in_window(local: time, start: time, end: time) -> bool:
-    """Is a local wall-clock time inside [start, end)? A window with start > end crosses midnight."""
-    if start < end:
-        return start <= local < end
-    return local >= start or local < end
-
-
-def window_opens_at(now: datetime, tz_name: str, start: time, end: time) -> datetime:
-    """The earliest instant >= now at which the client's local time is inside the window.
-
-    DST: a start time that falls into a spring-forward gap opens at the first valid instant after
-    it (never early); in a fall-back overlap the first occurrence counts.
-    """
-    tz = zone(tz_name)
-    local = now.astimezone(tz)
-    if in_window(local.time().replace(tzinfo=None), start, end):
-        return now
-    best = None
-    for days in (0, 1, 2):
-        day = local.date() + timedelta(days=days)
-        for fold in (0, 1):
-            at = datetime.combine(day, start, tzinfo=tz).replace(fold=fold).astimezone(UTC)
-            if at > now and in_window(at.astimezone(tz).time().replace(tzinfo=None), start, end):
-                best = at if best is None or at < best else best
-        if best is not None:
-            return best
-    raise AssertionError("a non-empty window opens within two days")  # pragma: no cover
-
-
 def first_attempt_at(mailing: Mailing, tz_name: str, now: datetime) -> datetime | None:
     """When a client in `tz_name` may first get the mailing; None if never before its end."""
     at = max(now, mailing.start_at)
+    if spans := mailing.send_windows():
+        at = opens_at(at, tz_name, spans)
+    return at if at is not None and at < mailing.end_at else None
+
+
+def closed_why(mailing: Mailing, tz_name: str, now: datetime) -> str:
+    """Why a client in `tz_name` gets nothing before the end: the mailing's own window, or quiet
+    hours on top of it."""
     if mailing.has_window:
-        at = window_opens_at(at, tz_name, mailing.window_start, mailing.window_end)
-    return at if at < mailing.end_at else None
+        own = opens_at(max(now, mailing.start_at), tz_name, [(mailing.window_start, mailing.window_end)])
+        if own is None or own >= mailing.end_at:
+            return NO_WINDOW_WHY
+    return QUIET_HOURS_WHY
 
 
 def tick(now: datetime | None = None) -> None:
@@ -147,7 +124,7 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
                         next_attempt_at=at or mailing.end_at,
                         # The window never opens before the end: say so now rather than keep it queued.
                         status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
-                        last_error="" if at else NO_WINDOW_WHY,
+                        last_error="" if at else closed_why(mailing, tz_name, now),
                     )
                 )
             Message.objects.bulk_create(rows, ignore_conflicts=True)
@@ -172,6 +149,13 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
                 dropped,
                 extra={"mailing_id": mailing.pk},
             )
+    with transaction.atomic():
+        # Who the filter matched but consent kept out, as of now, and whom it stopped at send time.
+        MailingCounts.objects.select_for_update().get_or_create(mailing_id=mailing.pk)
+        skipped = mailing.messages.filter(status=MessageStatus.CANCELLED, last_error=NO_CONSENT_WHY).count()
+        MailingCounts.objects.filter(mailing_id=mailing.pk).update(
+            no_consent=mailing.without_consent() + skipped
+        )
     Mailing.objects.filter(pk=mailing.pk, resolve_lease_until=_held.pop(mailing.pk)).update(
         resolved_version=version, resolve_lease_until=None
     )

@@ -29,7 +29,7 @@ class AuditedAdmin(admin.ModelAdmin):
 
 @admin.register(Client)
 class ClientAdmin(AuditedAdmin):
-    list_display = ["id", "phone", "operator_code", "tag", "timezone", "created_at"]
+    list_display = ["id", "phone", "operator_code", "tag", "timezone", "consent_at", "created_at"]
     list_filter = ["operator_code", "tag"]
     search_fields = ["phone", "tag", "timezone"]
     readonly_fields = ["operator_code", "created_at", "updated_at"]
@@ -62,8 +62,8 @@ class MailingAdmin(AuditedAdmin):
     (Mailing.pause, resume, cancel, the engine's start and finish), on its page or in the API."""
 
     form = MailingAdminForm
-    list_display = ["id", "short_text", "state", "start_at", "end_at", "window_start", "window_end"]
-    list_filter = ["state", "start_at"]
+    list_display = ["id", "short_text", "kind", "state", "start_at", "end_at", "window_start", "window_end"]
+    list_filter = ["state", "kind", "start_at"]
     search_fields = ["text"]
     date_hierarchy = "start_at"
     readonly_fields = [

@@ -25,6 +25,8 @@ ACTIONS = {
     "finished": _("finished"),
     "opted_out": _("put on the stop list"),
     "opted_in": _("taken off the stop list"),
+    "consent_given": _("consent given"),
+    "consent_withdrawn": _("consent withdrawn"),
     "role_changed": _("role changed"),
     "activated": _("activated"),
     "deactivated": _("deactivated"),
@@ -47,6 +49,7 @@ OBJECT_TYPES = {
 # The changed fields, as the reader calls them.
 FIELDS = {
     "text": _("text"),
+    "kind": _("kind"),
     "start_at": _("start"),
     "end_at": _("end"),
     "filter_tags": _("tags"),
@@ -58,6 +61,8 @@ FIELDS = {
     "phones": _("phones"),
     "tag": _("tag"),
     "timezone": _("time zone"),
+    "consent_at": _("consent given at"),
+    "consent_source": _("how consent was given"),
     "reason": _("reason"),
     "removal_reason": _("reason"),
     "source": _("source"),
@@ -86,7 +91,7 @@ def changes_text(changes: dict, limit: int = 10) -> str:
     """`field: before → after; ...`, each value cut short, at most `limit` fields."""
     parts = []
     for name, (before, after) in list(changes.items())[:limit]:
-        if name in ("state", "source", "role"):  # stored codes: their labels
+        if name in ("state", "kind", "source", "role"):  # stored codes: their labels
             before, after = _label(before), _label(after)
         else:  # dates and times as the reader writes them, in their zone; zones by their city
             before, after = _readable(name, before), _readable(name, after)
@@ -99,9 +104,9 @@ def changes_text(changes: dict, limit: int = 10) -> str:
 def _label(value):
     """The label of a stored code: a mailing's or an import's state, an opt-out's source, a role."""
     from accounts.roles import ROLE_LABELS
-    from mailer.models import ImportState, MailingState, OptOutSource
+    from mailer.models import ImportState, MailingKind, MailingState, OptOutSource
 
-    for codes in (MailingState, ImportState, OptOutSource):
+    for codes in (MailingState, MailingKind, ImportState, OptOutSource):
         if value in codes.values:
             return codes(value).label
     return ROLE_LABELS.get(value, value)

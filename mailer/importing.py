@@ -72,6 +72,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
 
 from mailer.models import (
+    CONSENT_SOURCE_MAX,
     AuditEntry,
     Client,
     ClientImport,
@@ -79,15 +80,17 @@ from mailer.models import (
     ImportState,
     OptOutSource,
     StopEntry,
+    consent_problem,
     default_client_timezone,
     normalize_phone,
     operator_code_of,
+    parse_moment,
     phone_problem,
     tag_problem,
     timezone_problem,
 )
 
-COLUMNS = ("phone", "tag", "timezone", "opted_out")
+COLUMNS = ("phone", "tag", "timezone", "opted_out", "consent_at", "consent_source")
 # The header names each column goes by, compared case-insensitively, "_" as a space: the English
 # ones and those a Russian marketer types.
 COLUMN_NAMES = {
@@ -95,6 +98,8 @@ COLUMN_NAMES = {
     "tag": ("tag", "метка", "тег"),
     "timezone": ("timezone", "time zone", "часовой пояс"),
     "opted_out": ("opted_out", "отписан"),
+    "consent_at": ("consent_at", "согласие", "дата согласия"),
+    "consent_source": ("consent_source", "источник согласия"),
 }
 # A column as the reader's page and errors file name it (RowError.field stays the machine name).
 COLUMN_LABELS = {
@@ -102,6 +107,8 @@ COLUMN_LABELS = {
     "tag": pgettext_lazy("import column", "tag"),
     "timezone": pgettext_lazy("import column", "timezone"),
     "opted_out": pgettext_lazy("import column", "opted_out"),
+    "consent_at": pgettext_lazy("import column", "consent_at"),
+    "consent_source": pgettext_lazy("import column", "consent_source"),
 }
 SEPARATORS = (",", ";", "\t")  # the first of the most frequent in the header line; "," if none
 ENCODINGS = {"utf-8": "UTF-8", "cp1251": "Windows-1251"}  # a CSV file's, as found at its start
@@ -155,6 +162,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     opted_out: int = 0  # rows that put their phone on the stop list
+    consented: int = 0  # rows that recorded the client's consent (a new one, or another date)
     default_timezone: int = 0  # rows without a time zone, given MAILER_DEFAULT_CLIENT_TIMEZONE
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
@@ -173,6 +181,7 @@ class ImportReport:
             updated=imp.updated,
             unchanged=imp.unchanged,
             opted_out=imp.opted_out,
+            consented=imp.consented,
             default_timezone=imp.default_timezone,
             errors=[RowError(*e) for e in imp.errors],
             error_count=imp.error_count,
@@ -191,6 +200,7 @@ class ImportReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "opted_out": self.opted_out,
+            "consented": self.consented,
             "default_timezone": self.default_timezone,
             "error_count": self.error_count,
             "errors": [
@@ -539,6 +549,8 @@ class _Row:
     timezone: str
     opted_out: bool = False
     default_zone: bool = False  # no time zone given: MAILER_DEFAULT_CLIENT_TIMEZONE
+    consent_at: datetime | None = None  # empty: the client's consent stays as it is
+    consent_source: str = ""
 
 
 class _RowSpansLines(Exception):
@@ -861,14 +873,42 @@ def _rows(
                 errors.append(RowError(row_number, "tag", problem, typed))
             if problem := timezone_problem(tz):
                 errors.append(RowError(row_number, "timezone", problem, typed))
+            consent_at, source, problems = _consent(imp, values, index)
+            errors += [RowError(row_number, name, problem, typed) for name, problem in problems]
             if errors:
                 for error in errors:
                     report.add_error(error)
                 continue
             seen.add(int(phone), row_number)
-            yield _Row(row_number, phone, tag, tz, opt in YES, default_zone)
+            yield _Row(row_number, phone, tag, tz, opt in YES, default_zone, consent_at, source)
     except csv.Error as e:
         report.add_error(RowError(row_number, "", _("Not a readable CSV line: %(error)s.") % {"error": e}))
+
+
+def _consent(
+    imp: ClientImport, values: list[str], index: dict[str, int]
+) -> tuple[datetime | None, str, list]:
+    """A row's consent (when, how) and the problems with it, by column. Without a source, it is
+    the import's file; a source without a date is a mistake."""
+    typed = values[index["consent_at"]].strip() if "consent_at" in index else ""
+    source = values[index["consent_source"]].strip() if "consent_source" in index else ""
+    if not typed:
+        problems = (
+            [("consent_source", _("A source of consent needs its date (consent_at)."))] if source else []
+        )
+        return None, "", problems
+    consent_at = parse_moment(typed)
+    if consent_at is None:
+        return (
+            None,
+            "",
+            [("consent_at", _("Not a date: write it as 01.12.2026, 01.12.2026 10:30 or 2026-12-01."))],
+        )
+    problems = [("consent_at", problem)] if (problem := consent_problem(consent_at)) else []
+    source = source or f"import {imp.filename or f'#{imp.pk}'}"
+    if len(source) > CONSENT_SOURCE_MAX:
+        problems.append(("consent_source", _("At most %(n)s characters.") % {"n": CONSENT_SOURCE_MAX}))
+    return consent_at, source[:CONSENT_SOURCE_MAX], problems
 
 
 def _too_many_values(values: int, columns: int) -> str:
@@ -892,11 +932,12 @@ def _batches(rows: Iterator[_Row]) -> Iterator[list[_Row]]:
         yield batch
 
 
-def _existing(batch: list[_Row]) -> dict[str, tuple[int, str, str]]:
+def _existing(batch: list[_Row]) -> dict[str, tuple]:
+    """The known clients of the batch: phone -> (id, tag, timezone, consent_at, consent_source)."""
     clients = Client.objects.filter(phone__in=[r.phone for r in batch]).values_list(
-        "phone", "id", "tag", "timezone"
+        "phone", "id", "tag", "timezone", "consent_at", "consent_source"
     )
-    return {phone: (pk, tag, tz) for phone, pk, tag, tz in clients}
+    return {phone: rest for phone, *rest in clients}
 
 
 def _check(imp: ClientImport) -> None:
@@ -906,15 +947,17 @@ def _check(imp: ClientImport) -> None:
     valid = 0
     for batch in _batches(_rows(imp, report, on_piece)):
         valid += len(batch)
-        new, changed, unchanged = _sort_out(batch)
-        report.created += len(new)
-        report.updated += sum(len(ids) for ids in changed.values())
-        report.unchanged += unchanged
+        sorted_out = _sort_out(batch)
+        report.created += len(sorted_out.new)
+        report.updated += sorted_out.updated
+        report.unchanged += sorted_out.unchanged
+        report.consented += sorted_out.consented
         report.opted_out += sum(r.opted_out for r in batch)
         report.default_timezone += sum(r.default_zone for r in batch)
     imp.bytes_checked = imp.size
     imp.created, imp.updated, imp.unchanged = report.created, report.updated, report.unchanged
     imp.opted_out, imp.default_timezone = report.opted_out, report.default_timezone
+    imp.consented = report.consented
     imp.errors = report.stored_errors()
     imp.error_count = report.error_count
     imp.rows_to_write = valid
@@ -926,7 +969,7 @@ def _check(imp: ClientImport) -> None:
         return
     if report.error_count and imp.all_or_nothing:
         # What was done: nothing.
-        imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.default_timezone = 0
+        imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.default_timezone = imp.consented = 0
     if report.error_count and imp.all_or_nothing or not valid:
         imp.state, imp.finished_at = (
             (ImportState.FAILED if report.error_count else ImportState.DONE),
@@ -944,9 +987,12 @@ def _write(imp: ClientImport) -> None:
     if not imp.written_through:
         # The counts now say what was done, not what the check expected.
         imp.created = imp.updated = imp.unchanged = imp.opted_out = imp.rows_written = 0
-        imp.default_timezone = 0
+        imp.default_timezone = imp.consented = 0
         imp.save(
-            update_fields=["created", "updated", "unchanged", "opted_out", "default_timezone", "rows_written"]
+            update_fields=[
+                *("created", "updated", "unchanged", "opted_out", "consented", "default_timezone"),
+                "rows_written",
+            ]
         )
     rows = (r for r in _rows(imp, report, lambda _: _renew(imp)) if r.row > imp.written_through)
     for batch in _batches(rows):
@@ -958,6 +1004,7 @@ def _write(imp: ClientImport) -> None:
                     imp.updated += counts[1]
                     imp.unchanged += counts[2]
                     imp.opted_out += counts[3]
+                    imp.consented += counts[4]
                     imp.default_timezone += sum(r.default_zone for r in batch)
                     imp.rows_written += len(batch)
                     imp.written_through = batch[-1].row
@@ -966,6 +1013,7 @@ def _write(imp: ClientImport) -> None:
                         updated=imp.updated,
                         unchanged=imp.unchanged,
                         opted_out=imp.opted_out,
+                        consented=imp.consented,
                         default_timezone=imp.default_timezone,
                         rows_written=imp.rows_written,
                         written_through=imp.written_through,
@@ -982,38 +1030,87 @@ def _write(imp: ClientImport) -> None:
     imp.save(update_fields=["state", "written", "finished_at"])
 
 
-def _sort_out(batch: list[_Row]) -> tuple[list[_Row], dict[tuple[str, str], list[int]], int]:
-    """What the import does with each row, for the check and the writes alike: the new ones, the
-    ids of known clients to change grouped by their new (tag, timezone), and how many are as
-    stored already."""
+@dataclass
+class _SortedOut:
+    """What the import does with a batch's rows, for the check and the writes alike."""
+
+    new: list[_Row] = field(default_factory=list)
+    # Known clients to change, grouped by their new (tag, timezone): an import usually has a
+    # handful of tags and zones, so one UPDATE ... WHERE id IN (...) each (bulk_update's per-row
+    # CASE was slow).
+    changed: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # Known clients whose consent the row records (a first one, or another date or source).
+    consent: dict[int, tuple[datetime, str]] = field(default_factory=dict)
+    consenting: list[str] = field(default_factory=list)  # the phones whose consent it records
+    unchanged: int = 0
+
+    @property
+    def updated(self) -> int:
+        return len({pk for ids in self.changed.values() for pk in ids} | set(self.consent))
+
+    @property
+    def consented(self) -> int:
+        return len(self.consenting)
+
+
+def _sort_out(batch: list[_Row]) -> _SortedOut:
     existing = _existing(batch)
-    new: list[_Row] = []
-    changed: dict[tuple[str, str], list[int]] = {}
-    unchanged = 0
+    out = _SortedOut()
     for r in batch:
         known = existing.get(r.phone)
         if known is None:
-            new.append(r)
-        elif known[1:] != (r.tag, r.timezone):
-            changed.setdefault((r.tag, r.timezone), []).append(known[0])
-        else:
-            unchanged += 1
-    return new, changed, unchanged
+            out.new.append(r)
+            if r.consent_at:
+                out.consenting.append(r.phone)
+            continue
+        pk, tag, tz, consent_at, consent_source = known
+        if (tag, tz) != (r.tag, r.timezone):
+            out.changed.setdefault((r.tag, r.timezone), []).append(pk)
+        if r.consent_at and (consent_at, consent_source) != (r.consent_at, r.consent_source):
+            out.consent[pk] = (r.consent_at, r.consent_source)
+            out.consenting.append(r.phone)
+        elif (tag, tz) == (r.tag, r.timezone):
+            out.unchanged += 1
+    return out
 
 
-def _write_batch(batch: list[_Row], imp: ClientImport) -> tuple[int, int, int, int]:
-    new, changed, unchanged = _sort_out(batch)
-    # One UPDATE ... WHERE id IN (...) per (tag, timezone): an import usually has a handful of tags
-    # and zones, and bulk_update's per-row CASE was slow.
+def _write_batch(batch: list[_Row], imp: ClientImport) -> tuple[int, int, int, int, int]:
+    out = _sort_out(batch)
     Client.objects.bulk_create(
         [
-            Client(phone=r.phone, operator_code=operator_code_of(r.phone), tag=r.tag, timezone=r.timezone)
-            for r in new
+            Client(
+                phone=r.phone,
+                operator_code=operator_code_of(r.phone),
+                tag=r.tag,
+                timezone=r.timezone,
+                consent_at=r.consent_at,
+                consent_source=r.consent_source,
+            )
+            for r in out.new
         ]
     )
     now = timezone.now()
-    for (tag, tz), ids in changed.items():
+    for (tag, tz), ids in out.changed.items():
         Client.objects.filter(pk__in=ids).update(tag=tag, timezone=tz, updated_at=now)
+    Client.objects.bulk_update(
+        [
+            Client(pk=pk, consent_at=at, consent_source=how, updated_at=now)
+            for pk, (at, how) in out.consent.items()
+        ],
+        ["consent_at", "consent_source", "updated_at"],
+        batch_size=500,
+    )
+    # The record of consent, one audit entry per chunk (as for opt-outs): whose consent the file
+    # gave, in the chunk's transaction; each client keeps when and how on its row.
+    if out.consenting:
+        AuditEntry.record(
+            imp.created_by,
+            "consent_given",
+            imp,
+            {"phones": [None, out.consenting]},
+            via="import",
+            object_type="client",
+        )
     # Opt-outs: a phone already on the stop list keeps its entry (the partial unique constraint
     # ignores the duplicate), so a file imported twice adds nothing the second time.
     opting = [r.phone for r in batch if r.opted_out]
@@ -1040,4 +1137,4 @@ def _write_batch(batch: list[_Row], imp: ClientImport) -> tuple[int, int, int, i
         ],
         ignore_conflicts=True,
     )
-    return len(new), sum(len(ids) for ids in changed.values()), unchanged, len(opting)
+    return len(out.new), out.updated, out.unchanged, len(opting), out.consented

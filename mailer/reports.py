@@ -31,7 +31,7 @@ from django.utils.translation import gettext as _
 from mailer import xlsxfiles
 from mailer.csvfiles import csv_text
 from mailer.formats import Locale
-from mailer.models import Mailing, MailingState, MessageStatus, Report, labels
+from mailer.models import Mailing, MailingKind, MailingState, MessageStatus, Report, labels
 from mailer.stats import STATUSES, annotated_counts, totals, with_counts
 
 logger = logging.getLogger(__name__)
@@ -105,12 +105,12 @@ def _build(start: datetime, end: datetime) -> ReportContent:
         "site_url": settings.SITE_URL,
     }
 
-    states = labels(MailingState)
+    states, kinds = labels(MailingState), labels(MailingKind)
     table = []  # the attachments' rows, for the CSV and the .xlsx alike
     for m in rows:
         counts = annotated_counts(m)
         table.append([
-            m.pk, m.text, states.get(m.state, m.state), m.start_at, m.end_at, m.started_at,
+            m.pk, m.text, kinds[m.kind], states.get(m.state, m.state), m.start_at, m.end_at, m.started_at,
             m.finished_at, counts["total"], *(counts[status] for status in STATUSES),
             m.sent_in_period, m.sms_parts, m.sms_sent,
         ])  # fmt: skip
@@ -118,7 +118,7 @@ def _build(start: datetime, end: datetime) -> ReportContent:
     header = columns()
     locale = Locale.current()  # in the report's language and TIME_ZONE (build's override)
     xlsx = io.BytesIO()
-    xlsxfiles.write_xlsx(xlsx, _("Mailings"), header, table, locale, widths=[12, 60, 14, *[20] * 4])
+    xlsxfiles.write_xlsx(xlsx, _("Mailings"), header, table, locale, widths=[12, 60, 12, 14, *[20] * 4])
     return ReportContent(
         subject=_("mailer: daily report %(start)s - %(end)s")
         % {"start": f"{local_start:%Y-%m-%d %H:%M}", "end": f"{local_end:%Y-%m-%d %H:%M}"},
@@ -135,7 +135,7 @@ def _build(start: datetime, end: datetime) -> ReportContent:
 def columns() -> list[str]:
     """The attachments' header, in the active language."""
     return [
-        _("Mailing no."), _("Text"), _("State"), _("Start"), _("End"), _("Started at"),
+        _("Mailing no."), _("Text"), _("Kind"), _("State"), _("Start"), _("End"), _("Started at"),
         _("Finished at"), _("Total"), *(labels(MessageStatus)[status] for status in STATUSES),
         _("Accepted in period"), _("SMS parts"), _("SMS sent"),
     ]  # fmt: skip

@@ -15,6 +15,8 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from mailer import guardrails
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -400,6 +402,21 @@ if MAILER_TEST_SEND_LIMIT < 0:
 MAILER_MAX_PARTS = envint("MAILER_MAX_PARTS", "0")
 if MAILER_MAX_PARTS < 0:
     raise ImproperlyConfigured("MAILER_MAX_PARTS must be 0 (no cap) or more")
+# The guardrails (docs/engine.md "Consent, quiet hours and the frequency cap").
+# An advertising mailing reaches only clients with consent on record (38-FZ art. 18).
+MAILER_CONSENT_REQUIRED = envbool("MAILER_CONSENT_REQUIRED", "True")
+# Client-local hours in which no advertising leaves (it waits until they end); set but empty: off.
+MAILER_QUIET_HOURS = os.environ.get("MAILER_QUIET_HOURS", "22:00-09:00")
+# How many advertising messages one client may get per local day and/or week; empty: no cap.
+MAILER_FREQUENCY_CAP = env("MAILER_FREQUENCY_CAP", "")
+try:
+    guardrails.parse_hours(MAILER_QUIET_HOURS)
+except ValueError as e:
+    raise ImproperlyConfigured(f"MAILER_QUIET_HOURS: {e}") from None
+try:
+    guardrails.parse_cap(MAILER_FREQUENCY_CAP)
+except ValueError as e:
+    raise ImproperlyConfigured(f"MAILER_FREQUENCY_CAP: {e}") from None
 # Message rows of mailings over for this many days are deleted (their counts stay); 0 = keep all.
 MAILER_MESSAGE_RETENTION_DAYS = envint("MAILER_MESSAGE_RETENTION_DAYS", "0")
 if MAILER_MESSAGE_RETENTION_DAYS < 0:

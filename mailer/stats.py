@@ -16,6 +16,9 @@ from django.utils import timezone
 from mailer.models import Mailing, MailingCounts, MailingText, MessageStatus
 
 STATUSES = [s.value for s in MessageStatus]
+# What the guardrails kept from a mailing, counted on MailingCounts beside the statuses: clients
+# left out (or messages cancelled) for want of consent.
+GUARDS = ["no_consent"]
 # What reading statistics needs, whichever door (the dashboard's pages, the API): they are counts
 # kept per mailing (MailingCounts), never the messages themselves.
 PERMISSIONS = ("mailer.view_mailing",)
@@ -29,6 +32,7 @@ def with_counts(mailings: QuerySet[Mailing]) -> QuerySet[Mailing]:
     MailingCounts row) and `sms_sent`: one query, whatever the number of messages."""
     counts = {f"{status}_count": Coalesce(F(f"counts__{status}"), 0) for status in STATUSES}
     total = sum((F(f"counts__{status}") for status in STATUSES[1:]), F(f"counts__{STATUSES[0]}"))
+    counts |= {f"{guard}_count": Coalesce(F(f"counts__{guard}"), 0) for guard in GUARDS}
     return mailings.annotate(total_count=Coalesce(total, 0), sms_sent=_sms_sent(), **counts)
 
 
@@ -61,6 +65,17 @@ def annotated_counts(mailing: Mailing) -> dict[str, int]:
     counts = {status: getattr(mailing, f"{status}_count") for status in STATUSES}
     counts["total"] = mailing.total_count
     return counts
+
+
+def guards_of(mailing: Mailing) -> dict[str, int]:
+    """What the guardrails kept from one mailing (GUARDS)."""
+    row = _counts_row(mailing)
+    return {guard: getattr(row, guard) for guard in GUARDS}
+
+
+def annotated_guards(mailing: Mailing) -> dict[str, int]:
+    """`guards_of` for a mailing annotated by with_counts, without a query."""
+    return {guard: getattr(mailing, f"{guard}_count") for guard in GUARDS}
 
 
 def totals(mailings: QuerySet[Mailing]) -> dict[str, int]:

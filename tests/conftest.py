@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,6 +70,9 @@ def now() -> datetime:
     return timezone.now().replace(microsecond=0)
 
 
+CONSENTED = datetime(2025, 1, 1, tzinfo=UTC)
+
+
 @pytest.fixture
 def make_client(db):
     from mailer.models import Client
@@ -79,6 +82,9 @@ def make_client(db):
     def make(phone: str | None = None, **fields) -> Client:
         phone = phone or f"7900{next(counter):07d}"
         fields.setdefault("timezone", "UTC")
+        # Advertising (the default kind) reaches only clients with consent (MAILER_CONSENT_REQUIRED).
+        fields.setdefault("consent_at", CONSENTED)
+        fields.setdefault("consent_source", "test" if fields["consent_at"] else "")
         return Client.objects.create(phone=phone, **fields)
 
     return make

@@ -6,3 +6,6 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("MAILER_PROVIDER_TOKEN", "test-provider-token")
 os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 os.environ.setdefault("LANGUAGE_CODE", "en")  # tests assert English; Russian ones ask for it
+os.environ.setdefault(
+    "MAILER_QUIET_HOURS", ""
+)  # tests run at any hour; quiet hours are tested on a set clock

@@ -132,8 +132,11 @@ import_csv = extend_schema(
     summary="Import clients from CSV",
     description=(
         "Upload a CSV file or an Excel workbook (`.xlsx`, its first sheet; multipart field `file`) "
-        "with a header row: `phone` (required), `tag`, `timezone`, `opted_out` (optional; the Russian "
-        "names `Телефон`, `Метка`, `Часовой пояс`, `Отписан` too). A CSV file may be as Excel saves "
+        "with a header row: `phone` (required), `tag`, `timezone`, `opted_out`, `consent_at`, "
+        "`consent_source` (optional; the Russian names `Телефон`, `Метка`, `Часовой пояс`, `Отписан`, "
+        "`Согласие`, `Источник согласия` too). `consent_at` records when the client agreed to "
+        "advertising (a bad or future date is an error of its row), `consent_source` how (else "
+        "`import <file name>`), counted in `consented`; blank keeps what the client has. A CSV file may be as Excel saves "
         "it: `,` `;` or tab, UTF-8 (a BOM allowed) or Windows-1251. A blank `timezone` gets "
         "`MAILER_DEFAULT_CLIENT_TIMEZONE` (Europe/Moscow), counted in `default_timezone`. Rows are "
         "numbered as in a spreadsheet: the header is row 1.\n\n"
@@ -166,6 +169,7 @@ import_csv = extend_schema(
                         "updated": 0,
                         "unchanged": 0,
                         "opted_out": 0,
+                        "consented": 0,
                         "default_timezone": 0,
                         "error_count": 2,
                         "errors": [

@@ -131,6 +131,8 @@ class ClientSerializer(StrictModelSerializer):
             "operator_code",
             "tag",
             "timezone",
+            "consent_at",
+            "consent_source",
             "created_at",
             "updated_at",
         )
@@ -144,7 +146,16 @@ class ClientSerializer(StrictModelSerializer):
             "tag": {
                 "help_text": "A free label to select clients by (at most 64 characters).",
                 "max_length": None,
-            }
+            },
+            "consent_at": {
+                "help_text": "When the client agreed to advertising (ISO 8601; not in the future); null: no "
+                "consent on record, so advertising does not reach them (MAILER_CONSENT_REQUIRED). "
+                "Set it to null when they withdraw it. Grants and withdrawals are audited."
+            },
+            "consent_source": {
+                "help_text": "How they agreed: 'site form', 'paper form No. 123', a file's name. Required "
+                "with consent_at; emptied with it."
+            },
         }
 
     def validate_phone(self, value: str) -> str:
@@ -160,11 +171,8 @@ class ClientSerializer(StrictModelSerializer):
     def validate(self, attrs):
         instance = Client()
         if self.instance is not None:
-            instance.phone, instance.tag, instance.timezone = (
-                self.instance.phone,
-                self.instance.tag,
-                self.instance.timezone,
-            )
+            for name in Client.AUDIT_FIELDS:  # the fields a user sets
+                setattr(instance, name, getattr(self.instance, name))
         for name, value in attrs.items():
             setattr(instance, name, value)
         instance.operator_code = operator_code_of(instance.phone)
@@ -186,7 +194,10 @@ class ImportRequestSerializer(serializers.Serializer):
         "Часовой пояс, Отписан). CSV as Excel saves it: comma, semicolon or tab (found from the header "
         "line), UTF-8 with or without a byte order mark, else Windows-1251. A phone cell typed as a number "
         "is read as its digits. opted_out yes/1/true puts the phone on the stop list; a blank timezone "
-        "gets MAILER_DEFAULT_CLIENT_TIMEZONE (Europe/Moscow)."
+        "gets MAILER_DEFAULT_CLIENT_TIMEZONE (Europe/Moscow). consent_at (Согласие: 01.12.2026, "
+        "01.12.2026 10:30 or ISO 8601, not in the future) records the client's consent to advertising, "
+        "consent_source (Источник согласия) how it was given (else 'import <file name>'); blank keeps "
+        "what the client has."
     )
     all_or_nothing = FormBooleanField(
         default=True,
@@ -204,10 +215,15 @@ class RowErrorSerializer(serializers.Serializer):
 class ImportReportSerializer(serializers.Serializer):
     written = serializers.BooleanField(help_text="Whether anything was saved.")
     created = serializers.IntegerField()
-    updated = serializers.IntegerField(help_text="Phones already known whose tag or timezone changed.")
+    updated = serializers.IntegerField(
+        help_text="Phones already known whose tag, timezone or consent changed."
+    )
     unchanged = serializers.IntegerField(help_text="Phones already known with the same tag and timezone.")
     opted_out = serializers.IntegerField(
         help_text="Rows whose opted_out column put the phone on the stop list."
+    )
+    consented = serializers.IntegerField(
+        help_text="Rows whose consent_at recorded the client's consent (a first one, or another date or source)."
     )
     default_timezone = serializers.IntegerField(
         help_text="Rows without a time zone, given MAILER_DEFAULT_CLIENT_TIMEZONE (Europe/Moscow)."
@@ -348,6 +364,7 @@ class MailingSerializer(StrictModelSerializer):
         fields = (
             "id",
             "text",
+            "kind",
             "sms",
             "start_at",
             "end_at",
@@ -369,6 +386,10 @@ class MailingSerializer(StrictModelSerializer):
         )
         extra_kwargs: ClassVar = {
             "text": {"help_text": "The message text, at most 1000 characters."},
+            "kind": {
+                "help_text": "advertising (the default: only clients with consent, never in quiet "
+                "hours) or service (not advertising: consent is not asked)."
+            },
             "start_at": {"help_text": "When sending may begin (ISO 8601 with time zone)."},
             "end_at": {"help_text": "No message leaves after this moment; must be after start_at."},
         }
@@ -460,8 +481,15 @@ assert set(CountsSerializer._declared_fields) == {*stats.STATUSES, "total"}, "a 
 SMS_SENT_HELP = "SMS parts delivered (what the gateway bills): each message sent times its text's parts."
 
 
+NO_CONSENT_HELP = (
+    "Clients of the filter left out for want of consent (advertising, MAILER_CONSENT_REQUIRED), and "
+    "messages cancelled at send time because consent was withdrawn."
+)
+
+
 class MailingCountsSerializer(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
+    no_consent = serializers.IntegerField(source="no_consent_count", help_text=NO_CONSENT_HELP)
     sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
     sms_sent = serializers.IntegerField(help_text=SMS_SENT_HELP)
 
@@ -470,10 +498,12 @@ class MailingCountsSerializer(serializers.ModelSerializer):
         fields = (
             "id",
             "text",
+            "kind",
             "state",
             "start_at",
             "end_at",
             "counts",
+            "no_consent",
             "sms_parts",
             "sms_sent",
         )
@@ -504,6 +534,7 @@ class MailingStatsSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=Mailing._meta.get_field("state").choices)
     counts = CountsSerializer()
+    no_consent = serializers.IntegerField(help_text=NO_CONSENT_HELP)
     sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
     sms_sent = serializers.IntegerField(help_text=SMS_SENT_HELP)
     timing = TimingSerializer()

@@ -35,6 +35,7 @@ from mailer.models import (
     Client,
     ClientImport,
     Mailing,
+    MailingKind,
     MailingState,
     Message,
     MessageStatus,
@@ -69,10 +70,18 @@ class ClientFilter(StrictFilterSet):
     operator_code = filters.CharFilter(help_text="Exact operator code, e.g. 916.")
     timezone = filters.CharFilter(help_text="Exact IANA time zone, e.g. Europe/Moscow.")
     phone = filters.CharFilter(lookup_expr="contains", max_length=11, help_text="Digits the phone contains.")
+    consent = filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="by_consent",
+        help_text="true: consent to advertising on record; false: none.",
+    )
 
     class Meta:
         model = Client
-        fields = ("tag", "operator_code", "timezone", "phone")
+        fields = ("tag", "operator_code", "timezone", "phone", "consent")
+
+    def by_consent(self, queryset, name: str, value: str):
+        return queryset.filter(consent_at__isnull=value == "false")
 
 
 @schema.clients
@@ -173,6 +182,7 @@ def _import_body(imp: ClientImport, url: str) -> dict:
 
 class MailingFilter(StrictFilterSet):
     state = filters.ChoiceFilter(choices=MailingState.choices, help_text="Only mailings in this state.")
+    kind = filters.ChoiceFilter(choices=MailingKind.choices, help_text="Only mailings of this kind.")
     start_after = filters.DateFilter(
         field_name="start_at",
         lookup_expr="date__gte",
@@ -188,7 +198,7 @@ class MailingFilter(StrictFilterSet):
 
     class Meta:
         model = Mailing
-        fields = ("state", "start_after", "start_before")
+        fields = ("state", "kind", "start_after", "start_before")
 
 
 @schema.mailings
@@ -296,6 +306,7 @@ class MailingViewSet(viewsets.ModelViewSet):
             "id": mailing.id,
             "state": mailing.state,
             "counts": stats.counts_of(mailing),
+            **stats.guards_of(mailing),
             "sms_parts": mailing.sms_parts,
             "sms_sent": stats.sms_sent_of(mailing),
             "timing": stats.timing(mailing),

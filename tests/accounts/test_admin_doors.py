@@ -19,6 +19,7 @@ def change_form(mailing: Mailing, **overrides) -> dict:
     local = {name: timezone.localtime(getattr(mailing, name)) for name in ("start_at", "end_at")}
     data = {
         "text": mailing.text,
+        "kind": mailing.kind,
         "start_at_0": local["start_at"].strftime("%Y-%m-%d"),
         "start_at_1": local["start_at"].strftime("%H:%M:%S"),
         "end_at_0": local["end_at"].strftime("%Y-%m-%d"),

@@ -197,7 +197,7 @@ def test_the_page_and_the_api_are_for_admins_with_filters(client, django_user_mo
 def test_changes_in_the_django_admin_are_recorded(client, django_user_model, make_client):
     root = django_user_model.objects.create_superuser("root", password="pw")
     client.force_login(root)
-    person = make_client(tag="vip")
+    person = make_client(tag="vip", consent_at=None)
     response = client.post(
         f"/admin/mailer/client/{person.pk}/change/", {"phone": person.phone, "tag": "gold", "timezone": "UTC"}
     )

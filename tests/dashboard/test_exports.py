@@ -205,9 +205,10 @@ def test_overview_csv_in_russian(moscow_viewer, overview):
     mailing, day = overview
     rows = _rows(moscow_viewer.get(f"/statistics/mailings.csv?start_from={day}", **RU), delimiter=";")
     header = rows[0]
-    assert header[:8] == [
+    assert header[:9] == [
         "№ рассылки",
         "Текст",
+        "Вид",
         "Состояние",
         "Начало",
         "Конец",
@@ -218,6 +219,7 @@ def test_overview_csv_in_russian(moscow_viewer, overview):
     assert len(rows) == 2
     row = dict(zip(header, rows[1], strict=True))
     assert row["Текст"] == "Spring" and row["Метки"] == "new vip" and row["Состояние"] == "Запланирована"
+    assert row["Вид"] == "Рекламная"
     assert (row["Всего"], row["Принято шлюзом"], row["Время вышло"], row["Не принято"]) == (
         "4",
         "3",

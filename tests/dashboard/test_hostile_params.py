@@ -25,7 +25,8 @@ READS = {
     "mailing-create": {"from"},  # "Duplicate"
     "mailing-audience": {
         *("filter_tags", "new_tags", "filter_operator_codes", "text"),
-        *("audience_key", "audience_count", "excluded_count"),
+        *("kind", "start_at", "start_now", "end_at", "window_start", "window_end"),
+        *("audience_key", "audience_count", "stop_list_count", "no_consent_count"),
     },
     "mailing-detail": {*filters.MessageFilter.base_filters, *TABLE},
     "mailing-messages-csv": {*filters.MessageFilter.base_filters, "sep"},

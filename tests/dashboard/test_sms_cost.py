@@ -90,7 +90,7 @@ def test_page_statistics_csv_and_report_show_the_parts(viewer_client, make_clien
 
     row = viewer_client.get("/statistics/", **HTMX).content.decode().split(CYR71[:40])[1].split("</tr>")[0]
     cells = [c.split(">")[-1] for c in row.split("</td>")]
-    assert cells[9:12] == ["66.7 %", "2", "4"]  # delivered, parts, SMS sent
+    assert cells[10:14] == ["66.7 %", "0", "2", "4"]  # delivered, without consent, parts, SMS sent
     totals = viewer_client.get("/statistics/totals/", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">SMS sent</div><strong>4</strong>' in totals
 
@@ -117,7 +117,7 @@ def test_typing_the_text_counts_no_clients_again(viewer_client, make_client):
     for _ in range(3):
         make_client(tag="vip")
     first = _estimate(viewer_client, text="Hi", filter_tags="vip")
-    assert '<input type="hidden" name="audience_key" value="vip|#">' in first
+    assert '<input type="hidden" name="audience_key" value="vip|#|#|advertising">' in first
     assert '<input type="hidden" name="audience_count" value="3">' in first
     # The page sends the counts back with the next keystroke: the same filter is not counted again.
     with CaptureQueriesContext(connection) as queries:
@@ -125,12 +125,16 @@ def test_typing_the_text_counts_no_clients_again(viewer_client, make_client):
             viewer_client,
             text="П" * 71,
             filter_tags="vip",
-            audience_key="vip|#",
+            audience_key="vip|#|#|advertising",
             audience_count="3",
-            excluded_count="0",
+            stop_list_count="0",
+            no_consent_count="0",
         )
-    assert not [q for q in queries.captured_queries if "mailer_client" in q["sql"]]
+    assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
     assert '<strong id="sms-estimate">6</strong>' in again
     # Another filter is counted.
-    other = _estimate(viewer_client, text="Hi", audience_key="vip|#", audience_count="3")
-    assert '<strong id="audience-count">3</strong>' in other and 'name="audience_key" value="#"' in other
+    other = _estimate(viewer_client, text="Hi", audience_key="vip|#|#|advertising", audience_count="3")
+    assert (
+        '<strong id="audience-count">3</strong>' in other
+        and 'name="audience_key" value="#|#|advertising"' in other
+    )

@@ -17,6 +17,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from engine import scheduling
+from mailer import windows
 from mailer.models import GatewayState, Mailing, MailingCounts, MailingState, Message, MessageStatus
 from tests.engine.conftest import drain, kill, start_worker
 
@@ -94,33 +95,29 @@ class TestWindow:
         ],
     )
     def test_in_window_across_midnight(self, local, inside):
-        assert scheduling.in_window(local, *self.W) is inside
+        assert windows.in_window(local, *self.W) is inside
 
     def test_opens_at_next_local_start(self):
         now = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # 19:00 in Vladivostok (UTC+10)
-        assert scheduling.window_opens_at(now, "Asia/Vladivostok", *self.W) == datetime(
-            2026, 6, 1, 12, 0, tzinfo=UTC
-        )
+        assert windows.opens_at(now, "Asia/Vladivostok", [self.W]) == datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
         # 05:00 in New York (UTC-4 in June): inside? no (02:00 end) -> 22:00 local = 02:00 UTC next day
-        assert scheduling.window_opens_at(now, "America/New_York", *self.W) == datetime(
-            2026, 6, 2, 2, 0, tzinfo=UTC
-        )
+        assert windows.opens_at(now, "America/New_York", [self.W]) == datetime(2026, 6, 2, 2, 0, tzinfo=UTC)
         # Already inside: now.
         late = datetime(2026, 6, 1, 13, 0, tzinfo=UTC)  # 23:00 Vladivostok
-        assert scheduling.window_opens_at(late, "Asia/Vladivostok", *self.W) == late
+        assert windows.opens_at(late, "Asia/Vladivostok", [self.W]) == late
 
     def test_dst_spring_forward_gap_never_opens_early(self):
         # New York 2026-03-08: 02:00 EST jumps to 03:00 EDT; 02:30 doesn't exist that day.
         now = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)  # 00:00 EST
-        opens = scheduling.window_opens_at(now, "America/New_York", clock(2, 30), clock(6))
-        local = opens.astimezone(scheduling.zone("America/New_York"))
-        assert scheduling.in_window(local.time().replace(tzinfo=None), clock(2, 30), clock(6))
+        opens = windows.opens_at(now, "America/New_York", [(clock(2, 30), clock(6))])
+        local = opens.astimezone(windows.zone("America/New_York"))
+        assert windows.in_window(local.time().replace(tzinfo=None), clock(2, 30), clock(6))
         assert opens >= datetime(2026, 3, 8, 7, 0, tzinfo=UTC)  # not before 03:00 EDT
 
     def test_dst_fall_back_uses_first_occurrence(self):
         # New York 2026-11-01: 01:30 happens twice; the window opens at the first (EDT, UTC-4).
         now = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 EDT
-        opens = scheduling.window_opens_at(now, "America/New_York", clock(1, 30), clock(3))
+        opens = windows.opens_at(now, "America/New_York", [(clock(1, 30), clock(3))])
         assert opens == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
 
     @pytest.mark.django_db

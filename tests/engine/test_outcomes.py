@@ -16,7 +16,7 @@ CONF = config(retry_base=2.0, retry_max=300.0, max_attempts=10)
 
 
 def claimed(attempts: int = 0) -> Claimed:
-    return Claimed(7, 1, 3, attempts, AT, "", "79001234567", "UTC", None)
+    return Claimed(7, 1, 3, attempts, AT, "", "79001234567", "UTC", None, consent_at=AT)
 
 
 def mailing(hours: float = 1) -> Mailing:

@@ -87,7 +87,7 @@ def test_max_parts_refuses_a_longer_text_on_saving(settings, now):
 
 def test_the_engine_does_not_send_a_text_over_the_cap():
     at = datetime(2026, 6, 1, 12, tzinfo=UTC)
-    msg = Claimed(7, 1, 3, 0, at, "", "79001234567", "UTC", None)
+    msg = Claimed(7, 1, 3, 0, at, "", "79001234567", "UTC", None, consent_at=at)
     mailing = Mailing(
         id=1, text="x", sms_parts=3, state=MailingState.RUNNING, start_at=at, end_at=at + timedelta(hours=1)
     )

@@ -101,10 +101,13 @@ def test_report_content_for_known_mailings(report_settings, known_mailings):
     # HTML: the overview table, text escaped.
     [(html, mimetype)] = email.alternatives
     assert mimetype == "text/html"
-    assert f"<tr><td>{a.pk}</td><td>Spring sale</td><td>finished</td><td>3</td><td>2</td><td>1</td>" in html
+    assert (
+        f"<tr><td>{a.pk}</td><td>Spring sale</td><td>advertising</td><td>finished</td><td>3</td><td>2</td><td>1</td>"
+        in html
+    )
     assert "Loyalty, &quot;gold&quot; tier" in html
     assert (
-        '<th colspan="3">All 2 mailings</th><th>7</th><th>4</th><th>1</th><th>1</th><th>1</th><th>0</th><th>3</th>'
+        '<th colspan="4">All 2 mailings</th><th>7</th><th>4</th><th>1</th><th>1</th><th>1</th><th>0</th><th>3</th>'
         in html
     )
     # CSV: a header and one row per mailing, quoted properly, in the report's language (en here).

@@ -27,14 +27,14 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.roles import ADMIN, set_role
-from engine.scheduling import first_attempt_at
+from engine.scheduling import closed_why, first_attempt_at
 from mailer.models import (
     ENDED_WHY,
-    NO_WINDOW_WHY,
     AuditEntry,
     Client,
     Mailing,
     MailingCounts,
+    MailingKind,
     MailingState,
     Message,
     MessageStatus,
@@ -135,6 +135,21 @@ class Command(BaseCommand):
                 batch = []
         created += self._insert(batch)
         self.stdout.write(f"Clients: {created} created, {Client.objects.count()} in all.")
+        self.seed_consent()
+
+    def seed_consent(self) -> None:
+        """Most clients agreed to advertising when they joined (a form on the site, a paper form at
+        the till), not all: every seventh has no consent on record. Once, and for a database seeded
+        before consent was recorded too."""
+        if Client.objects.filter(consent_at__isnull=False).exists():
+            return
+        clients = Client.objects.annotate(seventh=F("id") % 7, third=F("id") % 3).exclude(seventh=0)
+        with transaction.atomic():
+            clients.filter(third=0).update(consent_at=F("created_at"), consent_source="анкета на кассе")
+            clients.exclude(third=0).update(consent_at=F("created_at"), consent_source="форма на сайте")
+        self.stdout.write(
+            f"Consent to advertising: {Client.objects.filter(consent_at__isnull=False).count()}."
+        )
 
     @staticmethod
     def _insert(batch: list[Client]) -> int:
@@ -220,6 +235,15 @@ class Command(BaseCommand):
                 codes=["916", "926"],
                 state=MailingState.SCHEDULED,
             ),
+            Demo(  # a service message, not advertising: no consent asked, sent in the east's night too
+                "Магазин на Тверской 8 декабря закрыт на инвентаризацию. Ждём вас 9 декабря!",
+                created=moscow(-2, 19, 50),
+                start=moscow(-2, 20, 30),
+                end=moscow(-1, 20, 30),
+                tags=["москва"],
+                kind=MailingKind.SERVICE,
+                state=MailingState.FINISHED,
+            ),
             Demo(  # called off the morning it was to go
                 "Выходные −20% на всё! Только в субботу и воскресенье.",
                 created=moscow(-3, 15, 10),
@@ -241,6 +265,7 @@ class Command(BaseCommand):
         transitions; each audit entry is then moved to when it happened."""
         mailing = Mailing(
             text=demo.text,
+            kind=demo.kind,
             start_at=demo.start,
             end_at=demo.end,
             filter_tags=demo.tags,
@@ -276,6 +301,7 @@ class Demo:
     codes: list[str] | None = None
     window: tuple[time, time] | None = None
     cancelled: datetime | None = None
+    kind: str = MailingKind.ADVERTISING
 
     def __post_init__(self) -> None:
         self.tags, self.codes = self.tags or [], self.codes or []
@@ -305,7 +331,7 @@ def _history(mailing: Mailing) -> None:
         if first is None:  # known when the audience was resolved: never queued
             row.status, row.last_error, row.next_attempt_at = (
                 MessageStatus.EXPIRED,
-                NO_WINDOW_WHY,
+                closed_why(mailing, tz, started),
                 mailing.end_at,
             )
             continue
@@ -328,6 +354,7 @@ def _history(mailing: Mailing) -> None:
     Message.objects.bulk_create(rows, batch_size=CHUNK)
     # The bulk insert counted nothing: count the rows once, as the engine's writes would have.
     MailingCounts.reconcile(mailing.pk)
+    MailingCounts.objects.filter(mailing=mailing).update(no_consent=mailing.without_consent())
     Mailing.objects.filter(pk=mailing.pk).update(resolved_version=F("audience_version"))
     assert mailing.finish(finished)
     _moved(mailing, "started", started)
