@@ -43,6 +43,7 @@ def setup(url: str) -> None:
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("MAILER_FREQUENCY_CAP", "2/day,5/week")  # counted in the audience preview
     import django
 
     django.setup()
@@ -78,6 +79,10 @@ def seed() -> None:
                     operator_code=CODES[i % len(CODES)],
                     tag=TAGS[i % len(TAGS)],
                     timezone=ZONES[i % len(ZONES)],
+                    # Consent for six clients in seven; one in fifty at its frequency cap (issue 24).
+                    consent_at=now - timedelta(days=400) if i % 7 else None,
+                    consent_source="bench" if i % 7 else "",
+                    capped_until=now + timedelta(days=3) if i % 50 == 0 else None,
                 )
                 for i in range(CLIENTS)
             ),
@@ -198,13 +203,19 @@ def bench(runs: int, with_export: bool = True) -> None:
         ("Mailings, text search", "/mailings/?q=bonus", htmx),
         ("New mailing form", "/mailings/new/", {}),
         (
-            "Audience count (tag vip) and the text's length",
+            "Audience count (tag vip): stop list, consent and cap, and the text's length",
             "/mailings/audience/?filter_tags=vip&text=Скидка",
             htmx,
         ),
         (
+            f"Audience count, all {CLIENTS:,} clients: stop list, consent and cap",
+            "/mailings/audience/?text=Скидка",
+            htmx,
+        ),
+        (
             "The same while the text is typed (the filter unchanged)",
-            "/mailings/audience/?filter_tags=vip&text=Скидка&audience_key=vip|%23&audience_count=10&excluded_count=1",
+            "/mailings/audience/?filter_tags=vip&text=Скидка&audience_key=vip|%23|%23|advertising"
+            "&audience_count=10&stop_list_count=1&no_consent_count=2&capped_count=3",
             htmx,
         ),
         (f"Mailing detail, {BIG_MAILING:,} messages", f"/mailings/{big.pk}/", {}),

@@ -169,6 +169,7 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
         *((statuses[status], 12) for status in STATUSES),
         (_("Accepted, %"), 14),
         (_("No consent"), 12),
+        (_("Expired by the cap"), 12),
         (_("SMS parts"), 10),
         (_("SMS sent"), 12),
     ]

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from mailer import audit, stats
 from mailer.models import (
+    CAP_HELD_WHY,
     AuditEntry,
     Client,
     Mailing,
@@ -171,6 +172,9 @@ class StatsTable(tables.Table):
         ]
         extra.append(("delivery_rate", DeliveryRateColumn(verbose_name=_("Accepted, %"))))
         extra.append(("no_consent", CountColumn("no_consent", verbose_name=_("No consent"), attrs=WIDE_ONLY)))
+        extra.append(
+            ("cap_expired", CountColumn("cap_expired", verbose_name=_("Expired by the cap"), attrs=WIDE_ONLY))
+        )
         extra.append(("sms_parts", tables.Column(verbose_name=_("Parts"), orderable=False, attrs=WIDE_ONLY)))
         extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"), attrs=WIDE_ONLY)))
         super().__init__(*args, extra_columns=extra, **kwargs)
@@ -255,6 +259,12 @@ def waiting_why(message: Message, now: datetime | None = None) -> str:
     if mailing.state == MailingState.PAUSED:
         return _("the mailing is paused")
     due = max(now, message.next_attempt_at)
+    if message.last_error == CAP_HELD_WHY and due > now and message.client is not None:
+        local = formats.time_format(due.astimezone(zone(message.client.timezone)), "TIME_FORMAT")
+        return _("frequency cap: until %(time)s client's time, in %(left)s") % {
+            "time": local,
+            "left": _left(due, now),
+        }
     if (spans := mailing.send_windows()) and message.client is not None:
         tz = message.client.timezone
         opens = opens_at(due, tz, spans)

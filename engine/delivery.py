@@ -32,19 +32,23 @@ from datetime import datetime, timedelta
 from django import db
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, OuterRef
+from django.db.models import F, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import hash_token
+from engine import frequency
 from engine.scheduling import closed_why
 from engine.sending import MIN_TIME_LEFT, ErrorKind, Gateway, GatewayError, Outbound, Result
 from mailer import metrics
 from mailer.models import (
+    CAP_HELD_WHY,
+    CAP_WHY,
     CLIENT_DELETED_WHY,
     ENDED_WHY,
     NO_CONSENT_WHY,
     OPTED_OUT_WHY,
     TOO_MANY_PARTS_WHY,
+    Client,
     GatewayState,
     Mailing,
     MailingCounts,
@@ -54,6 +58,7 @@ from mailer.models import (
     MessageStatus,
     SentMinute,
     StopEntry,
+    frequency_cap,
 )
 from mailer.windows import in_windows, local_time, opens_at
 
@@ -176,6 +181,20 @@ def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) ->
     return None
 
 
+def cap_outcome(mailing: Mailing, until: datetime, tz_name: str) -> Outcome:
+    """A message over MAILER_FREQUENCY_CAP: it waits until the cap allows it and the client's
+    windows are open, or expires if that is not before its mailing's end."""
+    opens = opens_at(until, tz_name, mailing.send_windows()) if mailing.send_windows() else until
+    if opens is None or (mailing.end_at - opens).total_seconds() < MIN_TIME_LEFT:
+        return _expired(CAP_WHY)
+    return Outcome(
+        {"next_attempt_at": opens, "last_error": CAP_HELD_WHY},
+        None,
+        logging.INFO,
+        f"waits for MAILER_FREQUENCY_CAP until {opens.isoformat()}",
+    )
+
+
 def _expired(why: str) -> Outcome:
     return Outcome(
         {"status": MessageStatus.EXPIRED, "last_error": why},
@@ -266,6 +285,8 @@ class Round:
     results: list[Result] = field(default_factory=list)
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     note: dict = field(default_factory=dict)  # what GatewayState.note_round is told
+    # Messages that fill their client's day or week (MAILER_FREQUENCY_CAP) if sent: until when.
+    fills: dict[int, datetime] = field(default_factory=dict)
 
     @functools.cached_property
     def by_id(self) -> dict[int, Claimed]:
@@ -393,9 +414,15 @@ class Deliverer:
             return None
         mailings = Mailing.objects.in_bulk({c.mailing_id for c in claimed})
         batch = Round(lease, now, clock, claimed, mailings, {}, healthy=state.is_healthy())
+        tally = self.tally(batch)
         for msg in claimed:
             mailing = mailings[msg.mailing_id]
             decision = decide(msg, mailing, now, self.config.max_parts)
+            if decision is None and tally is not None and mailing.is_capped():
+                until, fills = tally.admit(msg.client_id, msg.tz, now)
+                decision = None if until is None else cap_outcome(mailing, until, msg.tz)
+                if fills is not None:
+                    batch.fills[msg.id] = fills
             if decision is None:
                 deadline = clock + (mailing.end_at - now).total_seconds()
                 batch.outbound.append(
@@ -406,6 +433,18 @@ class Deliverer:
         if batch.outbound and self.config.rate_limit:
             self.pace(batch.outbound)
         return batch
+
+    @staticmethod
+    def tally(batch: Round) -> frequency.Tally | None:
+        """What the round's clients of capped (advertising) mailings were sent and have in flight,
+        when MAILER_FREQUENCY_CAP is set: one query."""
+        cap = frequency_cap()
+        clients = {
+            c.client_id for c in batch.claimed if c.client_id and batch.mailings[c.mailing_id].is_capped()
+        }
+        if not cap or not clients:
+            return None
+        return frequency.Tally.load(cap, clients, set(batch.by_id), batch.now)
 
     def submit(self, batch: Round, stopping: Callable[[], bool] | None) -> None:
         """Send the batch off on the gateway's loop; `collect` takes its answers."""
@@ -536,6 +575,7 @@ class Deliverer:
             if rows:
                 leased.bulk_update(rows, self.FIELDS, batch_size=500)
             self.count(batch, held, sent_groups)
+            self.cap_clients(batch, held)
             if batch.results:
                 GatewayState.note_round(
                     batch.now,
@@ -556,8 +596,11 @@ class Deliverer:
             change = changes.setdefault(by_id[msg_id].mailing_id, Counter())
             change[MessageStatus.PENDING] -= 1
             change[status] += 1
-            if batch.outcomes[msg_id].fields.get("last_error") == NO_CONSENT_WHY:
+            why = batch.outcomes[msg_id].fields.get("last_error")
+            if why == NO_CONSENT_WHY:
                 change["no_consent"] += 1
+            elif why == CAP_WHY:
+                change["cap_expired"] += 1
         spans: dict[int, list] = {}
         minutes: dict[int, Counter] = {}
         by_text: Counter = Counter()
@@ -574,6 +617,19 @@ class Deliverer:
             MailingCounts.add(mailing_id, changes[mailing_id], first, last, minutes.get(mailing_id))
         for text_id in sorted(t for t in by_text if t):
             MailingText.objects.filter(pk=text_id).update(sent=F("sent") + by_text[text_id])
+
+    @staticmethod
+    def cap_clients(batch: Round, held: set[int]) -> None:
+        """Clients whose day or week a message sent in this round filled (MAILER_FREQUENCY_CAP):
+        held until it ends, which the audience preview counts."""
+        by_until: dict[datetime, list[int]] = {}
+        for msg_id, until in batch.fills.items():
+            if msg_id in held and batch.outcomes[msg_id].status == MessageStatus.SENT:
+                by_until.setdefault(until, []).append(batch.by_id[msg_id].client_id)
+        for until, ids in sorted(by_until.items()):
+            Client.objects.filter(
+                Q(capped_until__isnull=True) | Q(capped_until__lt=until), pk__in=ids
+            ).update(capped_until=until)
 
     FIELDS = [
         "status",

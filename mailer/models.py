@@ -111,6 +111,11 @@ def quiet_hours() -> windows.Window | None:
     return guardrails.parse_hours(settings.MAILER_QUIET_HOURS)
 
 
+def frequency_cap() -> dict[str, int]:
+    """MAILER_FREQUENCY_CAP as {"day": n, "week": m} (either may be missing); {} when off."""
+    return guardrails.parse_cap(settings.MAILER_FREQUENCY_CAP)
+
+
 def hours_text(hours: windows.Window) -> str:
     return f"{hours[0]:%H:%M}–{hours[1]:%H:%M}"
 
@@ -269,6 +274,9 @@ class Client(Audited, models.Model):
     # Prior consent to advertising (38-FZ art. 18): when and how it was given. Empty: none on record.
     consent_at = models.DateTimeField(null=True, blank=True)
     consent_source = models.CharField(max_length=CONSENT_SOURCE_MAX, blank=True)
+    # The engine's: until when MAILER_FREQUENCY_CAP holds the client's advertising (a message it
+    # sent filled their day or week), for the audience preview to count.
+    capped_until = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -361,6 +369,10 @@ ENDED_WHY = gettext_noop("the mailing ended before it could be sent")
 CLIENT_DELETED_WHY = gettext_noop("the client was deleted")
 NO_CONSENT_WHY = gettext_noop("the client has not agreed to advertising (no consent on record)")
 NO_WINDOW_WHY = gettext_noop("the client's local window does not open before the end")
+CAP_HELD_WHY = gettext_noop(
+    "waits: the client has had as many advertising messages as MAILER_FREQUENCY_CAP allows"
+)
+CAP_WHY = gettext_noop("MAILER_FREQUENCY_CAP allows the client no more advertising before the mailing's end")
 QUIET_HOURS_WHY = gettext_noop("quiet hours in the client's time zone do not end before the mailing's end")
 UNMATCHED_WHY = gettext_noop("no longer matches the filter")
 OPTED_OUT_WHY = gettext_noop("the client is on the stop list (opted out)")
@@ -373,6 +385,8 @@ ENGINE_REASONS = frozenset(
         NO_CONSENT_WHY,
         NO_WINDOW_WHY,
         QUIET_HOURS_WHY,
+        CAP_HELD_WHY,
+        CAP_WHY,
         UNMATCHED_WHY,
         OPTED_OUT_WHY,
         TOO_MANY_PARTS_WHY,
@@ -633,7 +647,7 @@ class Mailing(Audited, models.Model):
         clients = self.filtered_clients().filter(~StopEntry.standing_for(OuterRef("phone")))
         return clients.filter(consent_at__isnull=False) if self.needs_consent() else clients
 
-    AUDIENCE_COUNTS = ("audience", "stop_list", "no_consent")
+    AUDIENCE_COUNTS = ("audience", "stop_list", "no_consent", "capped")
 
     def audience_counts(self) -> dict[str, int]:
         """How many clients it would reach now, and how many of the filter's the stop list and the
@@ -645,11 +659,20 @@ class Mailing(Audited, models.Model):
         hit = Subquery(matched.filter(phone=OuterRef("phone")).values("pk")[:1])
         stopped = StopEntry.objects.standing().alias(hit=hit).filter(hit__isnull=False).count()
         no_consent = self.without_consent()
+        # Of the audience, those whose day or week MAILER_FREQUENCY_CAP says is full: they wait.
+        capped = (
+            self.matching_clients().filter(capped_until__gt=timezone.now()).count() if self.is_capped() else 0
+        )
         return {
             "audience": matched.count() - stopped - no_consent,
             "stop_list": stopped,
             "no_consent": no_consent,
+            "capped": capped,
         }
+
+    def is_capped(self) -> bool:
+        """Whether MAILER_FREQUENCY_CAP holds its messages: advertising, while a cap is set."""
+        return self.kind == MailingKind.ADVERTISING and bool(frequency_cap())
 
     def needs_consent(self) -> bool:
         """Whether its clients must have agreed to it: advertising, while MAILER_CONSENT_REQUIRED."""
@@ -869,6 +892,12 @@ class Message(models.Model):
                 name="message_due_idx",
             ),
             models.Index(fields=["sent_at"], name="message_sent_at_idx"),
+            # What waits for MAILER_FREQUENCY_CAP, counted per mailing: only those rows.
+            models.Index(
+                fields=["mailing"],
+                condition=Q(status="pending", last_error=CAP_HELD_WHY),
+                name="message_cap_held_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -931,6 +960,8 @@ class MailingCounts(models.Model):
     # Clients of the filter left out for want of consent when the audience was resolved, and
     # messages cancelled at send time for the same reason (consent withdrawn meanwhile).
     no_consent = models.BigIntegerField(default=0)
+    # Messages expired because MAILER_FREQUENCY_CAP allowed their client no more before the end.
+    cap_expired = models.BigIntegerField(default=0)
     first_sent_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
     # Set once retention deleted the mailing's message rows: the counts are all that is left.

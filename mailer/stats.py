@@ -13,12 +13,13 @@ from django.db.models import F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from mailer.models import Mailing, MailingCounts, MailingText, MessageStatus
+from mailer.models import CAP_HELD_WHY, Mailing, MailingCounts, MailingText, Message, MessageStatus
 
 STATUSES = [s.value for s in MessageStatus]
 # What the guardrails kept from a mailing, counted on MailingCounts beside the statuses: clients
-# left out (or messages cancelled) for want of consent.
-GUARDS = ["no_consent"]
+# left out (or messages cancelled) for want of consent, and messages expired by MAILER_FREQUENCY_CAP.
+# (One mailing's messages waiting for the cap now are counted by their partial index: guards_of.)
+GUARDS = ["no_consent", "cap_expired"]
 # What reading statistics needs, whichever door (the dashboard's pages, the API): they are counts
 # kept per mailing (MailingCounts), never the messages themselves.
 PERMISSIONS = ("mailer.view_mailing",)
@@ -68,9 +69,13 @@ def annotated_counts(mailing: Mailing) -> dict[str, int]:
 
 
 def guards_of(mailing: Mailing) -> dict[str, int]:
-    """What the guardrails kept from one mailing (GUARDS)."""
+    """What the guardrails kept from one mailing (GUARDS), and its messages waiting for the
+    frequency cap now (`cap_held`: a count of the rows in their partial index)."""
     row = _counts_row(mailing)
-    return {guard: getattr(row, guard) for guard in GUARDS}
+    held = Message.objects.filter(
+        mailing=mailing, status=MessageStatus.PENDING, last_error=CAP_HELD_WHY
+    ).count()
+    return {guard: getattr(row, guard) for guard in GUARDS} | {"cap_held": held}
 
 
 def annotated_guards(mailing: Mailing) -> dict[str, int]:

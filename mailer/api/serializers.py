@@ -486,10 +486,18 @@ NO_CONSENT_HELP = (
     "messages cancelled at send time because consent was withdrawn."
 )
 
+CAP_HELD_HELP = (
+    "Messages waiting now because MAILER_FREQUENCY_CAP allows their client no more for the moment."
+)
+CAP_EXPIRED_HELP = (
+    "Messages expired because MAILER_FREQUENCY_CAP allowed their client no more before the end."
+)
+
 
 class MailingCountsSerializer(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
     no_consent = serializers.IntegerField(source="no_consent_count", help_text=NO_CONSENT_HELP)
+    cap_expired = serializers.IntegerField(source="cap_expired_count", help_text=CAP_EXPIRED_HELP)
     sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
     sms_sent = serializers.IntegerField(help_text=SMS_SENT_HELP)
 
@@ -504,6 +512,7 @@ class MailingCountsSerializer(serializers.ModelSerializer):
             "end_at",
             "counts",
             "no_consent",
+            "cap_expired",
             "sms_parts",
             "sms_sent",
         )
@@ -535,6 +544,8 @@ class MailingStatsSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=Mailing._meta.get_field("state").choices)
     counts = CountsSerializer()
     no_consent = serializers.IntegerField(help_text=NO_CONSENT_HELP)
+    cap_held = serializers.IntegerField(help_text=CAP_HELD_HELP)
+    cap_expired = serializers.IntegerField(help_text=CAP_EXPIRED_HELP)
     sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
     sms_sent = serializers.IntegerField(help_text=SMS_SENT_HELP)
     timing = TimingSerializer()

@@ -26,7 +26,7 @@ READS = {
     "mailing-audience": {
         *("filter_tags", "new_tags", "filter_operator_codes", "text"),
         *("kind", "start_at", "start_now", "end_at", "window_start", "window_end"),
-        *("audience_key", "audience_count", "stop_list_count", "no_consent_count"),
+        *("audience_key", "audience_count", "stop_list_count", "no_consent_count", "capped_count"),
     },
     "mailing-detail": {*filters.MessageFilter.base_filters, *TABLE},
     "mailing-messages-csv": {*filters.MessageFilter.base_filters, "sep"},
