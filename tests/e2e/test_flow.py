@@ -16,11 +16,11 @@ from tests.conftest import user_with_role
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CSV = """phone,tag,timezone
-79161234567,e2e,UTC
-79261234567,e2e,Europe/London
-7916123,e2e,UTC
-79031234567,other,UTC
+CSV = """phone,tag,timezone,consent_at,consent_source
+79161234567,e2e,UTC,01.11.2026,site form
+79261234567,e2e,Europe/London,2026-11-02,
+7916123,e2e,UTC,,
+79031234567,other,UTC,01.11.2026 10:00,paper form No. 7
 """
 
 

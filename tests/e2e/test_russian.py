@@ -42,6 +42,8 @@ def test_a_day_in_russian_from_vladivostok(
     user_with_role(django_user_model, "admin", "olga")  # an admin: she reads the audit log at the end
     vips = [make_client(tag="vip") for _ in range(4)]
     make_client(tag="retail")
+    make_client(tag="vip", consent_at=None)  # never agreed to advertising
+    settings.MAILER_QUIET_HOURS = "22:00-09:00"
 
     page.goto("/accounts/login/")
     expect(page.locator("html")).to_have_attribute("lang", "ru")
@@ -80,11 +82,22 @@ def test_a_day_in_russian_from_vladivostok(
     page.check("input[name=filter_tags][value=vip]")
     expect(page.locator("#audience-count")).to_have_text("3")
     expect(page.locator("#audience-excluded")).to_have_text("1 клиент из стоп-листа не войдёт.")
+    expect(page.locator("#audience-no-consent")).to_have_text("1 клиент без согласия на рекламу не войдёт.")
     expect(page.locator("#sms-estimate")).to_have_text("6")
+    # A service message asks no consent; advertising (the default) does.
+    page.check("input[name=kind][value=service]")
+    expect(page.locator("#audience-count")).to_have_text("4")
+    expect(page.locator("#audience-no-consent")).to_have_count(0)
+    page.check("input[name=kind][value=advertising]")
+    expect(page.locator("#audience-count")).to_have_text("3")
     # Dates typed as a Russian types them, in the user's own zone.
     expect(page.locator("#id_start_at")).to_have_attribute("placeholder", "ДД.ММ.ГГГГ чч:мм")
     page.fill("#id_start_at", "03.12.2030 09:00")
     page.fill("#id_end_at", "03.12.2030 21:00")
+    # 09:00 in Vladivostok is 23:00 the day before for the clients (UTC): quiet hours, said in words.
+    hours = page.locator("#audience-hours")
+    expect(hours).to_contain_text("Реклама не отправляется в тихие часы, 22:00–09:00 по времени клиента.")
+    expect(hours).to_contain_text("Клиенты в зоне «UTC» получат её с 09:00 по своему времени (03.12.2030 19:00 по вашему).")
     screenshot_dir("ru-mailing-form", page)
     page.click("button:has-text('Создать рассылку')")
     expect(page.locator(".alert-success")).to_contain_text("создана; начнётся 03.12.2030 09:00")
