@@ -90,7 +90,13 @@ def test_page_statistics_csv_and_report_show_the_parts(viewer_client, make_clien
 
     row = viewer_client.get("/statistics/", **HTMX).content.decode().split(CYR71[:40])[1].split("</tr>")[0]
     cells = [c.split(">")[-1] for c in row.split("</td>")]
-    assert cells[10:15] == ["66.7 %", "0", "0", "2", "4"]  # delivered, no consent, cap expired, parts, SMS sent
+    assert cells[10:15] == [
+        "66.7 %",
+        "0",
+        "0",
+        "2",
+        "4",
+    ]  # delivered, no consent, cap expired, parts, SMS sent
     totals = viewer_client.get("/statistics/totals/", **HTMX).content.decode()
     assert '<div class="small text-body-secondary">SMS sent</div><strong>4</strong>' in totals
 

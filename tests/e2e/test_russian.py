@@ -97,7 +97,9 @@ def test_a_day_in_russian_from_vladivostok(
     # 09:00 in Vladivostok is 23:00 the day before for the clients (UTC): quiet hours, said in words.
     hours = page.locator("#audience-hours")
     expect(hours).to_contain_text("Реклама не отправляется в тихие часы, 22:00–09:00 по времени клиента.")
-    expect(hours).to_contain_text("Клиенты в зоне «UTC» получат её с 09:00 по своему времени (03.12.2030 19:00 по вашему).")
+    expect(hours).to_contain_text(
+        "Клиенты в зоне «UTC» получат её с 09:00 по своему времени (03.12.2030 19:00 по вашему)."
+    )
     screenshot_dir("ru-mailing-form", page)
     page.click("button:has-text('Создать рассылку')")
     expect(page.locator(".alert-success")).to_contain_text("создана; начнётся 03.12.2030 09:00")
