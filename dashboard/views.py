@@ -495,7 +495,10 @@ def mailing_approval(request: HtmxHttpRequest, pk: int, action: str) -> HttpResp
     mailing = get_object_or_404(Mailing, pk=pk)
     form = (RefusalForm if action == "refuse" else ApprovalForm)(request.POST)
     if not form.is_valid():
-        messages.error(request, _("Say why the mailing is refused."))
+        if "reason" in form.errors:
+            messages.error(request, _("Say why the mailing is refused."))
+        else:  # a revision that is no number: not a form this page made
+            messages.error(request, _("Open the mailing again and decide on what it shows."))
     else:
         revision = form.cleaned_data["revision"]
         try:

@@ -677,7 +677,8 @@ class Mailing(Audited, models.Model):
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
         length = sms.measure(self.text)
         self.sms_encoding, self.sms_parts = length.encoding, length.parts
-        old = Mailing.objects.filter(pk=self.pk).values(*APPROVAL_COVERS, *APPROVAL_STATE).first()
+        stored = Mailing.objects.filter(pk=self.pk).values(*APPROVAL_COVERS, *APPROVAL_STATE)
+        old = stored.first() if self.pk else None
         if old and self.started_at:
             # A started mailing whose audience changes (its filter, or its kind: consent) gets it
             # resolved again: the engine adds newly matching clients and cancels pending ones
