@@ -1,11 +1,12 @@
 """Roles are Django groups with model permissions; they are kept in sync after every migrate.
 
-viewer: read everything and export. manager: also create, edit and control mailings and clients.
-admin: also other people's roles and activation, everyone's API tokens, unlocking sign-ins, and the
-product's models in the Django admin (admins are staff). Never superuser status, permissions,
-groups, superusers' accounts or anything that runs code: that is for superusers, who are created
-from the command line (`manage.py createsuperuser`). What each role may do, page by page:
-docs/security.md (checked against the URLconf by tests/accounts/test_access.py).
+viewer: read everything and export. manager: also create, edit and control mailings and clients,
+and approve other people's big mailings. admin: also other people's roles and activation,
+everyone's API tokens, unlocking sign-ins, and the product's models in the Django admin (admins
+are staff). Never superuser status, permissions, groups, superusers' accounts or anything that
+runs code: that is for superusers, who are created from the command line (`manage.py
+createsuperuser`). What each role may do, page by page: docs/security.md (checked against the
+URLconf by tests/accounts/test_access.py).
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ _ADMIN = [
     "axes.view_accessattempt",
     "axes.delete_accessattempt",
 ]
-ROLE_PERMISSIONS = {VIEWER: _VIEW, MANAGER: _VIEW + _MANAGE, ADMIN: _VIEW + _MANAGE + _ADMIN}
+# Approving or refusing a mailing above MAILER_APPROVAL_ABOVE: a second person's, never its author's
+# (Mailing.approve checks that); managers and admins.
+_APPROVE = ["mailer.approve_mailing"]
+ROLE_PERMISSIONS = {
+    VIEWER: _VIEW,
+    MANAGER: _VIEW + _MANAGE + _APPROVE,
+    ADMIN: _VIEW + _MANAGE + _APPROVE + _ADMIN,
+}
 
 
 def ensure_roles(**kwargs) -> None:

@@ -16,6 +16,7 @@ from mailer.filters import StopStateFilterMixin
 from mailer.formats import hint as formats_hint
 from mailer.http import count_param
 from mailer.models import (
+    Approval,
     AuditEntry,
     Client,
     Mailing,
@@ -61,12 +62,15 @@ class MailingFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(
         choices=MailingKind.choices, empty_label=_("Any kind"), label=_("Kind")
     )
+    approval = django_filters.ChoiceFilter(
+        method="by_approval", choices=Approval.choices, empty_label=_("Any approval"), label=_("Approval")
+    )
     start_from = _day_filter("starts_from", _("Starts on or after"))
     start_to = _day_filter("starts_to", _("Starts on or before"))
 
     class Meta:
         model = Mailing
-        fields = ["q", "state", "kind", "start_from", "start_to"]
+        fields = ["q", "state", "kind", "approval", "start_from", "start_to"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -78,6 +82,9 @@ class MailingFilter(django_filters.FilterSet):
             return queryset.filter(Q(pk=number) | Q(text__icontains=value))
         return queryset.filter(text__icontains=value)
 
+    def by_approval(self, queryset: QuerySet[Mailing], name: str, value: str) -> QuerySet[Mailing]:
+        return queryset.filter(Mailing.approval_is(value))
+
     # Days are whole days in the user's time zone; comparing datetimes keeps the start_at index usable.
     def starts_from(self, queryset: QuerySet[Mailing], name: str, value) -> QuerySet[Mailing]:
         return queryset.filter(start_at__gte=_day_start(value))
@@ -87,6 +94,8 @@ class MailingFilter(django_filters.FilterSet):
 
 
 class StatsFilter(MailingFilter):
+    approval = None  # what awaits approval is the mailings list's business, not the statistics'
+
     class Meta:
         model = Mailing
         fields = ["start_from", "start_to", "state", "kind", "q"]

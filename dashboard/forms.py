@@ -19,6 +19,7 @@ from mailer.importing import size_problem
 from mailer.models import (
     EARLIEST,
     LATEST,
+    REFUSAL_REASON_MAX,
     Client,
     Mailing,
     MailingKind,
@@ -256,3 +257,13 @@ class StopEntryForm(forms.Form):
 
 class StopRemovalForm(forms.Form):
     reason = forms.CharField(label=gettext_lazy("Reason"), max_length=500)
+
+
+class ApprovalForm(forms.Form):
+    """Approve a mailing as its page showed it: a save since (`revision`) is refused (StaleEdit)."""
+
+    revision = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
+
+
+class RefusalForm(ApprovalForm):
+    reason = forms.CharField(label=gettext_lazy("Reason for refusal"), max_length=REFUSAL_REASON_MAX)

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy
 from mailer import audit, stats
 from mailer.models import (
     CAP_HELD_WHY,
+    Approval,
     AuditEntry,
     Client,
     Mailing,
@@ -49,6 +50,9 @@ COLOURS = {
     "gateway.paused": "danger",
     "token.expired": "secondary",
     "user.locked_out": "warning",
+    "approval.waiting": "warning",
+    "approval.approved": "success",
+    "approval.refused": "danger",
 }
 
 
@@ -103,7 +107,12 @@ class MailingTable(tables.Table):
         order_by = ("-start_at",)
 
     def render_state(self, record: Mailing) -> str:
-        return badge(record.state, record.get_state_display())
+        state = badge(record.state, record.get_state_display())
+        if record.awaits_approval or record.approval == Approval.REFUSED:
+            return format_html(
+                "{} {}", state, badge(f"approval.{record.approval}", record.get_approval_display())
+            )
+        return state
 
     def render_audience(self, record: Mailing) -> str:
         parts = []
@@ -254,6 +263,10 @@ def waiting_why(message: Message, now: datetime | None = None) -> str:
     retry after the gateway failed, or its turn in the queue. `message.mailing` and `.client` are at hand."""
     now = now or timezone.now()
     mailing = message.mailing
+    if mailing.state == MailingState.SCHEDULED and mailing.approval == Approval.WAITING:
+        return _("until a second person approves the mailing")
+    if mailing.state == MailingState.SCHEDULED and mailing.approval == Approval.REFUSED:
+        return _("the mailing was refused")
     if mailing.state == MailingState.SCHEDULED:
         return _("until the mailing starts, %(when)s") % {"when": _moment(mailing.start_at)}
     if mailing.state == MailingState.PAUSED:

@@ -40,9 +40,11 @@ from dashboard.filters import (
 )
 from dashboard.forms import (
     MAX_TEXT,
+    ApprovalForm,
     ClientForm,
     ImportForm,
     MailingForm,
+    RefusalForm,
     StopEntryForm,
     StopRemovalForm,
     draft_timing,
@@ -54,6 +56,7 @@ from mailer import importing, sms, stats
 from mailer.http import HtmxHttpRequest, count_param
 from mailer.models import (
     OPERATOR_CODE_RE,
+    Approval,
     AuditEntry,
     Client,
     ClientImport,
@@ -68,6 +71,7 @@ from mailer.models import (
     StopEntry,
     TestSend,
     TestSendState,
+    approval_needed,
     hours_text,
     normalize_text,
     parts_problem,
@@ -153,9 +157,21 @@ def _hourly_chart() -> str:
     return charts.bar_chart(local, title=_("Messages sent per hour, last %(n)s hours") % {"n": CHART_HOURS})
 
 
+def _awaiting_approval(user) -> QuerySet[Mailing] | None:
+    """What awaits a second person's approval, soonest start first: for those who may give it."""
+    if not user.has_perm("mailer.approve_mailing"):
+        return None
+    waiting = Mailing.objects.filter(Mailing.approval_is(Approval.WAITING))
+    return waiting.select_related("created_by").order_by("start_at")
+
+
 @permission_required("mailer.view_mailing", raise_exception=True)
 def home(request: HtmxHttpRequest) -> HttpResponse:
     context = _live_context()
+    if (waiting := _awaiting_approval(request.user)) is not None:
+        context["awaiting_approval"] = list(waiting[:20])
+        for mailing in context["awaiting_approval"]:
+            mailing.yours = mailing.is_author(request.user)  # a second person approves it
     context["upcoming"] = Mailing.objects.filter(
         state=MailingState.SCHEDULED, end_at__gt=timezone.now()
     ).order_by("start_at")[:10]
@@ -184,7 +200,10 @@ def mailing_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = MailingFilter(request.GET or None, queryset=Mailing.objects.all())
     table = MailingTable(filterset.qs)
     _paginate(request, table)
-    return _page(request, "dashboard/mailing_list.html", "table", {"filter": filterset, "table": table})
+    context = {"filter": filterset, "table": table}
+    if (waiting := _awaiting_approval(request.user)) is not None:
+        context["awaiting_approval"] = waiting.count()
+    return _page(request, "dashboard/mailing_list.html", "table", context)
 
 
 def _duplicate_initial(source: Mailing) -> dict[str, Any]:
@@ -210,10 +229,17 @@ def mailing_create(request: HtmxHttpRequest) -> HttpResponse:
             mailing.created_by = request.user
             mailing.save_by(request.user)
             starts = formats.date_format(timezone.localtime(mailing.start_at), "SHORT_DATETIME_FORMAT")
-            messages.success(
-                request,
-                _("Mailing #%(id)s created; it starts %(start)s.") % {"id": mailing.pk, "start": starts},
-            )
+            words = {"id": mailing.pk, "start": starts}
+            if mailing.approval == Approval.WAITING:
+                messages.success(
+                    request,
+                    _(
+                        "Mailing #%(id)s created; it starts %(start)s or later, once a second person approves it."
+                    )
+                    % words,
+                )
+            else:
+                messages.success(request, _("Mailing #%(id)s created; it starts %(start)s.") % words)
             return redirect("dashboard:mailing-detail", pk=mailing.pk)
     else:
         initial = {}
@@ -248,7 +274,10 @@ def mailing_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             messages.error(request, str(e))
             return redirect("dashboard:mailing-detail", pk=mailing.pk)
         else:
-            messages.success(request, _("Mailing #%(id)s saved.") % {"id": mailing.pk})
+            saved = _("Mailing #%(id)s saved.") % {"id": mailing.pk}
+            if mailing.approval == Approval.WAITING:
+                saved += " " + _("It waits for a second person's approval.")
+            messages.success(request, saved)
             return redirect("dashboard:mailing-detail", pk=mailing.pk)
     return render(request, "dashboard/mailing_form.html", {"form": form, "mailing": mailing})
 
@@ -285,6 +314,8 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
         "length": length,
         "length_problem": parts_problem(length),
         "sms_estimate": count * length.parts,
+        "needs_approval": bool(length.parts) and approval_needed(count * length.parts),
+        "approval_above": settings.MAILER_APPROVAL_ABOVE,
     }
     if quiet := draft.quiet_hours():
         context["quiet"] = hours_text(quiet)
@@ -323,11 +354,14 @@ def _per_minute_chart(mailing: Mailing) -> str:
     return charts.bar_chart(labels, title=title, unit=unit)
 
 
-def _summary_context(mailing: Mailing) -> dict[str, Any]:
+def _summary_context(mailing: Mailing, user) -> dict[str, Any]:
     timing = stats.timing(mailing)
     counts = stats.counts_of(mailing)
     return {
         "mailing": mailing,
+        "may_decide": mailing.may_decide(user),
+        "is_author": mailing.is_author(user),
+        "approval_above": settings.MAILER_APPROVAL_ABOVE,
         "timing": timing,
         "progress": stats.progress(mailing, counts, timing["messages_per_minute"]),
         "polling": _is_live(mailing),
@@ -349,7 +383,9 @@ def _is_live(mailing: Mailing) -> bool:
 def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     mailing = get_object_or_404(Mailing, pk=pk)
     if request.htmx and request.htmx.target == "summary":
-        response = render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
+        response = render(
+            request, "dashboard/mailing_detail.html#summary", _summary_context(mailing, request.user)
+        )
         return response if _is_live(mailing) else HttpResponseStopPolling(response.content)
     messages_ = mailing.messages.select_related("mailing", "client", "sent_text")
     filterset = MessageFilter(request.GET or None, queryset=messages_)
@@ -359,7 +395,7 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         # Filtering or paging the messages: the summary and the chart are not re-rendered.
         return render(request, "dashboard/mailing_detail.html#messages", context)
-    context |= _summary_context(mailing) | {
+    context |= _summary_context(mailing, request.user) | {
         "minute_chart": _per_minute_chart(mailing),
         "texts": _texts(mailing),
     }
@@ -427,6 +463,10 @@ DONE = {
     "pause": gettext_lazy("Mailing #%(id)s paused."),
     "resume": gettext_lazy("Mailing #%(id)s resumed."),
     "cancel": gettext_lazy("Mailing #%(id)s cancelled."),
+    "approve": gettext_lazy("Mailing #%(id)s approved: it starts when its time comes."),
+    "refuse": gettext_lazy(
+        "Mailing #%(id)s refused: it does not start; a change to its text, kind or clients asks again."
+    ),
 }
 
 
@@ -441,7 +481,39 @@ def mailing_control(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespo
     else:
         messages.success(request, DONE[action] % {"id": mailing.pk})
     if request.htmx:
-        return render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
+        return render(
+            request, "dashboard/mailing_detail.html#summary", _summary_context(mailing, request.user)
+        )
+    return redirect("dashboard:mailing-detail", pk=mailing.pk)
+
+
+@permission_required("mailer.approve_mailing", raise_exception=True)
+@require_POST
+def mailing_approval(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
+    """A second person approves or refuses (saying why) a mailing that waits for it, as its page
+    showed it (the form's revision)."""
+    mailing = get_object_or_404(Mailing, pk=pk)
+    form = (RefusalForm if action == "refuse" else ApprovalForm)(request.POST)
+    if not form.is_valid():
+        if "reason" in form.errors:
+            messages.error(request, _("Say why the mailing is refused."))
+        else:  # a revision that is no number: not a form this page made
+            messages.error(request, _("Open the mailing again and decide on what it shows."))
+    else:
+        revision = form.cleaned_data["revision"]
+        try:
+            if action == "refuse":
+                mailing.refuse(request.user, form.cleaned_data["reason"], revision=revision)
+            else:
+                mailing.approve(request.user, revision=revision)
+        except MailingError as e:
+            messages.error(request, str(e))
+        else:
+            messages.success(request, DONE[action] % {"id": mailing.pk})
+    if request.htmx:
+        return render(
+            request, "dashboard/mailing_detail.html#summary", _summary_context(mailing, request.user)
+        )
     return redirect("dashboard:mailing-detail", pk=mailing.pk)
 
 
@@ -455,7 +527,9 @@ def mailing_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     except MailingError as e:
         messages.error(request, str(e))
         if request.htmx:
-            return render(request, "dashboard/mailing_detail.html#summary", _summary_context(mailing))
+            return render(
+                request, "dashboard/mailing_detail.html#summary", _summary_context(mailing, request.user)
+            )
         return redirect("dashboard:mailing-detail", pk=mailing.pk)
     messages.success(request, _("Mailing #%(id)s and its messages deleted.") % {"id": number})
     url = reverse("dashboard:mailing-list")

@@ -63,7 +63,7 @@ class MailingAdmin(AuditedAdmin):
 
     form = MailingAdminForm
     list_display = ["id", "short_text", "kind", "state", "start_at", "end_at", "window_start", "window_end"]
-    list_filter = ["state", "kind", "start_at"]
+    list_filter = ["state", "kind", "approval", "start_at"]
     search_fields = ["text"]
     date_hierarchy = "start_at"
     readonly_fields = [
@@ -76,6 +76,13 @@ class MailingAdmin(AuditedAdmin):
         "audience_version",
         "resolved_version",
         "resolve_lease_until",
+        # Approval changes only on the mailing's page or in the API (Mailing.approve, refuse).
+        "approval",
+        "approval_sms",
+        "approval_asked_by",
+        "decided_by",
+        "decided_at",
+        "refusal_reason",
     ]
 
     @admin.display(description="text")

@@ -23,6 +23,12 @@ ACTIONS = {
     "resumed": _("resumed"),
     "cancelled": _("cancelled"),
     "finished": _("finished"),
+    "held": _("held for approval"),
+    "approval_asked": _("approval asked"),
+    "approval_withdrawn": _("approval withdrawn by an edit"),
+    "approval_not_needed": _("approval no longer needed"),
+    "approved": _("approved"),
+    "refused": _("refused"),
     "opted_out": _("put on the stop list"),
     "opted_in": _("taken off the stop list"),
     "consent_given": _("consent given"),
@@ -57,6 +63,9 @@ FIELDS = {
     "window_start": _("window from"),
     "window_end": _("window until"),
     "state": _("state"),
+    "approval": _("approval"),
+    "approval_sms": _("SMS to approve"),
+    "refusal_reason": _("reason for refusal"),
     "phone": _("phone"),
     "phones": _("phones"),
     "tag": _("tag"),
@@ -91,7 +100,7 @@ def changes_text(changes: dict, limit: int = 10) -> str:
     """`field: before → after; ...`, each value cut short, at most `limit` fields."""
     parts = []
     for name, (before, after) in list(changes.items())[:limit]:
-        if name in ("state", "kind", "source", "role"):  # stored codes: their labels
+        if name in ("state", "kind", "source", "role", "approval"):  # stored codes: their labels
             before, after = _label(before), _label(after)
         else:  # dates and times as the reader writes them, in their zone; zones by their city
             before, after = _readable(name, before), _readable(name, after)
@@ -102,11 +111,12 @@ def changes_text(changes: dict, limit: int = 10) -> str:
 
 
 def _label(value):
-    """The label of a stored code: a mailing's or an import's state, an opt-out's source, a role."""
+    """The label of a stored code: a mailing's or an import's state, an opt-out's source, a role,
+    a mailing's approval."""
     from accounts.roles import ROLE_LABELS
-    from mailer.models import ImportState, MailingKind, MailingState, OptOutSource
+    from mailer.models import Approval, ImportState, MailingKind, MailingState, OptOutSource
 
-    for codes in (MailingState, MailingKind, ImportState, OptOutSource):
+    for codes in (MailingState, MailingKind, ImportState, OptOutSource, Approval):
         if value in codes.values:
             return codes(value).label
     return ROLE_LABELS.get(value, value)

@@ -1,6 +1,6 @@
 """The settings of the guardrails, read once and checked where they are set (mailer.settings
-fails loudly on a bad value): quiet hours (MAILER_QUIET_HOURS) and the frequency cap
-(MAILER_FREQUENCY_CAP). Plain functions of a setting's text, without Django: settings.py uses them.
+fails loudly on a bad value): quiet hours (MAILER_QUIET_HOURS), the frequency cap
+(MAILER_FREQUENCY_CAP) and the approval threshold (MAILER_APPROVAL_ABOVE). Plain functions of a setting's text, without Django: settings.py uses them.
 """
 
 from __future__ import annotations
@@ -48,3 +48,14 @@ def parse_cap(text: str) -> dict[str, int]:
             raise ValueError(f"{period} is given twice in {text!r}")
         cap[period] = n
     return cap
+
+
+def parse_threshold(text: str) -> int | None:
+    """ "10000" as 10000 (0: every mailing); empty or "off": None. Raises ValueError."""
+    if text.strip().lower() in OFF:
+        return None
+    if not re.fullmatch(r"\s*[0-9]{1,12}\s*", text):
+        raise ValueError(
+            f"give a number of SMS, 0 or more (0: every mailing), or leave it empty; not {text!r}"
+        )
+    return int(text)

@@ -353,6 +353,38 @@ class MailingKind(models.TextChoices):
 OPEN_STATES = (MailingState.SCHEDULED, MailingState.RUNNING, MailingState.PAUSED)
 
 
+class Approval(models.TextChoices):
+    """A second person's approval of a big mailing (MAILER_APPROVAL_ABOVE): it starts only once it
+    needs none or has it."""
+
+    NOT_NEEDED = "not_needed", pgettext_lazy("approval", "Not needed")
+    WAITING = "waiting", pgettext_lazy("approval", "Waiting for approval")
+    APPROVED = "approved", pgettext_lazy("approval", "Approved")
+    REFUSED = "refused", pgettext_lazy("approval", "Refused")
+
+
+# What a mailing's approval covers: a change to any of these asks for it again.
+APPROVAL_COVERS = ("text", "kind", "filter_tags", "filter_operator_codes")
+# The approval as stored, changed only by a save that weighs it again, approve and refuse.
+APPROVAL_STATE = (
+    "approval",
+    "approval_sms",
+    "approval_asked_by_id",
+    "decided_by_id",
+    "decided_at",
+    "refusal_reason",
+)
+REFUSAL_REASON_MAX = 500
+
+
+def approval_needed(sms_count: int) -> bool:
+    """Whether a mailing of `sms_count` SMS (its parts times its audience) waits for a second
+    person's approval: more than MAILER_APPROVAL_ABOVE; 0: every mailing, one that reaches nobody
+    yet too (clients may be imported before it starts); unset: none."""
+    threshold = settings.MAILER_APPROVAL_ABOVE
+    return threshold is not None and (sms_count > threshold or threshold == 0)
+
+
 class MessageStatus(models.TextChoices):
     PENDING = "pending", pgettext_lazy("message status", "Waiting")
     SENT = "sent", pgettext_lazy("message status", "Accepted by the gateway")
@@ -441,6 +473,10 @@ class MailingError(Exception):
     """A control action that the mailing's state does not allow (the API answers 409)."""
 
 
+class SelfApproval(MailingError):
+    """Its author asked to approve or refuse it: a second person must (the API answers 403)."""
+
+
 class Mailing(Audited, models.Model):
     AUDIT_FIELDS = (
         "text",
@@ -488,9 +524,38 @@ class Mailing(Audited, models.Model):
     current_text = models.ForeignKey(
         "MailingText", null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+"
     )
+    # A second person's approval (MAILER_APPROVAL_ABOVE). Weighed again by every save that changes
+    # what it covers (APPROVAL_COVERS); otherwise changed only by approve and refuse.
+    approval = models.CharField(
+        max_length=16, choices=Approval.choices, default=Approval.NOT_NEEDED, editable=False
+    )
+    approval_sms = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False, help_text="SMS (parts × audience) when approval was asked."
+    )
+    approval_asked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Whose save asked for approval: they may not give it, nor may the author.",
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who approved or refused it.",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refusal_reason = models.CharField(max_length=REFUSAL_REASON_MAX, blank=True, editable=False)
 
     class Meta:
         ordering = ["-start_at", "-id"]
+        permissions = [("approve_mailing", "Can approve or refuse a mailing above MAILER_APPROVAL_ABOVE")]
         indexes = [
             models.Index(fields=["state", "start_at"], name="mailing_state_start_idx"),
             models.Index(fields=["start_at"], name="mailing_start_idx"),
@@ -568,22 +633,44 @@ class Mailing(Audited, models.Model):
         with transaction.atomic():
             current = Mailing.objects.select_for_update().get(pk=self.pk)
             current.check_edit(read_revision)
-            self.revision = current.revision
+            # The state as it is under the lock: the engine may have started it since self was read.
+            self.revision, self.state = current.revision, current.state
             self.save()
             self.record_saved(by, via, current.audit_fields())
+            if self.state == MailingState.RUNNING and self.approval == Approval.WAITING:
+                # Nothing more leaves until a second person approves what it sends now; once
+                # approved, the engine starts it again (due_to_start).
+                self._transition("held", by, via)
+
+    def record_saved(self, by, via: str, before: dict | None) -> None:
+        """Beside "created" or "edited", a save that weighed the approval again says how it came
+        out, as an entry of its own (_weigh_approval's step); whoever asked may not approve it."""
+        super().record_saved(by, via, before)
+        step = self.__dict__.pop("_approval_step", None)
+        if step is None:
+            return
+        action, was = step
+        if self.approval == Approval.WAITING and getattr(by, "pk", None):
+            Mailing.objects.filter(pk=self.pk).update(approval_asked_by=by)
+            self.approval_asked_by = by
+        now = {"approval": self.approval, "approval_sms": self.approval_sms}
+        AuditEntry.record(by, action, self, AuditEntry.diff(was, now), via=via)
 
     def check_edit(self, read_revision: int | None) -> None:
         """Of the mailing as it is now: raise unless an edit made from `read_revision` (None: don't
         check) may be saved over it."""
         if read_revision is not None and self.revision != read_revision:
-            raise StaleEdit(
-                _(
-                    "Mailing #%(id)s was changed by someone else since you opened it "
-                    "(revision %(read)s, now %(now)s)."
-                )
-                % {"id": self.pk, "read": read_revision, "now": self.revision}
-            )
+            raise self._changed_since(read_revision)
         self.check_editable()
+
+    def _changed_since(self, read_revision: int) -> StaleEdit:
+        return StaleEdit(
+            _(
+                "Mailing #%(id)s was changed by someone else since you opened it "
+                "(revision %(read)s, now %(now)s)."
+            )
+            % {"id": self.pk, "read": read_revision, "now": self.revision}
+        )
 
     def delete_unless_running(self, by=None, via: str = "ui") -> None:
         """Delete it with its messages, unless it is running: its requests in flight would complete
@@ -604,17 +691,47 @@ class Mailing(Audited, models.Model):
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
         length = sms.measure(self.text)
         self.sms_encoding, self.sms_parts = length.encoding, length.parts
-        if self.pk and self.started_at:
+        stored = Mailing.objects.filter(pk=self.pk).values(*APPROVAL_COVERS, *APPROVAL_STATE)
+        old = stored.first() if self.pk else None
+        if old and self.started_at:
             # A started mailing whose audience changes (its filter, or its kind: consent) gets it
             # resolved again: the engine adds newly matching clients and cancels pending ones
             # that no longer match.
             audience = ("filter_tags", "filter_operator_codes", "kind")
-            old = Mailing.objects.filter(pk=self.pk).values_list(*audience).first()
-            if old and old != tuple(getattr(self, name) for name in audience):
+            if any(old[name] != getattr(self, name) for name in audience):
                 self.audience_version += 1
+        self._weigh_approval(old)
         if self.pk:
             self.revision += 1
         super().save(*args, **kwargs)
+
+    def _weigh_approval(self, old: dict | None) -> None:
+        """On saving (`old`: the row as stored, None for a new mailing): while what approval
+        covers is unchanged, it stays as stored (approve or refuse may have changed it since this
+        instance was read). Else it is weighed again (approval_needed: more SMS than
+        MAILER_APPROVAL_ABOVE, its parts times its audience now) and waits for a second person's
+        approval or needs none; an approval or refusal given before no longer holds. record_saved
+        audits the step."""
+        self._approval_step = None
+        if old is not None:
+            for name in APPROVAL_STATE:
+                setattr(self, name, old[name])
+            if all(old[name] == getattr(self, name) for name in APPROVAL_COVERS):
+                return
+        off = settings.MAILER_APPROVAL_ABOVE is None  # then no clients are counted
+        estimate = None if off else self.sms_parts * self.audience_counts()["audience"]
+        waiting = estimate is not None and approval_needed(estimate)
+        was = {"approval": old["approval"], "approval_sms": old["approval_sms"]} if old else {}
+        self.approval = Approval.WAITING if waiting else Approval.NOT_NEEDED
+        self.approval_sms = estimate if waiting else None
+        self.approval_asked_by = self.decided_by = self.decided_at = None
+        self.refusal_reason = ""
+        before = was.get("approval", Approval.NOT_NEEDED)
+        if waiting:
+            action = "approval_withdrawn" if before == Approval.APPROVED else "approval_asked"
+            self._approval_step = (action, was)
+        elif before != Approval.NOT_NEEDED:
+            self._approval_step = ("approval_not_needed", was)
 
     @property
     def has_window(self) -> bool:
@@ -709,6 +826,9 @@ class Mailing(Audited, models.Model):
         "resumed": ((MailingState.PAUSED,), MailingState.SCHEDULED),
         "cancelled": (OPEN_STATES, MailingState.CANCELLED),
         "finished": (OPEN_STATES, MailingState.FINISHED),
+        # An edit of a running mailing that asks for approval again (save_edit): it waits, as
+        # scheduled, until a second person approves it, and the engine starts it again.
+        "held": ((MailingState.RUNNING,), MailingState.SCHEDULED),
     }
 
     def may(self, action: str) -> bool:
@@ -745,8 +865,97 @@ class Mailing(Audited, models.Model):
 
     @staticmethod
     def due_to_start(now: datetime) -> Q:
-        """Scheduled, and its time has come (and not gone): what the engine starts (`start`)."""
-        return Q(state=MailingState.SCHEDULED, start_at__lte=now, end_at__gt=now)
+        """Scheduled, its time has come (and not gone), and it needs no approval or has it: what
+        the engine starts (`start`)."""
+        return Q(
+            state=MailingState.SCHEDULED,
+            start_at__lte=now,
+            end_at__gt=now,
+            approval__in=(Approval.NOT_NEEDED, Approval.APPROVED),
+        )
+
+    # Approval: a second person approves or refuses a mailing that waits for it (MAILER_APPROVAL_ABOVE).
+
+    @staticmethod
+    def approval_is(value: str) -> Q:
+        """Mailings whose approval is `value`; "waiting": those that await it still (not finished
+        or cancelled unapproved): the list approvers see first."""
+        if value == Approval.WAITING:
+            return Q(approval=value, state__in=OPEN_STATES)
+        return Q(approval=value)
+
+    @property
+    def awaits_approval(self) -> bool:
+        return self.approval == Approval.WAITING and self.state in OPEN_STATES
+
+    @property
+    def approval_audience(self) -> int | None:
+        """The clients it was counted to reach when approval was asked (approval_sms / parts)."""
+        return (
+            self.approval_sms // self.sms_parts if self.approval_sms is not None and self.sms_parts else None
+        )
+
+    def is_author(self, user) -> bool:
+        """Whether `user` wrote it or made the change that asked for approval: not a second person."""
+        return user.pk is not None and user.pk in (self.created_by_id, self.approval_asked_by_id)
+
+    def may_decide(self, user) -> bool:
+        """What the page offers: approve and refuse, to a second person with the permission."""
+        return self.awaits_approval and user.has_perm("mailer.approve_mailing") and not self.is_author(user)
+
+    def approve(self, by, via: str = "ui", revision: int | None = None) -> None:
+        """A second person approves it: due, it starts at the engine's next tick. `revision`: the
+        one they read, so that they never approve a text changed since (StaleEdit)."""
+        self._decide("approved", by, via, revision)
+
+    def refuse(self, by, reason: str, via: str = "ui", revision: int | None = None) -> None:
+        """A second person refuses it, saying why: it does not start; an edit of what approval
+        covers asks again."""
+        reason = reason.strip()[:REFUSAL_REASON_MAX]
+        if not reason:
+            raise MailingError(_("Say why the mailing is refused."))
+        self._decide("refused", by, via, revision, reason)
+
+    def _decide(self, action: str, by, via: str, revision: int | None, reason: str = "") -> None:
+        """One conditional UPDATE (waiting, open, not by its author, from `revision`) with its
+        audit entry, in one transaction, as _transition; raises saying why when refused."""
+        if self.is_author(by):
+            raise self._self_approval()
+        to = Approval.APPROVED if action == "approved" else Approval.REFUSED
+        now = timezone.now()
+        waiting = (
+            Mailing.objects.filter(self.approval_is(Approval.WAITING), pk=self.pk)
+            .exclude(created_by=by)
+            .exclude(approval_asked_by=by)
+        )
+        if revision is not None:
+            waiting = waiting.filter(revision=revision)
+        with transaction.atomic():
+            done = waiting.update(
+                approval=to, decided_by=by, decided_at=now, refusal_reason=reason, updated_at=now
+            )
+            if done:
+                changes = {"approval": [Approval.WAITING, to]}
+                if reason:
+                    changes["refusal_reason"] = [None, reason]
+                AuditEntry.record(by, action, self, changes, via=via)
+        self.refresh_from_db()
+        if done:
+            return
+        if self.is_author(by):
+            raise self._self_approval()
+        if self.awaits_approval and revision is not None and self.revision != revision:
+            raise self._changed_since(revision)
+        raise MailingError(
+            _("Mailing #%(id)s does not wait for approval (%(approval)s, %(state)s).")
+            % {"id": self.pk, "approval": self.get_approval_display().lower(), "state": self._state_word()}
+        )
+
+    def _self_approval(self) -> SelfApproval:
+        return SelfApproval(
+            _("Mailing #%(id)s is yours (you wrote it or changed it): a second person approves it.")
+            % {"id": self.pk}
+        )
 
     def start(self, now: datetime) -> bool:
         """The engine's: a mailing due to start starts running. False if it no longer may

@@ -417,6 +417,12 @@ try:
     guardrails.parse_cap(MAILER_FREQUENCY_CAP)
 except ValueError as e:
     raise ImproperlyConfigured(f"MAILER_FREQUENCY_CAP: {e}") from None
+# A mailing of more SMS than this (its parts times its audience) starts only once a second person
+# approved it; 0: every mailing; empty (the default): no approval.
+try:
+    MAILER_APPROVAL_ABOVE = guardrails.parse_threshold(os.environ.get("MAILER_APPROVAL_ABOVE", ""))
+except ValueError as e:
+    raise ImproperlyConfigured(f"MAILER_APPROVAL_ABOVE: {e}") from None
 # Message rows of mailings over for this many days are deleted (their counts stay); 0 = keep all.
 MAILER_MESSAGE_RETENTION_DAYS = envint("MAILER_MESSAGE_RETENTION_DAYS", "0")
 if MAILER_MESSAGE_RETENTION_DAYS < 0:

@@ -19,7 +19,7 @@ from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from mailer.models import MailingError
+from mailer.models import MailingError, SelfApproval
 
 logger = logging.getLogger("mailer.api")
 
@@ -37,7 +37,9 @@ class PreconditionFailed(exceptions.APIException):
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, MailingError):
+    if isinstance(exc, SelfApproval):
+        exc = exceptions.PermissionDenied(str(exc))  # a second person's act: not its author's
+    elif isinstance(exc, MailingError):
         exc = Conflict(str(exc))
     elif isinstance(exc, DjangoValidationError):
         # Model rules (full_clean) that reached the view without passing a serializer.

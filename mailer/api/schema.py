@@ -240,6 +240,69 @@ def control(verb: str, allowed: str):
     )
 
 
+NOT_YOURS = {
+    403: OpenApiResponse(
+        s.DetailSerializer,
+        "The user may not approve mailings (viewers), or wrote the mailing or the change that asked "
+        "for approval: a second person approves it.",
+        examples=[
+            OpenApiExample(
+                "The author",
+                {"detail": "Mailing #7 is yours (you wrote it or changed it): a second person approves it."},
+                response_only=True,
+                status_codes=[403],
+            )
+        ],
+    )
+}
+NOTHING_WAITS = {
+    409: OpenApiResponse(
+        s.DetailSerializer,
+        "The mailing does not wait for approval (it needs none, was decided already, or is over).",
+        examples=[
+            OpenApiExample(
+                "Approved already",
+                {"detail": "Mailing #7 does not wait for approval (approved, scheduled)."},
+                response_only=True,
+                status_codes=[409],
+            )
+        ],
+    )
+}
+_DECISION = (
+    " Only a mailing that waits for approval (`approval.state` waiting): one of more SMS than "
+    "`MAILER_APPROVAL_ABOVE`, counted as its text's parts times the clients it reaches, which does "
+    "not start until a second person (a manager or an admin, never its author nor whoever made the "
+    "change that asked) approves it. With `If-Match`, refused with 412 if the mailing was saved "
+    "since that revision: you decide on what you read."
+)
+approve = extend_schema(
+    summary="Approve a mailing",
+    description="It starts at the engine's next tick if its time has come (and not gone), else at "
+    "`start_at`; one that was running goes on." + _DECISION,
+    request=None,
+    parameters=[IF_MATCH],
+    responses={200: s.MailingSerializer, **AUTH_ERRORS, **NOT_YOURS, **NOT_FOUND, **NOTHING_WAITS, **STALE},
+)
+refuse = extend_schema(
+    summary="Refuse a mailing",
+    description="Say why (`reason`, required: 400 without it): it does not start; a change to its "
+    "text, kind or filter asks for approval again." + _DECISION,
+    request=s.RefusalSerializer,
+    examples=[OpenApiExample("Why", {"reason": "Wrong price in the text"}, request_only=True)],
+    parameters=[IF_MATCH],
+    responses={
+        200: s.MailingSerializer,
+        **BAD_INPUT,
+        **AUTH_ERRORS,
+        **NOT_YOURS,
+        **NOT_FOUND,
+        **NOTHING_WAITS,
+        **STALE,
+    },
+)
+
+
 mailings = extend_schema_view(
     list=extend_schema(
         summary="List mailings",

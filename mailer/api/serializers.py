@@ -19,7 +19,9 @@ from rest_framework import serializers
 from mailer import sms, stats
 from mailer.models import (
     PHONE_TYPED_MAX,
+    REFUSAL_REASON_MAX,
     TAG_MAX,
+    Approval,
     AuditEntry,
     Client,
     ImportState,
@@ -330,6 +332,47 @@ class SmsLengthSerializer(serializers.Serializer):
     )
 
 
+class ApprovalSerializer(serializers.ModelSerializer):
+    """A second person's approval of a big mailing (MAILER_APPROVAL_ABOVE): it starts only while
+    `state` is not_needed or approved."""
+
+    state = serializers.ChoiceField(
+        source="approval",
+        choices=Approval.choices,
+        help_text="not_needed, waiting (for a second person: it does not start), approved, or "
+        "refused (it does not start; a change to its text, kind or filter asks again).",
+    )
+    sms = serializers.IntegerField(
+        source="approval_sms",
+        allow_null=True,
+        help_text="SMS (text parts times the clients it reaches) counted when approval was asked; "
+        "null when none was.",
+    )
+    asked_by = serializers.SlugRelatedField(
+        source="approval_asked_by",
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Username whose save asked for approval (they may not give it, nor may the author).",
+    )
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Username who approved or refused it.",
+    )
+    decided_at = serializers.DateTimeField(allow_null=True, help_text="When it was approved or refused.")
+    refusal_reason = serializers.CharField(help_text="Why it was refused; empty otherwise.")
+
+    class Meta:
+        model = Mailing
+        fields = ("state", "sms", "asked_by", "decided_by", "decided_at", "refusal_reason")
+
+
+class RefusalSerializer(StrictSerializer):
+    reason = StrictCharField(max_length=REFUSAL_REASON_MAX, help_text="Why the mailing is refused.")
+
+
 # Model errors on these fields are reported under the API's names.
 _MAILING_FIELDS = {
     "filter_tags": "filter",
@@ -358,6 +401,12 @@ class MailingSerializer(StrictModelSerializer):
     sms = serializers.SerializerMethodField(
         help_text="What the text takes as SMS; MAILER_MAX_PARTS caps the parts."
     )
+    approval = ApprovalSerializer(
+        source="*",
+        read_only=True,
+        help_text="Whether it waits for a second person's approval (MAILER_APPROVAL_ABOVE); "
+        "POST approve/ or refuse/ decides.",
+    )
 
     class Meta:
         model = Mailing
@@ -371,6 +420,7 @@ class MailingSerializer(StrictModelSerializer):
             "filter",
             "window",
             "state",
+            "approval",
             "created_by",
             "created_at",
             "updated_at",

@@ -31,6 +31,7 @@ from mailer.filters import StopStateFilterMixin
 from mailer.http import count_param
 from mailer.importing import ImportRefused, ImportReport, RowError, start_import
 from mailer.models import (
+    Approval,
     AuditEntry,
     Client,
     ClientImport,
@@ -47,7 +48,13 @@ from mailer.models import (
 
 logger = logging.getLogger("mailer.api")
 
-PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+PAST = {
+    "pause": "paused",
+    "resume": "resumed",
+    "cancel": "cancelled",
+    "approve": "approved",
+    "refuse": "refused",
+}
 
 
 class StrictFilterSet(filters.FilterSet):
@@ -183,6 +190,12 @@ def _import_body(imp: ClientImport, url: str) -> dict:
 class MailingFilter(StrictFilterSet):
     state = filters.ChoiceFilter(choices=MailingState.choices, help_text="Only mailings in this state.")
     kind = filters.ChoiceFilter(choices=MailingKind.choices, help_text="Only mailings of this kind.")
+    approval = filters.ChoiceFilter(
+        choices=Approval.choices,
+        method="by_approval",
+        help_text="Only mailings whose approval is this; waiting: those that await it still (not "
+        "finished or cancelled).",
+    )
     start_after = filters.DateFilter(
         field_name="start_at",
         lookup_expr="date__gte",
@@ -198,7 +211,10 @@ class MailingFilter(StrictFilterSet):
 
     class Meta:
         model = Mailing
-        fields = ("state", "kind", "start_after", "start_before")
+        fields = ("state", "kind", "approval", "start_after", "start_before")
+
+    def by_approval(self, queryset, name: str, value: str):
+        return queryset.filter(Mailing.approval_is(value))
 
 
 @schema.mailings
@@ -215,6 +231,9 @@ class MailingViewSet(viewsets.ModelViewSet):
         "pause": ["mailer.change_mailing"],
         "resume": ["mailer.change_mailing"],
         "cancel": ["mailer.change_mailing"],
+        # A second person's: Mailing.approve refuses the author (403).
+        "approve": ["mailer.approve_mailing"],
+        "refuse": ["mailer.approve_mailing"],
         "stats": stats.PERMISSIONS,
     }
 
@@ -297,6 +316,39 @@ class MailingViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: int) -> Response:
         return self._control(request, "cancel")
+
+    @schema.approve
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: int) -> Response:
+        mailing = self.get_object()
+        return self._decide(request, mailing, mailing.approve)
+
+    @schema.refuse
+    @action(detail=True, methods=["post"])
+    def refuse(self, request: Request, pk: int) -> Response:
+        mailing = self.get_object()
+        body = s.RefusalSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._decide(request, mailing, mailing.refuse, body.validated_data["reason"])
+
+    def _decide(self, request: Request, mailing: Mailing, decide, *reason: str) -> Response:
+        """Approve or refuse, from the revision named in If-Match if any: SelfApproval -> 403,
+        nothing waiting -> 409 (mailer.api.errors), a save since -> 412."""
+        read_revision = _if_match(request)
+        try:
+            decide(request.user, *reason, via="api", revision=read_revision)
+        except StaleEdit as e:
+            raise PreconditionFailed(
+                _("%(reason)s GET it again and read what you approve.") % {"reason": e}
+            ) from None
+        logger.info(
+            "mailing_id=%s %s by user_id=%s",
+            mailing.id,
+            PAST[self.action],
+            request.user.id,
+            extra={"mailing_id": mailing.id},
+        )
+        return _with_etag(Response(self.get_serializer(mailing).data), mailing)
 
     @schema.mailing_stats
     @action(detail=True, methods=["get"])

@@ -50,6 +50,8 @@ def test_every_operation_is_described_and_authenticated(schema):
         "/api/v1/mailings/{id}/pause/",
         "/api/v1/mailings/{id}/resume/",
         "/api/v1/mailings/{id}/cancel/",
+        "/api/v1/mailings/{id}/approve/",
+        "/api/v1/mailings/{id}/refuse/",
         "/api/v1/mailings/{id}/stats/",
         "/api/v1/mailings/{id}/messages/",
         "/api/v1/stats/",
@@ -65,9 +67,11 @@ def test_every_operation_is_described_and_authenticated(schema):
         assert {"401", "403"} <= set(op["responses"]), where
         if "{id}" in path:
             assert "404" in op["responses"], where
-        if method in ("post", "put", "patch") and not path.endswith(("/pause/", "/resume/", "/cancel/")):
+        if method in ("post", "put", "patch") and not path.endswith(
+            ("/pause/", "/resume/", "/cancel/", "/approve/")  # no body
+        ):
             assert "400" in op["responses"], where
-    for verb in ("pause", "resume", "cancel"):
+    for verb in ("pause", "resume", "cancel", "approve", "refuse"):
         assert "409" in schema["paths"][f"/api/v1/mailings/{{id}}/{verb}/"]["post"]["responses"]
     assert "409" in schema["paths"]["/api/v1/mailings/{id}/"]["put"]["responses"]
 

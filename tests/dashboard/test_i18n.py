@@ -85,7 +85,7 @@ def test_the_compiled_catalogue_is_the_current_one(tmp_path):
 # What may stay in Latin letters on a Russian page: names, formats, codes, and the data shown.
 ALLOWED_LATIN = {
     "mailer", "SMS", "GSM", "UCS", "CSV", "API", "ETA", "OK", "UTC", "Auth0", "IANA", "Bearer",
-    "RU", "EN", "English", "Django", "REST", "CRM", "opted_out", "consent_at", "consent_source", "Asia", "Vladivostok", "XXXXXXXXXX", "UTF", "Excel", "Windows", "xlsx", "MAILER_MAX_PARTS", "phone", "tag", "timezone", "Europe", "Moscow",
+    "RU", "EN", "English", "Django", "REST", "CRM", "opted_out", "consent_at", "consent_source", "Asia", "Vladivostok", "XXXXXXXXXX", "UTF", "Excel", "Windows", "xlsx", "MAILER_MAX_PARTS", "MAILER_APPROVAL_ABOVE", "phone", "tag", "timezone", "Europe", "Moscow",
 }  # fmt: skip
 
 
@@ -102,7 +102,7 @@ def latin_words(page: str, data: set[str]) -> set[str]:
 
 
 @pytest.fixture
-def world(make_client, make_mailing, now):
+def world(make_client, make_mailing, now, settings):
     mailing = make_mailing(text="Скидка 10%", filter_tags=["vip"], window_start=None, window_end=None)
     client = make_client(tag="vip", timezone="Europe/Moscow")
     Message.objects.create(
@@ -111,6 +111,7 @@ def world(make_client, make_mailing, now):
     Message.objects.create(
         mailing=mailing, client=make_client(tag="vip"), status=MessageStatus.FAILED, last_error=""
     )
+    settings.MAILER_APPROVAL_ABOVE = 0  # the later one awaits approval: its page offers it
     later = make_mailing(text="Завтра", start_at=now + timedelta(days=1), end_at=now + timedelta(days=2))
     return mailing, client, later
 
