@@ -74,6 +74,13 @@ def start_due(now: datetime) -> list[int]:
     """Start scheduled mailings whose time has come (Mailing.start). Returns their ids."""
     started = []
     for mailing in Mailing.objects.filter(Mailing.due_to_start(now)):
+        if mailing.weigh_at_start():
+            logger.info(
+                "mailing_id=%s grew past MAILER_APPROVAL_ABOVE: it waits for approval",
+                mailing.pk,
+                extra={"mailing_id": mailing.pk},
+            )
+            continue
         if mailing.start(now):
             logger.info("mailing_id=%s started", mailing.pk, extra={"mailing_id": mailing.pk})
             started.append(mailing.pk)

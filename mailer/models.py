@@ -903,6 +903,28 @@ class Mailing(Audited, models.Model):
         """What the page offers: approve and refuse, to a second person with the permission."""
         return self.awaits_approval and user.has_perm("mailer.approve_mailing") and not self.is_author(user)
 
+    def weigh_at_start(self) -> bool:
+        """The engine's, before it starts a mailing that needed no approval when it was saved: its
+        audience may have grown since (an import), so it is weighed again. True if it now waits for
+        a second person's approval, which is then asked (audited as the engine's)."""
+        if settings.MAILER_APPROVAL_ABOVE is None or self.approval != Approval.NOT_NEEDED:
+            return False
+        estimate = self.sms_parts * self.audience_counts()["audience"]
+        if not approval_needed(estimate):
+            return False
+        with transaction.atomic():
+            done = Mailing.objects.filter(
+                pk=self.pk, state=MailingState.SCHEDULED, approval=Approval.NOT_NEEDED
+            ).update(approval=Approval.WAITING, approval_sms=estimate)
+            if done:
+                changes = {
+                    "approval": [Approval.NOT_NEEDED, Approval.WAITING],
+                    "approval_sms": [None, estimate],
+                }
+                AuditEntry.record(None, "approval_asked", self, changes, via="engine")
+        self.refresh_from_db()
+        return bool(done)
+
     def approve(self, by, via: str = "ui", revision: int | None = None) -> None:
         """A second person approves it: due, it starts at the engine's next tick. `revision`: the
         one they read, so that they never approve a text changed since (StaleEdit)."""

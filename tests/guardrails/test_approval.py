@@ -290,3 +290,24 @@ def test_the_form_says_before_saving_that_it_will_need_approval(clients, manager
     assert "A second person must approve it before it starts (MAILER_APPROVAL_ABOVE: 4 SMS)." in html
     html = manager_client.get("/mailings/audience/", query | {"text": SHORT}, **HTMX).content.decode()
     assert "A second person must approve it" not in html  # 3 SMS
+
+
+def test_a_mailing_whose_audience_grew_past_the_threshold_is_weighed_again_at_its_start(make_client, manager):
+    """Saved for 3 clients × 1 part (under 4), then a file of 2 more is imported: at its start it
+    is 5 SMS, so it waits for approval instead of going."""
+    for _ in range(3):
+        make_client()
+    mailing = Mailing(text=SHORT, start_at=NOW - timedelta(minutes=1), end_at=NOW + timedelta(hours=1))
+    mailing.save_by(manager)
+    assert mailing.approval == Approval.NOT_NEEDED
+    make_client(), make_client()
+    scheduling.tick(NOW)
+    mailing.refresh_from_db()
+    assert (mailing.state, mailing.approval, mailing.approval_sms) == (
+        MailingState.SCHEDULED,
+        Approval.WAITING,
+        5,
+    )
+    assert not mailing.messages.exists()
+    entry = AuditEntry.objects.get(object_id=str(mailing.pk), action="approval_asked")
+    assert (entry.via, entry.actor_name) == ("engine", "")
