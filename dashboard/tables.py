@@ -287,7 +287,8 @@ def waiting_why(message: Message, now: datetime | None = None) -> str:
                 "left": _left(opens, now),
             }
             quiet = mailing.quiet_hours()
-            if quiet and in_window(local_time(due, tz), *quiet):
+            # Judged now: the engine has set the next attempt to when quiet hours end, just outside.
+            if quiet and in_window(local_time(now, tz), *quiet):
                 return _("quiet hours: until %(time)s client's time, in %(left)s") % words
             return _("until %(time)s client's time, in %(left)s") % words
     if due > now:

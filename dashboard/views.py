@@ -323,16 +323,22 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/mailing_form.html#audience", context)
 
 
-def _local_starts(draft: Mailing, most: int = 8) -> list[dict[str, Any]]:
-    """For each time zone clients have, when they get a mailing like `draft` if it is later than
-    its start (quiet hours, its window): "clients in Vladivostok get it from 09:00 their time"."""
+def _local_starts(draft: Mailing, most: int = 12) -> list[dict[str, Any]]:
+    """For each time zone clients have (west to east; Russia has eleven), when they get a mailing
+    like `draft` if it is later than its start (quiet hours, its window): "clients in Vladivostok
+    get it from 09:00 their time". The last row says how many zones more, if any."""
     rows = []
-    for name in distinct_values("timezone"):
+    zones = sorted(
+        distinct_values("timezone"), key=lambda name: draft.start_at.astimezone(zone(name)).utcoffset()
+    )
+    for name in zones:
         at = first_attempt_at(draft, name, draft.start_at)
         if at is None or at - draft.start_at >= timedelta(minutes=1):
             local = at and formats.time_format(at.astimezone(zone(name)), "TIME_FORMAT")
             rows.append({"zone": zone_label(name), "local": local, "yours": at and timezone.localtime(at)})
-    return rows[:most]
+    if len(rows) > most:
+        rows[most - 1 :] = [{"more": len(rows) - most + 1}]
+    return rows
 
 
 def _per_minute_chart(mailing: Mailing) -> str:
@@ -368,8 +374,17 @@ def _summary_context(mailing: Mailing, user) -> dict[str, Any]:
         "length": sms.measure(mailing.text),
         "sms_estimate": counts["total"] * mailing.sms_parts,
         "sms_sent": stats.sms_sent_of(mailing),
-        "guards": stats.guards_of(mailing),
+        "guards": _guards(mailing),
     }
+
+
+def _guards(mailing: Mailing) -> dict[str, int]:
+    """What the guardrails keep from it: as counted while it ran, or, before it has started, as
+    its audience stands now (what an approver decides on)."""
+    if mailing.started_at is None and mailing.is_editable:
+        counts = mailing.audience_counts()
+        return {"no_consent": counts["no_consent"], "cap_held": counts["capped"], "cap_expired": 0}
+    return stats.guards_of(mailing)
 
 
 def _is_live(mailing: Mailing) -> bool:
@@ -464,6 +479,7 @@ DONE = {
     "resume": gettext_lazy("Mailing #%(id)s resumed."),
     "cancel": gettext_lazy("Mailing #%(id)s cancelled."),
     "approve": gettext_lazy("Mailing #%(id)s approved: it starts when its time comes."),
+    "approved_due": gettext_lazy("Mailing #%(id)s approved: its time has come, it starts within seconds."),
     "refuse": gettext_lazy(
         "Mailing #%(id)s refused: it does not start; a change to its text, kind or clients asks again."
     ),
@@ -509,7 +525,8 @@ def mailing_approval(request: HtmxHttpRequest, pk: int, action: str) -> HttpResp
         except MailingError as e:
             messages.error(request, str(e))
         else:
-            messages.success(request, DONE[action] % {"id": mailing.pk})
+            done = "approved_due" if action == "approve" and _is_live(mailing) else action
+            messages.success(request, DONE[done] % {"id": mailing.pk})
     if request.htmx:
         return render(
             request, "dashboard/mailing_detail.html#summary", _summary_context(mailing, request.user)

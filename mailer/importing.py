@@ -60,7 +60,7 @@ import zipfile
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import IO
 from xml.etree.ElementTree import ParseError
 
@@ -71,6 +71,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
 
+from accounts.models import Profile
+from mailer import windows
 from mailer.models import (
     CONSENT_SOURCE_MAX,
     AuditEntry,
@@ -832,6 +834,7 @@ def _rows(
 
     index = {name: i for i, name in enumerate(names)}
     seen = _PhoneRows(imp.size)
+    zone = windows.zone(Profile.of(imp.created_by).zone if imp.created_by else settings.TIME_ZONE)
     not_text = _(
         "The row holds bytes that are not %(encoding)s text, which the file's start is; save the "
         "whole file in one encoding (best: CSV UTF-8)."
@@ -873,7 +876,7 @@ def _rows(
                 errors.append(RowError(row_number, "tag", problem, typed))
             if problem := timezone_problem(tz):
                 errors.append(RowError(row_number, "timezone", problem, typed))
-            consent_at, source, problems = _consent(imp, values, index)
+            consent_at, source, problems = _consent(imp, values, index, zone)
             errors += [RowError(row_number, name, problem, typed) for name, problem in problems]
             if errors:
                 for error in errors:
@@ -886,10 +889,11 @@ def _rows(
 
 
 def _consent(
-    imp: ClientImport, values: list[str], index: dict[str, int]
+    imp: ClientImport, values: list[str], index: dict[str, int], zone: tzinfo
 ) -> tuple[datetime | None, str, list]:
-    """A row's consent (when, how) and the problems with it, by column. Without a source, it is
-    the import's file; a source without a date is a mistake."""
+    """A row's consent (when, how) and the problems with it, by column. A time without a zone is
+    the uploader's (`zone`), as they typed it; without a source, it is the import's file; a
+    source without a date is a mistake."""
     typed = values[index["consent_at"]].strip() if "consent_at" in index else ""
     source = values[index["consent_source"]].strip() if "consent_source" in index else ""
     if not typed:
@@ -897,7 +901,7 @@ def _consent(
             [("consent_source", _("A source of consent needs its date (consent_at)."))] if source else []
         )
         return None, "", problems
-    consent_at = parse_moment(typed)
+    consent_at = parse_moment(typed, zone)
     if consent_at is None:
         return (
             None,
@@ -1103,14 +1107,8 @@ def _write_batch(batch: list[_Row], imp: ClientImport) -> tuple[int, int, int, i
     # The record of consent, one audit entry per chunk (as for opt-outs): whose consent the file
     # gave, in the chunk's transaction; each client keeps when and how on its row.
     if out.consenting:
-        AuditEntry.record(
-            imp.created_by,
-            "consent_given",
-            imp,
-            {"phones": [None, out.consenting]},
-            via="import",
-            object_type="client",
-        )
+        changes = {"phones": [None, out.consenting], "filename": [None, imp.filename]}
+        AuditEntry.record(imp.created_by, "consent_given", imp, changes, via="import")
     # Opt-outs: a phone already on the stop list keeps its entry (the partial unique constraint
     # ignores the duplicate), so a file imported twice adds nothing the second time.
     opting = [r.phone for r in batch if r.opted_out]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import ClassVar
 
 from django import forms
@@ -225,9 +225,10 @@ class Audited:
 MOMENT_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
 
 
-def parse_moment(text: str) -> datetime | None:
+def parse_moment(text: str, zone: tzinfo | None = None) -> datetime | None:
     """A moment as a person or a spreadsheet writes it (2026-12-01, 2026-12-01T10:00+03:00,
-    01.12.2026 10:00), in the server's zone unless it says its own; None if it is none of these."""
+    01.12.2026 10:00), in `zone` (the server's by default) unless it says its own; None if it is
+    none of these."""
     text = text.strip()
     try:
         value = datetime.fromisoformat(text)
@@ -240,7 +241,11 @@ def parse_moment(text: str) -> datetime | None:
                 continue
         else:
             return None
-    return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.get_default_timezone())
+    return (
+        value
+        if timezone.is_aware(value)
+        else timezone.make_aware(value, zone or timezone.get_default_timezone())
+    )
 
 
 def consent_problem(consent_at: datetime | None) -> str | None:
@@ -320,17 +325,22 @@ class Client(Audited, models.Model):
         super().save(*args, **kwargs)
 
     def record_saved(self, by, via: str, before: dict | None) -> None:
-        """Beside "created" or "edited", a grant or a withdrawal of consent is an entry of its own
-        ("consent_given", "consent_withdrawn"): the record that proves when and how."""
-        super().record_saved(by, via, before)
+        """A grant or a withdrawal of consent is an entry of its own ("consent_given",
+        "consent_withdrawn", with when and how): the record that proves it. An edit's other changes,
+        if any, are its "edited" entry; a new client's is "created" with every field."""
         had = (before or {}).get("consent_at") is not None
-        if had != self.has_consent:
-            fields = ("consent_at", "consent_source")
-            after = {name: value for name, value in self.audit_fields().items() if name in fields}
-            changes = AuditEntry.diff({name: (before or {}).get(name) for name in fields}, after)
-            AuditEntry.record(
-                by, "consent_given" if self.has_consent else "consent_withdrawn", self, changes, via=via
-            )
+        if had == self.has_consent:
+            super().record_saved(by, via, before)
+            return
+        fields = ("consent_at", "consent_source")
+        changes = AuditEntry.diff(before or {}, self.audit_fields())
+        if before is None:
+            AuditEntry.record(by, "created", self, changes, via=via)
+        elif rest := {name: change for name, change in changes.items() if name not in fields}:
+            AuditEntry.record(by, "edited", self, rest, via=via)
+        consent = {name: change for name, change in changes.items() if name in fields}
+        action = "consent_given" if self.has_consent else "consent_withdrawn"
+        AuditEntry.record(by, action, self, consent, via=via)
 
 
 class MailingState(models.TextChoices):
@@ -401,10 +411,8 @@ ENDED_WHY = gettext_noop("the mailing ended before it could be sent")
 CLIENT_DELETED_WHY = gettext_noop("the client was deleted")
 NO_CONSENT_WHY = gettext_noop("the client has not agreed to advertising (no consent on record)")
 NO_WINDOW_WHY = gettext_noop("the client's local window does not open before the end")
-CAP_HELD_WHY = gettext_noop(
-    "waits: the client has had as many advertising messages as MAILER_FREQUENCY_CAP allows"
-)
-CAP_WHY = gettext_noop("MAILER_FREQUENCY_CAP allows the client no more advertising before the mailing's end")
+CAP_HELD_WHY = gettext_noop("waits: the client has had as much advertising as the frequency cap allows")
+CAP_WHY = gettext_noop("the frequency cap allows the client no more advertising before the mailing's end")
 QUIET_HOURS_WHY = gettext_noop("quiet hours in the client's time zone do not end before the mailing's end")
 UNMATCHED_WHY = gettext_noop("no longer matches the filter")
 OPTED_OUT_WHY = gettext_noop("the client is on the stop list (opted out)")
@@ -591,8 +599,7 @@ class Mailing(Audited, models.Model):
         elif self.has_window and self.kind == MailingKind.ADVERTISING and (quiet := quiet_hours()):
             if windows.opens_at(EARLIEST, "UTC", self.send_windows()) is None:
                 errors["window_end"] = _(
-                    "This window lies within quiet hours (%(quiet)s, client's time; MAILER_QUIET_HOURS): "
-                    "advertising would never be sent."
+                    "This window lies within quiet hours (%(quiet)s, client's time): advertising would never be sent."
                 ) % {"quiet": hours_text(quiet)}
         if not isinstance(self.filter_tags, list) or not all(
             isinstance(t, str) and t.strip() for t in self.filter_tags

@@ -22,6 +22,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='message',
-            index=models.Index(condition=models.Q(('last_error', 'waits: the client has had as many advertising messages as MAILER_FREQUENCY_CAP allows'), ('status', 'pending')), fields=['mailing'], name='message_cap_held_idx'),
+            index=models.Index(condition=models.Q(('last_error', 'waits: the client has had as much advertising as the frequency cap allows'), ('status', 'pending')), fields=['mailing'], name='message_cap_held_idx'),
         ),
     ]

@@ -89,6 +89,11 @@ def test_marketing_day(page, django_user_model, engine, screenshot, tmp_path):
     expect(page.locator(".alert-success")).to_contain_text("created")
     mailing = Mailing.objects.get()
     assert mailing.created_by.username == "maria" and mailing.filter_tags == ["e2e"]
+    # From the list, a row's link opens the mailing's page (not swapped into the table).
+    page.click("nav >> text=Mailings")
+    page.click(f"#table tbody a[href='/mailings/{mailing.pk}/'] >> nth=0")
+    page.wait_for_url(f"**/mailings/{mailing.pk}/")
+    expect(page.locator("#state")).to_be_visible()
 
     # Pause before it starts, then resume: the buttons swap the summary in place.
     page.click("button:has-text('Pause')")

@@ -287,7 +287,7 @@ def test_the_form_says_before_saving_that_it_will_need_approval(clients, manager
     query = {"text": LONG, "start_at": NOW.isoformat(), "end_at": (NOW + timedelta(hours=1)).isoformat()}
     html = manager_client.get("/mailings/audience/", query, **HTMX).content.decode()
     assert '≈ <strong id="sms-estimate">6</strong> SMS' in html
-    assert "A second person must approve it before it starts (MAILER_APPROVAL_ABOVE: 4 SMS)." in html
+    assert "A second person must approve it before it starts: it is over 4 SMS." in html
     html = manager_client.get("/mailings/audience/", query | {"text": SHORT}, **HTMX).content.decode()
     assert "A second person must approve it" not in html  # 3 SMS
 
@@ -311,3 +311,15 @@ def test_a_mailing_whose_audience_grew_past_the_threshold_is_weighed_again_at_it
     assert not mailing.messages.exists()
     entry = AuditEntry.objects.get(object_id=str(mailing.pk), action="approval_asked")
     assert (entry.via, entry.actor_name) == ("engine", "")
+
+
+def test_the_author_s_home_page_says_which_upcoming_mailing_was_refused(
+    clients, manager, manager_client, second
+):
+    later = datetime.now(UTC) + timedelta(days=1)
+    mailing = Mailing(text=LONG, start_at=later, end_at=later + timedelta(hours=1), created_by=manager)
+    mailing.save_by(manager)
+    home = manager_client.get("/").content.decode()
+    assert f"#{mailing.pk} " in home and "Waiting for approval</span>" in home
+    mailing.refuse(second, "Wrong price")
+    assert "Refused</span>" in manager_client.get("/").content.decode()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -85,7 +85,6 @@ def test_the_client_form_records_and_withdraws_consent(manager_client):
     ) == [
         "created",
         "consent_given",
-        "edited",
         "consent_withdrawn",
     ]
     listed = manager_client.get("/clients/?consent=no").content.decode()
@@ -210,3 +209,24 @@ def test_the_import_records_consent_and_reports_bad_dates(api):
         (4, "consent_source"),
     ]
     assert "Not a date" in report["errors"][0]["message"] and "future" in report["errors"][1]["message"]
+
+
+def test_an_imported_time_of_consent_is_the_uploader_s(api, manager):
+    from accounts.models import Profile
+
+    Profile.objects.create(user=manager, timezone="Asia/Vladivostok")
+    report = _upload(api, "phone;consent_at\n79161234567;01.12.2026 10:30\n")
+    assert report["consented"] == 1
+    assert Client.objects.get().consent_at == datetime(2026, 12, 1, 0, 30, tzinfo=UTC)  # 10:30 at UTC+10
+    entry = AuditEntry.objects.get(action="consent_given")
+    assert (entry.object_type, entry.changes["filename"][1]) == ("import", "clients-2026-12.csv")
+
+
+@pytest.mark.django_db
+def test_before_it_starts_the_page_counts_who_consent_leaves_out_now(manager_client, make_client, now):
+    make_client(), make_client(consent_at=None), make_client(consent_at=None)
+    mailing = Mailing.objects.create(
+        text="Sale", start_at=now + timedelta(hours=1), end_at=now + timedelta(hours=2)
+    )
+    page = manager_client.get(f"/mailings/{mailing.pk}/").content.decode()
+    assert '<span id="no-consent">2 left out for want of consent</span>' in page

@@ -182,7 +182,10 @@ def test_the_preview_counts_clients_at_their_cap(settings, manager_client, make_
     Client.objects.filter(pk=full.pk).update(capped_until=datetime.now(UTC) + timedelta(hours=1))
     html = manager_client.get("/mailings/audience/", {"filter_tags": "vip"}, **HTMX).content.decode()
     assert '<strong id="audience-count">2</strong>' in html
-    assert "1 of them has had as much advertising as the frequency cap allows for now and will wait." in html
+    assert (
+        "1 of these clients has had as much advertising as the frequency cap allows for now and will wait."
+        in html
+    )
     html = manager_client.get(
         "/mailings/audience/", {"filter_tags": "vip", "kind": "service"}, **HTMX
     ).content.decode()

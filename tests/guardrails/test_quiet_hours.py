@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from dashboard.tables import waiting_why
 from engine import scheduling
 from mailer import guardrails
 from mailer.models import QUIET_HOURS_WHY, Mailing, MailingKind, Message, MessageStatus
@@ -135,8 +136,10 @@ def test_a_held_message_says_it_waits_out_quiet_hours(manager_client, make_clien
     make_client(timezone="Europe/Moscow")
     mailing = Mailing.objects.create(text="Sale", start_at=NOW, end_at=NOW + timedelta(days=1))
     drain(make_deliverer(), NOW)
-    page = manager_client.get(f"/mailings/{mailing.pk}/").content.decode()
-    assert "quiet hours: until 09:00 client&#x27;s time" in page
+    message = Message.objects.select_related("mailing", "client").get(mailing=mailing)
+    assert message.next_attempt_at == datetime(2026, 6, 2, 6, tzinfo=UTC)  # 09:00 in Moscow
+    assert waiting_why(message, NOW) == "quiet hours: until 09:00 client's time, in 10\xa0hours"
+    assert manager_client.get(f"/mailings/{mailing.pk}/").status_code == 200
 
 
 @pytest.mark.parametrize(

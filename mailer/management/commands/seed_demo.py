@@ -30,6 +30,7 @@ from accounts.roles import ADMIN, set_role
 from engine.scheduling import closed_why, first_attempt_at
 from mailer.models import (
     ENDED_WHY,
+    Approval,
     AuditEntry,
     Client,
     Mailing,
@@ -287,6 +288,9 @@ class Command(BaseCommand):
                 )
                 _moved(mailing, "cancelled", demo.cancelled)
             elif demo.state == MailingState.FINISHED:
+                # History from before any MAILER_APPROVAL_ABOVE: it went without asking.
+                Mailing.objects.filter(pk=mailing.pk).update(approval=Approval.NOT_NEEDED, approval_sms=None)
+                mailing.refresh_from_db()
                 _history(mailing)
 
 
