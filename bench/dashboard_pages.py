@@ -325,6 +325,10 @@ def main() -> None:
     if fresh:
         print("Seeding ...", flush=True)
         seed()
+    else:  # data seeded by an earlier version: its tables as this one has them
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
     bench(args.runs, with_export=not args.no_export)
 
 
