@@ -27,6 +27,7 @@ from mailer.models import (
     MessageStatus,
     WorkerHeartbeat,
 )
+from tests.conftest import CONSENTED
 from tests.engine.conftest import database_url, run_worker, stop_group, wait_for
 
 CLIENTS = 10_000
@@ -84,7 +85,16 @@ def test_database_cut_again_and_again_mid_mailing_sends_each_message_exactly_onc
     provider.behaviour.latency = 0.05
     provider.behaviour.error_rate = 0.05
     Client.objects.bulk_create(
-        [Client(phone=f"7901{i:07d}", operator_code="901", timezone="UTC") for i in range(CLIENTS)],
+        [
+            Client(
+                phone=f"7901{i:07d}",
+                operator_code="901",
+                timezone="UTC",
+                consent_at=CONSENTED,
+                consent_source="test",
+            )
+            for i in range(CLIENTS)
+        ],
         batch_size=5000,
     )
     url = database_url() + ("?timeout=1" if connection.vendor == "sqlite" else "")
