@@ -184,7 +184,7 @@ def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) ->
 def cap_outcome(mailing: Mailing, until: datetime, tz_name: str) -> Outcome:
     """A message over MAILER_FREQUENCY_CAP: it waits until the cap allows it and the client's
     windows are open, or expires if that is not before its mailing's end."""
-    opens = opens_at(until, tz_name, mailing.send_windows()) if mailing.send_windows() else until
+    opens = opens_at(until, tz_name, mailing.send_windows())  # no spans: `until` itself
     if opens is None or (mailing.end_at - opens).total_seconds() < MIN_TIME_LEFT:
         return _expired(CAP_WHY)
     return Outcome(

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
 
 from mailer import guardrails, sms, windows
+from mailer.formats.ru import formats as ru_formats
 from mailer.timezones import TimezoneFormField, timezone_problem, validate_timezone  # noqa: F401 (the rule, at every door)
 
 # Loggers named for what they log (docs/logging.md lists them).
@@ -221,8 +222,9 @@ class Audited:
             self.delete()
 
 
-# How a date of consent may be written, beside ISO 8601 (a workbook's date cells read as ISO).
-MOMENT_FORMATS = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
+# How a date of consent may be written beside ISO 8601 (a workbook's date cells read as ISO): as
+# the Russian forms take it, whatever language the worker reading an import has.
+MOMENT_FORMATS = (*ru_formats.DATETIME_INPUT_FORMATS, *ru_formats.DATE_INPUT_FORMATS)
 
 
 def parse_moment(text: str, zone: tzinfo | None = None) -> datetime | None:
@@ -726,7 +728,7 @@ class Mailing(Audited, models.Model):
             if all(old[name] == getattr(self, name) for name in APPROVAL_COVERS):
                 return
         off = settings.MAILER_APPROVAL_ABOVE is None  # then no clients are counted
-        estimate = None if off else self.sms_parts * self.audience_counts()["audience"]
+        estimate = None if off else self.sms_estimate()
         waiting = estimate is not None and approval_needed(estimate)
         was = {"approval": old["approval"], "approval_sms": old["approval_sms"]} if old else {}
         self.approval = Approval.WAITING if waiting else Approval.NOT_NEEDED
@@ -905,13 +907,17 @@ class Mailing(Audited, models.Model):
         """What the page offers: approve and refuse, to a second person with the permission."""
         return self.awaits_approval and user.has_perm("mailer.approve_mailing") and not self.is_author(user)
 
+    def sms_estimate(self) -> int:
+        """The SMS it would take now, what approval weighs: its parts times its audience."""
+        return self.sms_parts * self.audience_counts()["audience"]
+
     def weigh_at_start(self) -> bool:
         """The engine's, before it starts a mailing that needed no approval when it was saved: its
         audience may have grown since (an import), so it is weighed again. True if it now waits for
         a second person's approval, which is then asked (audited as the engine's)."""
         if settings.MAILER_APPROVAL_ABOVE is None or self.approval != Approval.NOT_NEEDED:
             return False
-        estimate = self.sms_parts * self.audience_counts()["audience"]
+        estimate = self.sms_estimate()
         if not approval_needed(estimate):
             return False
         with transaction.atomic():
