@@ -66,7 +66,7 @@ const ACCOUNTS = opt.accounts ? JSON.parse(readFileSync(opt.accounts, 'utf8')) :
 // The "wrong" key is published nowhere but carries the same kid: only its signature gives it away.
 const KID = `standin-${randomBytes(4).toString('hex')}`;
 const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-const wrongKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+const wrongKey = opt['id-token'] === 'wrong-key' && generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
 
 const server = createServer({ cert: readFileSync(opt.cert), key: readFileSync(opt.key) });
 // Listen first: with --port 0 the issuer (which names the port) is only known once bound.
