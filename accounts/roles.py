@@ -44,6 +44,10 @@ _ADMIN = [
     "accounts.delete_apitoken",
     # The audit log (who did what, when): the Audit page and /api/v1/audit/.
     "mailer.view_auditentry",
+    # Declaring the clients' custom fields (texts name them: {city}); everyone who sees clients sees them.
+    "mailer.add_clientfield",
+    "mailer.change_clientfield",
+    "mailer.delete_clientfield",
     # Unlocking a sign-in that django-axes locked: deleting its failed attempts (the Users page).
     "axes.view_accessattempt",
     "axes.delete_accessattempt",

@@ -16,6 +16,7 @@ from mailer.filters import StopStateFilterMixin
 from mailer.formats import hint as formats_hint
 from mailer.http import count_param
 from mailer.models import (
+    NAME_MAX,
     Approval,
     AuditEntry,
     Client,
@@ -25,6 +26,7 @@ from mailer.models import (
     Message,
     MessageStatus,
     StopEntry,
+    name_key,
     normalize_phone,
     validate_moment,
 )
@@ -103,6 +105,9 @@ class StatsFilter(MailingFilter):
 
 class ClientFilter(django_filters.FilterSet):
     phone = django_filters.CharFilter(method="search_phone", label=_("Phone"), widget=_search_input())
+    name = django_filters.CharFilter(
+        method="search_name", label=_("Name"), max_length=NAME_MAX, widget=_search_input()
+    )
     tag = django_filters.ChoiceFilter(choices=[], empty_label=_("Any tag"), label=_("Tag"))
     operator_code = django_filters.ChoiceFilter(
         choices=[], empty_label=_("Any operator"), label=_("Operator")
@@ -117,7 +122,7 @@ class ClientFilter(django_filters.FilterSet):
 
     class Meta:
         model = Client
-        fields = ["phone", "tag", "operator_code", "timezone", "consent"]
+        fields = ["phone", "name", "tag", "operator_code", "timezone", "consent"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -128,6 +133,9 @@ class ClientFilter(django_filters.FilterSet):
 
     def by_consent(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
         return queryset.filter(consent_at__isnull=value == "no")
+
+    def search_name(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
+        return queryset.filter(name_search__contains=name_key(value.strip())) if value.strip() else queryset
 
     def search_phone(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
         digits = "".join(ch for ch in value if ch in "0123456789")

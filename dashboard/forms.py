@@ -15,17 +15,20 @@ from django.utils.translation import gettext_lazy
 
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
-from mailer.importing import size_problem
+from mailer.importing import COLUMNS, size_problem
 from mailer.models import (
+    ATTRIBUTE_MAX,
     EARLIEST,
     LATEST,
     REFUSAL_REASON_MAX,
     Client,
+    ClientField,
     Mailing,
     MailingKind,
     PhoneFormField,
     hours_text,
     normalize_text,
+    printable_problem,
     quiet_hours,
     tag_problem,
 )
@@ -191,13 +194,17 @@ def draft_timing(data) -> Mailing:
 
 
 class ClientForm(forms.ModelForm):
+    """A client, and a field for each custom field declared (ClientField), named FIELD_PREFIX + key."""
+
+    FIELD_PREFIX = "field_"
     consent_at = _datetime_field(gettext_lazy("Consent to advertising given at"))
 
     class Meta:
         model = Client
-        fields = ["phone", "tag", "timezone", "consent_at", "consent_source"]
+        fields = ["phone", "name", "tag", "timezone", "consent_at", "consent_source"]
         labels = {
             "phone": gettext_lazy("Phone"),
+            "name": gettext_lazy("Name"),
             "tag": gettext_lazy("Tag"),
             "timezone": gettext_lazy("Time zone"),
             "consent_source": gettext_lazy("How consent was given"),
@@ -219,8 +226,54 @@ class ClientForm(forms.ModelForm):
         ) % {"format": formats_hint("DATETIME_INPUT_FORMATS")}
         consent.widget.attrs["placeholder"] = formats_hint("DATETIME_INPUT_FORMATS")
         self.fields["consent_source"].help_text = _("A site form, a paper form's number, a file's name.")
+        self.fields["name"].help_text = _("How texts address the client: {name}.")
+        self.declared = ClientField.declared()
+        for key, label in self.declared.items():
+            self.fields[self.FIELD_PREFIX + key] = forms.CharField(
+                label=label,
+                required=False,
+                max_length=ATTRIBUTE_MAX,
+                initial=self.instance.attributes.get(key, ""),
+                validators=[_printable],
+                help_text=f"{{{key}}}",
+            )
         self.helper = FormHelper()
         self.helper.form_tag = False
+
+    def clean(self) -> dict:
+        data = super().clean()
+        # Values of fields no longer declared stay as they are (declared again, they come back).
+        kept = {k: v for k, v in self.instance.attributes.items() if k not in self.declared}
+        typed = {key: data.get(self.FIELD_PREFIX + key, "") for key in self.declared}
+        self.instance.attributes = kept | {key: value for key, value in typed.items() if value}
+        return data
+
+
+class ClientFieldForm(forms.ModelForm):
+    """Declare a custom field; once declared, only its label changes (texts name it by its key)."""
+
+    class Meta:
+        model = ClientField
+        fields = ["key", "label"]
+        labels = {"key": gettext_lazy("Key"), "label": gettext_lazy("Label")}
+        help_texts = {
+            "key": gettext_lazy(
+                "Latin, e.g. city or promo_code: texts name it {city}, imports by a column of that name."
+            ),
+            "label": gettext_lazy("What pages show, e.g. Город."),
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            del self.fields["key"]
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+
+
+def _printable(value: str) -> None:
+    if problem := printable_problem(value, ATTRIBUTE_MAX):
+        raise ValidationError(problem)
 
 
 class ImportForm(forms.Form):
@@ -239,9 +292,9 @@ class ImportForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.fields["file"].help_text = _(
-            "Columns: phone, tag, timezone, opted_out, consent_at, consent_source. CSV (comma or semicolon; UTF-8 or "
+            "Columns: %(columns)s. CSV (comma or semicolon; UTF-8 or "
             "Windows-1251) or an Excel workbook (.xlsx, its first sheet), at most %(mb)s MB."
-        ) % {"mb": settings.MAILER_IMPORT_MAX_MB}
+        ) % {"columns": ", ".join([*COLUMNS, *ClientField.declared()]), "mb": settings.MAILER_IMPORT_MAX_MB}
 
     def clean_file(self):
         upload = self.cleaned_data["file"]

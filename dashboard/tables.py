@@ -197,6 +197,12 @@ class ClientTable(tables.Table):
     phone = tables.Column(
         linkify=("dashboard:client-edit", {"pk": tables.A("pk")}), verbose_name=gettext_lazy("Phone")
     )
+    # Not orderable: no index sorts a million names.
+    name = tables.Column(
+        verbose_name=gettext_lazy("Name"),
+        orderable=False,
+        attrs={"td": {"class": "text-truncate", "style": "max-width: 14rem"}},
+    )
     operator_code = tables.Column(verbose_name=gettext_lazy("Operator"))
     tag = tables.Column(verbose_name=gettext_lazy("Tag"))
     timezone = tables.Column(verbose_name=gettext_lazy("Time zone"))
@@ -209,7 +215,16 @@ class ClientTable(tables.Table):
 
     class Meta:
         model = Client
-        fields = ("phone", "operator_code", "tag", "timezone", "consent_at", "created_at", "opted_out")
+        fields = (
+            "phone",
+            "name",
+            "operator_code",
+            "tag",
+            "timezone",
+            "consent_at",
+            "created_at",
+            "opted_out",
+        )
         attrs = {"class": "table table-sm table-hover align-middle"}
 
     def render_timezone(self, value: str) -> str:

@@ -41,6 +41,7 @@ from dashboard.filters import (
 from dashboard.forms import (
     MAX_TEXT,
     ApprovalForm,
+    ClientFieldForm,
     ClientForm,
     ImportForm,
     MailingForm,
@@ -59,6 +60,7 @@ from mailer.models import (
     Approval,
     AuditEntry,
     Client,
+    ClientField,
     ClientImport,
     GatewayState,
     Mailing,
@@ -709,7 +711,9 @@ def client_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             form.save(commit=False).save_by(request.user)
             messages.success(request, _("Client %(phone)s saved.") % {"phone": client.phone})
             return redirect("dashboard:client-list")
-    return render(request, "dashboard/client_form.html", {"form": form, "client": client, "stopped": stopped})
+    attributes = [(key, label, client.attributes.get(key, "")) for key, label in form.declared.items()]
+    context = {"form": form, "client": client, "stopped": stopped, "attributes": attributes}
+    return render(request, "dashboard/client_form.html", context)
 
 
 @permission_required("mailer.delete_client", raise_exception=True)
@@ -722,6 +726,48 @@ def client_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
     url = reverse("dashboard:client-list")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@permission_required("mailer.view_client", raise_exception=True)
+def client_fields(request: HtmxHttpRequest) -> HttpResponse:
+    """The clients' custom fields: everyone who sees clients sees them; admins declare them."""
+    form = ClientFieldForm(request.POST or None)
+    if request.method == "POST":
+        if not request.user.has_perm("mailer.add_clientfield"):
+            return HttpResponse(_("You may not declare fields."), status=403)
+        if form.is_valid():
+            field = form.save(commit=False)
+            field.save_by(request.user)
+            messages.success(request, _("Field {%(key)s} declared.") % {"key": field.key})
+            return redirect("dashboard:client-fields")
+    edits = [
+        (field, ClientFieldForm(instance=field, prefix=f"f{field.pk}")) for field in ClientField.objects.all()
+    ]
+    return render(request, "dashboard/client_fields.html", {"form": form, "fields": edits})
+
+
+@permission_required("mailer.change_clientfield", raise_exception=True)
+@require_POST
+def client_field_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    field = get_object_or_404(ClientField, pk=pk)
+    form = ClientFieldForm(request.POST, instance=field, prefix=f"f{field.pk}")
+    if form.is_valid():
+        form.save(commit=False).save_by(request.user)
+        messages.success(request, _("Field {%(key)s} saved.") % {"key": field.key})
+    else:
+        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+    return redirect("dashboard:client-fields")
+
+
+@permission_required("mailer.delete_clientfield", raise_exception=True)
+@require_POST
+def client_field_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    field = get_object_or_404(ClientField, pk=pk)
+    field.delete_by(request.user)
+    messages.success(
+        request, _("Field {%(key)s} deleted; clients' values stay, hidden.") % {"key": field.key}
+    )
+    return redirect("dashboard:client-fields")
 
 
 @permission_required(importing.PERMISSIONS, raise_exception=True)

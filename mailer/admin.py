@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 
 from mailer.models import (
     Client,
+    ClientField,
     GatewayState,
     Mailing,
     MailingError,
@@ -29,11 +30,16 @@ class AuditedAdmin(admin.ModelAdmin):
 
 @admin.register(Client)
 class ClientAdmin(AuditedAdmin):
-    list_display = ["id", "phone", "operator_code", "tag", "timezone", "consent_at", "created_at"]
+    list_display = ["id", "phone", "name", "operator_code", "tag", "timezone", "consent_at", "created_at"]
     list_filter = ["operator_code", "tag"]
-    search_fields = ["phone", "tag", "timezone"]
+    search_fields = ["phone", "name_search", "tag", "timezone"]
     readonly_fields = ["operator_code", "created_at", "updated_at"]
     show_full_result_count = False
+
+
+@admin.register(ClientField)
+class ClientFieldAdmin(AuditedAdmin):
+    list_display = ["key", "label", "created_at"]
 
 
 class MailingAdminForm(forms.ModelForm):

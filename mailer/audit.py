@@ -51,6 +51,7 @@ OBJECT_TYPES = {
     "token": _("API token"),
     "test_send": _("test send"),
     "import": _("client import"),
+    "client_field": _("client field"),
 }
 # The changed fields, as the reader calls them.
 FIELDS = {
@@ -79,6 +80,9 @@ FIELDS = {
     "is_active": _("active"),
     "failures": _("failed sign-ins"),
     "name": _("name"),
+    "attributes": _("fields"),
+    "key": _("key"),
+    "label": _("label"),
     "expires_at": _("expires"),
     "revoked_at": _("revoked"),
     "owner": _("owner"),

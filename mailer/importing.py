@@ -8,7 +8,9 @@ The file: CSV text or an .xlsx workbook (its first bytes say which: a zip is a w
 row naming the columns. `phone` is required; `tag` (default empty), `timezone` (default
 MAILER_DEFAULT_CLIENT_TIMEZONE, the rows given it counted) and `opted_out` are optional; column
 order is free; the header may name them in Russian too (COLUMN_NAMES: Телефон, Метка, Часовой
-пояс, Отписан), in any case. Columns without a name are ignored, other unknown ones are an error.
+пояс, Отписан), in any case. `name` (Имя) and each declared custom field (ClientField, by its key or
+its label) are optional too; a blank cell of theirs keeps what the client has. Columns without a
+name are ignored, other unknown ones are an error that names them.
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first client row 2.
 - CSV as Excel saves it (_detect_format, at the upload): separated by ",", ";" or a tab (the one
   the header line has most of), UTF-8 with or without a byte order mark if the first piece of the
@@ -74,9 +76,12 @@ from django.utils.translation import ngettext, pgettext_lazy
 from accounts.models import Profile
 from mailer import windows
 from mailer.models import (
+    ATTRIBUTE_MAX,
     CONSENT_SOURCE_MAX,
+    NAME_MAX,
     AuditEntry,
     Client,
+    ClientField,
     ClientImport,
     ImportChunk,
     ImportState,
@@ -84,19 +89,22 @@ from mailer.models import (
     StopEntry,
     consent_problem,
     default_client_timezone,
+    name_key,
     normalize_phone,
     operator_code_of,
     parse_moment,
     phone_problem,
+    printable_problem,
     tag_problem,
     timezone_problem,
 )
 
-COLUMNS = ("phone", "tag", "timezone", "opted_out", "consent_at", "consent_source")
+COLUMNS = ("phone", "name", "tag", "timezone", "opted_out", "consent_at", "consent_source")
 # The header names each column goes by, compared case-insensitively, "_" as a space: the English
 # ones and those a Russian marketer types.
 COLUMN_NAMES = {
     "phone": ("phone", "телефон", "номер телефона"),
+    "name": ("name", "имя", "фио"),
     "tag": ("tag", "метка", "тег"),
     "timezone": ("timezone", "time zone", "часовой пояс"),
     "opted_out": ("opted_out", "отписан"),
@@ -106,6 +114,7 @@ COLUMN_NAMES = {
 # A column as the reader's page and errors file name it (RowError.field stays the machine name).
 COLUMN_LABELS = {
     "phone": pgettext_lazy("import column", "phone"),
+    "name": pgettext_lazy("import column", "name"),
     "tag": pgettext_lazy("import column", "tag"),
     "timezone": pgettext_lazy("import column", "timezone"),
     "opted_out": pgettext_lazy("import column", "opted_out"),
@@ -553,6 +562,8 @@ class _Row:
     default_zone: bool = False  # no time zone given: MAILER_DEFAULT_CLIENT_TIMEZONE
     consent_at: datetime | None = None  # empty: the client's consent stays as it is
     consent_source: str = ""
+    name: str = ""  # empty: the client's name stays as it is
+    attributes: dict = field(default_factory=dict)  # the custom fields given; the others stay
 
 
 class _RowSpansLines(Exception):
@@ -789,10 +800,20 @@ class _PhoneRows:
         self.slots[self._slot(key)] = key << 32 | row
 
 
-def _column(name: str) -> str:
-    """The column a header names (COLUMN_NAMES), else the name as given, stripped."""
-    key = " ".join(name.replace("_", " ").split()).lower()
-    return _COLUMNS_BY_NAME.get(key, name.strip())
+def _column(name: str, fields: dict[str, str]) -> str:
+    """The column a header names (COLUMN_NAMES), or a custom field's key (`fields`: by key or
+    label), else the name as given, stripped."""
+    key = " ".join(name.replace("_", " ").split()).casefold()
+    return _COLUMNS_BY_NAME.get(key) or fields.get(key) or name.strip()
+
+
+def _field_names() -> dict[str, str]:
+    """The custom fields by the header names they go by (key and label, as _column compares them)."""
+    names = {}
+    for key, label in ClientField.declared().items():
+        for name in (label, key):
+            names[" ".join(name.replace("_", " ").split()).casefold()] = key
+    return names
 
 
 _COLUMNS_BY_NAME = {n.replace("_", " "): column for column, names in COLUMN_NAMES.items() for n in names}
@@ -815,13 +836,15 @@ def _rows(
     if not any(h.strip() for h in header):
         report.add_error(RowError(1, "", _("The file is empty; the first row must name the columns.")))
         return
-    names = [_column(h) for h in header]
+    fields = _field_names()
+    keys = set(fields.values())
+    names = [_column(h, fields) for h in header]
     for name in names:
         # An unnamed column (a spreadsheet's trailing comma) is ignored.
-        if name and name not in COLUMNS:
+        if name and name not in COLUMNS and name not in keys:
             message = _("Unknown column %(name)s; the columns are %(columns)s.") % {
                 "name": repr(name[:64]),
-                "columns": ", ".join(column_label(c) for c in COLUMNS),
+                "columns": ", ".join([*(column_label(c) for c in COLUMNS), *sorted(keys)]),
             }
             report.add_error(RowError(1, name[:64], message))
     if "phone" not in names:
@@ -878,12 +901,21 @@ def _rows(
                 errors.append(RowError(row_number, "timezone", problem, typed))
             consent_at, source, problems = _consent(imp, values, index, zone)
             errors += [RowError(row_number, name, problem, typed) for name, problem in problems]
+            # A blank name or field keeps what the client has.
+            details = {key: values[index[key]].strip() for key in ("name", *keys) if key in index}
+            details = {key: value for key, value in details.items() if value}
+            for key, value in details.items():
+                if problem := printable_problem(value, NAME_MAX if key == "name" else ATTRIBUTE_MAX):
+                    errors.append(RowError(row_number, key, problem, typed))
+            name = details.pop("name", "")
             if errors:
                 for error in errors:
                     report.add_error(error)
                 continue
             seen.add(int(phone), row_number)
-            yield _Row(row_number, phone, tag, tz, opt in YES, default_zone, consent_at, source)
+            yield _Row(
+                row_number, phone, tag, tz, opt in YES, default_zone, consent_at, source, name, details
+            )
     except csv.Error as e:
         report.add_error(RowError(row_number, "", _("Not a readable CSV line: %(error)s.") % {"error": e}))
 
@@ -937,9 +969,10 @@ def _batches(rows: Iterator[_Row]) -> Iterator[list[_Row]]:
 
 
 def _existing(batch: list[_Row]) -> dict[str, tuple]:
-    """The known clients of the batch: phone -> (id, tag, timezone, consent_at, consent_source)."""
+    """The known clients of the batch: phone -> (id, tag, timezone, consent_at, consent_source,
+    name, attributes)."""
     clients = Client.objects.filter(phone__in=[r.phone for r in batch]).values_list(
-        "phone", "id", "tag", "timezone", "consent_at", "consent_source"
+        "phone", "id", "tag", "timezone", "consent_at", "consent_source", "name", "attributes"
     )
     return {phone: rest for phone, *rest in clients}
 
@@ -1046,11 +1079,14 @@ class _SortedOut:
     # Known clients whose consent the row records (a first one, or another date or source).
     consent: dict[int, tuple[datetime, str]] = field(default_factory=dict)
     consenting: list[str] = field(default_factory=list)  # the phones whose consent it records
+    # Known clients whose name or custom fields the row changes: id -> (name, attributes).
+    details: dict[int, tuple[str, dict]] = field(default_factory=dict)
     unchanged: int = 0
 
     @property
     def updated(self) -> int:
-        return len({pk for ids in self.changed.values() for pk in ids} | set(self.consent))
+        changed = {pk for ids in self.changed.values() for pk in ids}
+        return len(changed | set(self.consent) | set(self.details))
 
     @property
     def consented(self) -> int:
@@ -1067,19 +1103,23 @@ def _sort_out(batch: list[_Row]) -> _SortedOut:
             if r.consent_at:
                 out.consenting.append(r.phone)
             continue
-        pk, tag, tz, consent_at, consent_source = known
+        pk, tag, tz, consent_at, consent_source, name, attributes = known
         if (tag, tz) != (r.tag, r.timezone):
             out.changed.setdefault((r.tag, r.timezone), []).append(pk)
+        details = (r.name or name, attributes | r.attributes)
+        if details != (name, attributes):
+            out.details[pk] = details
         if r.consent_at and (consent_at, consent_source) != (r.consent_at, r.consent_source):
             out.consent[pk] = (r.consent_at, r.consent_source)
             out.consenting.append(r.phone)
-        elif (tag, tz) == (r.tag, r.timezone):
+        elif (tag, tz) == (r.tag, r.timezone) and pk not in out.details:
             out.unchanged += 1
     return out
 
 
 def _write_batch(batch: list[_Row], imp: ClientImport) -> tuple[int, int, int, int, int]:
     out = _sort_out(batch)
+    now = timezone.now()
     Client.objects.bulk_create(
         [
             Client(
@@ -1089,11 +1129,21 @@ def _write_batch(batch: list[_Row], imp: ClientImport) -> tuple[int, int, int, i
                 timezone=r.timezone,
                 consent_at=r.consent_at,
                 consent_source=r.consent_source,
+                name=r.name,
+                name_search=name_key(r.name),
+                attributes=r.attributes,
             )
             for r in out.new
         ]
     )
-    now = timezone.now()
+    Client.objects.bulk_update(
+        [
+            Client(pk=pk, name=name, name_search=name_key(name), attributes=attributes, updated_at=now)
+            for pk, (name, attributes) in out.details.items()
+        ],
+        ["name", "name_search", "attributes", "updated_at"],
+        batch_size=500,
+    )
     for (tag, tz), ids in out.changed.items():
         Client.objects.filter(pk__in=ids).update(tag=tag, timezone=tz, updated_at=now)
     Client.objects.bulk_update(

@@ -264,10 +264,98 @@ def consent_problem(consent_at: datetime | None) -> str | None:
 
 
 CONSENT_SOURCE_MAX = 200
+NAME_MAX = 100
+# A custom field's key: what the text names it by ({city}) and an import's column. Keys the text
+# or an import already means something else by are not free.
+FIELD_KEY_RE = r"^[a-z][a-z0-9_]{0,31}$"
+RESERVED_KEYS = frozenset(
+    {"name", "unsubscribe", "phone", "tag", "timezone", "opted_out", "consent_at", "consent_source"}
+)
+ATTRIBUTE_MAX = 200
+
+
+def printable_problem(value: str, limit: int) -> str | None:
+    """Why `value` can't be a client's name or a field's value (it goes into texts), or None."""
+    if len(value) > limit:
+        return _("At most %(n)s characters.") % {"n": limit}
+    if not value.isprintable():
+        return _("No control characters (tabs, line breaks and the like).")
+    return None
+
+
+def attributes_problems(attributes, declared) -> dict[str, str]:
+    """What is wrong with a client's custom field values, by key ("" for the whole): only the keys
+    of `declared` (ClientField keys), each a string of at most ATTRIBUTE_MAX printable characters.
+    The one rule, for the form, the API, the import and the Django admin."""
+    if not isinstance(attributes, dict):
+        return {"": _("Give an object of field keys and their values.")}
+    problems = {}
+    for key, value in attributes.items():
+        if key not in declared:
+            problems[key] = _("Unknown field %(key)s; the fields are: %(keys)s.") % {
+                "key": repr(key),
+                "keys": ", ".join(sorted(declared)) or _("none declared"),
+            }
+        elif not isinstance(value, str):
+            problems[key] = _("A field's value is a string.")
+        elif problem := printable_problem(value, ATTRIBUTE_MAX):
+            problems[key] = problem
+    return problems
+
+
+def clean_attributes(attributes) -> dict:
+    """Values as kept: stripped, and an empty one is no value."""
+    if not isinstance(attributes, dict):
+        return attributes
+    stripped = {key: value.strip() if isinstance(value, str) else value for key, value in attributes.items()}
+    return {key: value for key, value in stripped.items() if value not in ("", None)}
+
+
+def name_key(name: str) -> str:
+    """What a search by name compares: the name in lower case, whatever the database (SQLite's
+    LIKE folds only Latin letters)."""
+    return name.casefold()
+
+
+class ClientField(Audited, models.Model):
+    """A custom field an admin declares once: `key` is how texts ({city}), the API and imports name
+    it, `label` how pages show it. Each client's value is in Client.attributes."""
+
+    AUDIT_FIELDS = ("key", "label")
+
+    key = models.CharField(
+        max_length=32,
+        unique=True,
+        validators=[
+            RegexValidator(
+                FIELD_KEY_RE,
+                gettext_lazy("A key is Latin lower-case letters, digits and _, starting with a letter."),
+            )
+        ],
+        error_messages={"unique": gettext_lazy("A field with this key already exists.")},
+    )
+    label = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({{{self.key}}})"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.key in RESERVED_KEYS:
+            raise ValidationError({"key": _("%(key)s is taken: choose another key.") % {"key": self.key}})
+
+    @classmethod
+    def declared(cls) -> dict[str, str]:
+        """Every field's key and label, in key order."""
+        return dict(cls.objects.values_list("key", "label"))
 
 
 class Client(Audited, models.Model):
-    AUDIT_FIELDS = ("phone", "tag", "timezone", "consent_at", "consent_source")
+    AUDIT_FIELDS = ("phone", "name", "tag", "timezone", "consent_at", "consent_source", "attributes")
 
     phone = PhoneField(
         max_length=11,
@@ -276,8 +364,13 @@ class Client(Audited, models.Model):
         error_messages={"unique": gettext_lazy("A client with this phone already exists.")},
     )
     operator_code = models.CharField(max_length=3, editable=False, db_index=True)
+    name = models.CharField(max_length=NAME_MAX, blank=True)
+    # name_key(name): what a search by name looks in.
+    name_search = models.CharField(max_length=NAME_MAX, blank=True, editable=False)
     tag = TagField(blank=True, db_index=True)
     timezone = TimezoneField(default=default_client_timezone)
+    # Custom field values by ClientField key, strings: {"city": "Казань", "promo_code": "A7"}.
+    attributes = models.JSONField(default=dict, blank=True)
     # Prior consent to advertising (38-FZ art. 18): when and how it was given. Empty: none on record.
     consent_at = models.DateTimeField(null=True, blank=True)
     consent_source = models.CharField(max_length=CONSENT_SOURCE_MAX, blank=True)
@@ -307,6 +400,12 @@ class Client(Audited, models.Model):
         errors = {}
         if self.phone and re.fullmatch(PHONE_RE, self.phone) and (problem := phone_problem(self.phone)):
             errors["phone"] = problem
+        if problem := printable_problem(self.name.strip(), NAME_MAX):
+            errors["name"] = problem
+        if problems := attributes_problems(self.attributes, ClientField.declared()):
+            errors["attributes"] = " ".join(
+                f"{key}: {problem}" if key else problem for key, problem in problems.items()
+            )
         if problem := consent_problem(self.consent_at):
             errors["consent_at"] = problem
         elif self.consent_at and not self.consent_source.strip():
@@ -323,6 +422,9 @@ class Client(Audited, models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.operator_code = operator_code_of(self.phone)
+        self.name = self.name.strip()
+        self.name_search = name_key(self.name)
+        self.attributes = clean_attributes(self.attributes)
         self.consent_source = self.consent_source.strip() if self.consent_at else ""  # withdrawn: no "how"
         super().save(*args, **kwargs)
 
@@ -1858,6 +1960,7 @@ class AuditEntry(models.Model):
 AUDIT_TYPES = {
     "Mailing": "mailing",
     "Client": "client",
+    "ClientField": "client_field",
     "StopEntry": "stop_list",
     "User": "user",
     "ApiToken": "token",

@@ -93,11 +93,25 @@ CONFLICT = {
 
 CLIENT_EXAMPLE = OpenApiExample(
     "A client",
-    {"phone": "79161234567", "tag": "vip", "timezone": "Europe/Moscow"},
+    {
+        "phone": "79161234567",
+        "name": "Анна",
+        "tag": "vip",
+        "timezone": "Europe/Moscow",
+    },
     request_only=True,
 )
 
 
+client_fields = extend_schema(
+    tags=["clients"],
+    summary="The clients' custom fields",
+    description=(
+        "The keys a client's `attributes` may hold and texts may use ({city}, {city|fallback}), "
+        "with their labels. Admins declare them on the dashboard (Clients → Client fields)."
+    ),
+    responses={200: s.ClientFieldSerializer(many=True), **AUTH_ERRORS},
+)
 clients = extend_schema_view(
     list=extend_schema(
         summary="List clients",

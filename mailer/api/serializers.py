@@ -18,16 +18,20 @@ from rest_framework import serializers
 
 from mailer import sms, stats
 from mailer.models import (
+    ATTRIBUTE_MAX,
     PHONE_TYPED_MAX,
     REFUSAL_REASON_MAX,
     TAG_MAX,
     Approval,
     AuditEntry,
     Client,
+    ClientField,
     ImportState,
     Mailing,
     Message,
     StopEntry,
+    attributes_problems,
+    clean_attributes,
     default_client_timezone,
     normalize_phone,
     operator_code_of,
@@ -112,7 +116,24 @@ class PhoneField(StrictCharField):
         return normalize_phone(super().to_internal_value(data))
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": ATTRIBUTE_MAX, "nullable": True},
+        "example": {"city": "Казань", "promo_code": "A7K2"},
+    }
+)
+class AttributesField(serializers.JSONField):
+    pass
+
+
 class ClientSerializer(StrictModelSerializer):
+    attributes = AttributesField(
+        required=False,
+        help_text='Custom field values by key, strings: {"city": "Казань"}. Only the keys declared '
+        "(GET /api/v1/client-fields/); an unknown key is a 400 naming it. PUT replaces them all; PATCH "
+        'changes the keys it gives, and null or "" removes one.',
+    )
     phone = PhoneField(
         help_text="11 digits starting with 7 (7XXXXXXXXXX); digits 2-4 are the operator code, 900-999. "
         "Taken as people write it too (+7 916 123-45-67, 8 (916) 123-45-67) and stored as 7XXXXXXXXXX."
@@ -130,9 +151,11 @@ class ClientSerializer(StrictModelSerializer):
         fields = (
             "id",
             "phone",
+            "name",
             "operator_code",
             "tag",
             "timezone",
+            "attributes",
             "consent_at",
             "consent_source",
             "created_at",
@@ -158,6 +181,7 @@ class ClientSerializer(StrictModelSerializer):
                 "help_text": "How they agreed: 'site form', 'paper form No. 123', a file's name. Required "
                 "with consent_at; emptied with it."
             },
+            "name": {"help_text": "How texts address the client ({name}); optional, at most 100 characters."},
         }
 
     def validate_phone(self, value: str) -> str:
@@ -170,6 +194,18 @@ class ClientSerializer(StrictModelSerializer):
             raise serializers.ValidationError(Client._meta.get_field("phone").error_messages["unique"])
         return value
 
+    def validate_attributes(self, value):
+        """Only declared keys (GET /api/v1/client-fields/), string values; each problem under its
+        key. A PATCH changes the keys it gives (null or "" removes one); a PUT gives them all."""
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            if self.partial and self.instance is not None:
+                given = set(value) | {k for k, v in self.initial_data["attributes"].items() if v is None}
+                value = {k: v for k, v in self.instance.attributes.items() if k not in given} | value
+        if problems := attributes_problems(value, ClientField.declared()):
+            raise serializers.ValidationError(problems.get("") or {k: [v] for k, v in problems.items()})
+        return clean_attributes(value)
+
     def validate(self, attrs):
         instance = Client()
         if self.instance is not None:
@@ -180,6 +216,12 @@ class ClientSerializer(StrictModelSerializer):
         instance.operator_code = operator_code_of(instance.phone)
         _full_clean(instance)
         return attrs
+
+
+class ClientFieldSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClientField
+        fields = ("key", "label")
 
 
 class FormBooleanField(serializers.BooleanField):
@@ -199,7 +241,9 @@ class ImportRequestSerializer(serializers.Serializer):
         "gets MAILER_DEFAULT_CLIENT_TIMEZONE (Europe/Moscow). consent_at (Согласие: 01.12.2026, "
         "01.12.2026 10:30 or ISO 8601, not in the future) records the client's consent to advertising, "
         "consent_source (Источник согласия) how it was given (else 'import <file name>'); blank keeps "
-        "what the client has."
+        "what the client has. name (Имя, ФИО) and a column per custom field, by its key or its label "
+        "(GET /api/v1/client-fields/); a blank cell keeps what the client has. Any other column is an "
+        "error that names it."
     )
     all_or_nothing = FormBooleanField(
         default=True,

@@ -15,6 +15,7 @@ router.register("stop-list", views.StopListViewSet, basename="stop-list")
 urlpatterns = [
     path("stats/", views.StatsView.as_view(), name="stats"),
     path("audit/", views.AuditView.as_view(), name="audit"),
+    path("client-fields/", views.ClientFieldsView.as_view(), name="client-fields"),
     # Any id reaches the view, so that a malformed one gets the API's JSON 404, not Django's HTML one.
     re_path(
         r"^mailings/(?P<pk>[^/]+)/messages/$", views.MailingMessagesView.as_view(), name="mailing-messages"

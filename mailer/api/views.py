@@ -31,9 +31,11 @@ from mailer.filters import StopStateFilterMixin
 from mailer.http import count_param
 from mailer.importing import ImportRefused, ImportReport, RowError, start_import
 from mailer.models import (
+    NAME_MAX,
     Approval,
     AuditEntry,
     Client,
+    ClientField,
     ClientImport,
     Mailing,
     MailingKind,
@@ -43,6 +45,7 @@ from mailer.models import (
     OptOutSource,
     StaleEdit,
     StopEntry,
+    name_key,
     validate_moment,
 )
 
@@ -77,6 +80,9 @@ class ClientFilter(StrictFilterSet):
     operator_code = filters.CharFilter(help_text="Exact operator code, e.g. 916.")
     timezone = filters.CharFilter(help_text="Exact IANA time zone, e.g. Europe/Moscow.")
     phone = filters.CharFilter(lookup_expr="contains", max_length=11, help_text="Digits the phone contains.")
+    name = filters.CharFilter(
+        method="by_name", max_length=NAME_MAX, help_text="Part of the name, in any case: иван finds Иванов."
+    )
     consent = filters.ChoiceFilter(
         choices=[("true", "true"), ("false", "false")],
         method="by_consent",
@@ -85,7 +91,10 @@ class ClientFilter(StrictFilterSet):
 
     class Meta:
         model = Client
-        fields = ("tag", "operator_code", "timezone", "phone", "consent")
+        fields = ("tag", "operator_code", "timezone", "phone", "name", "consent")
+
+    def by_name(self, queryset, name: str, value: str):
+        return queryset.filter(name_search__contains=name_key(value.strip()))
 
     def by_consent(self, queryset, name: str, value: str):
         return queryset.filter(consent_at__isnull=value == "false")
@@ -480,6 +489,16 @@ class AuditFilter(StrictFilterSet):
     class Meta:
         model = AuditEntry
         fields = ("actor", "object_type", "object_id", "action", "since", "until")
+
+
+@schema.client_fields
+class ClientFieldsView(ListAPIView):
+    """The clients' custom fields: the keys `attributes` takes and texts use ({city})."""
+
+    queryset = ClientField.objects.all()
+    serializer_class = s.ClientFieldSerializer
+    required_permissions = ["mailer.view_client"]
+    pagination_class = None
 
 
 @schema.audit

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.roles import ADMIN, MANAGER, VIEWER
-from mailer.models import Client, ClientImport, ImportState, Mailing, StopEntry, TestSend
+from mailer.models import Client, ClientField, ClientImport, ImportState, Mailing, StopEntry, TestSend
 from tests.conftest import enable_auth0, user_with_role
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
@@ -92,6 +92,7 @@ def world(db, django_user_model, settings):
             "import": str(ClientImport.objects.create(state=ImportState.DONE).pk),
             "test_send": str(TestSend.objects.create(text="x", phones=["79161234567"]).pk),
             "stop": str(StopEntry.opt_out("79169990000", "ui")[0].pk),
+            "field": str(ClientField.objects.create(key=f"f{ClientField.objects.count()}", label="x").pk),
         }
 
     return users, ids
@@ -100,7 +101,15 @@ def world(db, django_user_model, settings):
 def concrete(pattern: str, ids: dict[str, str]) -> str:
     if pattern == ADMIN_SITE:
         return "/admin/"
-    kind = "import" if "clients/import/<" in pattern else "client" if "clients/" in pattern else "mailing"
+    kind = (
+        "import"
+        if "clients/import/<" in pattern
+        else "field"
+        if "clients/fields/<" in pattern
+        else "client"
+        if "clients/" in pattern
+        else "mailing"
+    )
     values = {
         "pk": ids[kind],
         "import_id": ids["import"],

@@ -33,12 +33,14 @@ from mailer.models import (
     Approval,
     AuditEntry,
     Client,
+    ClientField,
     Mailing,
     MailingCounts,
     MailingKind,
     MailingState,
     Message,
     MessageStatus,
+    name_key,
     operator_code_of,
 )
 
@@ -59,6 +61,22 @@ TIMEZONES = {
     "Asia/Kamchatka": 2,
 }
 MOSCOW = ZoneInfo("Europe/Moscow")
+CITIES = {
+    "Europe/Kaliningrad": "Калининград",
+    "Europe/Moscow": "Москва",
+    "Europe/Samara": "Самара",
+    "Asia/Yekaterinburg": "Екатеринбург",
+    "Asia/Omsk": "Омск",
+    "Asia/Novosibirsk": "Новосибирск",
+    "Asia/Krasnoyarsk": "Красноярск",
+    "Asia/Irkutsk": "Иркутск",
+    "Asia/Vladivostok": "Владивосток",
+    "Asia/Kamchatka": "Петропавловск-Камчатский",
+}
+NAMES = [
+    "Анна", "Мария", "Елена", "Ольга", "Наталья", "Татьяна", "Ирина", "Светлана", "Екатерина", "Юлия",
+    "Александр", "Сергей", "Дмитрий", "Андрей", "Алексей", "Иван", "Михаил", "Николай", "Павел", "Артём",
+]  # fmt: skip
 # Earlier versions of this command wrote these; a demo database that still has them is brought
 # up to date once (upgrade_old_demo).
 OLD_TEXTS = [
@@ -137,6 +155,29 @@ class Command(BaseCommand):
         created += self._insert(batch)
         self.stdout.write(f"Clients: {created} created, {Client.objects.count()} in all.")
         self.seed_consent()
+        self.seed_details()
+
+    def seed_details(self) -> None:
+        """Names for most clients, and two custom fields (Город, by the client's zone; Промокод,
+        for the vip) that the demo's texts can use: {name|клиент}, {city}. For the clients that
+        have no field yet (every demo zone has its city)."""
+        ClientField.objects.get_or_create(key="city", defaults={"label": "Город"})
+        ClientField.objects.get_or_create(key="promo_code", defaults={"label": "Промокод"})
+        rows = Client.objects.filter(attributes={}).order_by("id").values_list("id", "timezone", "tag")
+        batch: list[Client] = []
+        for pk, tz, tag in rows.iterator(chunk_size=CHUNK):
+            name = NAMES[pk % len(NAMES)] if pk % 10 else ""  # every tenth gave no name
+            attributes = {"city": CITIES[tz]} if tz in CITIES else {}
+            if tag == "vip":
+                attributes["promo_code"] = f"VIP{pk * 7919 % 10_000:04d}"
+            batch.append(Client(pk=pk, name=name, name_search=name_key(name), attributes=attributes))
+            if len(batch) >= CHUNK:
+                Client.objects.bulk_update(batch, ["name", "name_search", "attributes"], batch_size=500)
+                batch = []
+        Client.objects.bulk_update(batch, ["name", "name_search", "attributes"], batch_size=500)
+        self.stdout.write(
+            "Client fields: Город (city), Промокод (promo_code); names for nine clients in ten."
+        )
 
     def seed_consent(self) -> None:
         """Most clients agreed to advertising when they joined (a form on the site, a paper form at
