@@ -96,13 +96,13 @@ MESSAGE_COLUMNS = (
     "created_at",
     "sent_at",
     "last_error",
-    "sent_text__text",
+    "carried_text",
 )
 
 
 def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
     statuses, reason = labels(MessageStatus), reason_texts()
-    queryset = messages.order_by("id").values_list(*MESSAGE_COLUMNS)
+    queryset = messages.with_text().order_by("id").values_list(*MESSAGE_COLUMNS)
 
     def rows() -> Iterator[Sequence[Any]]:
         for pk, phone, status, attempts, created_at, sent_at, error, text in queryset.iterator(

@@ -247,7 +247,7 @@ class MessageTable(tables.Table):
     sent_at = MomentColumn("DATETIME_FORMAT", verbose_name=gettext_lazy("Accepted at"))
     # The text the gateway was given (the mailing's texts are listed above the table).
     sent_text = tables.Column(
-        accessor="sent_text__text",
+        accessor="carried_text",
         verbose_name=gettext_lazy("Text"),
         default="",
         attrs={"td": {"class": "small text-truncate", "style": "max-width: 16rem"}},

@@ -78,6 +78,7 @@ from mailer.models import (
     normalize_text,
     parts_problem,
     tag_problem,
+    variables,
 )
 from mailer.timezones import zone_label
 from mailer.windows import zone
@@ -304,8 +305,11 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
         counts = draft.audience_counts()
     count = counts["audience"]
     # As it will be saved (normalize_text); longer than a text may be is cut, to bound the work.
-    text = normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
-    length = sms.measure(text)
+    draft.text = normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
+    template = draft.template()
+    # A personal text's length as written: each variable as its fallback, or nothing.
+    length = sms.measure(template.as_written())
+    estimate = count * length.parts
     context = {
         "counts": counts,
         "audience": count,
@@ -314,9 +318,15 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
         "tags": sorted(tags),
         "codes": sorted(codes),
         "length": length,
-        "length_problem": parts_problem(length),
-        "sms_estimate": count * length.parts,
-        "needs_approval": bool(length.parts) and approval_needed(count * length.parts),
+        "length_problem": " ".join(template.problems(variables())) or parts_problem(length),
+    }
+    if template.is_personal and not context["length_problem"]:
+        # Each client's own text: the range of parts, the sum, three as clients get them.
+        context["personal"] = personal = draft.audience_texts()
+        estimate = personal.sms
+    context |= {
+        "sms_estimate": estimate,
+        "needs_approval": bool(estimate) and approval_needed(estimate),
         "approval_above": settings.MAILER_APPROVAL_ABOVE,
     }
     if quiet := draft.quiet_hours():
@@ -374,6 +384,7 @@ def _summary_context(mailing: Mailing, user) -> dict[str, Any]:
         "progress": stats.progress(mailing, counts, timing["messages_per_minute"]),
         "polling": _is_live(mailing),
         "length": sms.measure(mailing.text),
+        "personal": mailing.is_personal(),
         "sms_estimate": counts["total"] * mailing.sms_parts,
         "sms_sent": stats.sms_sent_of(mailing),
         "guards": _guards(mailing),
@@ -404,7 +415,7 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             request, "dashboard/mailing_detail.html#summary", _summary_context(mailing, request.user)
         )
         return response if _is_live(mailing) else HttpResponseStopPolling(response.content)
-    messages_ = mailing.messages.select_related("mailing", "client", "sent_text")
+    messages_ = mailing.messages.select_related("mailing", "client").with_text()
     filterset = MessageFilter(request.GET or None, queryset=messages_)
     table = MessageTable(filterset.qs)
     _paginate(request, table)

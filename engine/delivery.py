@@ -39,13 +39,14 @@ from accounts.models import hash_token
 from engine import frequency
 from engine.scheduling import closed_why
 from engine.sending import MIN_TIME_LEFT, ErrorKind, Gateway, GatewayError, Outbound, Result
-from mailer import metrics
+from mailer import metrics, sms
 from mailer.models import (
     CAP_HELD_WHY,
     CAP_WHY,
     CLIENT_DELETED_WHY,
     ENDED_WHY,
     NO_CONSENT_WHY,
+    NO_VALUE_WHY,
     OPTED_OUT_WHY,
     TOO_MANY_PARTS_WHY,
     Client,
@@ -56,6 +57,7 @@ from mailer.models import (
     MailingText,
     Message,
     MessageStatus,
+    PersonalText,
     SentMinute,
     StopEntry,
     frequency_cap,
@@ -116,6 +118,8 @@ class Claimed:
     sent_text_id: int | None
     opted_out: bool = False  # the client's phone is on the stop list now
     consent_at: datetime | None = None  # the client's consent to advertising, as it is now
+    name: str = ""  # the client's name and custom field values now, for a personal text
+    attributes: dict | None = None
 
     @property
     def log_ids(self) -> dict:
@@ -134,17 +138,22 @@ class Outcome:
     event: str
 
 
-def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) -> Outcome | None:
-    """Before sending: None to send now, otherwise what happens instead (pure)."""
+def decide(
+    msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0, personal: PersonalText | None = None
+) -> Outcome | None:
+    """Before sending: None to send now, otherwise what happens instead (pure). `personal`: the
+    client's own text of a personal mailing (Mailing.text_for), None if they can have none."""
     if mailing.state != MailingState.RUNNING:
         return Outcome({}, None, logging.DEBUG, "released: the mailing is not running")
-    if max_parts and mailing.sms_parts > max_parts:
-        # Saving refuses such a text; this one predates a lower cap. Never billed for more.
+    parts = personal.parts if personal else mailing.sms_parts
+    if max_parts and parts > max_parts:
+        # Saving refuses such a text as written; this one predates a lower cap, or a client's
+        # values make it longer. Never billed for more.
         return Outcome(
             {"status": MessageStatus.FAILED, "last_error": TOO_MANY_PARTS_WHY},
             MessageStatus.FAILED,
             logging.WARNING,
-            f"failed: the text takes {mailing.sms_parts} SMS parts, over MAILER_MAX_PARTS ({max_parts})",
+            f"failed: the text takes {parts} SMS parts, over MAILER_MAX_PARTS ({max_parts})",
         )
     if msg.client_id is None:
         return Outcome(
@@ -168,6 +177,13 @@ def decide(msg: Claimed, mailing: Mailing, now: datetime, max_parts: int = 0) ->
             MessageStatus.CANCELLED,
             logging.INFO,
             "cancelled: no consent to advertising on record",
+        )
+    if personal is None and mailing.is_personal():
+        return Outcome(
+            {"status": MessageStatus.CANCELLED, "last_error": NO_VALUE_WHY},
+            MessageStatus.CANCELLED,
+            logging.INFO,
+            "cancelled: the client has no value for a variable of the text",
         )
     if (mailing.end_at - now).total_seconds() < MIN_TIME_LEFT:
         return _expired(ENDED_WHY)
@@ -287,6 +303,8 @@ class Round:
     note: dict = field(default_factory=dict)  # what GatewayState.note_round is told
     # Messages that fill their client's day or week (MAILER_FREQUENCY_CAP) if sent: until when.
     fills: dict[int, datetime] = field(default_factory=dict)
+    # Messages of personal mailings sent: their own texts (unsaved PersonalText rows).
+    personal: dict[int, PersonalText] = field(default_factory=dict)
 
     @functools.cached_property
     def by_id(self) -> dict[int, Claimed]:
@@ -361,6 +379,8 @@ class Deliverer:
                 "sent_text_id",
                 "opted_out",
                 "client__consent_at",
+                "client__name",
+                "client__attributes",
             )
         )
         return lease, [Claimed(*row) for row in rows]
@@ -417,7 +437,10 @@ class Deliverer:
         tally = self.tally(batch)
         for msg in claimed:
             mailing = mailings[msg.mailing_id]
-            decision = decide(msg, mailing, now, self.config.max_parts)
+            personal = None
+            if mailing.is_personal() and (text := mailing.text_for(msg.name, msg.attributes)) is not None:
+                personal = PersonalText(message_id=msg.id, text=text, parts=sms.measure(text).parts)
+            decision = decide(msg, mailing, now, self.config.max_parts, personal)
             if decision is None and tally is not None and mailing.is_capped():
                 until, fills = tally.admit(msg.client_id, msg.tz, now)
                 decision = None if until is None else cap_outcome(mailing, until, msg.tz)
@@ -425,8 +448,12 @@ class Deliverer:
                     batch.fills[msg.id] = fills
             if decision is None:
                 deadline = clock + (mailing.end_at - now).total_seconds()
+                text = mailing.text
+                if personal is not None:
+                    batch.personal[msg.id] = personal
+                    text = personal.text
                 batch.outbound.append(
-                    Outbound(msg.id, msg.phone, mailing.text, self.config.request_timeout, deadline)
+                    Outbound(msg.id, msg.phone, text, self.config.request_timeout, deadline)
                 )
             else:
                 batch.decisions[msg.id] = decision
@@ -575,6 +602,7 @@ class Deliverer:
             if rows:
                 leased.bulk_update(rows, self.FIELDS, batch_size=500)
             self.count(batch, held, sent_groups)
+            self.keep_texts(batch, held)
             self.cap_clients(batch, held)
             if batch.results:
                 GatewayState.note_round(
@@ -604,19 +632,38 @@ class Deliverer:
         spans: dict[int, list] = {}
         minutes: dict[int, Counter] = {}
         by_text: Counter = Counter()
+        parts_by_text: Counter = Counter()
         for (_, text_id), (at, sent_ids) in sent_groups.items():
             for msg_id in sent_ids:
                 if msg_id in held:
-                    mailing_id = by_id[msg_id].mailing_id
-                    span = spans.setdefault(mailing_id, [at, at])
+                    mailing = batch.mailings[by_id[msg_id].mailing_id]
+                    span = spans.setdefault(mailing.pk, [at, at])
                     span[0], span[1] = min(span[0], at), max(span[1], at)
-                    minutes.setdefault(mailing_id, Counter())[SentMinute.of(at)] += 1
+                    minutes.setdefault(mailing.pk, Counter())[SentMinute.of(at)] += 1
                     by_text[text_id] += 1
+                    personal = batch.personal.get(msg_id)
+                    parts_by_text[text_id] += personal.parts if personal else mailing.sms_parts
         for mailing_id in sorted(changes):
             first, last = spans.get(mailing_id, (None, None))
             MailingCounts.add(mailing_id, changes[mailing_id], first, last, minutes.get(mailing_id))
         for text_id in sorted(t for t in by_text if t):
-            MailingText.objects.filter(pk=text_id).update(sent=F("sent") + by_text[text_id])
+            MailingText.objects.filter(pk=text_id).update(
+                sent=F("sent") + by_text[text_id], parts_sent=F("parts_sent") + parts_by_text[text_id]
+            )
+
+    @staticmethod
+    def keep_texts(batch: Round, held: set[int]) -> None:
+        """The texts the round's personal messages carried, for those the gateway accepted: the
+        record of what each client got (a retry's text replaces an earlier attempt's)."""
+        sent = [
+            personal
+            for msg_id, personal in batch.personal.items()
+            if msg_id in held and batch.outcomes[msg_id].status == MessageStatus.SENT
+        ]
+        if sent:
+            PersonalText.objects.bulk_create(
+                sent, update_conflicts=True, unique_fields=["message"], update_fields=["text", "parts"]
+            )
 
     @staticmethod
     def cap_clients(batch: Round, held: set[int]) -> None:

@@ -30,9 +30,10 @@ from django.utils.translation import ngettext
 
 from accounts.models import hash_token
 from engine.sending import Outbound
-from mailer import sms
+from mailer import sms, texts
 from mailer.models import (
     AuditEntry,
+    Client,
     GatewayState,
     StopEntry,
     TestSend,
@@ -40,6 +41,7 @@ from mailer.models import (
     normalize_phone,
     parts_problem,
     phone_problem,
+    variables,
 )
 
 logger = logging.getLogger("mailer.testsends")
@@ -129,7 +131,10 @@ def queue(text: str, raw_phones: str, user=None, mailing=None) -> TestSend:
     text = text.strip()
     if not text:
         raise Refused(_("Write the text first."))
-    if problem := parts_problem(sms.measure(text)):
+    template = texts.Template.parse(text)
+    if problems := template.problems(variables()):
+        raise Refused(" ".join(problems))
+    if problem := parts_problem(sms.measure(template.as_written())):
         raise Refused(problem)
     phones = parse_phones(raw_phones)
     if stopped := stop_listed(phones):
@@ -153,6 +158,22 @@ def queue(text: str, raw_phones: str, user=None, mailing=None) -> TestSend:
         extra={"test_send_id": test.pk, "mailing_id": getattr(mailing, "pk", None)},
     )
     return test
+
+
+def personal_texts(text: str, phones: list[str]) -> dict[str, str]:
+    """The text each phone gets: of a personal text (variables), the client's own where the phone
+    is a client's and they have the values, else the text as written (each variable as its
+    fallback, or nothing)."""
+    template = texts.Template.parse(text)
+    if not template.is_personal:
+        return dict.fromkeys(phones, text)
+    known = {
+        phone: template.render(texts.values_of(name, attributes))
+        for phone, name, attributes in Client.objects.filter(phone__in=phones).values_list(
+            "phone", "name", "attributes"
+        )
+    }
+    return {phone: known.get(phone) or template.as_written() for phone in phones}
 
 
 def run_due(deliverer) -> int:
@@ -179,8 +200,9 @@ def run_due(deliverer) -> int:
     # A phone put on the stop list since the test was queued gets nothing either.
     stopped = stop_listed(test.phones)
     timeout = min(deliverer.config.request_timeout, TIMEOUT)
+    own = personal_texts(test.text, test.phones)
     items = [
-        Outbound(test.gateway_id(i), phone, test.text, timeout, 0.0)
+        Outbound(test.gateway_id(i), phone, own[phone], timeout, 0.0)
         for i, phone in enumerate(test.phones)
         if phone not in stopped
     ]

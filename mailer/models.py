@@ -23,7 +23,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
 
-from mailer import guardrails, sms, windows
+from mailer import guardrails, sms, texts, windows
 from mailer.formats.ru import formats as ru_formats
 from mailer.timezones import TimezoneFormField, timezone_problem, validate_timezone  # noqa: F401 (the rule, at every door)
 
@@ -491,6 +491,11 @@ APPROVAL_STATE = (
 REFUSAL_REASON_MAX = 500
 
 
+def variables() -> list[str]:
+    """The variables a text may use: {name} and each declared custom field's key."""
+    return [texts.NAME, *ClientField.declared()]
+
+
 def approval_needed(sms_count: int) -> bool:
     """Whether a mailing of `sms_count` SMS (its parts times its audience) waits for a second
     person's approval: more than MAILER_APPROVAL_ABOVE; 0: every mailing, one that reaches nobody
@@ -521,8 +526,10 @@ QUIET_HOURS_WHY = gettext_noop("quiet hours in the client's time zone do not end
 UNMATCHED_WHY = gettext_noop("no longer matches the filter")
 OPTED_OUT_WHY = gettext_noop("the client is on the stop list (opted out)")
 TOO_MANY_PARTS_WHY = gettext_noop("the text takes more SMS parts than MAILER_MAX_PARTS allows")
+NO_VALUE_WHY = gettext_noop("the client has no value for a variable of the text, which has no fallback")
 ENGINE_REASONS = frozenset(
     {
+        NO_VALUE_WHY,
         CANCELLED_WHY,
         ENDED_WHY,
         CLIENT_DELETED_WHY,
@@ -690,7 +697,10 @@ class Mailing(Audited, models.Model):
         super().clean()
         self.text = normalize_text(self.text)
         errors: dict[str, str] = {}
-        if self.text and (problem := parts_problem(sms.measure(self.text))):
+        template = self.template()
+        if problems := template.problems(variables()):
+            errors["text"] = " ".join(problems)
+        elif self.text and (problem := parts_problem(sms.measure(template.as_written()))):
             errors["text"] = problem
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = _("End must be after start.")
@@ -800,7 +810,8 @@ class Mailing(Audited, models.Model):
         # Normalise so that filters compare as strings and never hold duplicates.
         self.filter_tags = sorted({str(t).strip() for t in self.filter_tags or []})
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
-        length = sms.measure(self.text)
+        # A personal text's length as written: each variable as its fallback, or nothing.
+        length = sms.measure(self.template().as_written())
         self.sms_encoding, self.sms_parts = length.encoding, length.parts
         stored = Mailing.objects.filter(pk=self.pk).values(*APPROVAL_COVERS, *APPROVAL_STATE)
         old = stored.first() if self.pk else None
@@ -843,6 +854,30 @@ class Mailing(Audited, models.Model):
             self._approval_step = (action, was)
         elif before != Approval.NOT_NEEDED:
             self._approval_step = ("approval_not_needed", was)
+
+    def template(self) -> texts.Template:
+        """Its text as a Template (variables), parsed once per text."""
+        cached = self.__dict__.get("_template")
+        if cached is None or cached.text != self.text:
+            cached = self.__dict__["_template"] = texts.Template.parse(self.text)
+        return cached
+
+    def is_personal(self) -> bool:
+        """Whether its text has variables: each client's text is their own."""
+        return self.template().is_personal
+
+    def text_for(self, name: str | None, attributes: dict | None) -> str | None:
+        """The text a client with this name and these field values gets; None: a variable without
+        a fallback has no value, and they get none (NO_VALUE_WHY)."""
+        if not self.is_personal():
+            return self.text
+        return self.template().render(texts.values_of(name or "", attributes))
+
+    def audience_texts(self, examples: int = 3) -> texts.Summary:
+        """Its text over its audience now: the parts of each client's text, the sum, who gets none."""
+        return texts.over_audience(
+            self.template(), self.matching_clients(), settings.MAILER_MAX_PARTS, examples
+        )
 
     @property
     def has_window(self) -> bool:
@@ -1010,7 +1045,10 @@ class Mailing(Audited, models.Model):
         return self.awaits_approval and user.has_perm("mailer.approve_mailing") and not self.is_author(user)
 
     def sms_estimate(self) -> int:
-        """The SMS it would take now, what approval weighs: its parts times its audience."""
+        """The SMS it would take now, what approval weighs: its parts times its audience; of a
+        personal text, the sum of each client's parts."""
+        if self.is_personal():
+            return self.audience_texts(examples=0).sms
         return self.sms_parts * self.audience_counts()["audience"]
 
     def weigh_at_start(self) -> bool:
@@ -1159,6 +1197,11 @@ class MailingText(models.Model):
         default=0, help_text="Messages sent with this text (kept like MailingCounts)."
     )
     parts = models.PositiveSmallIntegerField(default=0, help_text="SMS parts per message (mailer/sms.py).")
+    parts_sent = models.BigIntegerField(
+        default=0,
+        help_text="SMS parts of the messages sent with this text: sent × parts, or of a personal text "
+        "the sum of each message's own (PersonalText). What the gateway bills.",
+    )
 
     class Meta:
         ordering = ["mailing", "number"]
@@ -1172,6 +1215,11 @@ class MessageQuerySet(models.QuerySet):
     def free(self, now: datetime) -> MessageQuerySet:
         """Messages no worker holds: never leased, or the lease ran out."""
         return self.filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+
+    def with_text(self) -> MessageQuerySet:
+        """Annotated with `carried_text`: what the gateway was given, the client's own text of a
+        personal mailing (PersonalText) or the mailing's text then; None before any attempt."""
+        return self.annotate(carried_text=Coalesce("personal__text", "sent_text__text"))
 
     def due(self, now: datetime) -> MessageQuerySet:
         """The queue: pending messages whose next attempt has come and that no worker holds."""
@@ -1263,7 +1311,11 @@ class Message(models.Model):
         minute = {SentMinute.of(sent_at): step} if sent and sent_at else None
         MailingCounts.add(self.mailing_id, {status: step}, at, at, minute)
         if sent and text_id:
-            MailingText.objects.filter(pk=text_id).update(sent=F("sent") + step)
+            own = PersonalText.objects.filter(message_id=self.pk).values_list("parts", flat=True).first()
+            parts = F("parts") if own is None else Value(own)
+            MailingText.objects.filter(pk=text_id).update(
+                sent=F("sent") + step, parts_sent=F("parts_sent") + step * parts
+            )
 
     def save(self, *args, **kwargs) -> None:
         """A single row written through the ORM (tests, scripts) keeps the mailing's counts too;
@@ -1282,6 +1334,20 @@ class Message(models.Model):
         with transaction.atomic():
             self._count(self._counted_as(), -1)
             return super().delete(*args, **kwargs)
+
+
+class PersonalText(models.Model):
+    """The text a message of a personal mailing (variables) carried to its client, exactly, and
+    its parts: written with the message's status by the engine, kept as long as the message."""
+
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="personal"
+    )
+    text = models.TextField()
+    parts = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Text of message #{self.message_id}"
 
 
 class MailingCounts(models.Model):
@@ -1370,18 +1436,28 @@ class MailingCounts(models.Model):
             ):
                 minute = SentMinute.of(at)
                 minutes[minute] = minutes.get(minute, 0) + 1
-            kept_texts = dict(MailingText.objects.filter(mailing_id=mailing_id).values_list("id", "sent"))
-            texts = dict.fromkeys(kept_texts, 0) | dict(
-                messages.filter(status=MessageStatus.SENT, sent_text__isnull=False)
+            kept_texts = {
+                pk: (n, parts)
+                for pk, n, parts in MailingText.objects.filter(mailing_id=mailing_id).values_list(
+                    "id", "sent", "parts_sent"
+                )
+            }
+            own_parts = Coalesce("personal__parts", "sent_text__parts")
+            counted_texts = dict.fromkeys(kept_texts, (0, 0)) | {
+                pk: (n, parts)
+                for pk, n, parts in messages.filter(status=MessageStatus.SENT, sent_text__isnull=False)
                 .order_by()
                 .values_list("sent_text")
-                .annotate(n=models.Count("id"))
-            )
-            if kept_texts != texts:
-                wrong["sent per text"] = (sum(kept_texts.values()), sum(texts.values()))
+                .annotate(n=models.Count("id"), parts=models.Sum(own_parts))
+            }
+            if kept_texts != counted_texts:
+                wrong["sent per text"] = (
+                    sum(n for n, _ in kept_texts.values()),
+                    sum(n for n, _ in counted_texts.values()),
+                )
                 if repair:
-                    for text_id, n in texts.items():
-                        MailingText.objects.filter(pk=text_id).update(sent=n)
+                    for text_id, (n, parts) in counted_texts.items():
+                        MailingText.objects.filter(pk=text_id).update(sent=n, parts_sent=parts)
             kept = dict(
                 SentMinute.objects.filter(mailing_id=mailing_id).exclude(sent=0).values_list("minute", "sent")
             )

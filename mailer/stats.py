@@ -38,13 +38,13 @@ def with_counts(mailings: QuerySet[Mailing]) -> QuerySet[Mailing]:
 
 
 def _sms_sent() -> Coalesce:
-    """SMS parts delivered (what the gateway bills): the messages sent with each of the mailing's
-    texts times that text's parts. A subquery, so it joins nothing to the query it annotates."""
+    """SMS parts delivered (what the gateway bills): the parts of the messages sent with each of
+    the mailing's texts (MailingText.parts_sent). A subquery, so it joins nothing to the query it annotates."""
     per_mailing = (
         MailingText.objects.filter(mailing=OuterRef("pk"))
         .order_by()
         .values("mailing")
-        .annotate(n=Sum(F("sent") * F("parts")))
+        .annotate(n=Sum("parts_sent"))
         .values("n")
     )
     return Coalesce(Subquery(per_mailing), 0)
@@ -52,7 +52,7 @@ def _sms_sent() -> Coalesce:
 
 def sms_sent(mailings: QuerySet[Mailing]) -> int:
     """SMS parts delivered over all the given mailings: one query."""
-    total = MailingText.objects.filter(mailing__in=mailings).aggregate(n=Sum(F("sent") * F("parts")))["n"]
+    total = MailingText.objects.filter(mailing__in=mailings).aggregate(n=Sum("parts_sent"))["n"]
     return int(total or 0)
 
 

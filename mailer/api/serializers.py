@@ -534,11 +534,11 @@ class ClientRefSerializer(serializers.ModelSerializer):
 class MessageSerializer(serializers.ModelSerializer):
     client = ClientRefSerializer(read_only=True, allow_null=True, help_text="Null if the client was deleted.")
     text = serializers.CharField(
-        source="sent_text.text",
+        source="carried_text",
         read_only=True,
         allow_null=True,
-        help_text="The text the gateway was given for it (the mailing's text may have changed since); "
-        "null before the first attempt.",
+        help_text="The text the gateway was given for it: the client's own of a personal text (variables), "
+        "else the mailing's text then (it may have changed since); null before the first attempt.",
     )
 
     class Meta:

@@ -412,7 +412,7 @@ class MailingMessagesView(ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Message.objects.none()
         mailing = get_object_or_404(Mailing, pk=self.kwargs["pk"])  # DRF's: a non-number is a 404 too
-        return Message.objects.filter(mailing=mailing).select_related("client", "sent_text").order_by("id")
+        return Message.objects.filter(mailing=mailing).select_related("client").with_text().order_by("id")
 
 
 class StopListFilter(StopStateFilterMixin, StrictFilterSet):
