@@ -132,6 +132,20 @@ def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
     return Export(f"mailing-{mailing.pk}-messages", _("Messages"), columns, rows)
 
 
+def clickers_export(mailing: Mailing) -> Export:
+    """The clients who clicked the mailing's links: phone, first and last click, clicks."""
+    queryset = mailing.clickers.order_by("first_at", "id").values_list(
+        "phone", "first_at", "last_at", "clicks"
+    )
+    columns = [(_("Phone"), 14), (_("First click"), 20), (_("Last click"), 20), (_("Clicks"), 10)]
+    return Export(
+        f"mailing-{mailing.pk}-clickers",
+        _("Clicked"),
+        columns,
+        lambda: queryset.iterator(chunk_size=CHUNK_SIZE),
+    )
+
+
 def overview_export(mailings: QuerySet[Mailing]) -> Export:
     """One row per mailing with its message counts; `mailings` is annotated by stats.with_counts."""
     states, statuses, kinds = labels(MailingState), labels(MessageStatus), labels(MailingKind)
@@ -154,6 +168,7 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
                 *stats.annotated_guards(m).values(),
                 m.sms_parts,
                 m.sms_sent,
+                *stats.annotated_clicks(m).values(),
             )
 
     columns = [
@@ -172,6 +187,10 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
         (_("Expired by the cap"), 12),
         (_("SMS parts"), 10),
         (_("SMS sent"), 12),
+        (_("Clicks"), 10),
+        (_("Clients who clicked"), 12),
+        (_("Unsubscribed"), 12),
+        (_("Click rate, %"), 12),
     ]
     return Export("mailings-overview", _("Mailings"), columns, rows)
 

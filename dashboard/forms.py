@@ -86,6 +86,7 @@ class MailingForm(forms.ModelForm):
             "filter_operator_codes",
             "window_start",
             "window_end",
+            "track_links",
         ]
         widgets = {
             "text": forms.Textarea(attrs={"rows": 3, "maxlength": MAX_TEXT}),
@@ -99,6 +100,9 @@ class MailingForm(forms.ModelForm):
             "kind": gettext_lazy("Kind"),
             "window_start": gettext_lazy("Send from (client-local)"),
             "window_end": gettext_lazy("Send until (client-local)"),
+            "track_links": gettext_lazy(
+                "Count clicks: each address goes as a short link of the client's own"
+            ),
         }
         help_texts = {
             "kind": gettext_lazy(
@@ -110,6 +114,10 @@ class MailingForm(forms.ModelForm):
                 "HH:MM. Both empty: at any hour of the client's day, the night included."
             ),
             "window_end": gettext_lazy("May be earlier than the start: the window then crosses midnight."),
+            "track_links": gettext_lazy(
+                "A short link is a few characters, so it also costs fewer SMS parts. Off: the "
+                "addresses go as written, and nobody's clicks are known."
+            ),
         }
 
     def __init__(self, *args, **kwargs) -> None:

@@ -186,6 +186,11 @@ class StatsTable(tables.Table):
         )
         extra.append(("sms_parts", tables.Column(verbose_name=_("Parts"), orderable=False, attrs=WIDE_ONLY)))
         extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"), attrs=WIDE_ONLY)))
+        extra.append(("clicks", CountColumn("clicks", verbose_name=_("Clicks"), attrs=WIDE_ONLY)))
+        extra.append(("clickers", CountColumn("clickers", verbose_name=_("Clicked"), attrs=WIDE_ONLY)))
+        extra.append(
+            ("unsubscribed", CountColumn("unsubscribed", verbose_name=_("Unsubscribed"), attrs=WIDE_ONLY))
+        )
         super().__init__(*args, extra_columns=extra, **kwargs)
         self.counts: dict[int, dict[str, int]] = {}
 

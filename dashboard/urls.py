@@ -28,6 +28,7 @@ urlpatterns = [
         {"kind": "xlsx"},
         name="mailing-messages-xlsx",
     ),
+    path("mailings/<int:pk>/clickers.csv", views.mailing_clickers_export, name="mailing-clickers-csv"),
     path("mailings/<int:pk>/pause/", views.mailing_control, {"action": "pause"}, name="mailing-pause"),
     path("mailings/<int:pk>/resume/", views.mailing_control, {"action": "resume"}, name="mailing-resume"),
     path("mailings/<int:pk>/cancel/", views.mailing_control, {"action": "cancel"}, name="mailing-cancel"),

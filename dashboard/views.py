@@ -59,6 +59,7 @@ from mailer.models import (
     OPERATOR_CODE_RE,
     Approval,
     AuditEntry,
+    ClickMinute,
     Client,
     ClientField,
     ClientImport,
@@ -306,9 +307,10 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
     count = counts["audience"]
     # As it will be saved (normalize_text); longer than a text may be is cut, to bound the work.
     draft.text = normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
+    draft.track_links = request.GET.get("track_links") == "on"
     template = draft.template()
-    # A personal text's length as written: each variable as its fallback, or nothing.
-    length = sms.measure(template.as_written())
+    # Its length as sent: links short, a personal text's variables as their fallbacks.
+    length = sms.measure(draft.as_measured())
     estimate = count * length.parts
     context = {
         "counts": counts,
@@ -320,7 +322,7 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
         "length": length,
         "length_problem": " ".join(template.problems(variables())) or parts_problem(length),
     }
-    if template.is_personal and not context["length_problem"]:
+    if draft.per_message() and not context["length_problem"]:
         # Each client's own text: the range of parts, the sum, three as clients get them.
         context["personal"] = personal = draft.audience_texts()
         estimate = personal.sms
@@ -355,20 +357,31 @@ def _local_starts(draft: Mailing, most: int = 12) -> list[dict[str, Any]]:
 
 def _per_minute_chart(mailing: Mailing) -> str:
     rows = dict(SentMinute.objects.filter(mailing=mailing, sent__gt=0).values_list("minute", "sent"))
+    titles = (_("Messages sent per minute"), _("Messages sent per %(n)s minutes"))
+    return _minute_chart(rows, titles, (_("messages"), _("messages per %(n)s min")))
+
+
+def _clicks_chart(mailing: Mailing) -> str:
+    rows = dict(ClickMinute.objects.filter(mailing=mailing, clicks__gt=0).values_list("minute", "clicks"))
+    titles = (_("Clicks per minute"), _("Clicks per %(n)s minutes"))
+    return _minute_chart(rows, titles, (_("clicks"), _("clicks per %(n)s min")))
+
+
+def _minute_chart(rows: dict, titles: tuple[str, str], units: tuple[str, str]) -> str:
+    """A bar per minute (per several, when there are many): `titles` and `units` for one minute
+    and for n."""
     if not rows:
-        return charts.bar_chart([], title=_("Messages sent per minute"))
+        return charts.bar_chart([], title=titles[0])
     buckets = charts.fill_buckets(rows, min(rows), max(rows), timedelta(minutes=1))
     buckets, factor = charts.coarsen(buckets, 120)
-    unit = _("messages") if factor == 1 else _("messages per %(n)s min") % {"n": factor}
+    unit = units[0] if factor == 1 else units[1] % {"n": factor}
     # The day too when the sending ran past midnight (or started days after the first messages).
     days = {timezone.localtime(at).date() for at, _n in buckets}
     labels = [
         (formats.date_format(timezone.localtime(at), _minute_format() if len(days) > 1 else "H:i"), n)
         for at, n in buckets
     ]
-    title = (
-        _("Messages sent per minute") if factor == 1 else _("Messages sent per %(n)s minutes") % {"n": factor}
-    )
+    title = titles[0] if factor == 1 else titles[1] % {"n": factor}
     return charts.bar_chart(labels, title=title, unit=unit)
 
 
@@ -388,6 +401,7 @@ def _summary_context(mailing: Mailing, user) -> dict[str, Any]:
         "sms_estimate": counts["total"] * mailing.sms_parts,
         "sms_sent": stats.sms_sent_of(mailing),
         "guards": _guards(mailing),
+        "clicks": stats.clicks_of(mailing),
     }
 
 
@@ -425,6 +439,7 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         return render(request, "dashboard/mailing_detail.html#messages", context)
     context |= _summary_context(mailing, request.user) | {
         "minute_chart": _per_minute_chart(mailing),
+        "clicks_chart": _clicks_chart(mailing) if mailing.tracks_links() or mailing.counts.clicks else None,
         "texts": _texts(mailing),
     }
     if request.user.has_perm("mailer.add_mailing"):
@@ -575,6 +590,14 @@ def mailing_messages_export(request: HtmxHttpRequest, pk: int, kind: str) -> Htt
     return exports.download(request, kind, exports.messages_export(mailing, filterset.qs))
 
 
+@permission_required("mailer.change_mailing", raise_exception=True)
+@require_GET
+def mailing_clickers_export(request: HtmxHttpRequest, pk: int) -> HttpResponseBase:
+    """Who clicked the mailing's links (phone, first click, clicks), for managers: CSV."""
+    mailing = get_object_or_404(Mailing, pk=pk)
+    return exports.download(request, "csv", exports.clickers_export(mailing))
+
+
 # The stop list
 
 
@@ -651,7 +674,10 @@ def statistics(request: HtmxHttpRequest) -> HttpResponse:
     # would read the whole message table on each request.
     shown = [row.record.pk for row in table.page.object_list]
     table.counts = {
-        m.pk: stats.annotated_counts(m) | stats.annotated_guards(m) | {"sms_sent": m.sms_sent}
+        m.pk: stats.annotated_counts(m)
+        | stats.annotated_guards(m)
+        | stats.annotated_clicks(m)
+        | {"sms_sent": m.sms_sent}
         for m in stats.with_counts(Mailing.objects.filter(pk__in=shown))
     }
     return _page(request, "dashboard/statistics.html", "table", {"filter": filterset, "table": table})

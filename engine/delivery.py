@@ -39,7 +39,7 @@ from accounts.models import hash_token
 from engine import frequency
 from engine.scheduling import closed_why
 from engine.sending import MIN_TIME_LEFT, ErrorKind, Gateway, GatewayError, Outbound, Result
-from mailer import metrics, sms
+from mailer import links, metrics, sms
 from mailer.models import (
     CAP_HELD_WHY,
     CAP_WHY,
@@ -178,7 +178,7 @@ def decide(
             logging.INFO,
             "cancelled: no consent to advertising on record",
         )
-    if personal is None and mailing.is_personal():
+    if personal is None and mailing.per_message():
         return Outcome(
             {"status": MessageStatus.CANCELLED, "last_error": NO_VALUE_WHY},
             MessageStatus.CANCELLED,
@@ -435,11 +435,10 @@ class Deliverer:
         mailings = Mailing.objects.in_bulk({c.mailing_id for c in claimed})
         batch = Round(lease, now, clock, claimed, mailings, {}, healthy=state.is_healthy())
         tally = self.tally(batch)
+        own = self.own_texts(batch)
         for msg in claimed:
             mailing = mailings[msg.mailing_id]
-            personal = None
-            if mailing.is_personal() and (text := mailing.text_for(msg.name, msg.attributes)) is not None:
-                personal = PersonalText(message_id=msg.id, text=text, parts=sms.measure(text).parts)
+            personal = own.get(msg.id)
             decision = decide(msg, mailing, now, self.config.max_parts, personal)
             if decision is None and tally is not None and mailing.is_capped():
                 until, fills = tally.admit(msg.client_id, msg.tz, now)
@@ -460,6 +459,36 @@ class Deliverer:
         if batch.outbound and self.config.rate_limit:
             self.pace(batch.outbound)
         return batch
+
+    @staticmethod
+    def own_texts(batch: Round) -> dict[int, PersonalText]:
+        """The texts of the round's messages whose text is their own (Mailing.per_message):
+        variables filled in, each address as the message's own short link and {unsubscribe} as
+        its page's (links.assign: the codes of an earlier attempt, else new ones). A client who
+        can have none (a value missing) is not in it."""
+        rendered: dict[int, str] = {}
+        wanted = {}
+        for msg in batch.claimed:
+            mailing = batch.mailings[msg.mailing_id]
+            if not mailing.per_message() or (text := mailing.text_for(msg.name, msg.attributes)) is None:
+                continue
+            rendered[msg.id] = text
+            if mailing.state != MailingState.RUNNING or msg.client_id is None:
+                continue  # not sent this round (decide): no links made for it
+            urls = [text[start:end] for start, end in links.addresses(text)] if mailing.track_links else []
+            unsubscribe = links.UNSUBSCRIBE_MARK in text
+            if urls or unsubscribe:
+                wanted[msg.id] = (mailing.pk, msg.client_id, msg.phone, urls, unsubscribe)
+        codes = links.assign(wanted) if wanted else {}
+        own = {}
+        for msg_id, text in rendered.items():
+            mailing = batch.mailings[batch.by_id[msg_id].mailing_id]
+            given = codes.get(msg_id, {})
+            text = links.finished(
+                text, mailing.track_links, given.get("unsubscribe") or links.SAMPLE_CODE, given.get("links")
+            )
+            own[msg_id] = PersonalText(message_id=msg_id, text=text, parts=sms.measure(text).parts)
+        return own
 
     @staticmethod
     def tally(batch: Round) -> frequency.Tally | None:

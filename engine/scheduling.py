@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from mailer import links
 from mailer.models import (
     CANCELLED_WHY,
     ENDED_WHY,
@@ -68,6 +69,7 @@ def tick(now: datetime | None = None) -> None:
     ):
         resolve_audience(mailing, now)
     finish_ended(now)
+    links.fold()  # the clicks the web spooled (MAILER_CLICK_SPOOL), counted
 
 
 def start_due(now: datetime) -> list[int]:

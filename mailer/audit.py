@@ -97,6 +97,7 @@ VIA = {
     "cli": _("command line"),
     "engine": _("engine"),
     "import": _("import"),
+    "link": _("unsubscribe link"),
 }
 
 

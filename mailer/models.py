@@ -478,7 +478,7 @@ class Approval(models.TextChoices):
 
 
 # What a mailing's approval covers: a change to any of these asks for it again.
-APPROVAL_COVERS = ("text", "kind", "filter_tags", "filter_operator_codes")
+APPROVAL_COVERS = ("text", "kind", "filter_tags", "filter_operator_codes", "track_links")
 # The approval as stored, changed only by a save that weighs it again, approve and refuse.
 APPROVAL_STATE = (
     "approval",
@@ -493,7 +493,7 @@ REFUSAL_REASON_MAX = 500
 
 def variables() -> list[str]:
     """The variables a text may use: {name} and each declared custom field's key."""
-    return [texts.NAME, *ClientField.declared()]
+    return [texts.NAME, texts.UNSUBSCRIBE, *ClientField.declared()]
 
 
 def approval_needed(sms_count: int) -> bool:
@@ -606,6 +606,7 @@ class Mailing(Audited, models.Model):
         "filter_operator_codes",
         "window_start",
         "window_end",
+        "track_links",
     )
 
     text = models.TextField(max_length=1000)
@@ -616,6 +617,8 @@ class Mailing(Audited, models.Model):
     filter_operator_codes = models.JSONField(default=list, blank=True)
     window_start = models.TimeField(null=True, blank=True, help_text="Client-local time.")
     window_end = models.TimeField(null=True, blank=True, help_text="Client-local time.")
+    # Each address in the text is sent as a link of the client's own, whose clicks are counted.
+    track_links = models.BooleanField(default=True)
     # Not editable: no form, serializer or admin page sets it. It changes only through the
     # transitions below (pause, resume, cancel) and the engine's start and finish.
     state = models.CharField(
@@ -700,7 +703,7 @@ class Mailing(Audited, models.Model):
         template = self.template()
         if problems := template.problems(variables()):
             errors["text"] = " ".join(problems)
-        elif self.text and (problem := parts_problem(sms.measure(template.as_written()))):
+        elif self.text and (problem := parts_problem(sms.measure(self.as_measured()))):
             errors["text"] = problem
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = _("End must be after start.")
@@ -810,8 +813,8 @@ class Mailing(Audited, models.Model):
         # Normalise so that filters compare as strings and never hold duplicates.
         self.filter_tags = sorted({str(t).strip() for t in self.filter_tags or []})
         self.filter_operator_codes = sorted({str(c) for c in self.filter_operator_codes or []})
-        # A personal text's length as written: each variable as its fallback, or nothing.
-        length = sms.measure(self.template().as_written())
+        # Its length as sent, a personal text's as written (each variable as its fallback).
+        length = sms.measure(self.as_measured())
         self.sms_encoding, self.sms_parts = length.encoding, length.parts
         stored = Mailing.objects.filter(pk=self.pk).values(*APPROVAL_COVERS, *APPROVAL_STATE)
         old = stored.first() if self.pk else None
@@ -866,17 +869,46 @@ class Mailing(Audited, models.Model):
         """Whether its text has variables: each client's text is their own."""
         return self.template().is_personal
 
+    def tracks_links(self) -> bool:
+        """Whether its text has addresses sent as links of each client's own (track_links)."""
+        from mailer import links
+
+        return self.track_links and bool(links.addresses(self.text))
+
+    def per_message(self) -> bool:
+        """Whether each message's text is its own (variables, links): the engine keeps it."""
+        return self.is_personal() or self.tracks_links()
+
     def text_for(self, name: str | None, attributes: dict | None) -> str | None:
-        """The text a client with this name and these field values gets; None: a variable without
-        a fallback has no value, and they get none (NO_VALUE_WHY)."""
+        """The text a client with this name and these field values gets, before its links are
+        known ({unsubscribe} as links.UNSUBSCRIBE_MARK); None: a variable without a fallback has
+        no value, and they get none (NO_VALUE_WHY)."""
+        from mailer import links
+
         if not self.is_personal():
             return self.text
-        return self.template().render(texts.values_of(name or "", attributes))
+        values = texts.values_of(name or "", attributes) | {texts.UNSUBSCRIBE: links.UNSUBSCRIBE_MARK}
+        return self.template().render(values)
+
+    def as_measured(self) -> str:
+        """The text as long as it is sent, variables aside: each as its fallback (or nothing), an
+        address as a short link, {unsubscribe} as its link."""
+        from mailer import links
+
+        written = self.template().as_written({texts.UNSUBSCRIBE: links.UNSUBSCRIBE_MARK})
+        return links.finished(written, self.track_links)
 
     def audience_texts(self, examples: int = 3) -> texts.Summary:
         """Its text over its audience now: the parts of each client's text, the sum, who gets none."""
+        from mailer import links
+
         return texts.over_audience(
-            self.template(), self.matching_clients(), settings.MAILER_MAX_PARTS, examples
+            self.template(),
+            self.matching_clients(),
+            settings.MAILER_MAX_PARTS,
+            examples,
+            extra={texts.UNSUBSCRIBE: links.UNSUBSCRIBE_MARK},
+            finish=lambda text: links.finished(text, self.track_links),
         )
 
     @property
@@ -1047,7 +1079,7 @@ class Mailing(Audited, models.Model):
     def sms_estimate(self) -> int:
         """The SMS it would take now, what approval weighs: its parts times its audience; of a
         personal text, the sum of each client's parts."""
-        if self.is_personal():
+        if self.per_message():
             return self.audience_texts(examples=0).sms
         return self.sms_parts * self.audience_counts()["audience"]
 
@@ -1350,6 +1382,78 @@ class PersonalText(models.Model):
         return f"Text of message #{self.message_id}"
 
 
+class LinkKind(models.TextChoices):
+    CLICK = "click", gettext_lazy("Link")
+    UNSUBSCRIBE = "unsubscribe", gettext_lazy("Unsubscribe")
+
+
+class Link(models.Model):
+    """One message's own link: an address of its text (sent as MAILER_LINK_BASE/<code>, so that
+    a click names the client), or its {unsubscribe} page. Random, never sequential. Kept when
+    retention deletes the message rows (no key to them), so a link in an old SMS still works."""
+
+    code = models.CharField(max_length=16, primary_key=True)
+    kind = models.CharField(max_length=16, choices=LinkKind.choices, default=LinkKind.CLICK)
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="links")
+    message_id = models.BigIntegerField(null=True)
+    client_id = models.BigIntegerField(null=True)
+    phone = models.CharField(max_length=11)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Which address of the text.")
+    url = models.TextField(blank=True, help_text="Where a click goes: an address written in the text.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message_id", "kind", "position"], name="link_once_per_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.code} of mailing #{self.mailing_id}"
+
+
+class Clicker(models.Model):
+    """A client who clicked a mailing's links: when first and last, how often. Nothing else about
+    the click is kept (no address, no browser)."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="clickers")
+    client_id = models.BigIntegerField(null=True)
+    phone = models.CharField(max_length=11)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    clicks = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailing", "phone"], name="clicker_once_per_mailing")]
+
+    def __str__(self) -> str:
+        return f"{self.phone} clicked mailing #{self.mailing_id}"
+
+
+class ClickMinute(models.Model):
+    """A mailing's clicks in one UTC minute: its clicks chart."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="click_minutes")
+    minute = models.DateTimeField()
+    clicks = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailing", "minute"], name="click_minute_once")]
+
+    def __str__(self) -> str:
+        return f"Mailing #{self.mailing_id} at {self.minute:%Y-%m-%d %H:%M}: {self.clicks} clicks"
+
+
+class FoldedSpool(models.Model):
+    """A file of clicks (MAILER_CLICK_SPOOL) already counted: written in the transaction that
+    counted it, so that a sender that dies before deleting the file never counts it twice."""
+
+    name = models.CharField(max_length=200, unique=True)
+    folded_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class MailingCounts(models.Model):
     """A mailing's messages by status, and when the first and the last was sent: what every page,
     the API and the daily report show, so none of them counts message rows.
@@ -1369,6 +1473,11 @@ class MailingCounts(models.Model):
     no_consent = models.BigIntegerField(default=0)
     # Messages expired because MAILER_FREQUENCY_CAP allowed their client no more before the end.
     cap_expired = models.BigIntegerField(default=0)
+    # Clicks on its links and the clients who clicked (Clicker), kept as clicks are counted.
+    clicks = models.BigIntegerField(default=0)
+    clickers = models.BigIntegerField(default=0)
+    # Clients who put their phone on the stop list through its {unsubscribe} link.
+    unsubscribed = models.BigIntegerField(default=0)
     first_sent_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
     # Set once retention deleted the mailing's message rows: the counts are all that is left.
@@ -1859,10 +1968,12 @@ class OptOutSource(models.TextChoices):
     IMPORT = "import", gettext_lazy("CSV import")
     # The gateway's contract has no STOP report today; a future one would record its opt-outs so.
     GATEWAY = "gateway", gettext_lazy("Gateway (STOP)")
+    # The client's own {unsubscribe} link in a text (mailer/public.py).
+    LINK = "link", gettext_lazy("Unsubscribe link")
 
 
 # How an opt-out came, for the audit log.
-_VIA = {"ui": "ui", "api": "api", "import": "import", "gateway": "engine"}
+_VIA = {"ui": "ui", "api": "api", "import": "import", "gateway": "engine", "link": "link"}
 
 
 class StopEntryQuerySet(models.QuerySet):

@@ -94,6 +94,8 @@ def _build(start: datetime, end: datetime) -> ReportContent:
     overall = totals(base)
     overall["sent_in_period"] = sum(m.sent_in_period for m in rows)
     overall["sms_sent"] = sum(m.sms_sent for m in rows)
+    overall["clicks"] = sum(m.clicks_count for m in rows)
+    overall["clickers"] = sum(m.clickers_count for m in rows)
     local_start, local_end = timezone.localtime(start), timezone.localtime(end)
     context = {
         "mailings": rows,
@@ -112,7 +114,8 @@ def _build(start: datetime, end: datetime) -> ReportContent:
         table.append([
             m.pk, m.text, kinds[m.kind], states.get(m.state, m.state), m.start_at, m.end_at, m.started_at,
             m.finished_at, counts["total"], *(counts[status] for status in STATUSES),
-            m.sent_in_period, m.sms_parts, m.sms_sent,
+            m.sent_in_period, m.sms_parts, m.sms_sent, m.clicks_count, m.clickers_count,
+            m.unsubscribed_count,
         ])  # fmt: skip
 
     header = columns()
@@ -137,7 +140,8 @@ def columns() -> list[str]:
     return [
         _("Mailing no."), _("Text"), _("Kind"), _("State"), _("Start"), _("End"), _("Started at"),
         _("Finished at"), _("Total"), *(labels(MessageStatus)[status] for status in STATUSES),
-        _("Accepted in period"), _("SMS parts"), _("SMS sent"),
+        _("Accepted in period"), _("SMS parts"), _("SMS sent"), _("Clicks"), _("Clients who clicked"),
+        _("Unsubscribed"),
     ]  # fmt: skip
 
 

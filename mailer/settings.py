@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import zoneinfo
 from datetime import timedelta
 from pathlib import Path
@@ -402,6 +403,18 @@ if MAILER_TEST_SEND_LIMIT < 0:
 MAILER_MAX_PARTS = envint("MAILER_MAX_PARTS", "0")
 if MAILER_MAX_PARTS < 0:
     raise ImproperlyConfigured("MAILER_MAX_PARTS must be 0 (no cap) or more")
+# Links in texts (README "A link of their own, and clicks"): each address is sent as
+# MAILER_LINK_BASE/<code>, whose GET /l/<code> counts the click and redirects to it.
+MAILER_LINK_BASE = env("MAILER_LINK_BASE", f"{SITE_URL}/l").rstrip("/")
+if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", MAILER_LINK_BASE):
+    raise ImproperlyConfigured(f"MAILER_LINK_BASE must be an http(s) address, not {MAILER_LINK_BASE!r}")
+# Where the web writes clicks for a sender to count (mailer/links.py), so that a click never waits
+# for a write lock: on SQLite a directory under var/ by default; empty (PostgreSQL's default): a
+# click is written to the database at once.
+MAILER_CLICK_SPOOL = os.environ.get(
+    "MAILER_CLICK_SPOOL",
+    str(VAR_DIR / "clicks") if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "",
+)
 # The guardrails (docs/engine.md "Consent, quiet hours and the frequency cap").
 # An advertising mailing reaches only clients with consent on record (38-FZ art. 18).
 MAILER_CONSENT_REQUIRED = envbool("MAILER_CONSENT_REQUIRED", "True")

@@ -20,6 +20,9 @@ STATUSES = [s.value for s in MessageStatus]
 # left out (or messages cancelled) for want of consent, and messages expired by MAILER_FREQUENCY_CAP.
 # (One mailing's messages waiting for the cap now are counted by their partial index: guards_of.)
 GUARDS = ["no_consent", "cap_expired"]
+# What its links earned (MailingCounts, kept as clicks are counted: mailer/links.py).
+# And who left the mailings by its {unsubscribe} link.
+CLICKS = ["clicks", "clickers", "unsubscribed"]
 # What reading statistics needs, whichever door (the dashboard's pages, the API): they are counts
 # kept per mailing (MailingCounts), never the messages themselves.
 PERMISSIONS = ("mailer.view_mailing",)
@@ -33,7 +36,7 @@ def with_counts(mailings: QuerySet[Mailing]) -> QuerySet[Mailing]:
     MailingCounts row) and `sms_sent`: one query, whatever the number of messages."""
     counts = {f"{status}_count": Coalesce(F(f"counts__{status}"), 0) for status in STATUSES}
     total = sum((F(f"counts__{status}") for status in STATUSES[1:]), F(f"counts__{STATUSES[0]}"))
-    counts |= {f"{guard}_count": Coalesce(F(f"counts__{guard}"), 0) for guard in GUARDS}
+    counts |= {f"{name}_count": Coalesce(F(f"counts__{name}"), 0) for name in (*GUARDS, *CLICKS)}
     return mailings.annotate(total_count=Coalesce(total, 0), sms_sent=_sms_sent(), **counts)
 
 
@@ -81,6 +84,25 @@ def guards_of(mailing: Mailing) -> dict[str, int]:
 def annotated_guards(mailing: Mailing) -> dict[str, int]:
     """`guards_of` for a mailing annotated by with_counts, without a query."""
     return {guard: getattr(mailing, f"{guard}_count") for guard in GUARDS}
+
+
+def click_rate(clickers: int, sent: int) -> float | None:
+    """Clients who clicked of the messages the gateway accepted, in percent; None before any."""
+    return round(100 * clickers / sent, 1) if sent else None
+
+
+def clicks_of(mailing: Mailing) -> dict[str, int | float | None]:
+    """Its clicks, the clients who clicked, those who left by its {unsubscribe} link, and the click
+    rate."""
+    row = _counts_row(mailing)
+    clicks = {name: getattr(row, name) for name in CLICKS}
+    return clicks | {"click_rate": click_rate(row.clickers, row.sent)}
+
+
+def annotated_clicks(mailing: Mailing) -> dict[str, int | float | None]:
+    """`clicks_of` for a mailing annotated by with_counts, without a query."""
+    clicks = {name: getattr(mailing, f"{name}_count") for name in CLICKS}
+    return clicks | {"click_rate": click_rate(clicks["clickers"], mailing.sent_count)}
 
 
 def totals(mailings: QuerySet[Mailing]) -> dict[str, int]:

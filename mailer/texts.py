@@ -26,6 +26,8 @@ from mailer import sms
 # A variable: {key} or {key|fallback}. Anything else in braces is a mistake that parse names.
 VARIABLE_RE = re.compile(r"\{([^{}|]*)(?:\|([^{}]*))?\}")
 NAME = "name"
+# The client's own link to leave the mailings (mailer/links.py): not a client's value.
+UNSUBSCRIBE = "unsubscribe"
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,13 @@ class Template:
             out.append(value)
         return "".join(out)
 
-    def as_written(self) -> str:
-        """The text with each variable as its fallback (or nothing): its length as written."""
-        return "".join(p if isinstance(p, str) else p.fallback or "" for p in self.pieces)
+    def as_written(self, values: dict | None = None) -> str:
+        """The text with each variable as its fallback (or nothing), but those given in `values`:
+        its length as written."""
+        values = values or {}
+        return "".join(
+            p if isinstance(p, str) else values.get(p.key) or p.fallback or "" for p in self.pieces
+        )
 
 
 def values_of(name: str, attributes: dict | None) -> dict:
@@ -127,24 +133,38 @@ class Summary:
     examples: list[tuple[str, str]] = field(default_factory=list)  # (phone, text)
 
 
-def over_audience(template: Template, clients: QuerySet, cap: int = 0, examples: int = 3) -> Summary:
+def over_audience(
+    template: Template,
+    clients: QuerySet,
+    cap: int = 0,
+    examples: int = 3,
+    extra: dict | None = None,
+    finish=lambda text: text,
+) -> Summary:
     """`template` over `clients`, grouped by the values it reads: one query, and one rendering
-    per distinct set of values."""
+    per distinct set of values. `extra`: values that are no client's ({unsubscribe}); `finish`
+    makes a rendered text what is sent (its links)."""
     summary = Summary()
+    extra = extra or {}
     if not template.is_personal:
         summary.clients = clients.count()
-        parts = sms.measure(template.text).parts
+        parts = sms.measure(finish(template.text)).parts
         summary.fewest = summary.most = parts
         summary.sms = parts * summary.clients
         summary.over_cap = summary.clients if cap and parts > cap else 0
         return summary
-    columns = {f"v_{key}": KT(f"attributes__{key}") for key in template.keys if key != NAME}
-    keys = [NAME if key == NAME else f"v_{key}" for key in template.keys]
-    groups = clients.order_by().values(*([NAME] if NAME in template.keys else []), **columns)
-    for row in groups.annotate(n=Count("id")).values_list(*keys, "n"):
-        values = dict(zip(template.keys, row[:-1], strict=True))
+    read = [key for key in template.keys if key not in extra]
+    columns = {f"v_{key}": KT(f"attributes__{key}") for key in read if key != NAME}
+    keys = [NAME if key == NAME else f"v_{key}" for key in read]
+    groups = clients.order_by().values(*([NAME] if NAME in read else []), **columns)
+    # No client's value read ({unsubscribe} alone): all of them alike.
+    rows = groups.annotate(n=Count("id")).values_list(*keys, "n") if keys else [(clients.count(),)]
+    for row in rows:
+        values = dict(zip(read, row[:-1], strict=True)) | extra
         n = row[-1]
         text = template.render(values)
+        if text is not None:
+            text = finish(text)
         if text is None:
             summary.missing += n
             continue
@@ -158,7 +178,7 @@ def over_audience(template: Template, clients: QuerySet, cap: int = 0, examples:
     for phone, name, attributes in clients.order_by("id").values_list("phone", NAME, "attributes")[
         : examples * 4
     ]:
-        text = template.render(values_of(name, attributes))
+        text = template.render(values_of(name, attributes) | extra)
         if text is not None and len(summary.examples) < examples:
-            summary.examples.append((phone, text))
+            summary.examples.append((phone, finish(text)))
     return summary

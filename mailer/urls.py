@@ -2,13 +2,13 @@ from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from social_django import views as social_views
 
 from accounts import views as accounts_views
 from dashboard import views as dashboard_views
-from mailer import monitoring
+from mailer import monitoring, public
 from mailer.api import errors
 
 handler400 = errors.bad_request
@@ -35,6 +35,9 @@ urlpatterns = [
     path("readyz", monitoring.readyz, name="readyz"),
     # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says.
     path("favicon.ico", dashboard_views.favicon),
+    # For the people mailings go to (mailer/public.py): a link of their own, leaving the mailings.
+    re_path(r"^l/(?P<code>[^/]+)$", public.link, name="link"),
+    re_path(r"^u/(?P<code>[^/]+)$", public.unsubscribe, name="unsubscribe"),
     path("accounts/", include("accounts.urls")),
     # The language switcher (a POST that sets the language cookie): on the login page too.
     path("i18n/setlang/", accounts_views.set_language, name="set_language"),

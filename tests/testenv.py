@@ -9,3 +9,5 @@ os.environ.setdefault("LANGUAGE_CODE", "en")  # tests assert English; Russian on
 os.environ.setdefault(
     "MAILER_QUIET_HOURS", ""
 )  # tests run at any hour; quiet hours are tested on a set clock
+# Clicks go to the database at once; the spool (SQLite's default) is tested with a directory of its own.
+os.environ.setdefault("MAILER_CLICK_SPOOL", "")

@@ -231,6 +231,15 @@ class FormBooleanField(serializers.BooleanField):
     FALSE_VALUES: ClassVar = {"false", "False", False}
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false and only that: 0 and 1 are no booleans here (Python's 0 == False)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class ImportRequestSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text="CSV or an Excel workbook (.xlsx: its first sheet), with a header row: phone (required), "
@@ -445,6 +454,11 @@ class MailingSerializer(StrictModelSerializer):
     sms = serializers.SerializerMethodField(
         help_text="What the text takes as SMS; MAILER_MAX_PARTS caps the parts."
     )
+    track_links = StrictBooleanField(
+        required=False,
+        help_text="true (the default): each http(s) address of the text is sent as MAILER_LINK_BASE/<code>, "
+        "a code of the message's own, whose clicks are counted; false: the addresses go as written.",
+    )
     approval = ApprovalSerializer(
         source="*",
         read_only=True,
@@ -463,6 +477,7 @@ class MailingSerializer(StrictModelSerializer):
             "end_at",
             "filter",
             "window",
+            "track_links",
             "state",
             "approval",
             "created_by",
@@ -490,7 +505,7 @@ class MailingSerializer(StrictModelSerializer):
 
     @extend_schema_field(SmsLengthSerializer)
     def get_sms(self, instance: Mailing) -> dict:
-        return sms.measure(instance.text).as_dict()
+        return sms.measure(instance.as_measured()).as_dict()
 
     def to_representation(self, instance: Mailing):
         data = super().to_representation(instance)
@@ -572,7 +587,7 @@ class CountsSerializer(serializers.Serializer):
 assert set(CountsSerializer._declared_fields) == {*stats.STATUSES, "total"}, "a status is missing"
 
 
-SMS_SENT_HELP = "SMS parts delivered (what the gateway bills): each message sent times its text's parts."
+SMS_SENT_HELP = "SMS parts delivered (what the gateway bills): each message sent times its own text's parts."
 
 
 NO_CONSENT_HELP = (
@@ -588,8 +603,17 @@ CAP_EXPIRED_HELP = (
 )
 
 
+CLICKS_HELP = "Clicks on its links (track_links), repeats included."
+CLICKERS_HELP = "Clients who clicked its links at least once."
+UNSUBSCRIBED_HELP = "Clients who put their phone on the stop list through its {unsubscribe} link."
+CLICK_RATE_HELP = "Clients who clicked of the messages accepted by the gateway, in percent; null before any."
+
+
 class MailingCountsSerializer(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
+    clicks = serializers.IntegerField(source="clicks_count", help_text=CLICKS_HELP)
+    clickers = serializers.IntegerField(source="clickers_count", help_text=CLICKERS_HELP)
+    unsubscribed = serializers.IntegerField(source="unsubscribed_count", help_text=UNSUBSCRIBED_HELP)
     no_consent = serializers.IntegerField(source="no_consent_count", help_text=NO_CONSENT_HELP)
     cap_expired = serializers.IntegerField(source="cap_expired_count", help_text=CAP_EXPIRED_HELP)
     sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
@@ -609,6 +633,9 @@ class MailingCountsSerializer(serializers.ModelSerializer):
             "cap_expired",
             "sms_parts",
             "sms_sent",
+            "clicks",
+            "clickers",
+            "unsubscribed",
         )
 
     @extend_schema_field(CountsSerializer)
@@ -642,6 +669,10 @@ class MailingStatsSerializer(serializers.Serializer):
     cap_expired = serializers.IntegerField(help_text=CAP_EXPIRED_HELP)
     sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
     sms_sent = serializers.IntegerField(help_text=SMS_SENT_HELP)
+    clicks = serializers.IntegerField(help_text=CLICKS_HELP)
+    clickers = serializers.IntegerField(help_text=CLICKERS_HELP)
+    click_rate = serializers.FloatField(allow_null=True, help_text=CLICK_RATE_HELP)
+    unsubscribed = serializers.IntegerField(help_text=UNSUBSCRIBED_HELP)
     timing = TimingSerializer()
 
 

@@ -368,6 +368,7 @@ class MailingViewSet(viewsets.ModelViewSet):
             "state": mailing.state,
             "counts": stats.counts_of(mailing),
             **stats.guards_of(mailing),
+            **stats.clicks_of(mailing),
             "sms_parts": mailing.sms_parts,
             "sms_sent": stats.sms_sent_of(mailing),
             "timing": stats.timing(mailing),

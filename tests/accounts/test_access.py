@@ -119,6 +119,7 @@ def concrete(pattern: str, ids: dict[str, str]) -> str:
         "user_id": ids["user"],
         "token_id": ids["token"],
         "backend": "auth0",
+        "code": "NoSuchCode1",
         "path": "nothing/",
     }
     url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: values[m.group(1)], pattern)

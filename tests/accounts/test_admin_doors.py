@@ -29,6 +29,7 @@ def change_form(mailing: Mailing, **overrides) -> dict:
         "window_start": "",
         "window_end": "",
         "read_revision": str(mailing.revision),
+        **({"track_links": "on"} if mailing.track_links else {}),
     }
     return {**data, **overrides}
 

@@ -25,12 +25,13 @@ READS = {
     "mailing-create": {"from"},  # "Duplicate"
     "mailing-audience": {
         *("filter_tags", "new_tags", "filter_operator_codes", "text"),
-        *("kind", "start_at", "start_now", "end_at", "window_start", "window_end"),
+        *("kind", "start_at", "start_now", "end_at", "window_start", "window_end", "track_links"),
         *("audience_key", "audience_count", "stop_list_count", "no_consent_count", "capped_count"),
     },
     "mailing-detail": {*filters.MessageFilter.base_filters, *TABLE},
     "mailing-messages-csv": {*filters.MessageFilter.base_filters, "sep"},
     "mailing-messages-xlsx": {*filters.MessageFilter.base_filters},
+    "mailing-clickers-csv": {"sep"},
     "statistics": {*filters.StatsFilter.base_filters, *TABLE},
     "statistics-totals": {*filters.StatsFilter.base_filters},
     "statistics-csv": {*filters.StatsFilter.base_filters, "sep"},

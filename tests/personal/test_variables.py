@@ -63,7 +63,7 @@ def test_the_form_and_the_api_refuse_an_unknown_variable(api, fields, now):
     response = api.post("/api/v1/mailings/", body, format="json")
     assert response.status_code == 400
     assert response.json()["text"] == [
-        "Unknown variable {colour}; the variables are {city}, {name}, {promo_code}."
+        "Unknown variable {colour}; the variables are {city}, {name}, {promo_code}, {unsubscribe}."
     ]
     created = api.post("/api/v1/mailings/", body | {"text": "Привет, {name|друг}! {city}"}, format="json")
     assert created.status_code == 201, created.json()

@@ -1,0 +1,316 @@
+"""Links of a client's own: each address of a text sent as MAILER_LINK_BASE/<code>, and the
+{unsubscribe} page's /u/<code>; clicks counted per mailing and per client.
+
+- The engine gives each message its codes (`assign`) when it first sends it, and the same ones
+  again on a retry: one code per address per message, random (`new_code`: 10 characters of
+  [0-9A-Za-z], 62^10 of them), never sequential. A Link row has no key to its message, so the
+  links of a mailing whose messages retention deleted still work.
+- `GET /l/<code>` (`follow`) looks the code up, counts the click and answers with the address.
+  The targets are only the addresses the engine found in texts: nothing in the request is one.
+- A click is counted (`count`: Clicker, ClickMinute, MailingCounts.clicks and clickers) at once in
+  the database, or, with MAILER_CLICK_SPOOL (SQLite's default), written to a file of the web
+  process's own and counted by a sender within two seconds (`fold`), so that a click never waits
+  for the engine's write lock. Each spool file is counted in one transaction that records its name
+  (FoldedSpool): never twice, even if the sender dies before deleting it.
+- Nothing about the clicker is kept but the time: no address, no browser, no cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import socket
+import string
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest, Least
+from django.utils import timezone
+
+from mailer.models import (
+    Clicker,
+    ClickMinute,
+    FoldedSpool,
+    Link,
+    LinkKind,
+    MailingCounts,
+    OptOutSource,
+    SentMinute,
+    StopEntry,
+)
+
+logger = logging.getLogger("mailer.links")
+
+# An address: http:// or https:// up to a space (or a character a text puts around one). A
+# placeholder (\x00, the engine's {unsubscribe} before its link is known) ends one too.
+URL_RE = re.compile(r"https?://[^\s<>\"'«»\x00]+", re.IGNORECASE)
+# Punctuation that ends a sentence after an address belongs to the sentence.
+TRAILING = ".,;:!?)]}»'\""
+ALPHABET = string.digits + string.ascii_letters
+CODE_LENGTH = 10
+CODE_RE = r"[0-9A-Za-z]{8,16}"
+SAMPLE_CODE = "x" * CODE_LENGTH
+# The {unsubscribe} variable's value until its link is known.
+UNSUBSCRIBE_MARK = "\x00"
+# A spool file is counted once its name has been ".ready" this long: a click being written when
+# it was renamed has landed by then.
+SETTLE = 1.0
+FOLDED_KEPT = timedelta(days=1)
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def addresses(text: str) -> list[tuple[int, int]]:
+    """Where the addresses of `text` are: (start, end) of each, trailing punctuation left out."""
+    spans = []
+    for match in URL_RE.finditer(text):
+        end = match.end()
+        while end > match.start() and text[end - 1] in TRAILING:
+            end -= 1
+        spans.append((match.start(), end))
+    return spans
+
+
+def short_url(code: str) -> str:
+    return f"{settings.MAILER_LINK_BASE}/{code}"
+
+
+def unsubscribe_url(code: str) -> str:
+    return f"{settings.SITE_URL}/u/{code}"
+
+
+def shortened(text: str, codes: list[str]) -> str:
+    """`text` with its i-th address as the short link of codes[i]."""
+    out, at = [], 0
+    for (start, end), code in zip(addresses(text), codes, strict=True):
+        out += [text[at:start], short_url(code)]
+        at = end
+    return "".join(out) + text[at:]
+
+
+def finished(
+    text: str, track: bool, unsubscribe_code: str = SAMPLE_CODE, codes: list[str] | None = None
+) -> str:
+    """A rendered text as it is sent: its addresses as short links (when `track`; of `codes`, or
+    sample ones for counting its length) and {unsubscribe} as its page's link."""
+    if track:
+        text = shortened(text, codes if codes is not None else [SAMPLE_CODE] * len(addresses(text)))
+    return text.replace(UNSUBSCRIBE_MARK, unsubscribe_url(unsubscribe_code))
+
+
+def assign(wanted: dict[int, tuple[int, int | None, str, list[str], bool]]) -> dict[int, dict]:
+    """The codes of messages about to be sent: {message id: (mailing id, client id, phone, the
+    addresses of its text, whether it has an {unsubscribe})} -> {message id: {"links": [codes],
+    "unsubscribe": code}}. A retry gets the codes of the first attempt (an address changed since
+    gets a new one); missing ones are made, in one transaction."""
+    existing = {}
+    for code, kind, message_id, position, url in Link.objects.filter(message_id__in=wanted).values_list(
+        "code", "kind", "message_id", "position", "url"
+    ):
+        existing[(message_id, kind, position)] = (code, url)
+    for _attempt in range(3):
+        rows = []
+        for message_id, (mailing_id, client_id, phone, urls, unsubscribe) in wanted.items():
+            need = [(LinkKind.CLICK, i, url) for i, url in enumerate(urls)]
+            need += [(LinkKind.UNSUBSCRIBE, 0, "")] if unsubscribe else []
+            for kind, position, url in need:
+                have = existing.get((message_id, kind, position))
+                if have is None or have[1] != url:
+                    rows.append(
+                        Link(
+                            code=new_code(),
+                            kind=kind,
+                            mailing_id=mailing_id,
+                            message_id=message_id,
+                            client_id=client_id,
+                            phone=phone,
+                            position=position,
+                            url=url,
+                        )
+                    )
+        if not rows:
+            break
+        with transaction.atomic():
+            stale = [
+                (r.message_id, r.kind, r.position)
+                for r in rows
+                if (r.message_id, r.kind, r.position) in existing
+            ]
+            for message_id, kind, position in stale:  # its address changed (the text was edited)
+                Link.objects.filter(message_id=message_id, kind=kind, position=position).delete()
+            Link.objects.bulk_create(rows, ignore_conflicts=True)
+        # A code drawn twice (one in 62^10) was ignored: read back what is there, make the rest.
+        for row in Link.objects.filter(code__in=[r.code for r in rows]).values_list(
+            "code", "kind", "message_id", "position", "url"
+        ):
+            existing[(row[2], row[1], row[3])] = (row[0], row[4])
+    codes = {}
+    for message_id, (_mailing, _client, _phone, urls, unsubscribe) in wanted.items():
+        codes[message_id] = {
+            "links": [existing[(message_id, LinkKind.CLICK, i)][0] for i in range(len(urls))],
+            "unsubscribe": existing[(message_id, LinkKind.UNSUBSCRIBE, 0)][0] if unsubscribe else None,
+        }
+    return codes
+
+
+def unsubscribe(link: Link) -> bool:
+    """The client of an {unsubscribe} link leaves the mailings: their phone on the stop list
+    (source "link", the mailing named), counted for the mailing, in one transaction. False if it
+    was on the list already."""
+    with transaction.atomic():
+        _entry, new = StopEntry.opt_out(
+            link.phone, OptOutSource.LINK, reason=f"unsubscribe link of mailing #{link.mailing_id}"
+        )
+        if new:
+            MailingCounts.objects.filter(mailing_id=link.mailing_id).update(
+                unsubscribed=F("unsubscribed") + 1
+            )
+    return new
+
+
+# Clicks ------------------------------------------------------------------------------------------
+
+
+def follow(code: str) -> str | None:
+    """A click on /l/<code>: counted, and the address it goes to; None for a code we never gave."""
+    url = Link.objects.filter(code=code, kind=LinkKind.CLICK).values_list("url", flat=True).first()
+    if url is None:
+        return None
+    at = timezone.now()
+    if settings.MAILER_CLICK_SPOOL:
+        _spool(code, at)
+    else:
+        count([(code, at)])
+    return url
+
+
+_spool_dir: Path | None = None
+
+
+def _spool(code: str, at: datetime) -> None:
+    """Append the click to this process's spool file: one short line, written whole (O_APPEND),
+    in the kernel's hands once this returns (a killed process loses nothing)."""
+    global _spool_dir
+    directory = Path(settings.MAILER_CLICK_SPOOL)
+    if _spool_dir != directory:
+        directory.mkdir(parents=True, exist_ok=True)
+        _spool_dir = directory
+    path = directory / f"{socket.gethostname()}-{os.getpid()}.log"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{code} {at.timestamp():.3f}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def fold(now: float | None = None) -> int:
+    """A sender's, every tick: count the spool files that have settled, each in one transaction
+    with its name (FoldedSpool), then delete them; then set the files being written aside (a
+    rename: the next click starts a new one). Returns the clicks counted."""
+    if not settings.MAILER_CLICK_SPOOL:
+        return 0
+    directory = Path(settings.MAILER_CLICK_SPOOL)
+    if not directory.is_dir():
+        return 0
+    now = now or time.time()
+    counted = 0
+    for path in sorted(directory.glob("*.ready")):
+        renamed = int(path.suffixes[-2].lstrip(".")) / 1e9 if len(path.suffixes) >= 2 else 0
+        if now - renamed < SETTLE:
+            continue
+        clicks = _read(path)
+        try:
+            with transaction.atomic():
+                FoldedSpool.objects.create(name=path.name)
+                count(clicks)
+        except IntegrityError:
+            pass  # counted already (another sender, or this one before it died)
+        else:
+            counted += len(clicks)
+        path.unlink(missing_ok=True)
+    for path in directory.glob("*.log"):
+        try:
+            path.rename(path.with_name(f"{path.stem}.{time.time_ns()}.ready"))
+        except FileNotFoundError:
+            pass
+    if counted:
+        FoldedSpool.objects.filter(folded_at__lt=timezone.now() - FOLDED_KEPT).delete()
+    return counted
+
+
+def _read(path: Path) -> list[tuple[str, datetime]]:
+    clicks = []
+    for line in path.read_text(errors="replace").splitlines():
+        code, _, stamp = line.partition(" ")
+        try:
+            clicks.append((code, datetime.fromtimestamp(float(stamp), UTC)))
+        except ValueError:
+            logger.warning("%s: a line that is not a click: %r", path.name, line[:80])
+    return clicks
+
+
+def count(clicks: list[tuple[str, datetime]]) -> None:
+    """Count clicks (code, when) in one transaction: each clicker (first and last click, how many),
+    each minute, and the mailing's clicks and clickers. A code no link has is left out."""
+    by_code = {
+        code: rest
+        for code, *rest in Link.objects.filter(code__in={code for code, _ in clicks}).values_list(
+            "code", "mailing_id", "client_id", "phone"
+        )
+    }
+    people: dict[tuple[int, str], list] = {}
+    minutes: Counter = Counter()
+    for code, at in clicks:
+        if code not in by_code:
+            continue
+        mailing_id, client_id, phone = by_code[code]
+        person = people.setdefault((mailing_id, phone), [client_id, at, at, 0])
+        person[1], person[2], person[3] = min(person[1], at), max(person[2], at), person[3] + 1
+        minutes[(mailing_id, SentMinute.of(at))] += 1
+    with transaction.atomic():
+        new: Counter = Counter()
+        total: Counter = Counter()
+        for (mailing_id, phone), (client_id, first, last, n) in sorted(people.items()):
+            total[mailing_id] += n
+            known = Clicker.objects.filter(mailing_id=mailing_id, phone=phone)
+            changes = {
+                "clicks": F("clicks") + n,
+                "first_at": Least("first_at", first),
+                "last_at": Greatest("last_at", last),
+            }
+            if known.update(**changes):
+                continue
+            try:
+                with transaction.atomic():
+                    Clicker.objects.create(
+                        mailing_id=mailing_id,
+                        phone=phone,
+                        client_id=client_id,
+                        first_at=first,
+                        last_at=last,
+                        clicks=n,
+                    )
+                new[mailing_id] += 1
+            except IntegrityError:  # their first click was counted meanwhile (PostgreSQL)
+                known.update(**changes)
+        for (mailing_id, minute), n in sorted(minutes.items()):
+            row = ClickMinute.objects.filter(mailing_id=mailing_id, minute=minute)
+            if not row.update(clicks=F("clicks") + n):
+                try:
+                    with transaction.atomic():
+                        ClickMinute.objects.create(mailing_id=mailing_id, minute=minute, clicks=n)
+                except IntegrityError:
+                    row.update(clicks=F("clicks") + n)
+        for mailing_id in sorted(total):
+            MailingCounts.objects.filter(mailing_id=mailing_id).update(
+                clicks=F("clicks") + total[mailing_id], clickers=F("clickers") + new[mailing_id]
+            )
