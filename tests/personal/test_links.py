@@ -215,3 +215,20 @@ def test_unsubscribe_asks_first_and_a_post_puts_the_phone_on_the_stop_list(
     assert client.post("/u/NoSuchCode1").status_code == 404
     # A click link's code is not an unsubscribe code, nor the other way round.
     assert client.get(f"/l/{code}").status_code == 404
+
+
+def test_the_demo_has_a_personal_mailing_with_its_clicks(db):
+    from django.core.management import call_command
+
+    call_command("seed_demo", clients=400, verbosity=0)
+    mailing = Mailing.objects.get(text__startswith="{name|Добрый день}")
+    counts = MailingCounts.objects.get(mailing=mailing)
+    assert counts.sent > 20 and 0 < counts.clickers < counts.sent and counts.clicks >= counts.clickers
+    own = PersonalText.objects.filter(message__mailing=mailing)
+    assert own.count() == counts.sent
+    texts = own.values_list("text", flat=True)
+    assert all("на зимнюю коллекцию: http" in t and "/l/" in t for t in texts)
+    assert any(t.startswith("Добрый день, ") for t in texts) and any(
+        not t.startswith("Добрый день, ") for t in texts
+    )
+    assert MailingCounts.reconcile(mailing.pk, repair=False) is None

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from accounts.roles import ADMIN, set_role
 from engine.scheduling import closed_why, first_attempt_at
+from mailer import links, sms
 from mailer.models import (
     ENDED_WHY,
     Approval,
@@ -40,6 +41,7 @@ from mailer.models import (
     MailingState,
     Message,
     MessageStatus,
+    PersonalText,
     name_key,
     operator_code_of,
 )
@@ -286,6 +288,14 @@ class Command(BaseCommand):
                 kind=MailingKind.SERVICE,
                 state=MailingState.FINISHED,
             ),
+            Demo(  # each client's own text and link: who clicked, and when
+                "{name|Добрый день}, скидки до 30% на зимнюю коллекцию: https://shop.example.ru/winter",
+                created=moscow(-2, 10, 5),
+                start=moscow(-2, 11),
+                end=moscow(-2, 21),
+                tags=["лояльные", "москва"],
+                state=MailingState.FINISHED,
+            ),
             Demo(  # called off the morning it was to go
                 "Выходные −20% на всё! Только в субботу и воскресенье.",
                 created=moscow(-3, 15, 10),
@@ -352,6 +362,32 @@ class Demo:
         self.tags, self.codes = self.tags or [], self.codes or []
 
 
+def _own_texts_and_clicks(mailing: Mailing, sent: list[Message], rng: random.Random) -> None:
+    """What the engine keeps of a personal mailing with a link (each client's text, their links),
+    and the clicks that came: one client in five, within hours of their SMS, a few twice."""
+    clients = Client.objects.in_bulk([row.client_id for row in sent])
+    rendered, wanted = {}, {}
+    for row in sent:
+        client = clients[row.client_id]
+        text = rendered[row.pk] = mailing.text_for(client.name, client.attributes)
+        urls = [text[start:end] for start, end in links.addresses(text)]
+        wanted[row.pk] = (mailing.pk, client.pk, client.phone, urls, links.UNSUBSCRIBE_MARK in text)
+    codes = links.assign(wanted)
+    own = []
+    for row in sent:
+        text = links.finished(rendered[row.pk], mailing.track_links, codes=codes[row.pk]["links"])
+        own.append(PersonalText(message_id=row.pk, text=text, parts=sms.measure(text).parts))
+    PersonalText.objects.bulk_create(own, batch_size=CHUNK)
+    clicks = []
+    for row in sent:
+        if rng.random() < 0.2:
+            at = row.sent_at + timedelta(minutes=rng.expovariate(1 / 30))
+            clicks.append((codes[row.pk]["links"][0], at))
+            if rng.random() < 0.25:
+                clicks.append((codes[row.pk]["links"][0], at + timedelta(minutes=rng.randint(5, 300))))
+    links.count(clicks)
+
+
 def _moved(mailing: Mailing, action: str, at: datetime) -> None:
     AuditEntry.objects.filter(object_type="mailing", object_id=str(mailing.pk), action=action).update(at=at)
 
@@ -397,6 +433,8 @@ def _history(mailing: Mailing) -> None:
     ended = any(row.last_error == ENDED_WHY for row in rows)
     finished = mailing.end_at if ended else last + timedelta(seconds=rng.randint(1, 2))
     Message.objects.bulk_create(rows, batch_size=CHUNK)
+    if mailing.per_message():
+        _own_texts_and_clicks(mailing, [row for row in rows if row.status == MessageStatus.SENT], rng)
     # The bulk insert counted nothing: count the rows once, as the engine's writes would have.
     MailingCounts.reconcile(mailing.pk)
     MailingCounts.objects.filter(mailing=mailing).update(no_consent=mailing.without_consent())
