@@ -468,9 +468,13 @@ class Deliverer:
         can have none (a value missing) is not in it."""
         rendered: dict[int, str] = {}
         wanted = {}
+        own_texts = {pk for pk, mailing in batch.mailings.items() if mailing.per_message()}
         for msg in batch.claimed:
             mailing = batch.mailings[msg.mailing_id]
-            if not mailing.per_message() or (text := mailing.text_for(msg.name, msg.attributes)) is None:
+            if (
+                msg.mailing_id not in own_texts
+                or (text := mailing.text_for(msg.name, msg.attributes)) is None
+            ):
                 continue
             rendered[msg.id] = text
             if mailing.state != MailingState.RUNNING or msg.client_id is None:

@@ -876,8 +876,13 @@ class Mailing(Audited, models.Model):
         return self.track_links and bool(links.addresses(self.text))
 
     def per_message(self) -> bool:
-        """Whether each message's text is its own (variables, links): the engine keeps it."""
-        return self.is_personal() or self.tracks_links()
+        """Whether each message's text is its own (variables, links): the engine keeps it. Asked
+        for every message of a round: worked out once per text."""
+        key = (self.text, self.track_links)
+        cached = self.__dict__.get("_per_message")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_per_message"] = (key, self.is_personal() or self.tracks_links())
+        return cached[1]
 
     def text_for(self, name: str | None, attributes: dict | None) -> str | None:
         """The text a client with this name and these field values gets, before its links are
