@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
@@ -180,9 +180,22 @@ def unsubscribe(link: Link) -> bool:
 # Clicks ------------------------------------------------------------------------------------------
 
 
+# A click's one read, written out: building it with the ORM took ten times as long as running it
+# (150 µs against 15 on SQLite), a quarter of a click's time in bench/clicks.py.
+_URL_OF = f"SELECT url FROM {Link._meta.db_table} WHERE code = %s AND kind = %s"
+
+
+def url_of(code: str) -> str | None:
+    """Where the click link `code` goes; None for a code we never gave (or an {unsubscribe} one)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_URL_OF, [code, LinkKind.CLICK.value])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def follow(code: str) -> str | None:
     """A click on /l/<code>: counted, and the address it goes to; None for a code we never gave."""
-    url = Link.objects.filter(code=code, kind=LinkKind.CLICK).values_list("url", flat=True).first()
+    url = url_of(code)
     if url is None:
         return None
     at = timezone.now()

@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from mailer import links, sms
+from mailer import links, public, sms
 from mailer.models import (
     Clicker,
     ClickMinute,
@@ -99,6 +99,20 @@ def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, clien
     person = Clicker.objects.get(mailing=mailing, phone=clients[0].phone)
     assert person.clicks == 3 and person.first_at <= person.last_at
     assert sum(ClickMinute.objects.filter(mailing=mailing).values_list("clicks", flat=True)) == 4
+
+
+@pytest.mark.django_db
+def test_a_click_is_answered_ahead_of_the_staff_middleware_as_the_view_answers(sent, client, rf):
+    mailing, clients, _provider = sent
+    code = Link.objects.filter(client_id=clients[0].pk).first().code
+    fast = client.get(f"/l/{code}")
+    assert "Content-Security-Policy" not in fast  # sessions, sign-in, CSP... were not asked
+    view = public.link(rf.get(f"/l/{code}"), code)
+    assert (fast.status_code, fast.cookies) == (view.status_code, view.cookies) == (302, {})
+    for header in ("Location", "Cache-Control", "Referrer-Policy"):
+        assert fast[header] == view[header], header
+    assert "Set-Cookie" not in fast and "X-Request-ID" in fast  # the access line's id, as for any
+    assert MailingCounts.objects.get(mailing=mailing).clicks == 2
 
 
 @pytest.mark.django_db
