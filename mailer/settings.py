@@ -411,12 +411,13 @@ if MAILER_MAX_PARTS < 0:
 MAILER_LINK_BASE = env("MAILER_LINK_BASE", f"{SITE_URL}/l").rstrip("/")
 if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", MAILER_LINK_BASE):
     raise ImproperlyConfigured(f"MAILER_LINK_BASE must be an http(s) address, not {MAILER_LINK_BASE!r}")
-# Where the web writes clicks for a sender to count (mailer/links.py), so that a click never waits
-# for a write lock: on SQLite a directory under var/ by default; empty (PostgreSQL's default): a
-# click is written to the database at once.
+# Where the web writes clicks down for a sender to count (mailer/links.py), so that a burst of
+# clicks never queues on a lock: on SQLite a directory under var/ by default (a click never waits
+# for the engine's write lock); "database" (PostgreSQL's default): a table, one insert per click;
+# empty: each click counted at once.
 MAILER_CLICK_SPOOL = os.environ.get(
     "MAILER_CLICK_SPOOL",
-    str(VAR_DIR / "clicks") if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "",
+    str(VAR_DIR / "clicks") if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "database",
 )
 # The guardrails (docs/engine.md "Consent, quiet hours and the frequency cap").
 # An advertising mailing reaches only clients with consent on record (38-FZ art. 18).
