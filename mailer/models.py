@@ -1459,6 +1459,18 @@ class FoldedSpool(models.Model):
         return self.name
 
 
+class SpooledClick(models.Model):
+    """A click the web wrote down (MAILER_CLICK_SPOOL=database, PostgreSQL's default) for a sender
+    to count (links.fold): one short insert per click, instead of updates of the rows every click
+    of a mailing shares (its counts, its minute), which a burst of clicks would queue on."""
+
+    code = models.CharField(max_length=16)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"/{self.code} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
 class MailingCounts(models.Model):
     """A mailing's messages by status, and when the first and the last was sent: what every page,
     the API and the daily report show, so none of them counts message rows.

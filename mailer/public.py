@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import ResolverMatch
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
@@ -19,6 +21,13 @@ def _unknown(request: HttpRequest) -> HttpResponse:
     return render(request, "public/link_unknown.html", status=404)
 
 
+def _redirect(url: str) -> HttpResponse:
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "no-store"  # each click comes here, not to a browser's cache
+    response["Referrer-Policy"] = "no-referrer"  # the address learns nothing of the code
+    return response
+
+
 @login_not_required
 @require_safe
 def link(request: HttpRequest, code: str) -> HttpResponse:
@@ -26,20 +35,33 @@ def link(request: HttpRequest, code: str) -> HttpResponse:
     text had. The address is the link's, never the request's: no open redirect."""
     if not re.fullmatch(links.CODE_RE, code):
         return _unknown(request)
-    if request.method == "HEAD":
-        url = (
-            links.Link.objects.filter(code=code, kind=links.LinkKind.CLICK)
-            .values_list("url", flat=True)
-            .first()
-        )
-    else:
-        url = links.follow(code)
+    url = links.url_of(code) if request.method == "HEAD" else links.follow(code)
     if url is None:
         return _unknown(request)
-    response = HttpResponseRedirect(url)
-    response["Cache-Control"] = "no-store"  # each click comes here, not to a browser's cache
-    response["Referrer-Policy"] = "no-referrer"  # the address learns nothing of the code
-    return response
+    return _redirect(url)
+
+
+_CLICK_PATH = re.compile(rf"/l/({links.CODE_RE})")
+
+
+class ClickMiddleware:
+    """Clicks come in bursts (thousands of clients open a mailing's link at once): a GET of
+    /l/<code> with a code we gave is answered here, ahead of the staff's middleware (sessions,
+    sign-in, CSP, language...), which a redirect without a cookie or a page does not need. Anything
+    else, an unknown code too (its 404 page is in the reader's language), goes on to the view."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "GET" and (match := _CLICK_PATH.fullmatch(request.path_info)):
+            url = links.follow(match[1])
+            if url is not None:
+                # The metrics and the access line name the view, as for a request that went the
+                # whole way.
+                request.resolver_match = ResolverMatch(link, (), {"code": match[1]}, url_name="link")
+                return _redirect(url)
+        return self.get_response(request)
 
 
 def _masked(phone: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from mailer import links, sms
+from mailer import links, public, sms
 from mailer.models import (
     Clicker,
     ClickMinute,
@@ -23,6 +23,7 @@ from mailer.models import (
     Message,
     MessageStatus,
     PersonalText,
+    SpooledClick,
 )
 from tests.engine.conftest import drain
 
@@ -102,6 +103,20 @@ def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, clien
 
 
 @pytest.mark.django_db
+def test_a_click_is_answered_ahead_of_the_staff_middleware_as_the_view_answers(sent, client, rf):
+    mailing, clients, _provider = sent
+    code = Link.objects.filter(client_id=clients[0].pk).first().code
+    fast = client.get(f"/l/{code}")
+    assert "Content-Security-Policy" not in fast  # sessions, sign-in, CSP... were not asked
+    view = public.link(rf.get(f"/l/{code}"), code)
+    assert (fast.status_code, fast.cookies) == (view.status_code, view.cookies) == (302, {})
+    for header in ("Location", "Cache-Control", "Referrer-Policy"):
+        assert fast[header] == view[header], header
+    assert "Set-Cookie" not in fast and "X-Request-ID" in fast  # the access line's id, as for any
+    assert MailingCounts.objects.get(mailing=mailing).clicks == 2
+
+
+@pytest.mark.django_db
 def test_an_unknown_code_is_a_plain_404_in_the_reader_s_language(client):
     for code in ("NoSuchCode1", "short", "../../etc", "a" * 40):
         response = client.get(f"/l/{code}", HTTP_ACCEPT_LANGUAGE="ru")
@@ -162,6 +177,35 @@ def test_the_spool_counts_each_click_once_even_if_a_sender_dies(sent, client, se
     assert FoldedSpool.objects.filter(name=ready.name).exists()
     counts = MailingCounts.objects.get(mailing=mailing)
     assert (counts.clicks, counts.clickers) == (2, 1)
+
+
+@pytest.mark.django_db
+def test_a_spool_file_the_other_sender_counted_meanwhile_is_passed_over(settings, tmp_path, monkeypatch):
+    settings.MAILER_CLICK_SPOOL = str(tmp_path)
+    (tmp_path / "host-1.123.ready").write_text("")
+    read = links._read
+
+    def counted_meanwhile(path):
+        path.unlink()
+        return read(path)
+
+    monkeypatch.setattr(links, "_read", counted_meanwhile)
+    assert links.fold(now=time.time() + 2) == 0  # no FileNotFoundError: the sender's round goes on
+
+
+@pytest.mark.django_db
+def test_the_database_spool_counts_each_click_once(sent, client, settings):
+    mailing, clients, _provider = sent
+    settings.MAILER_CLICK_SPOOL = links.DATABASE_SPOOL
+    anna, peter = (Link.objects.filter(client_id=c.pk).first().code for c in clients[:2])
+    for code in (anna, anna, peter):
+        assert client.get(f"/l/{code}").status_code == 302
+    assert MailingCounts.objects.get(mailing=mailing).clicks == 0  # written down, not counted yet
+    assert SpooledClick.objects.count() == 3
+    assert links.fold() == 3 and links.fold() == 0
+    assert not SpooledClick.objects.exists()
+    counts = MailingCounts.objects.get(mailing=mailing)
+    assert (counts.clicks, counts.clickers) == (3, 2)
 
 
 @pytest.mark.django_db(transaction=True)
