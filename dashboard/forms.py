@@ -31,6 +31,7 @@ from mailer.models import (
     printable_problem,
     quiet_hours,
     tag_problem,
+    variables,
 )
 from mailer.timezones import zone_label
 
@@ -132,6 +133,9 @@ class MailingForm(forms.ModelForm):
             self.initial.setdefault("start_at", start)
             self.initial.setdefault("end_at", start + DEFAULT_DURATION)
         self.fields["start_at"].required = False
+        self.fields["text"].help_text = _(
+            "Variables: %(variables)s; after | what a client without a value gets: {name|клиент}."
+        ) % {"variables": ", ".join(f"{{{key}}}" for key in variables())}
         # A post without it (a script's) keeps the kind as it is: advertising for a new mailing.
         self.fields["kind"].required = False
         zone = zone_label(timezone.get_current_timezone_name())

@@ -85,7 +85,7 @@ def test_the_compiled_catalogue_is_the_current_one(tmp_path):
 # What may stay in Latin letters on a Russian page: names, formats, codes, and the data shown.
 ALLOWED_LATIN = {
     "mailer", "SMS", "GSM", "UCS", "CSV", "API", "ETA", "OK", "UTC", "Auth0", "IANA", "Bearer",
-    "RU", "EN", "English", "Django", "REST", "CRM", "opted_out", "consent_at", "consent_source", "Asia", "Vladivostok", "XXXXXXXXXX", "UTF", "Excel", "Windows", "xlsx", "MAILER_MAX_PARTS", "MAILER_APPROVAL_ABOVE", "phone", "tag", "timezone", "Europe", "Moscow", "name",
+    "RU", "EN", "English", "Django", "REST", "CRM", "opted_out", "consent_at", "consent_source", "Asia", "Vladivostok", "XXXXXXXXXX", "UTF", "Excel", "Windows", "xlsx", "MAILER_MAX_PARTS", "MAILER_APPROVAL_ABOVE", "phone", "tag", "timezone", "Europe", "Moscow", "name", "unsubscribe",
 }  # fmt: skip
 
 

@@ -77,6 +77,22 @@ def browser(browser_args):
 
 
 @pytest.fixture
+def page_ru(browser, live_server, transactional_db):
+    """A browser set to Russian and to Vladivostok's time zone."""
+    context = browser.new_context(
+        base_url=live_server.url,
+        locale="ru-RU",  # Accept-Language: ru-RU
+        timezone_id="Asia/Vladivostok",
+        viewport={"width": 1280, "height": 900},
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    yield page
+    context.close()
+
+
+@pytest.fixture
 def page(browser, live_server, transactional_db):
     context = browser.new_context(
         base_url=live_server.url, accept_downloads=True, viewport={"width": 1280, "height": 900}

@@ -17,21 +17,6 @@ from tests.conftest import user_with_role
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.fixture
-def page_ru(browser, live_server, transactional_db):
-    context = browser.new_context(
-        base_url=live_server.url,
-        locale="ru-RU",  # Accept-Language: ru-RU
-        timezone_id="Asia/Vladivostok",
-        viewport={"width": 1280, "height": 900},
-    )
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    context.close()
-
-
 def test_a_day_in_russian_from_vladivostok(
     page_ru, django_user_model, make_client, settings, screenshot_dir, engine
 ):

@@ -82,7 +82,7 @@ def test_each_message_carries_codes_of_its_own(sent):
 
 
 @pytest.mark.django_db
-def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, client):
+def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, client, manager_client):
     mailing, clients, _provider = sent
     anna = Link.objects.filter(client_id=clients[0].pk).order_by("position")
     first, second = anna
@@ -100,6 +100,14 @@ def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, clien
     person = Clicker.objects.get(mailing=mailing, phone=clients[0].phone)
     assert person.clicks == 3 and person.first_at <= person.last_at
     assert sum(ClickMinute.objects.filter(mailing=mailing).values_list("clicks", flat=True)) == 4
+    page = manager_client.get(f"/mailings/{mailing.pk}/").content.decode()
+    assert "4 clicks, clients who clicked: 2 · 66.7 % of those it was sent to" in page
+    assert 'id="clicks-chart"' in page and f"/mailings/{mailing.pk}/clickers.csv" in page
+    rows = b"".join(manager_client.get(f"/mailings/{mailing.pk}/clickers.csv").streaming_content).decode(
+        "utf-8-sig"
+    )
+    assert rows.splitlines()[0] == "Phone,First click,Last click,Clicks" and f"{clients[0].phone}," in rows
+    assert manager_client.get("/statistics/").status_code == 200
 
 
 @pytest.mark.django_db
