@@ -208,6 +208,7 @@ def test_the_database_spool_counts_each_click_once(sent, client, settings):
     anna, peter = (Link.objects.filter(client_id=c.pk).first().code for c in clients[:2])
     for code in (anna, anna, peter):
         assert client.get(f"/l/{code}").status_code == 302
+    assert client.get("/l/NoSuchCode1").status_code == 404  # nothing written down for it
     assert MailingCounts.objects.get(mailing=mailing).clicks == 0  # written down, not counted yet
     assert SpooledClick.objects.count() == 3
     assert links.fold() == 3 and links.fold() == 0
