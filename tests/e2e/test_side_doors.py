@@ -8,7 +8,6 @@ import pytest
 
 from mailer.models import StopEntry
 from tests.conftest import user_with_role
-from tests.e2e.test_russian import page_ru  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
