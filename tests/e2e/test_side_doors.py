@@ -20,7 +20,7 @@ def sign_in(page, username: str) -> None:
 
 
 def test_a_manager_s_tests_keep_the_stop_list_and_the_quota(
-    page_ru,  # noqa: F811
+    page_ru,
     django_user_model,
     make_mailing,
     settings,
@@ -54,7 +54,7 @@ def test_a_manager_s_tests_keep_the_stop_list_and_the_quota(
     screenshot_dir("ru-test-send-quota", page)
 
 
-def test_an_admin_unlocks_a_colleague_on_the_users_page(page_ru, django_user_model, settings, screenshot_dir):  # noqa: F811
+def test_an_admin_unlocks_a_colleague_on_the_users_page(page_ru, django_user_model, settings, screenshot_dir):
     from playwright.sync_api import expect
 
     page = page_ru
