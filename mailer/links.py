@@ -318,6 +318,21 @@ def _read(path: Path) -> list[tuple[str, datetime]]:
     return clicks
 
 
+def _add(model, key: dict, changes: dict, created: dict) -> bool:
+    """Apply `changes` to the row of `model` that `key` names, or create it with `created`: True if
+    it was created. One created meanwhile by another transaction (PostgreSQL) gets the changes."""
+    row = model.objects.filter(**key)
+    if row.update(**changes):
+        return False
+    try:
+        with transaction.atomic():
+            model.objects.create(**key, **created)
+        return True
+    except IntegrityError:
+        row.update(**changes)
+        return False
+
+
 def count(clicks: list[tuple[str, datetime]]) -> None:
     """Count clicks (code, when) in one transaction: each clicker (first and last click, how many),
     each minute, and the mailing's clicks and clickers. A code no link has is left out."""
@@ -341,35 +356,16 @@ def count(clicks: list[tuple[str, datetime]]) -> None:
         total: Counter = Counter()
         for (mailing_id, phone), (client_id, first, last, n) in sorted(people.items()):
             total[mailing_id] += n
-            known = Clicker.objects.filter(mailing_id=mailing_id, phone=phone)
             changes = {
                 "clicks": F("clicks") + n,
                 "first_at": Least("first_at", first),
                 "last_at": Greatest("last_at", last),
             }
-            if known.update(**changes):
-                continue
-            try:
-                with transaction.atomic():
-                    Clicker.objects.create(
-                        mailing_id=mailing_id,
-                        phone=phone,
-                        client_id=client_id,
-                        first_at=first,
-                        last_at=last,
-                        clicks=n,
-                    )
-                new[mailing_id] += 1
-            except IntegrityError:  # their first click was counted meanwhile (PostgreSQL)
-                known.update(**changes)
+            created = {"client_id": client_id, "first_at": first, "last_at": last, "clicks": n}
+            new[mailing_id] += _add(Clicker, {"mailing_id": mailing_id, "phone": phone}, changes, created)
         for (mailing_id, minute), n in sorted(minutes.items()):
-            row = ClickMinute.objects.filter(mailing_id=mailing_id, minute=minute)
-            if not row.update(clicks=F("clicks") + n):
-                try:
-                    with transaction.atomic():
-                        ClickMinute.objects.create(mailing_id=mailing_id, minute=minute, clicks=n)
-                except IntegrityError:
-                    row.update(clicks=F("clicks") + n)
+            key = {"mailing_id": mailing_id, "minute": minute}
+            _add(ClickMinute, key, {"clicks": F("clicks") + n}, {"clicks": n})
         for mailing_id in sorted(total):
             MailingCounts.objects.filter(mailing_id=mailing_id).update(
                 clicks=F("clicks") + total[mailing_id], clickers=F("clickers") + new[mailing_id]
