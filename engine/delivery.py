@@ -39,7 +39,7 @@ from accounts.models import hash_token
 from engine import frequency
 from engine.scheduling import closed_why
 from engine.sending import MIN_TIME_LEFT, ErrorKind, Gateway, GatewayError, Outbound, Result
-from mailer import links, metrics, sms
+from mailer import links, metrics
 from mailer.models import (
     CAP_HELD_WHY,
     CAP_WHY,
@@ -462,37 +462,15 @@ class Deliverer:
 
     @staticmethod
     def own_texts(batch: Round) -> dict[int, PersonalText]:
-        """The texts of the round's messages whose text is their own (Mailing.per_message):
-        variables filled in, each address as the message's own short link and {unsubscribe} as
-        its page's (links.assign: the codes of an earlier attempt, else new ones). A client who
-        can have none (a value missing) is not in it."""
-        rendered: dict[int, str] = {}
-        wanted = {}
-        own_texts = {pk for pk, mailing in batch.mailings.items() if mailing.per_message()}
+        """The texts of the round's messages whose text is their own (links.own_texts); links are
+        made only for those that may be sent this round (decide)."""
+        messages = []
         for msg in batch.claimed:
             mailing = batch.mailings[msg.mailing_id]
-            if (
-                msg.mailing_id not in own_texts
-                or (text := mailing.text_for(msg.name, msg.attributes)) is None
-            ):
-                continue
-            rendered[msg.id] = text
-            if mailing.state != MailingState.RUNNING or msg.client_id is None:
-                continue  # not sent this round (decide): no links made for it
-            urls = [text[start:end] for start, end in links.addresses(text)] if mailing.track_links else []
-            unsubscribe = links.UNSUBSCRIBE_MARK in text
-            if urls or unsubscribe:
-                wanted[msg.id] = (mailing.pk, msg.client_id, msg.phone, urls, unsubscribe)
-        codes = links.assign(wanted) if wanted else {}
-        own = {}
-        for msg_id, text in rendered.items():
-            mailing = batch.mailings[batch.by_id[msg_id].mailing_id]
-            given = codes.get(msg_id, {})
-            text = links.finished(
-                text, mailing.track_links, given.get("unsubscribe") or links.SAMPLE_CODE, given.get("links")
-            )
-            own[msg_id] = PersonalText(message_id=msg_id, text=text, parts=sms.measure(text).parts)
-        return own
+            if mailing.per_message():
+                goes = mailing.state == MailingState.RUNNING and msg.client_id is not None
+                messages.append((msg.id, mailing, msg.client_id, msg.phone, msg.name, msg.attributes, goes))
+        return links.own_texts(messages)
 
     @staticmethod
     def tally(batch: Round) -> frequency.Tally | None:

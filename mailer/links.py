@@ -36,6 +36,7 @@ from django.db.models import F
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
+from mailer import sms
 from mailer.models import (
     Clicker,
     ClickMinute,
@@ -44,6 +45,7 @@ from mailer.models import (
     LinkKind,
     MailingCounts,
     OptOutSource,
+    PersonalText,
     SentMinute,
     SpooledClick,
     StopEntry,
@@ -182,6 +184,33 @@ def unsubscribe(link: Link) -> bool:
                 unsubscribed=F("unsubscribed") + 1
             )
     return new
+
+
+def own_texts(messages) -> dict[int, PersonalText]:
+    """The texts of messages whose text is their own (Mailing.per_message), from (message id,
+    mailing, client id, phone, name, field values, whether it goes now) each: variables filled in,
+    each address as the message's own short link and {unsubscribe} as its page's (`assign`: the
+    codes of an earlier attempt, else new ones; made only for a message that goes now). A message
+    whose client can have none (a value missing) is not in it."""
+    rendered: dict[int, tuple] = {}
+    wanted = {}
+    for message_id, mailing, client_id, phone, name, attributes, goes in messages:
+        if (text := mailing.text_for(name, attributes)) is None:
+            continue
+        rendered[message_id] = (mailing, text)
+        urls = [text[start:end] for start, end in addresses(text)] if mailing.track_links else []
+        unsubscribe = UNSUBSCRIBE_MARK in text
+        if goes and (urls or unsubscribe):
+            wanted[message_id] = (mailing.pk, client_id, phone, urls, unsubscribe)
+    codes = assign(wanted) if wanted else {}
+    own = {}
+    for message_id, (mailing, text) in rendered.items():
+        given = codes.get(message_id, {})
+        text = finished(
+            text, mailing.track_links, given.get("unsubscribe") or SAMPLE_CODE, given.get("links")
+        )
+        own[message_id] = PersonalText(message_id=message_id, text=text, parts=sms.measure(text).parts)
+    return own
 
 
 # Clicks ------------------------------------------------------------------------------------------

@@ -28,13 +28,15 @@ from tqdm import tqdm
 
 from accounts.roles import ADMIN, set_role
 from engine.scheduling import closed_why, first_attempt_at
-from mailer import links, sms
+from mailer import links
 from mailer.models import (
     ENDED_WHY,
     Approval,
     AuditEntry,
     Client,
     ClientField,
+    Link,
+    LinkKind,
     Mailing,
     MailingCounts,
     MailingKind,
@@ -366,25 +368,24 @@ def _own_texts_and_clicks(mailing: Mailing, sent: list[Message], rng: random.Ran
     """What the engine keeps of a personal mailing with a link (each client's text, their links),
     and the clicks that came: one client in five, within hours of their SMS, a few twice."""
     clients = Client.objects.in_bulk([row.client_id for row in sent])
-    rendered, wanted = {}, {}
-    for row in sent:
-        client = clients[row.client_id]
-        text = rendered[row.pk] = mailing.text_for(client.name, client.attributes)
-        urls = [text[start:end] for start, end in links.addresses(text)]
-        wanted[row.pk] = (mailing.pk, client.pk, client.phone, urls, links.UNSUBSCRIBE_MARK in text)
-    codes = links.assign(wanted)
-    own = []
-    for row in sent:
-        text = links.finished(rendered[row.pk], mailing.track_links, codes=codes[row.pk]["links"])
-        own.append(PersonalText(message_id=row.pk, text=text, parts=sms.measure(text).parts))
-    PersonalText.objects.bulk_create(own, batch_size=CHUNK)
+    own = links.own_texts(
+        (row.pk, mailing, row.client_id, clients[row.client_id].phone, clients[row.client_id].name,
+         clients[row.client_id].attributes, True)
+        for row in sent
+    )  # fmt: skip
+    PersonalText.objects.bulk_create(own.values(), batch_size=CHUNK)
+    code = dict(
+        Link.objects.filter(mailing=mailing, kind=LinkKind.CLICK, position=0).values_list(
+            "message_id", "code"
+        )
+    )
     clicks = []
     for row in sent:
         if rng.random() < 0.2:
             at = row.sent_at + timedelta(minutes=rng.expovariate(1 / 30))
-            clicks.append((codes[row.pk]["links"][0], at))
+            clicks.append((code[row.pk], at))
             if rng.random() < 0.25:
-                clicks.append((codes[row.pk]["links"][0], at + timedelta(minutes=rng.randint(5, 300))))
+                clicks.append((code[row.pk], at + timedelta(minutes=rng.randint(5, 300))))
     links.count(clicks)
 
 
