@@ -26,7 +26,7 @@ from mailer.models import (
     Message,
     MessageStatus,
     StopEntry,
-    name_key,
+    named,
     normalize_phone,
     validate_moment,
 )
@@ -135,7 +135,7 @@ class ClientFilter(django_filters.FilterSet):
         return queryset.filter(consent_at__isnull=value == "no")
 
     def search_name(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
-        return queryset.filter(name_search__contains=name_key(value.strip())) if value.strip() else queryset
+        return queryset.filter(named(value)) if value.strip() else queryset
 
     def search_phone(self, queryset: QuerySet[Client], name: str, value: str) -> QuerySet[Client]:
         digits = "".join(ch for ch in value if ch in "0123456789")

@@ -77,9 +77,7 @@ from mailer.models import (
     approval_needed,
     hours_text,
     normalize_text,
-    parts_problem,
     tag_problem,
-    variables,
 )
 from mailer.timezones import zone_label
 from mailer.windows import zone
@@ -308,7 +306,6 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
     # As it will be saved (normalize_text); longer than a text may be is cut, to bound the work.
     draft.text = normalize_text(request.GET.get("text", ""))[: 2 * MAX_TEXT]
     draft.track_links = request.GET.get("track_links") == "on"
-    template = draft.template()
     # Its length as sent: links short, a personal text's variables as their fallbacks.
     length = sms.measure(draft.as_measured())
     estimate = count * length.parts
@@ -320,7 +317,7 @@ def mailing_audience(request: HtmxHttpRequest) -> HttpResponse:
         "tags": sorted(tags),
         "codes": sorted(codes),
         "length": length,
-        "length_problem": " ".join(template.problems(variables())) or parts_problem(length),
+        "length_problem": draft.text_problem(length),
     }
     if draft.per_message() and not context["length_problem"]:
         # Each client's own text: the range of parts, the sum, three as clients get them.

@@ -800,23 +800,24 @@ class _PhoneRows:
         self.slots[self._slot(key)] = key << 32 | row
 
 
+def _header_key(name: str) -> str:
+    """A header name as columns are compared: in any case, "_" as a space, spaces single."""
+    return " ".join(name.replace("_", " ").split()).casefold()
+
+
 def _column(name: str, fields: dict[str, str]) -> str:
     """The column a header names (COLUMN_NAMES), or a custom field's key (`fields`: by key or
     label), else the name as given, stripped."""
-    key = " ".join(name.replace("_", " ").split()).casefold()
+    key = _header_key(name)
     return _COLUMNS_BY_NAME.get(key) or fields.get(key) or name.strip()
 
 
 def _field_names() -> dict[str, str]:
     """The custom fields by the header names they go by (key and label, as _column compares them)."""
-    names = {}
-    for key, label in ClientField.declared().items():
-        for name in (label, key):
-            names[" ".join(name.replace("_", " ").split()).casefold()] = key
-    return names
+    return {_header_key(name): key for key, label in ClientField.declared().items() for name in (label, key)}
 
 
-_COLUMNS_BY_NAME = {n.replace("_", " "): column for column, names in COLUMN_NAMES.items() for n in names}
+_COLUMNS_BY_NAME = {_header_key(n): column for column, names in COLUMN_NAMES.items() for n in names}
 
 
 def _rows(

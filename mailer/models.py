@@ -317,6 +317,11 @@ def name_key(name: str) -> str:
     return name.casefold()
 
 
+def named(part: str) -> Q:
+    """Clients whose name holds `part`, in any case: the client list's search and the API's ?name=."""
+    return Q(name_search__contains=name_key(part.strip()))
+
+
 class ClientField(Audited, models.Model):
     """A custom field an admin declares once: `key` is how texts ({city}), the API and imports name
     it, `label` how pages show it. Each client's value is in Client.attributes."""
@@ -700,10 +705,7 @@ class Mailing(Audited, models.Model):
         super().clean()
         self.text = normalize_text(self.text)
         errors: dict[str, str] = {}
-        template = self.template()
-        if problems := template.problems(variables()):
-            errors["text"] = " ".join(problems)
-        elif self.text and (problem := parts_problem(sms.measure(self.as_measured()))):
+        if problem := self.text_problem():
             errors["text"] = problem
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = _("End must be after start.")
@@ -894,6 +896,14 @@ class Mailing(Audited, models.Model):
             return self.text
         values = texts.values_of(name or "", attributes) | {texts.UNSUBSCRIBE: links.UNSUBSCRIBE_MARK}
         return self.template().render(values)
+
+    def text_problem(self, length: sms.SmsLength | None = None) -> str | None:
+        """Why its text can't be saved, or None: an unknown variable or a brace without its pair,
+        else more parts as sent (`length`, measured if not given) than MAILER_MAX_PARTS allows.
+        The form's preview says it as the text is typed."""
+        if problems := self.template().problems(variables()):
+            return " ".join(problems)
+        return parts_problem(length or sms.measure(self.as_measured()))
 
     def as_measured(self) -> str:
         """The text as long as it is sent, variables aside: each as its fallback (or nothing), an

@@ -45,7 +45,7 @@ from mailer.models import (
     OptOutSource,
     StaleEdit,
     StopEntry,
-    name_key,
+    named,
     validate_moment,
 )
 
@@ -94,7 +94,7 @@ class ClientFilter(StrictFilterSet):
         fields = ("tag", "operator_code", "timezone", "phone", "name", "consent")
 
     def by_name(self, queryset, name: str, value: str):
-        return queryset.filter(name_search__contains=name_key(value.strip()))
+        return queryset.filter(named(value))
 
     def by_consent(self, queryset, name: str, value: str):
         return queryset.filter(consent_at__isnull=value == "false")
