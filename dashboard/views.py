@@ -434,9 +434,11 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         # Filtering or paging the messages: the summary and the chart are not re-rendered.
         return render(request, "dashboard/mailing_detail.html#messages", context)
-    context |= _summary_context(mailing, request.user) | {
+    context |= _summary_context(mailing, request.user)
+    clicked = context["clicks"]["clicks"]  # the summary's: its counts row is not read again
+    context |= {
         "minute_chart": _per_minute_chart(mailing),
-        "clicks_chart": _clicks_chart(mailing) if mailing.tracks_links() or mailing.counts.clicks else None,
+        "clicks_chart": _clicks_chart(mailing) if mailing.tracks_links() or clicked else None,
         "texts": _texts(mailing),
     }
     if request.user.has_perm("mailer.add_mailing"):
