@@ -5,6 +5,7 @@ sender processes and the django-q2 cluster) against the gateway stand-in in its 
     .venv/bin/python bench/engine.py --db postgres --latency 0.05
     .venv/bin/python bench/engine.py --db postgres --clients 20000 --latency 0.05 --error-rate 0.2
     .venv/bin/python bench/engine.py --db postgres --hosts 2      # two workers, as two hosts
+    .venv/bin/python bench/engine.py --db sqlite --reuse-seed    # seed once, copy for each run
 
 Measures, for one mailing to N clients: time to resolve the audience, time from start_at to the
 first message, to 99% and to 100% of the messages sent (the retry tail), messages per second
@@ -16,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TOKEN = "bench-token"
+
+
+def psql(sql: str) -> str:
+    command = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qAtc", sql]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
 def free_port() -> int:
@@ -73,6 +82,21 @@ def ceiling(url: str, n: int, concurrency: int, processes: int = 2) -> float:
     return n * processes / max(times)
 
 
+def cpu_of_group(group: int) -> float:
+    """CPU seconds (user + system) the live processes of a process group have used."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def rss_of_children(parent: int) -> dict[int, int]:
     """Current RSS in kB of `parent` and all its descendants."""
     result = {}
@@ -110,23 +134,38 @@ def main() -> None:
     parser.add_argument(
         "--error-rate", type=float, default=0.0, help="share of the stand-in's answers that are 500s"
     )
+    parser.add_argument(
+        "--reuse-seed",
+        action="store_true",
+        help="keep the seeded clients (per --clients and migrations) and start each run from a copy",
+    )
     args = parser.parse_args()
 
     var = ROOT / "var"
     var.mkdir(exist_ok=True)
+    # The seeded clients, kept with --reuse-seed: seeding 100,000 clients takes minutes, a copy
+    # seconds. Named by the schema (the migrations' names) and the number of clients.
+    migrations = sorted(p.name for p in ROOT.glob("*/migrations/0*.py"))
+    seed = f"{args.clients}_{hashlib.sha1(' '.join(migrations).encode()).hexdigest()[:8]}"
+    seeded = False
     if args.db == "sqlite":
         path = var / "bench.sqlite3"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        kept = var / f"bench-seed-{seed}.sqlite3"
+        if args.reuse_seed and kept.exists():
+            shutil.copyfile(kept, path)
+            seeded = True
         db_url = f"sqlite:///{path}"
     else:
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS mailer_bench"],
-            check=True,
-        )
-        subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE mailer_bench"], check=True
-        )
+        kept = f"mailer_bench_seed_{seed}"
+        psql("DROP DATABASE IF EXISTS mailer_bench")
+        exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{kept}'").strip()
+        if args.reuse_seed and exists:
+            psql(f"CREATE DATABASE mailer_bench TEMPLATE {kept}")
+            seeded = True
+        else:
+            psql("CREATE DATABASE mailer_bench")
         db_url = "postgres://postgres@127.0.0.1:5432/mailer_bench"
     port = free_port()
     env = {
@@ -145,14 +184,22 @@ def main() -> None:
     os.environ.update(env)
     python = sys.executable
     manage = [python, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], check=True, env=env)
-    subprocess.run(
-        [*manage, "seed_demo", "--clients", str(args.clients), "--no-mailings"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    if not seeded:
+        subprocess.run([*manage, "migrate", "-v0"], check=True, env=env)
+        subprocess.run(
+            [*manage, "seed_demo", "--clients", str(args.clients), "--no-mailings"],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if args.reuse_seed and args.db == "sqlite":
+            with sqlite3.connect(path) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the one file
+            shutil.copyfile(path, kept)
+        elif args.reuse_seed:
+            psql(f"DROP DATABASE IF EXISTS {kept}")
+            psql(f"CREATE DATABASE {kept} TEMPLATE mailer_bench")
 
     import django
 
@@ -212,6 +259,7 @@ def main() -> None:
         deadline = time.monotonic() + 60
         while WorkerHeartbeat.objects.count() < args.senders * args.hosts and time.monotonic() < deadline:
             time.sleep(0.5)
+        cpu_before, cpu = sum(cpu_of_group(worker.pid) for worker in workers), None
         start_at = timezone.now() + timedelta(seconds=3)
         mailing = Mailing.objects.create(
             text="Benchmark: hello!", start_at=start_at, end_at=start_at + timedelta(hours=1)
@@ -224,6 +272,7 @@ def main() -> None:
                     peak[pid] = max(peak.get(pid, 0), kb)
             mailing.refresh_from_db()
             if mailing.state == MailingState.FINISHED:
+                cpu = sum(cpu_of_group(worker.pid) for worker in workers) - cpu_before
                 break
             time.sleep(0.5)
         span = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).aggregate(
@@ -258,6 +307,9 @@ def main() -> None:
         "start_to_100_percent_s": round((last - mailing.start_at).total_seconds(), 1) if last else None,
         "messages_per_second": round(sent / duration) if duration else None,
         "ceiling_bare_client_per_second": round(ceiling_rate),
+        # The senders' CPU for each message (the worker's process group, from the mailing's
+        # creation to its end): steadier than the rate on a machine whose speed varies.
+        "sender_cpu_us_per_message": round(cpu / sent * 1e6) if sent and cpu else None,
         "peak_rss_mb_per_process": sorted(round(kb / 1024) for kb in peak.values()),
     }
     print(json.dumps(result))

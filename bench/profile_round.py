@@ -25,6 +25,9 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default="INFO", help="INFO writes a line per message, as in production"
     )
+    parser.add_argument(
+        "--show", default="", help="also show the functions this regex matches, e.g. tally|admit"
+    )
     args = parser.parse_args()
     if args.db == "sqlite":
         path = ROOT / "var" / "profile.sqlite3"
@@ -82,6 +85,8 @@ def main() -> None:
         f"= {args.clients / seconds:.0f}/s in one process (stand-in in a thread of the same process)"
     )
     pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+    if args.show:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.show)
 
 
 if __name__ == "__main__":

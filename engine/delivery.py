@@ -482,7 +482,7 @@ class Deliverer:
         }
         if not cap or not clients:
             return None
-        return frequency.Tally.load(cap, clients, set(batch.by_id), batch.now)
+        return frequency.Tally.load(cap, clients, batch.lease, batch.now)
 
     def submit(self, batch: Round, stopping: Callable[[], bool] | None) -> None:
         """Send the batch off on the gateway's loop; `collect` takes its answers."""

@@ -66,6 +66,27 @@ def _mailings(n: int, end: datetime = NOW + timedelta(days=2), **fields) -> list
 
 
 @pytest.mark.django_db
+def test_a_round_reads_what_others_hold_and_what_was_sent_as_far_back_as_its_cap_needs(make_client):
+    """Tally.load: the round's own messages (its lease) are not in flight elsewhere; another
+    round's lease is; a message sent three days ago counts for a weekly cap, and a daily cap does
+    not read it."""
+    client, other = make_client(timezone="Asia/Novosibirsk"), make_client(timezone="UTC")
+    mine, theirs, old, service = _mailings(3) + _mailings(1, kind=MailingKind.SERVICE)
+    lease_until = NOW + timedelta(seconds=60)
+    for mailing, lease in ((mine, "me/1"), (theirs, "them/7"), (service, "them/7")):
+        Message.objects.create(mailing=mailing, client=client, locked_until=lease_until, locked_by=lease)
+    Message.objects.create(
+        mailing=old, client=client, status=MessageStatus.SENT, sent_at=NOW - timedelta(days=3)
+    )
+    Message.objects.create(mailing=mine, client=other, locked_until=lease_until, locked_by="me/1")
+
+    weekly = frequency.Tally.load({"day": 1, "week": 5}, {client.pk, other.pk}, "me/1", NOW)
+    assert dict(weekly.busy) == {client.pk: 1}  # theirs; not mine, not the service message
+    assert dict(weekly.sent) == {client.pk: [NOW - timedelta(days=3)]}
+    daily = frequency.Tally.load({"day": 1}, {client.pk, other.pk}, "me/1", NOW)
+    assert dict(daily.busy) == {client.pk: 1} and not daily.sent
+
+
 def test_a_second_advertising_message_waits_for_the_client_s_next_day(
     settings, make_client, make_deliverer, provider
 ):
