@@ -9,7 +9,7 @@ Procfile's `web` line (gunicorn, sync workers), with and without the engine send
 Each run seeds a finished mailing whose messages each have a link of their own (Mailing, Message
 and Link rows in bulk, as the engine leaves them; every link's address is its own, so a wrong
 redirect shows), then fires --clicks GETs at random codes of it (some clients click twice) from a
-separate process (aiohttp, --concurrency requests in flight), timing each request. Every answer
+separate process (--client: a bare asyncio stream or aiohttp; --concurrency requests in flight), timing each request. Every answer
 must be a 302 to its link's address. Then the clicks are counted (on SQLite the spool is folded: by
 the bench alone, by the worker's senders while the engine runs) and the mailing's counts must be
 exactly the clicks fired and the distinct clients who clicked.
@@ -106,8 +106,15 @@ def wait_for(url: str, seconds: float = 60) -> None:
 # The load generator: a process of its own ------------------------------------------------------
 
 
-def fire(base: str, clicks: list[tuple[str, str]], concurrency: int, out) -> None:
-    """GET each click's /l/<code>, `concurrency` at a time; put (elapsed s, latencies s, problems)."""
+def fire(base: str, clicks: list[tuple[str, str]], concurrency: int, out, client: str = "raw") -> None:
+    """GET each click's /l/<code>, `concurrency` at a time; put (elapsed s, latencies s, problems).
+
+    `client` "raw" writes the request and reads the answer on a bare asyncio stream (a connection
+    each, as gunicorn's sync workers close it after each answer), checking its status line and
+    Location header; "aiohttp" goes through aiohttp's client, which costs several times more CPU
+    per request on the cores the server needs too."""
+    if client == "raw":
+        return fire_raw(base, clicks, concurrency, out)
     import aiohttp
 
     async def run():
@@ -138,10 +145,46 @@ def fire(base: str, clicks: list[tuple[str, str]], concurrency: int, out) -> Non
     out.put((elapsed, latencies, problems, time.process_time()))
 
 
-def fire_in_process(base: str, clicks: list[tuple[str, str]], concurrency: int) -> dict:
+def fire_raw(base: str, clicks: list[tuple[str, str]], concurrency: int, out) -> None:
+    host, port = base.removeprefix("http://").split(":")
+
+    async def run():
+        latencies: list[float] = []
+        problems: list[str] = []
+        todo = iter(clicks)
+
+        async def client() -> None:
+            for code, url in todo:
+                t = time.perf_counter()
+                try:
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    writer.write(
+                        f"GET /l/{code} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
+                    )
+                    answer = await reader.read()  # to the end: the server closes the connection
+                    writer.close()
+                    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+                    status = int(head[0].split()[1])
+                    headers = dict(line.split(": ", 1) for line in head[1:] if ": " in line)
+                    location = headers.get("Location")
+                except (OSError, ValueError, IndexError) as e:
+                    status, location = 0, repr(e)
+                latencies.append(time.perf_counter() - t)
+                if (status, location) != (302, url):
+                    problems.append(f"/l/{code}: {status} {location}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies, problems
+
+    elapsed, latencies, problems = asyncio.run(run())
+    out.put((elapsed, latencies, problems, time.process_time()))
+
+
+def fire_in_process(base: str, clicks: list[tuple[str, str]], concurrency: int, client: str) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=fire, args=(base, clicks, concurrency, queue))
+    process = context.Process(target=fire, args=(base, clicks, concurrency, queue, client))
     process.start()
     elapsed, latencies, problems, cpu = queue.get()
     process.join()
@@ -265,6 +308,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100_000, help="the engine's mailing's audience")
     parser.add_argument("--phase", choices=["alone", "engine", "both"], default="both")
     parser.add_argument("--keep", action="store_true", help="leave the bench database")
+    parser.add_argument(
+        "--client", choices=["raw", "aiohttp"], default="raw", help="the load generator's HTTP client (fire)"
+    )
     args = parser.parse_args()
 
     var = ROOT / "var"
@@ -359,7 +405,7 @@ def main() -> None:
                         time.sleep(0.1)  # the engine is at full speed
                     sent_before, t0 = big_counts.get().sent, time.monotonic()
                 web_cpu = cpu_seconds(web.pid)
-                fired = fire_in_process(base, clicks, args.concurrency)
+                fired = fire_in_process(base, clicks, args.concurrency, args.client)
                 fired["web_cpu"] = cpu_seconds(web.pid) - web_cpu
                 if phase == "engine":
                     sent_after, t1 = big_counts.get().sent, time.monotonic()
