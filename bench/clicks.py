@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
@@ -37,6 +38,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from common import cpu_seconds  # bench/common.py: a script's folder is on its path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,21 +78,6 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
-def cpu_seconds(group: int) -> float:
-    """CPU time (user + system) of the live processes of a process group."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == group:
-                total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def wait_for(url: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -113,72 +101,64 @@ def fire(base: str, clicks: list[tuple[str, str]], concurrency: int, out, client
     each, as gunicorn's sync workers close it after each answer), checking its status line and
     Location header; "aiohttp" goes through aiohttp's client, which costs several times more CPU
     per request on the cores the server needs too."""
-    if client == "raw":
-        return fire_raw(base, clicks, concurrency, out)
-    import aiohttp
 
     async def run():
         latencies: list[float] = []
         problems: list[str] = []
         todo = iter(clicks)
-        connector = aiohttp.TCPConnector(limit=concurrency)  # keep-alive where the server allows it
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with getter(base, client, concurrency) as get:
 
-            async def client() -> None:
+            async def one_at_a_time() -> None:
                 for code, url in todo:
                     t = time.perf_counter()
-                    try:
-                        async with session.get(f"{base}/l/{code}", allow_redirects=False) as response:
-                            await response.read()
-                            status, location = response.status, response.headers.get("Location")
-                    except aiohttp.ClientError as e:
-                        status, location = 0, repr(e)
+                    status, location = await get(code)
                     latencies.append(time.perf_counter() - t)
                     if (status, location) != (302, url):
                         problems.append(f"/l/{code}: {status} {location}")
 
             started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(concurrency)))
+            await asyncio.gather(*(one_at_a_time() for _ in range(concurrency)))
             return time.perf_counter() - started, latencies, problems
 
     elapsed, latencies, problems = asyncio.run(run())
     out.put((elapsed, latencies, problems, time.process_time()))
 
 
-def fire_raw(base: str, clicks: list[tuple[str, str]], concurrency: int, out) -> None:
-    host, port = base.removeprefix("http://").split(":")
+@contextlib.asynccontextmanager
+async def getter(base: str, client: str, concurrency: int):
+    """`get(code)`: GET /l/<code>, as (status, Location); (0, the error) when it fails."""
+    if client == "aiohttp":
+        import aiohttp
 
-    async def run():
-        latencies: list[float] = []
-        problems: list[str] = []
-        todo = iter(clicks)
+        connector = aiohttp.TCPConnector(limit=concurrency)  # keep-alive where the server allows it
+        async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def client() -> None:
-            for code, url in todo:
-                t = time.perf_counter()
+            async def get(code: str) -> tuple[int, str | None]:
                 try:
-                    reader, writer = await asyncio.open_connection(host, int(port))
-                    writer.write(
-                        f"GET /l/{code} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
-                    )
-                    answer = await reader.read()  # to the end: the server closes the connection
-                    writer.close()
-                    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-                    status = int(head[0].split()[1])
-                    headers = dict(line.split(": ", 1) for line in head[1:] if ": " in line)
-                    location = headers.get("Location")
-                except (OSError, ValueError, IndexError) as e:
-                    status, location = 0, repr(e)
-                latencies.append(time.perf_counter() - t)
-                if (status, location) != (302, url):
-                    problems.append(f"/l/{code}: {status} {location}")
+                    async with session.get(f"{base}/l/{code}", allow_redirects=False) as response:
+                        await response.read()
+                        return response.status, response.headers.get("Location")
+                except aiohttp.ClientError as e:
+                    return 0, repr(e)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies, problems
+            yield get
+        return
+    host, port = base.removeprefix("http://").split(":")
+    request = "GET /l/{} HTTP/1.1\r\nHost: " + f"{host}:{port}" + "\r\nConnection: close\r\n\r\n"
 
-    elapsed, latencies, problems = asyncio.run(run())
-    out.put((elapsed, latencies, problems, time.process_time()))
+    async def get(code: str) -> tuple[int, str | None]:
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request.format(code).encode())
+            answer = await reader.read()  # to the end: the server closes the connection
+            writer.close()
+            head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            headers = dict(line.split(": ", 1) for line in head[1:] if ": " in line)
+            return int(head[0].split()[1]), headers.get("Location")
+        except (OSError, ValueError, IndexError) as e:
+            return 0, repr(e)
+
+    yield get
 
 
 def fire_in_process(base: str, clicks: list[tuple[str, str]], concurrency: int, client: str) -> dict:

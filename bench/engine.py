@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import cpu_seconds  # bench/common.py: a script's folder is on its path
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TOKEN = "bench-token"
@@ -80,21 +82,6 @@ def ceiling(url: str, n: int, concurrency: int, processes: int = 2) -> float:
     for p in procs:
         p.join()
     return n * processes / max(times)
-
-
-def cpu_of_group(group: int) -> float:
-    """CPU seconds (user + system) the live processes of a process group have used."""
-    ticks = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == group:
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_of_children(parent: int) -> dict[int, int]:
@@ -259,7 +246,7 @@ def main() -> None:
         deadline = time.monotonic() + 60
         while WorkerHeartbeat.objects.count() < args.senders * args.hosts and time.monotonic() < deadline:
             time.sleep(0.5)
-        cpu_before, cpu = sum(cpu_of_group(worker.pid) for worker in workers), None
+        cpu_before, cpu = sum(cpu_seconds(worker.pid) for worker in workers), None
         start_at = timezone.now() + timedelta(seconds=3)
         mailing = Mailing.objects.create(
             text="Benchmark: hello!", start_at=start_at, end_at=start_at + timedelta(hours=1)
@@ -272,7 +259,7 @@ def main() -> None:
                     peak[pid] = max(peak.get(pid, 0), kb)
             mailing.refresh_from_db()
             if mailing.state == MailingState.FINISHED:
-                cpu = sum(cpu_of_group(worker.pid) for worker in workers) - cpu_before
+                cpu = sum(cpu_seconds(worker.pid) for worker in workers) - cpu_before
                 break
             time.sleep(0.5)
         span = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).aggregate(

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import seeded  # bench/common.py: a script's folder is on its path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,38 +43,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--cap", default="5/day", help="MAILER_FREQUENCY_CAP")
     args = parser.parse_args()
-    if args.db == "sqlite":
-        path = ROOT / "var" / "bench-frequency.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
-    else:
-        for sql in (
-            "DROP DATABASE IF EXISTS mailer_bench_frequency",
-            "CREATE DATABASE mailer_bench_frequency",
-        ):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
-        url = "postgres://postgres@127.0.0.1:5432/mailer_bench_frequency"
-    os.environ.update(
-        DATABASE_URL=url,
-        SECRET_KEY="bench",
-        MAILER_PROVIDER_TOKEN="t",
+    seeded(
+        args.db,
+        "bench_frequency",
+        args.clients,
         MAILER_QUIET_HOURS="",
         MAILER_FREQUENCY_CAP=args.cap,
         LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="mailer.settings",
     )
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], check=True)
-    subprocess.run(
-        [*manage, "seed_demo", "--clients", str(args.clients), "--no-mailings"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import django
-
-    django.setup()
     from datetime import timedelta
 
     from django.db import connection, transaction

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import seeded  # bench/common.py: a script's folder is on its path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,33 +29,7 @@ def main() -> None:
         "--show", default="", help="also show the functions this regex matches, e.g. tally|admit"
     )
     args = parser.parse_args()
-    if args.db == "sqlite":
-        path = ROOT / "var" / "profile.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
-    else:
-        for sql in ("DROP DATABASE IF EXISTS mailer_profile", "CREATE DATABASE mailer_profile"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
-        url = "postgres://postgres@127.0.0.1:5432/mailer_profile"
-    os.environ.update(
-        DATABASE_URL=url,
-        SECRET_KEY="profile",
-        MAILER_PROVIDER_TOKEN="t",
-        LOG_LEVEL=args.log_level,
-        DJANGO_SETTINGS_MODULE="mailer.settings",
-    )
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], check=True)
-    subprocess.run(
-        [*manage, "seed_demo", "--clients", str(args.clients), "--no-mailings"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import django
-
-    django.setup()
+    seeded(args.db, "profile", args.clients, LOG_LEVEL=args.log_level)
     from datetime import timedelta
 
     from django.utils import timezone

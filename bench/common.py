@@ -1,0 +1,58 @@
+"""Pieces the benchmarks share. They run as scripts (`python bench/<name>.py`), so they import this
+from their own folder: `from common import ...`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_seconds(group: int) -> float:
+    """CPU time (user + system) of the live processes of a process group."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def seeded(db: str, name: str, clients: int, **env: str) -> None:
+    """A new database (var/<name>.sqlite3, or mailer_<name> on PostgreSQL), migrated, with the
+    demo's `clients` and no mailings; Django set up on it in this process, with `env` besides."""
+    if db == "sqlite":
+        path = ROOT / "var" / f"{name}.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    else:
+        for sql in (f"DROP DATABASE IF EXISTS mailer_{name}", f"CREATE DATABASE mailer_{name}"):
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+        url = f"postgres://postgres@127.0.0.1:5432/mailer_{name}"
+    os.environ.update(
+        DATABASE_URL=url,
+        SECRET_KEY="bench",
+        MAILER_PROVIDER_TOKEN="t",
+        DJANGO_SETTINGS_MODULE="mailer.settings",
+        **env,
+    )
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], check=True)
+    subprocess.run(
+        [*manage, "seed_demo", "--clients", str(clients), "--no-mailings"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import django
+
+    django.setup()
