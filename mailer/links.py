@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
@@ -223,9 +223,28 @@ _URL_OF = f"SELECT url FROM {Link._meta.db_table} WHERE code = %s AND kind = %s"
 
 def url_of(code: str) -> str | None:
     """Where the click link `code` goes; None for a code we never gave (or an {unsubscribe} one)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_URL_OF, [code, LinkKind.CLICK.value])
-        row = cursor.fetchone()
+    return _one_row(_URL_OF, [code, LinkKind.CLICK.value])
+
+
+def _one_row(sql: str, params: list) -> str | None:
+    """The first column of `sql`'s one row, on the connection as it is: without the health check
+    Django runs before a request's first query (CONN_HEALTH_CHECKS, PostgreSQL's: a SELECT 1, a
+    round trip as dear as a click's own statement). A connection that turns out dead (the database
+    restarted) is closed and the statement run once more on a new one."""
+    trusted = connection.connection is not None and not connection.in_atomic_block
+    if trusted:
+        connection.health_check_done = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    except (InterfaceError, OperationalError):
+        if not trusted:
+            raise
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
     return row[0] if row else None
 
 
@@ -242,10 +261,7 @@ def follow(code: str) -> str | None:
     """A click on /l/<code>: counted, and the address it goes to; None for a code we never gave."""
     at = timezone.now()
     if settings.MAILER_CLICK_SPOOL == DATABASE_SPOOL and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_FOLLOW, [code, LinkKind.CLICK.value, code, at])
-            row = cursor.fetchone()
-        return row[0] if row else None
+        return _one_row(_FOLLOW, [code, LinkKind.CLICK.value, code, at])
     url = url_of(code)
     if url is None:
         return None

@@ -101,7 +101,6 @@ MIDDLEWARE = [
     # Outermost, so every log line of a request carries its request id and its time is measured.
     "mailer.logging.RequestContextMiddleware",
     "mailer.monitoring.HttpMetricsMiddleware",
-    "mailer.public.ClickMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -3,4 +3,8 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from mailer.public import clicks_first  # noqa: E402 (Django is set up by now)
+
+application = clicks_first(django_application)

@@ -7,12 +7,16 @@ from __future__ import annotations
 import re
 import time
 from datetime import timedelta
+from wsgiref.util import setup_testing_defaults
 
+import psycopg
 import pytest
 import requests
+from django.db import OperationalError, connection
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
-from mailer import links, public, sms
+from mailer import links, public, sms, wsgi
 from mailer.models import (
     Clicker,
     ClickMinute,
@@ -110,18 +114,59 @@ def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, clien
     assert manager_client.get("/statistics/").status_code == 200
 
 
-@pytest.mark.django_db
-def test_a_click_is_answered_ahead_of_the_staff_middleware_as_the_view_answers(sent, client, rf):
+def wsgi_get(path: str, method: str = "GET") -> tuple[str, dict[str, str], bytes]:
+    """`path` through the WSGI application gunicorn serves (mailer/wsgi.py): status, headers, body."""
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "HTTP_ACCEPT_LANGUAGE": "ru"}
+    setup_testing_defaults(environ)
+    answer = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=status, headers=dict(headers))
+
+    body = wsgi.application(environ, start_response)
+    try:
+        content = b"".join(body)
+    finally:
+        getattr(body, "close", lambda: None)()
+    return answer["status"], answer["headers"], content
+
+
+@pytest.mark.django_db(transaction=True)  # as it runs: no test's transaction around it
+def test_a_click_is_answered_before_django_makes_a_request_as_the_view_answers(sent, rf):
+    mailing, clients, _provider = sent
+    code = Link.objects.filter(client_id=clients[0].pk, position=1).first().code
+    before = REGISTRY.get_sample_value("mailer_http_request_seconds_count", {"view": "link"}) or 0
+    status, headers, body = wsgi_get(f"/l/{code}")
+    view = public.link(rf.get(f"/l/{code}"), code)
+    assert (status, body, view.status_code) == ("302 Found", b"", 302)
+    assert headers["Location"] == view["Location"] == "http://shop.example/c/%D0%B7%D0%B8%D0%BC%D0%B0"
+    for header in ("Cache-Control", "Referrer-Policy"):
+        assert headers[header] == view[header], header
+    assert "Set-Cookie" not in headers and "Content-Security-Policy" not in headers  # no middleware
+    assert REGISTRY.get_sample_value("mailer_http_request_seconds_count", {"view": "link"}) == before + 1
+    assert MailingCounts.objects.get(mailing=mailing).clicks == 2  # the WSGI's and the view's
+    # Anything else is Django's: a HEAD (not counted), an unknown code and its page in Russian.
+    assert wsgi_get(f"/l/{code}", method="HEAD")[0] == "302 Found"
+    status, headers, body = wsgi_get("/l/NoSuchCode1")
+    assert status.startswith("404") and "Ссылка не найдена" in body.decode()
+    assert MailingCounts.objects.get(mailing=mailing).clicks == 2
+
+
+@pytest.mark.django_db(transaction=True)  # as it runs: no test's transaction around it
+def test_a_click_whose_statement_failed_goes_to_the_view_which_tries_once_more(sent, monkeypatch):
     mailing, clients, _provider = sent
     code = Link.objects.filter(client_id=clients[0].pk).first().code
-    fast = client.get(f"/l/{code}")
-    assert "Content-Security-Policy" not in fast  # sessions, sign-in, CSP... were not asked
-    view = public.link(rf.get(f"/l/{code}"), code)
-    assert (fast.status_code, fast.cookies) == (view.status_code, view.cookies) == (302, {})
-    for header in ("Location", "Cache-Control", "Referrer-Policy"):
-        assert fast[header] == view[header], header
-    assert "Set-Cookie" not in fast and "X-Request-ID" in fast  # the access line's id, as for any
-    assert MailingCounts.objects.get(mailing=mailing).clicks == 2
+    follow, failed = links.follow, []
+
+    def fails_once(code: str) -> str | None:
+        if not failed:
+            failed.append(code)
+            raise OperationalError("the database went away")
+        return follow(code)
+
+    monkeypatch.setattr(links, "follow", fails_once)
+    assert wsgi_get(f"/l/{code}")[0] == "302 Found" and failed == [code]
+    assert MailingCounts.objects.get(mailing=mailing).clicks == 1
 
 
 @pytest.mark.django_db
@@ -215,6 +260,24 @@ def test_the_database_spool_counts_each_click_once(sent, client, settings):
     assert not SpooledClick.objects.exists()
     counts = MailingCounts.objects.get(mailing=mailing)
     assert (counts.clicks, counts.clickers) == (3, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_click_on_a_connection_the_database_dropped_is_answered_on_a_new_one(sent, client, settings):
+    """A click skips Django's health check (a round trip as dear as the click): a connection the
+    database dropped (a restart, a failover) fails the click's statement, which runs once more."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no server whose restart drops a connection")
+    settings.MAILER_CLICK_SPOOL = links.DATABASE_SPOOL
+    code = Link.objects.filter(client_id=sent[1][0].pk).first().code
+    assert client.get(f"/l/{code}").status_code == 302
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname="postgres"
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    assert client.get(f"/l/{code}").status_code == 302
+    assert SpooledClick.objects.filter(code=code).count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
