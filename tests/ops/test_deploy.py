@@ -4,6 +4,7 @@ check-jsonschema vendors, Kubernetes manifests against the schemas kubernetes-va
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -152,3 +153,22 @@ def test_dockerfile_basics():
     assert re.search(r"^USER mailer$", text, re.MULTILINE) and "useradd" in text
     assert "collectstatic --noinput" in text
     assert re.search(r'^CMD \["gunicorn", "mailer.wsgi"', text, re.MULTILINE)
+
+
+@pytest.mark.parametrize(("given", "workers"), [(None, 2 * len(os.sched_getaffinity(0)) + 1), ("3", 3)])
+def test_gunicorn_runs_twice_the_cores_plus_one_sync_workers_unless_told(given, workers):
+    """gunicorn.conf.py, which gunicorn reads from where the Procfile and the image start it."""
+    env = {**os.environ, "WEB_CONCURRENCY": given or "", "DEBUG": "1"}
+    if given is None:
+        del env["WEB_CONCURRENCY"]
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    printed = subprocess.run(
+        [gunicorn, "--print-config", "mailer.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    settings = dict(re.findall(r"^(\w+)\s+= (.*)$", printed, re.MULTILINE))
+    assert (settings["workers"], settings["worker_class"]) == (str(workers), "sync")
