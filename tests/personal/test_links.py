@@ -5,6 +5,7 @@ the clickers) and redirects to the address the text had; nothing else is kept.""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from datetime import timedelta
 from wsgiref.util import setup_testing_defaults
@@ -12,7 +13,7 @@ from wsgiref.util import setup_testing_defaults
 import psycopg
 import pytest
 import requests
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
@@ -244,6 +245,35 @@ def test_a_spool_file_the_other_sender_counted_meanwhile_is_passed_over(settings
 
     monkeypatch.setattr(links, "_read", counted_meanwhile)
     assert links.fold(now=time.time() + 2) == 0  # no FileNotFoundError: the sender's round goes on
+
+
+@pytest.mark.django_db(transaction=True)  # two connections, each its own transaction
+def test_two_senders_counting_the_same_clickers_at_once_count_each_once(sent):
+    """The second waits for the first's new clickers and adds its clicks to them."""
+    mailing, clients, _provider = sent
+    anna, peter, jan = (Link.objects.filter(client_id=c.pk).first().code for c in clients)
+    now = timezone.now()
+    second_started = threading.Event()
+
+    def second() -> None:
+        second_started.set()
+        try:
+            links.count([(peter, now), (jan, now + timedelta(seconds=1))])
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=second)
+    with transaction.atomic():
+        links.count([(anna, now), (peter, now - timedelta(minutes=1))])
+        thread.start()
+        second_started.wait(5)
+        time.sleep(0.5)  # the second's insert of Пётр waits for this transaction
+    thread.join(30)
+    counts = MailingCounts.objects.get(mailing=mailing)
+    assert (counts.clicks, counts.clickers) == (4, 3)
+    peter_row = Clicker.objects.get(mailing=mailing, phone=clients[1].phone)
+    assert (peter_row.clicks, peter_row.first_at, peter_row.last_at) == (2, now - timedelta(minutes=1), now)
+    assert sum(ClickMinute.objects.filter(mailing=mailing).values_list("clicks", flat=True)) == 4
 
 
 @pytest.mark.django_db
