@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 import django_tables2 as tables
 from django.urls import reverse
@@ -139,15 +141,16 @@ class CountColumn(tables.Column):
         return table.counts.get(record.pk, {}).get(self.status, 0)
 
 
-class DeliveryRateColumn(tables.Column):
-    """Sent of all the row's messages (stats.delivery_rate), from `table.counts` like CountColumn."""
+class PercentColumn(tables.Column):
+    """A rate of the row's mailing, `rate(counts)` of `table.counts` like CountColumn; "–" for none."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, rate: Callable[[dict], float | None], **kwargs) -> None:
         super().__init__(empty_values=(), orderable=False, **kwargs)
+        self.rate = rate
 
     def render(self, record: Mailing, table: StatsTable) -> str:
         counts = table.counts.get(record.pk)
-        rate = stats.delivery_rate(counts) if counts else None
+        rate = self.rate(counts) if counts else None
         return "–" if rate is None else f"{formats.number_format(rate, 1)} %"
 
 
@@ -179,7 +182,7 @@ class StatsTable(tables.Table):
             (s, CountColumn(s, verbose_name=MessageStatus(s).label, attrs={} if s == "sent" else WIDE_ONLY))
             for s in STATUSES
         ]
-        extra.append(("delivery_rate", DeliveryRateColumn(verbose_name=_("Accepted, %"))))
+        extra.append(("delivery_rate", PercentColumn(stats.delivery_rate, verbose_name=_("Accepted, %"))))
         extra.append(("no_consent", CountColumn("no_consent", verbose_name=_("No consent"), attrs=WIDE_ONLY)))
         extra.append(
             ("cap_expired", CountColumn("cap_expired", verbose_name=_("Expired by the cap"), attrs=WIDE_ONLY))
@@ -188,6 +191,12 @@ class StatsTable(tables.Table):
         extra.append(("sms_sent", CountColumn("sms_sent", verbose_name=_("SMS sent"), attrs=WIDE_ONLY)))
         extra.append(("clicks", CountColumn("clicks", verbose_name=_("Clicks"), attrs=WIDE_ONLY)))
         extra.append(("clickers", CountColumn("clickers", verbose_name=_("Clicked"), attrs=WIDE_ONLY)))
+        extra.append(
+            (
+                "click_rate",
+                PercentColumn(itemgetter("click_rate"), verbose_name=_("Click rate, %"), attrs=WIDE_ONLY),
+            )
+        )
         extra.append(
             ("unsubscribed", CountColumn("unsubscribed", verbose_name=_("Unsubscribed"), attrs=WIDE_ONLY))
         )

@@ -32,7 +32,7 @@ from mailer import xlsxfiles
 from mailer.csvfiles import csv_text
 from mailer.formats import Locale
 from mailer.models import Mailing, MailingKind, MailingState, MessageStatus, Report, labels
-from mailer.stats import STATUSES, annotated_counts, totals, with_counts
+from mailer.stats import STATUSES, annotated_counts, click_rate, totals, with_counts
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,10 @@ def _build(start: datetime, end: datetime) -> ReportContent:
     overall["sms_sent"] = sum(m.sms_sent for m in rows)
     overall["clicks"] = sum(m.clicks_count for m in rows)
     overall["clickers"] = sum(m.clickers_count for m in rows)
+    overall["unsubscribed"] = sum(m.unsubscribed_count for m in rows)
+    overall["click_rate"] = click_rate(overall["clickers"], overall["sent"])
+    for m in rows:
+        m.click_rate = click_rate(m.clickers_count, m.sent_count)
     local_start, local_end = timezone.localtime(start), timezone.localtime(end)
     context = {
         "mailings": rows,
@@ -115,7 +119,7 @@ def _build(start: datetime, end: datetime) -> ReportContent:
             m.pk, m.text, kinds[m.kind], states.get(m.state, m.state), m.start_at, m.end_at, m.started_at,
             m.finished_at, counts["total"], *(counts[status] for status in STATUSES),
             m.sent_in_period, m.sms_parts, m.sms_sent, m.clicks_count, m.clickers_count,
-            m.unsubscribed_count,
+            m.unsubscribed_count, m.click_rate,
         ])  # fmt: skip
 
     header = columns()
@@ -141,7 +145,7 @@ def columns() -> list[str]:
         _("Mailing no."), _("Text"), _("Kind"), _("State"), _("Start"), _("End"), _("Started at"),
         _("Finished at"), _("Total"), *(labels(MessageStatus)[status] for status in STATUSES),
         _("Accepted in period"), _("SMS parts"), _("SMS sent"), _("Clicks"), _("Clients who clicked"),
-        _("Unsubscribed"),
+        _("Unsubscribed"), _("Click rate, %"),
     ]  # fmt: skip
 
 

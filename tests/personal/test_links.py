@@ -17,7 +17,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from mailer import links, public, sms, wsgi
+from mailer import links, public, reports, sms, wsgi
 from mailer.models import (
     Clicker,
     ClickMinute,
@@ -112,7 +112,14 @@ def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, clien
         "utf-8-sig"
     )
     assert rows.splitlines()[0] == "Phone,First click,Last click,Clicks" and f"{clients[0].phone}," in rows
-    assert manager_client.get("/statistics/").status_code == 200
+    statistics = manager_client.get("/statistics/").content.decode()
+    assert "Click rate, %" in statistics and "66.7 %" in statistics
+    report = reports.build(timezone.now() - timedelta(days=1), timezone.now() + timedelta(days=1))
+    assert "clicks 4, clients who clicked 2, click rate 66.7 %" in report.text
+    header, row = report.csv.splitlines()[:2]
+    assert header.endswith('Clicks,Clients who clicked,Unsubscribed,"Click rate, %"')
+    assert row.endswith(",4,2,0,66.7")
+    assert "<td>66.7</td><td>0</td></tr>" in report.html
 
 
 def wsgi_get(path: str, method: str = "GET") -> tuple[str, dict[str, str], bytes]:
