@@ -241,7 +241,9 @@ def seed_links(n: int, label: str):
             Link.objects.bulk_create(rows)
         made.extend((row.code, row.url, row.phone) for row in rows)
 
-    for row in clients.iterator(chunk_size=CHUNK):
+    # Read whole first: a SQLite read left open across the batches' writes fails them ("database
+    # is locked", at once) as soon as the engine's senders have written since it began.
+    for row in list(clients):
         batch.append(row)
         if len(batch) == CHUNK:
             flush(batch)
