@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -108,6 +109,25 @@ def test_real_worker_sends_a_mailing_within_seconds_of_its_start(make_client, pr
         assert start_at <= first < start_at + timedelta(seconds=3)
         assert Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 50
         assert set(provider.record.accepted.values()) == {1}
+    finally:
+        stop_group(process)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_senders_yield_the_cpu_to_the_web(provider, tmp_path):
+    """MAILER_SENDER_NICE: the senders, and the worker's session (a process manager's, no
+    terminal), which Linux weighs against the web's before their processes."""
+    with open(tmp_path / "worker.log", "w") as log:
+        process = run_worker(provider.url, log, MAILER_SENDER_NICE=7)
+    try:
+        assert wait_for(lambda: WorkerHeartbeat.objects.count() == 2, 30), "the senders did not start"
+        niceness = [
+            int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            for pid in [process.pid, *worker._descendants(process.pid)]
+        ]
+        assert niceness[0] == 0 and niceness.count(7) == 2  # the supervisor and the cluster as they were
+        assert Path(f"/proc/{process.pid}/autogroup").read_text().endswith(" nice 7\n")
     finally:
         stop_group(process)
 
