@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
@@ -61,9 +62,9 @@ class Tally:
         # The clients as plain parameters: a round's 500 ids through Django's per-value preparation
         # of a foreign key's `__in` took half of this query's time.
         ids = sorted(client_ids)
-        among = RawSQL(
-            f'"mailer_message"."client_id" IN ({", ".join(["%s"] * len(ids))})', ids, BooleanField()
-        )
+        quote = connection.ops.quote_name
+        column = f"{quote(Message._meta.db_table)}.{quote(Message._meta.get_field('client').column)}"
+        among = RawSQL(f"{column} IN ({', '.join(['%s'] * len(ids))})", ids, BooleanField())
         rows = (
             Message.objects.filter(among, mailing__kind=MailingKind.ADVERTISING)
             .filter(
