@@ -230,20 +230,22 @@ def _one_row(sql: str, params: list) -> str | None:
     Django runs before a request's first query (CONN_HEALTH_CHECKS, PostgreSQL's: a SELECT 1, a
     round trip as dear as a click's own statement). A connection that turns out dead (the database
     restarted) is closed and the statement run once more on a new one."""
+
+    def run() -> tuple | None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+
     trusted = connection.connection is not None and not connection.in_atomic_block
     if trusted:
         connection.health_check_done = True
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row = run()
     except (InterfaceError, OperationalError):
         if not trusted:
             raise
         connection.close()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row = run()
     return row[0] if row else None
 
 
@@ -411,6 +413,7 @@ def count(clicks: list[tuple[str, datetime]]) -> None:
     }
     people: dict[tuple[int, str], list] = {}
     minutes: Counter = Counter()
+    total: Counter = Counter()
     for code, at in clicks:
         if code not in by_code:
             continue
@@ -418,6 +421,7 @@ def count(clicks: list[tuple[str, datetime]]) -> None:
         person = people.setdefault((mailing_id, phone), [client_id, at, at, 0])
         person[1], person[2], person[3] = min(person[1], at), max(person[2], at), person[3] + 1
         minutes[(mailing_id, SentMinute.of(at))] += 1
+        total[mailing_id] += 1
     if not people:
         return
     stamp = connection.ops.adapt_datetimefield_value
@@ -430,9 +434,7 @@ def count(clicks: list[tuple[str, datetime]]) -> None:
         new = set(_insert(_NEW_CLICKERS, rows))
         _insert(_MORE_CLICKS, [row for row in rows if row[:2] not in new], least=least, greatest=greatest)
         _insert(_MINUTES, [(m, stamp(minute), n) for (m, minute), n in sorted(minutes.items())])
-        total, newcomers = Counter(), Counter(mailing_id for mailing_id, _phone in new)
-        for (mailing_id, _phone), person in people.items():
-            total[mailing_id] += person[3]
+        newcomers = Counter(mailing_id for mailing_id, _phone in new)
         for mailing_id in sorted(total):
             MailingCounts.objects.filter(mailing_id=mailing_id).update(
                 clicks=F("clicks") + total[mailing_id], clickers=F("clickers") + newcomers[mailing_id]
