@@ -39,7 +39,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import cpu_seconds  # bench/common.py: a script's folder is on its path
+from common import cpu_seconds, seeded  # bench/common.py: a script's folder is on its path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -299,44 +299,21 @@ def main() -> None:
     var.mkdir(exist_ok=True)
     spool = var / "bench-clicks-spool"
     shutil.rmtree(spool, ignore_errors=True)
-    if args.db == "sqlite":
-        path = var / "bench-clicks.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        db_url = f"sqlite:///{path}"
-    else:
-        subprocess.run(["dropdb", *PG, "--if-exists", PG_NAME], check=True)
-        subprocess.run(["createdb", *PG, PG_NAME], check=True)
-        db_url = f"postgres://postgres@127.0.0.1:5432/{PG_NAME}"
     web_port, gateway_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the Procfile's python, gunicorn
-        "DATABASE_URL": db_url,
-        "SECRET_KEY": "bench",
-        "WEB_PORT": str(web_port),
-        "MAILER_PROVIDER_URL": f"http://127.0.0.1:{gateway_port}",
-        "MAILER_PROVIDER_TOKEN": TOKEN,
-        "MAILER_QUIET_HOURS": "",
-        "LOG_LEVEL": "INFO",
-    }
-    if args.db == "sqlite":
-        env["MAILER_CLICK_SPOOL"] = str(spool)
-    os.environ.update(env)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], check=True, env=env)
-    subprocess.run(
-        [*manage, "seed_demo", "--clients", str(max(args.clients, args.links)), "--no-mailings"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    seeded(
+        args.db,
+        PG_NAME.removeprefix("mailer_"),
+        max(args.clients, args.links),
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the Procfile's python, gunicorn
+        WEB_PORT=str(web_port),
+        MAILER_PROVIDER_URL=f"http://127.0.0.1:{gateway_port}",
+        MAILER_PROVIDER_TOKEN=TOKEN,
+        MAILER_QUIET_HOURS="",
+        LOG_LEVEL="INFO",
+        **({"MAILER_CLICK_SPOOL": str(spool)} if args.db == "sqlite" else {}),
     )
-
-    import django
-
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mailer.settings"
-    django.setup()
+    env = dict(os.environ)
+    manage = [sys.executable, str(ROOT / "manage.py")]
     from datetime import timedelta
 
     from django.utils import timezone

@@ -28,7 +28,8 @@ def cpu_seconds(group: int) -> float:
 
 def seeded(db: str, name: str, clients: int, **env: str) -> None:
     """A new database (var/<name>.sqlite3, or mailer_<name> on PostgreSQL), migrated, with the
-    demo's `clients` and no mailings; Django set up on it in this process, with `env` besides."""
+    demo's `clients` and no mailings; Django set up on it in this process, with `env` besides (in
+    this process's environment, which the processes it starts inherit)."""
     if db == "sqlite":
         path = ROOT / "var" / f"{name}.sqlite3"
         for suffix in ("", "-wal", "-shm"):
@@ -39,11 +40,13 @@ def seeded(db: str, name: str, clients: int, **env: str) -> None:
             subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
         url = f"postgres://postgres@127.0.0.1:5432/mailer_{name}"
     os.environ.update(
-        DATABASE_URL=url,
-        SECRET_KEY="bench",
-        MAILER_PROVIDER_TOKEN="t",
-        DJANGO_SETTINGS_MODULE="mailer.settings",
-        **env,
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": "bench",
+            "MAILER_PROVIDER_TOKEN": "t",
+            "DJANGO_SETTINGS_MODULE": "mailer.settings",
+            **env,
+        }
     )
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], check=True)
