@@ -263,14 +263,14 @@ def pick(made: list[tuple[str, str, str]], n: int, rng: random.Random):
 def counted(mailing_id: int, clicks: int, seconds: float, fold: bool) -> tuple[int, int]:
     """The mailing's (clicks, clickers) once `clicks` are counted or `seconds` have passed; with
     `fold`, the bench folds the spool itself (no worker running)."""
-    from mailer import links
+    from mailer import links, spool
     from mailer.models import MailingCounts
 
     deadline = time.monotonic() + seconds
     while True:
         if fold:
-            links.fold(now=time.time() + 2 * links.SETTLE)  # sets the files aside...
-            links.fold(now=time.time() + 2 * links.SETTLE)  # ...and counts them
+            links.fold(now=time.time() + 2 * spool.SETTLE)  # sets the files aside...
+            links.fold(now=time.time() + 2 * spool.SETTLE)  # ...and counts them
         row = MailingCounts.objects.get(mailing_id=mailing_id)
         if row.clicks >= clicks or time.monotonic() > deadline:
             return row.clicks, row.clickers

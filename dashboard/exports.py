@@ -26,7 +26,16 @@ from django.utils.translation import gettext as _
 from mailer import importing, stats, xlsxfiles
 from mailer.csvfiles import csv_lines
 from mailer.formats import Locale
-from mailer.models import Mailing, MailingKind, MailingState, Message, MessageStatus, labels, reason_texts
+from mailer.models import (
+    DeliveryStatus,
+    Mailing,
+    MailingKind,
+    MailingState,
+    Message,
+    MessageStatus,
+    labels,
+    reason_texts,
+)
 from mailer.stats import STATUSES
 
 CHUNK_SIZE = 2000  # rows per database fetch
@@ -97,17 +106,21 @@ MESSAGE_COLUMNS = (
     "sent_at",
     "last_error",
     "carried_text",
+    "delivery_status",
+    "delivered_at",
+    "delivery_error",
 )
 
 
 def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
-    statuses, reason = labels(MessageStatus), reason_texts()
+    statuses, reason, receipts = labels(MessageStatus), reason_texts(), labels(DeliveryStatus)
     queryset = messages.with_text().order_by("id").values_list(*MESSAGE_COLUMNS)
 
     def rows() -> Iterator[Sequence[Any]]:
-        for pk, phone, status, attempts, created_at, sent_at, error, text in queryset.iterator(
+        for pk, phone, status, attempts, created_at, sent_at, error, text, *receipt in queryset.iterator(
             chunk_size=CHUNK_SIZE
         ):
+            delivery, delivered_at, delivery_error = receipt
             yield (
                 pk,
                 phone,
@@ -117,6 +130,9 @@ def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
                 sent_at,
                 reason(error),
                 text,
+                receipts.get(delivery, delivery),
+                delivered_at,
+                delivery_error,
             )
 
     columns = [
@@ -128,6 +144,9 @@ def messages_export(mailing: Mailing, messages: QuerySet[Message]) -> Export:
         (_("Accepted at"), 20),
         (_("Why"), 40),
         (_("Text"), 60),
+        (_("Receipt"), 16),
+        (_("Receipt time"), 20),
+        (_("Gateway's words"), 30),
     ]
     return Export(f"mailing-{mailing.pk}-messages", _("Messages"), columns, rows)
 
@@ -164,11 +183,12 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
                 " ".join(m.filter_operator_codes),
                 counts["total"],
                 *(counts[status] for status in STATUSES),
-                stats.delivery_rate(counts),
+                stats.accepted_rate(counts),
                 *stats.annotated_guards(m).values(),
                 m.sms_parts,
                 m.sms_sent,
                 *stats.annotated_clicks(m).values(),
+                *stats.annotated_delivery(m).values(),
             )
 
     columns = [
@@ -191,6 +211,10 @@ def overview_export(mailings: QuerySet[Mailing]) -> Export:
         (_("Clients who clicked"), 12),
         (_("Unsubscribed"), 12),
         (_("Click rate, %"), 12),
+        (_("Delivered"), 12),
+        (_("Not delivered"), 12),
+        (_("No receipt yet"), 12),
+        (_("Delivered, %"), 12),
     ]
     return Export("mailings-overview", _("Mailings"), columns, rows)
 

@@ -20,6 +20,7 @@ from mailer.models import (
     Approval,
     AuditEntry,
     Client,
+    DeliveryStatus,
     Mailing,
     MailingKind,
     MailingState,
@@ -159,10 +160,13 @@ class MessageFilter(django_filters.FilterSet):
         label=_("Phone starts with"),
         widget=_search_input(),
     )
+    delivery_status = django_filters.ChoiceFilter(
+        choices=DeliveryStatus.choices, empty_label=_("Any receipt"), label=_("Receipt")
+    )
 
     class Meta:
         model = Message
-        fields = ["status", "phone"]
+        fields = ["status", "delivery_status", "phone"]
 
 
 def existing_tags() -> list[str]:

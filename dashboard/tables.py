@@ -45,6 +45,11 @@ COLOURS = {
     "failed": "danger",
     "expired": "warning",
     "client.opted_out": "secondary",
+    "client.undeliverable": "warning",
+    "delivery.delivered": "success",
+    "delivery.undelivered": "danger",
+    "delivery.expired": "warning",
+    "delivery.rejected": "danger",
     "import.checked": "secondary",
     "import.done": "success",
     "import.failed": "danger",
@@ -182,7 +187,7 @@ class StatsTable(tables.Table):
             (s, CountColumn(s, verbose_name=MessageStatus(s).label, attrs={} if s == "sent" else WIDE_ONLY))
             for s in STATUSES
         ]
-        extra.append(("delivery_rate", PercentColumn(stats.delivery_rate, verbose_name=_("Accepted, %"))))
+        extra.append(("accepted_rate", PercentColumn(stats.accepted_rate, verbose_name=_("Accepted, %"))))
         extra.append(("no_consent", CountColumn("no_consent", verbose_name=_("No consent"), attrs=WIDE_ONLY)))
         extra.append(
             ("cap_expired", CountColumn("cap_expired", verbose_name=_("Expired by the cap"), attrs=WIDE_ONLY))
@@ -199,6 +204,19 @@ class StatsTable(tables.Table):
         )
         extra.append(
             ("unsubscribed", CountColumn("unsubscribed", verbose_name=_("Unsubscribed"), attrs=WIDE_ONLY))
+        )
+        extra.append(("delivered", CountColumn("delivered", verbose_name=_("Delivered"), attrs=WIDE_ONLY)))
+        extra.append(
+            ("undelivered", CountColumn("undelivered", verbose_name=_("Not delivered"), attrs=WIDE_ONLY))
+        )
+        extra.append(
+            ("no_receipt", CountColumn("no_receipt", verbose_name=_("No receipt yet"), attrs=WIDE_ONLY))
+        )
+        extra.append(
+            (
+                "delivery_rate",
+                PercentColumn(itemgetter("delivery_rate"), verbose_name=_("Delivered, %"), attrs=WIDE_ONLY),
+            )
         )
         super().__init__(*args, extra_columns=extra, **kwargs)
         self.counts: dict[int, dict[str, int]] = {}
@@ -251,6 +269,26 @@ class ClientTable(tables.Table):
         return badge("client.opted_out", _("opted out")) if value else ""
 
 
+class UndeliverableTable(tables.Table):
+    """Clients whose numbers no longer answer (mailer/receipts.py), each with its way back."""
+
+    phone = tables.Column(
+        linkify=("dashboard:client-edit", {"pk": tables.A("pk")}), verbose_name=gettext_lazy("Phone")
+    )
+    name = tables.Column(verbose_name=gettext_lazy("Name"), orderable=False)
+    operator_code = tables.Column(verbose_name=gettext_lazy("Operator"), orderable=False)
+    tag = tables.Column(verbose_name=gettext_lazy("Tag"), orderable=False)
+    undeliverable_at = MomentColumn(verbose_name=gettext_lazy("Left out since"), orderable=False)
+    put_back = tables.TemplateColumn(
+        template_name="dashboard/_put_back.html", verbose_name="", orderable=False, empty_values=()
+    )
+
+    class Meta:
+        model = Client
+        fields = ("phone", "name", "operator_code", "tag", "undeliverable_at")
+        attrs = {"class": "table table-sm table-hover align-middle"}
+
+
 class MessageTable(tables.Table):
     id = tables.Column(verbose_name="#", localize=False)
     phone = tables.Column(
@@ -267,11 +305,34 @@ class MessageTable(tables.Table):
         attrs={"td": {"class": "small text-truncate", "style": "max-width: 16rem"}},
     )
     last_error = tables.Column(verbose_name=gettext_lazy("Why"), attrs={"td": {"class": "small"}})
+    # What the gateway's receipt said, when, and its words.
+    delivery_status = tables.Column(verbose_name=gettext_lazy("Receipt"), empty_values=())
 
     class Meta:
         model = Message
-        fields = ("id", "phone", "status", "attempts", "sent_at", "last_error", "sent_text")
+        fields = (
+            "id",
+            "phone",
+            "status",
+            "attempts",
+            "sent_at",
+            "delivery_status",
+            "last_error",
+            "sent_text",
+        )
         attrs = {"class": "table table-sm align-middle"}
+
+    def render_delivery_status(self, record: Message) -> str:
+        if not record.delivery_status:
+            return _("no receipt yet") if record.status == MessageStatus.SENT else ""
+        label = badge(f"delivery.{record.delivery_status}", record.get_delivery_status_display())
+        when = formats.date_format(timezone.localtime(record.delivered_at), "SHORT_DATETIME_FORMAT")
+        return format_html(
+            '{}<div class="small text-body-secondary">{}{}</div>',
+            label,
+            when,
+            f" · {record.delivery_error}" if record.delivery_error else "",
+        )
 
     def render_status(self, record: Message) -> str:
         label = badge(record.status, record.get_status_display())

@@ -51,6 +51,8 @@ urlpatterns = [
     path("clients/import/<int:pk>/", views.client_import_detail, name="client-import-detail"),
     path("clients/import/<int:pk>/confirm/", views.client_import_confirm, name="client-import-confirm"),
     path("clients/import/<int:pk>/errors.csv", views.client_import_report, name="client-import-report"),
+    path("clients/undeliverable/", views.undeliverable, name="undeliverable"),
+    path("clients/<int:pk>/put-back/", views.client_put_back, name="client-put-back"),
     path("clients/<int:pk>/", views.client_edit, name="client-edit"),
     path("clients/<int:pk>/delete/", views.client_delete, name="client-delete"),
 ]

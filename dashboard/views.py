@@ -50,7 +50,15 @@ from dashboard.forms import (
     StopRemovalForm,
     draft_timing,
 )
-from dashboard.tables import AuditTable, ClientTable, MailingTable, MessageTable, StatsTable, StopListTable
+from dashboard.tables import (
+    AuditTable,
+    ClientTable,
+    MailingTable,
+    MessageTable,
+    StatsTable,
+    StopListTable,
+    UndeliverableTable,
+)
 from engine import testsends
 from engine.scheduling import first_attempt_at
 from mailer import importing, sms, stats
@@ -63,6 +71,8 @@ from mailer.models import (
     Client,
     ClientField,
     ClientImport,
+    DeliveryMinute,
+    DeliveryStatus,
     GatewayState,
     Mailing,
     MailingError,
@@ -76,6 +86,7 @@ from mailer.models import (
     TestSendState,
     approval_needed,
     hours_text,
+    labels,
     normalize_text,
     tag_problem,
 )
@@ -122,7 +133,8 @@ def _running() -> list[dict[str, Any]]:
     rates = stats.rates([m.pk for m in running])
     result = []
     for m in running:
-        result.append(stats.progress(m, stats.annotated_counts(m), rates.get(m.pk)))
+        progress = stats.progress(m, stats.annotated_counts(m), rates.get(m.pk))
+        result.append(progress | {"delivery": stats.annotated_delivery(m)})
     return result
 
 
@@ -364,6 +376,14 @@ def _clicks_chart(mailing: Mailing) -> str:
     return _minute_chart(rows, titles, (_("clicks"), _("clicks per %(n)s min")))
 
 
+def _delivery_chart(mailing: Mailing) -> str:
+    rows = dict(
+        DeliveryMinute.objects.filter(mailing=mailing, delivered__gt=0).values_list("minute", "delivered")
+    )
+    titles = (_("Messages delivered per minute"), _("Messages delivered per %(n)s minutes"))
+    return _minute_chart(rows, titles, (_("messages"), _("messages per %(n)s min")))
+
+
 def _minute_chart(rows: dict, titles: tuple[str, str], units: tuple[str, str]) -> str:
     """A bar per minute (per several, when there are many): `titles` and `units` for one minute
     and for n."""
@@ -385,6 +405,9 @@ def _minute_chart(rows: dict, titles: tuple[str, str], units: tuple[str, str]) -
 def _summary_context(mailing: Mailing, user) -> dict[str, Any]:
     timing = stats.timing(mailing)
     counts = stats.counts_of(mailing)
+    delivery = stats.delivery_of(mailing)
+    received = delivery["delivered"] or delivery["undelivered"]
+    statuses = labels(DeliveryStatus)
     return {
         "mailing": mailing,
         "may_decide": mailing.may_decide(user),
@@ -399,6 +422,12 @@ def _summary_context(mailing: Mailing, user) -> dict[str, Any]:
         "sms_sent": stats.sms_sent_of(mailing),
         "guards": _guards(mailing),
         "clicks": stats.clicks_of(mailing),
+        "delivery": delivery,
+        # Per operator and why not: once receipts have come.
+        "operators": stats.operators_of(mailing) if received else [],
+        "reasons": [r | {"label": statuses[r["status"]]} for r in stats.reasons_of(mailing)]
+        if received
+        else [],
     }
 
 
@@ -439,6 +468,7 @@ def mailing_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context |= {
         "minute_chart": _per_minute_chart(mailing),
         "clicks_chart": _clicks_chart(mailing) if mailing.tracks_links() or clicked else None,
+        "delivery_chart": _delivery_chart(mailing) if context["operators"] else None,
         "texts": _texts(mailing),
     }
     if request.user.has_perm("mailer.add_mailing"):
@@ -676,6 +706,7 @@ def statistics(request: HtmxHttpRequest) -> HttpResponse:
         m.pk: stats.annotated_counts(m)
         | stats.annotated_guards(m)
         | stats.annotated_clicks(m)
+        | stats.annotated_delivery(m)
         | {"sms_sent": m.sms_sent}
         for m in stats.with_counts(Mailing.objects.filter(pk__in=shown))
     }
@@ -691,7 +722,7 @@ def statistics_totals(request: HtmxHttpRequest) -> HttpResponse:
     totals = stats.totals(mailings)
     context = {
         "totals": totals,
-        "delivery_rate": stats.delivery_rate(totals),
+        "accepted_rate": stats.accepted_rate(totals),
         "sms_sent": stats.sms_sent(mailings),
     }
     return render(request, "dashboard/statistics.html#totals", context)
@@ -750,6 +781,30 @@ def client_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     attributes = [(key, label, client.attributes.get(key, "")) for key, label in form.declared.items()]
     context = {"form": form, "client": client, "stopped": stopped, "attributes": attributes}
     return render(request, "dashboard/client_form.html", context)
+
+
+@permission_required("mailer.view_client", raise_exception=True)
+def undeliverable(request: HtmxHttpRequest) -> HttpResponse:
+    """Clients left out of audiences because their last MAILER_UNDELIVERED_LIMIT messages came
+    back undelivered, latest first; a manager may put one back."""
+    table = UndeliverableTable(
+        Client.objects.filter(undeliverable_at__isnull=False).order_by("-undeliverable_at", "-pk")
+    )
+    _paginate(request, table)
+    context = {"table": table, "limit": settings.MAILER_UNDELIVERED_LIMIT}
+    return _page(request, "dashboard/undeliverable.html", "table", context)
+
+
+@permission_required("mailer.change_client", raise_exception=True)
+@require_POST
+def client_put_back(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    client = get_object_or_404(Client, pk=pk)
+    if client.put_back(request.user):
+        messages.success(request, _("%(phone)s is back in audiences.") % {"phone": client.phone})
+    to_client = request.POST.get("next") == "client"
+    return redirect(
+        reverse("dashboard:client-edit", args=[pk]) if to_client else reverse("dashboard:undeliverable")
+    )
 
 
 @permission_required("mailer.delete_client", raise_exception=True)

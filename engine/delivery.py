@@ -39,7 +39,7 @@ from accounts.models import hash_token
 from engine import frequency
 from engine.scheduling import closed_why
 from engine.sending import MIN_TIME_LEFT, ErrorKind, Gateway, GatewayError, Outbound, Result
-from mailer import links, metrics
+from mailer import links, metrics, receipts
 from mailer.models import (
     CAP_HELD_WHY,
     CAP_WHY,
@@ -61,6 +61,7 @@ from mailer.models import (
     SentMinute,
     StopEntry,
     frequency_cap,
+    operator_code_of,
 )
 from mailer.windows import in_windows, local_time, opens_at
 
@@ -644,6 +645,7 @@ class Deliverer:
         minutes: dict[int, Counter] = {}
         by_text: Counter = Counter()
         parts_by_text: Counter = Counter()
+        by_operator: Counter = Counter()  # accepted per (mailing, operator code): receipts' split
         for (_, text_id), (at, sent_ids) in sent_groups.items():
             for msg_id in sent_ids:
                 if msg_id in held:
@@ -652,11 +654,13 @@ class Deliverer:
                     span[0], span[1] = min(span[0], at), max(span[1], at)
                     minutes.setdefault(mailing.pk, Counter())[SentMinute.of(at)] += 1
                     by_text[text_id] += 1
+                    by_operator[(mailing.pk, operator_code_of(by_id[msg_id].phone or ""))] += 1
                     personal = batch.personal.get(msg_id)
                     parts_by_text[text_id] += personal.parts if personal else mailing.sms_parts
         for mailing_id in sorted(changes):
             first, last = spans.get(mailing_id, (None, None))
             MailingCounts.add(mailing_id, changes[mailing_id], first, last, minutes.get(mailing_id))
+        receipts.count_accepted(by_operator)
         for text_id in sorted(t for t in by_text if t):
             MailingText.objects.filter(pk=text_id).update(
                 sent=F("sent") + by_text[text_id], parts_sent=F("parts_sent") + parts_by_text[text_id]

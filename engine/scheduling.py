@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mailer import links
+from mailer import links, receipts
 from mailer.models import (
     CANCELLED_WHY,
     ENDED_WHY,
@@ -70,6 +70,7 @@ def tick(now: datetime | None = None) -> None:
         resolve_audience(mailing, now)
     finish_ended(now)
     links.fold()  # the clicks the web spooled (MAILER_CLICK_SPOOL), counted
+    receipts.fold()  # the delivery receipts the web took (MAILER_RECEIPT_SPOOL), applied
 
 
 def start_due(now: datetime) -> list[int]:

@@ -20,12 +20,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
-import socket
 import string
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +32,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.db.models import F
 from django.utils import timezone
 
-from mailer import sms
+from mailer import bulk, sms, spool
 from mailer.models import (
     Clicker,
     ClickMinute,
@@ -63,9 +60,6 @@ CODE_RE = r"[0-9A-Za-z]{8,16}"
 SAMPLE_CODE = "x" * CODE_LENGTH
 # The {unsubscribe} variable's value until its link is known.
 UNSUBSCRIBE_MARK = "\x00"
-# A spool file is counted once its name has been ".ready" this long: a click being written when
-# it was renamed has landed by then.
-SETTLE = 1.0
 FOLDED_KEPT = timedelta(days=1)
 # MAILER_CLICK_SPOOL's value for a table (SpooledClick) instead of files; and how many of its
 # clicks one transaction counts.
@@ -275,23 +269,9 @@ def follow(code: str) -> str | None:
     return url
 
 
-_spool_dir: Path | None = None
-
-
 def _spool(code: str, at: datetime) -> None:
-    """Append the click to this process's spool file: one short line, written whole (O_APPEND),
-    in the kernel's hands once this returns (a killed process loses nothing)."""
-    global _spool_dir
-    directory = Path(settings.MAILER_CLICK_SPOOL)
-    if _spool_dir != directory:
-        directory.mkdir(parents=True, exist_ok=True)
-        _spool_dir = directory
-    path = directory / f"{socket.gethostname()}-{os.getpid()}.log"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, f"{code} {at.timestamp():.3f}\n".encode())
-    finally:
-        os.close(fd)
+    """Append the click to this process's spool file (mailer/spool.py)."""
+    spool.append(settings.MAILER_CLICK_SPOOL, [f"{code} {at.timestamp():.3f}"])
 
 
 def fold(now: float | None = None) -> int:
@@ -302,15 +282,8 @@ def fold(now: float | None = None) -> int:
         return _fold_table()
     if not settings.MAILER_CLICK_SPOOL:
         return 0
-    directory = Path(settings.MAILER_CLICK_SPOOL)
-    if not directory.is_dir():
-        return 0
-    now = now or time.time()
     counted = 0
-    for path in sorted(directory.glob("*.ready")):
-        renamed = int(path.suffixes[-2].lstrip(".")) / 1e9 if len(path.suffixes) >= 2 else 0
-        if now - renamed < SETTLE:
-            continue
+    for path in spool.ready(settings.MAILER_CLICK_SPOOL, now):
         try:
             clicks = _read(path)
         except FileNotFoundError:
@@ -324,11 +297,7 @@ def fold(now: float | None = None) -> int:
         else:
             counted += len(clicks)
         path.unlink(missing_ok=True)
-    for path in directory.glob("*.log"):
-        try:
-            path.rename(path.with_name(f"{path.stem}.{time.time_ns()}.ready"))
-        except FileNotFoundError:
-            pass
+    spool.set_aside(settings.MAILER_CLICK_SPOOL)
     if counted:
         FoldedSpool.objects.filter(folded_at__lt=timezone.now() - FOLDED_KEPT).delete()
     return counted
@@ -355,7 +324,7 @@ def _fold_table() -> int:
 
 def _read(path: Path) -> list[tuple[str, datetime]]:
     clicks = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in spool.lines(path):
         code, _, stamp = line.partition(" ")
         try:
             clicks.append((code, datetime.fromtimestamp(float(stamp), UTC)))
@@ -379,21 +348,6 @@ _MINUTES = (
     f"INSERT INTO {ClickMinute._meta.db_table} AS m (mailing_id, minute, clicks) VALUES {{values}} "
     "ON CONFLICT (mailing_id, minute) DO UPDATE SET clicks = m.clicks + excluded.clicks"
 )
-# Rows a statement carries at most (SQLite takes 32,766 parameters, PostgreSQL 65,535).
-ROWS_PER_STATEMENT = 1000
-
-
-def _insert(sql: str, rows: list[tuple], **names: str) -> list[tuple]:
-    """Run the INSERT `sql` for `rows`, ROWS_PER_STATEMENT at a time; what it returned."""
-    returned = []
-    with connection.cursor() as cursor:
-        for at in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[at : at + ROWS_PER_STATEMENT]
-            values = ", ".join([f"({', '.join(['%s'] * len(chunk[0]))})"] * len(chunk))
-            cursor.execute(sql.format(values=values, **names), [value for row in chunk for value in row])
-            if cursor.description:
-                returned += cursor.fetchall()
-    return returned
 
 
 def count(clicks: list[tuple[str, datetime]]) -> None:
@@ -429,11 +383,11 @@ def count(clicks: list[tuple[str, datetime]]) -> None:
         (mailing_id, phone, client_id, stamp(first), stamp(last), n)
         for (mailing_id, phone), (client_id, first, last, n) in sorted(people.items())
     ]
-    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    least, greatest = bulk.least_greatest()
     with transaction.atomic():
-        new = set(_insert(_NEW_CLICKERS, rows))
-        _insert(_MORE_CLICKS, [row for row in rows if row[:2] not in new], least=least, greatest=greatest)
-        _insert(_MINUTES, [(m, stamp(minute), n) for (m, minute), n in sorted(minutes.items())])
+        new = set(bulk.insert(_NEW_CLICKERS, rows))
+        bulk.insert(_MORE_CLICKS, [row for row in rows if row[:2] not in new], least=least, greatest=greatest)
+        bulk.insert(_MINUTES, [(m, stamp(minute), n) for (m, minute), n in sorted(minutes.items())])
         newcomers = Counter(mailing_id for mailing_id, _phone in new)
         for mailing_id in sorted(total):
             MailingCounts.objects.filter(mailing_id=mailing_id).update(

@@ -32,6 +32,11 @@ MESSAGE_RETRIES = Counter("mailer_message_retries", "Messages put back for anoth
 MESSAGES_FINISHED = Counter(
     "mailer_messages_finished", "Messages that reached a final status, by status.", ["status"]
 )
+RECEIPTS = Counter(
+    "mailer_receipts",
+    "Delivery receipts the gateway posted, by result.",
+    ["result"],  # taken | unknown (no message of ours has its id)
+)
 
 # The web app's own requests. Labels stay low-cardinality: a status class, a URL name.
 HTTP_REQUESTS = Counter(

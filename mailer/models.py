@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import ClassVar
@@ -23,7 +24,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
 
-from mailer import guardrails, sms, texts, windows
+from mailer import bulk, guardrails, sms, texts, windows
 from mailer.formats.ru import formats as ru_formats
 from mailer.timezones import TimezoneFormField, timezone_problem, validate_timezone  # noqa: F401 (the rule, at every door)
 
@@ -382,6 +383,10 @@ class Client(Audited, models.Model):
     # The engine's: until when MAILER_FREQUENCY_CAP holds the client's advertising (a message it
     # sent filled their day or week), for the audience preview to count.
     capped_until = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
+    # Delivery receipts (mailer/receipts.py): how many of the client's latest messages in a row came
+    # back undelivered, and since when that left them out of audiences (MAILER_UNDELIVERED_LIMIT).
+    undelivered_in_row = models.PositiveSmallIntegerField(default=0, editable=False)
+    undeliverable_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -424,6 +429,25 @@ class Client(Audited, models.Model):
     @property
     def has_consent(self) -> bool:
         return self.consent_at is not None
+
+    def put_back(self, by, via: str = "ui") -> bool:
+        """An undeliverable client back in audiences (a manager's word that the number answers
+        again), audited; its run of undelivered messages starts again. False if it was not out."""
+        with transaction.atomic():
+            since = (
+                Client.objects.select_for_update()
+                .filter(pk=self.pk)
+                .values_list("undeliverable_at", flat=True)
+                .first()
+            )
+            if since is None:
+                return False
+            Client.objects.filter(pk=self.pk).update(undeliverable_at=None, undelivered_in_row=0)
+            AuditEntry.record(
+                by, "deliverable", self, {"undeliverable_at": [since.isoformat(), None]}, via=via
+            )
+        self.undeliverable_at, self.undelivered_in_row = None, 0
+        return True
 
     def save(self, *args, **kwargs) -> None:
         self.operator_code = operator_code_of(self.phone)
@@ -507,6 +531,31 @@ def approval_needed(sms_count: int) -> bool:
     yet too (clients may be imported before it starts); unset: none."""
     threshold = settings.MAILER_APPROVAL_ABOVE
     return threshold is not None and (sms_count > threshold or threshold == 0)
+
+
+class DeliveryStatus(models.TextChoices):
+    """What a gateway's delivery receipt says became of a message it accepted (mailer/receipts.py)."""
+
+    DELIVERED = "delivered", pgettext_lazy("delivery status", "Delivered")
+    UNDELIVERED = "undelivered", pgettext_lazy("delivery status", "Not delivered")
+    EXPIRED = "expired", pgettext_lazy("delivery status", "Expired undelivered")
+    REJECTED = "rejected", pgettext_lazy("delivery status", "Rejected")
+
+
+# The receipts that say a message did not reach its client.
+NOT_DELIVERED = (DeliveryStatus.UNDELIVERED, DeliveryStatus.EXPIRED, DeliveryStatus.REJECTED)
+
+
+def delivery_kind(status: str) -> str | None:
+    """How a receipt's status is counted: "delivered", "undelivered" (not delivered), or None (no receipt)."""
+    if status == DeliveryStatus.DELIVERED:
+        return "delivered"
+    return "undelivered" if status in NOT_DELIVERED else None
+
+
+# Of those, the ones that say the number did not answer (MAILER_UNDELIVERED_LIMIT counts them): a
+# rejection is the operator's refusal of the sender or the text, the same for every number.
+NO_ANSWER = (DeliveryStatus.UNDELIVERED, DeliveryStatus.EXPIRED)
 
 
 class MessageStatus(models.TextChoices):
@@ -951,30 +1000,38 @@ class Mailing(Audited, models.Model):
             raise MailingError(_("A %(state)s mailing can't be edited.") % {"state": self._state_word()})
 
     def matching_clients(self) -> models.QuerySet[Client]:
-        """Clients that match the filter (empty lists mean no restriction; both given = AND) and
-        are not on the stop list: an opted-out client is never in an audience; for advertising
-        (MAILER_CONSENT_REQUIRED) only those with consent on record."""
+        """Clients that match the filter (empty lists mean no restriction; both given = AND), are
+        not on the stop list (an opted-out client is never in an audience), for advertising
+        (MAILER_CONSENT_REQUIRED) only those with consent on record, and whose number still
+        answers (not undeliverable: MAILER_UNDELIVERED_LIMIT)."""
+        return self.allowed_clients().filter(undeliverable_at__isnull=True)
+
+    def allowed_clients(self) -> models.QuerySet[Client]:
+        """Those of matching_clients, the undeliverable ones included."""
         clients = self.filtered_clients().filter(~StopEntry.standing_for(OuterRef("phone")))
         return clients.filter(consent_at__isnull=False) if self.needs_consent() else clients
 
-    AUDIENCE_COUNTS = ("audience", "stop_list", "no_consent", "capped")
+    AUDIENCE_COUNTS = ("audience", "stop_list", "no_consent", "undeliverable", "capped")
 
     def audience_counts(self) -> dict[str, int]:
-        """How many clients it would reach now, how many of the filter's the stop list and the want
-        of consent leave out, and how many of it the frequency cap holds now. Each counted from its
-        short end: the stop list's entries (StopEntry.count_among), the clients without consent and
-        those capped, by their indexes."""
+        """How many clients it would reach now, how many of the filter's the stop list, the want
+        of consent and numbers that no longer answer leave out, and how many of it the frequency
+        cap holds now. Each counted from its short end: the stop list's entries
+        (StopEntry.count_among), the clients without consent, the undeliverable and those capped,
+        by their indexes."""
         matched = self.filtered_clients()
         stopped = StopEntry.count_among(matched)
         no_consent = self.without_consent()
+        undeliverable = self.allowed_clients().filter(undeliverable_at__isnull=False).count()
         # Of the audience, those whose day or week MAILER_FREQUENCY_CAP says is full: they wait.
         capped = (
             self.matching_clients().filter(capped_until__gt=timezone.now()).count() if self.is_capped() else 0
         )
         return {
-            "audience": matched.count() - stopped - no_consent,
+            "audience": matched.count() - stopped - no_consent - undeliverable,
             "stop_list": stopped,
             "no_consent": no_consent,
+            "undeliverable": undeliverable,
             "capped": capped,
         }
 
@@ -1309,6 +1366,11 @@ class Message(models.Model):
     sent_text = models.ForeignKey(
         MailingText, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
+    # The gateway's delivery receipt, once one came (mailer/receipts.py): what it says, when it
+    # happened (the receipt's own time) and the gateway's words. `status` stays "accepted or not".
+    delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    delivery_error = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -1346,17 +1408,30 @@ class Message(models.Model):
         return message
 
     def _counted_as(self) -> tuple:
-        """What this row adds to its mailing's counts: its status and, once sent, its minute and
-        its text (None where a field was not loaded)."""
-        return (self.__dict__.get("status"), self.__dict__.get("sent_at"), self.__dict__.get("sent_text_id"))
+        """What this row adds to its mailing's counts: its status and, once sent, its minute, its
+        text and its receipt (None where a field was not loaded)."""
+        return tuple(
+            self.__dict__.get(name) for name in ("status", "sent_at", "sent_text_id", "delivery_status")
+        )
 
     def _count(self, counted: tuple, step: int) -> None:
-        """Add (step 1) or take away (-1) a row's part in its mailing's counts."""
-        status, sent_at, text_id = counted
+        """Add (step 1) or take away (-1) a row's part in its mailing's counts. (A receipt's other
+        counts, per reason and per minute, are mailer/receipts.py's, which the engine applies.)"""
+        status, sent_at, text_id, delivery = counted
         sent = status == MessageStatus.SENT
         at = sent_at if sent and step > 0 else None  # the sent span only widens
         minute = {SentMinute.of(sent_at): step} if sent and sent_at else None
-        MailingCounts.add(self.mailing_id, {status: step}, at, at, minute)
+        changes = Counter({status: step})
+        if sent:
+            changes["accepted"] = step
+            if kind := delivery_kind(delivery or ""):
+                changes[kind] += step
+            operator = (
+                Client.objects.filter(pk=self.client_id).values_list("operator_code", flat=True).first()
+            )
+            OperatorCounts.add({(self.mailing_id, operator or ""): changes})
+            del changes["accepted"]
+        MailingCounts.add(self.mailing_id, changes, at, at, minute)
         if sent and text_id:
             own = PersonalText.objects.filter(message_id=self.pk).values_list("parts", flat=True).first()
             parts = F("parts") if own is None else Value(own)
@@ -1481,6 +1556,88 @@ class SpooledClick(models.Model):
         return f"/{self.code} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
+class SpooledReceipt(models.Model):
+    """A delivery receipt the web took (MAILER_RECEIPT_SPOOL=database, PostgreSQL's default) for a
+    sender to apply (receipts.fold), as SpooledClick is for clicks."""
+
+    message_id = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
+    at = models.DateTimeField()
+    error = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"Receipt of message #{self.message_id}: {self.status}"
+
+
+class OperatorCounts(models.Model):
+    """A mailing's messages per operator code of their clients: accepted by the gateway (counted
+    by the engine with the status) and what their receipts said, so a failing operator stands out."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="operator_counts")
+    operator_code = models.CharField(max_length=3)
+    accepted = models.BigIntegerField(default=0)
+    delivered = models.BigIntegerField(default=0)
+    undelivered = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "operator_code"], name="operator_counts_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"Mailing #{self.mailing_id}, operator {self.operator_code}"
+
+    @classmethod
+    def add(cls, changes: dict[tuple[int, str], Counter]) -> None:
+        """Add {(mailing id, operator code): {"accepted": n, "delivered": n, "undelivered": n}},
+        inside the caller's transaction: one statement for them all, rows in one order."""
+        rows = [
+            (m, op, c["accepted"], c["delivered"], c["undelivered"])
+            for (m, op), c in sorted(changes.items())
+            if c["accepted"] or c["delivered"] or c["undelivered"]
+        ]
+        bulk.insert(cls._ADD, rows, table=cls._meta.db_table)
+
+    _ADD = (
+        "INSERT INTO {table} AS o (mailing_id, operator_code, accepted, delivered, undelivered) "
+        "VALUES {values} ON CONFLICT (mailing_id, operator_code) DO UPDATE SET "
+        "accepted = o.accepted + excluded.accepted, delivered = o.delivered + excluded.delivered, "
+        "undelivered = o.undelivered + excluded.undelivered"
+    )
+
+
+class DeliveryReason(models.Model):
+    """How many of a mailing's messages came back not delivered for one reason: the receipt's
+    status and the gateway's words, grouped."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="delivery_reasons")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
+    error = models.CharField(max_length=200, blank=True)
+    messages = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "status", "error"], name="delivery_reason_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"Mailing #{self.mailing_id}: {self.status} {self.error}"
+
+
+class DeliveryMinute(models.Model):
+    """A mailing's messages delivered in one UTC minute (by their receipts' time): its chart."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="delivery_minutes")
+    minute = models.DateTimeField()
+    delivered = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailing", "minute"], name="delivery_minute_once")]
+
+    def __str__(self) -> str:
+        return f"Mailing #{self.mailing_id} at {self.minute:%Y-%m-%d %H:%M}: {self.delivered} delivered"
+
+
 class MailingCounts(models.Model):
     """A mailing's messages by status, and when the first and the last was sent: what every page,
     the API and the daily report show, so none of them counts message rows.
@@ -1505,6 +1662,10 @@ class MailingCounts(models.Model):
     clickers = models.BigIntegerField(default=0)
     # Clients who put their phone on the stop list through its {unsubscribe} link.
     unsubscribed = models.BigIntegerField(default=0)
+    # Of the messages sent (accepted by the gateway), those whose receipt said delivered, and not
+    # delivered (undelivered, expired, rejected); the rest have no receipt yet (mailer/receipts.py).
+    delivered = models.BigIntegerField(default=0)
+    undelivered = models.BigIntegerField(default=0)
     first_sent_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
     # Set once retention deleted the mailing's message rows: the counts are all that is left.
@@ -1561,9 +1722,37 @@ class MailingCounts(models.Model):
             )
             # The span of sending outlives deleted rows (retention keeps a mailing's counts).
             counted |= {field: at for field, at in span.items() if at is not None}
+            # What the receipts said, in all and per operator code (OperatorCounts).
+            by_operator: dict[tuple[int, str], Counter] = {}
+            for operator, delivery, n in (
+                messages.filter(status=MessageStatus.SENT)
+                .order_by()
+                .values_list("client__operator_code", "delivery_status")
+                .annotate(n=models.Count("id"))
+            ):
+                split = by_operator.setdefault((mailing_id, operator or ""), Counter())
+                split["accepted"] += n
+                if kind := delivery_kind(delivery):
+                    split[kind] += n
+            counted["delivered"] = sum(split["delivered"] for split in by_operator.values())
+            counted["undelivered"] = sum(split["undelivered"] for split in by_operator.values())
             wrong = {f: (getattr(row, f), v) for f, v in counted.items() if getattr(row, f) != v}
             if wrong and repair:
                 cls.objects.filter(pk=row.pk).update(**counted)
+            kept_split = {
+                (mailing_id, o.operator_code): Counter(
+                    accepted=o.accepted, delivered=o.delivered, undelivered=o.undelivered
+                )
+                for o in OperatorCounts.objects.filter(mailing_id=mailing_id)
+            }
+            if {k: +v for k, v in kept_split.items() if +v} != {k: +v for k, v in by_operator.items() if +v}:
+                wrong["per operator"] = (
+                    sum(c["accepted"] for c in kept_split.values()),
+                    sum(c["accepted"] for c in by_operator.values()),
+                )
+                if repair:
+                    OperatorCounts.objects.filter(mailing_id=mailing_id).delete()
+                    OperatorCounts.add(by_operator)
             minutes = {}
             for at in (
                 messages.filter(status=MessageStatus.SENT, sent_at__isnull=False)

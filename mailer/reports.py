@@ -32,7 +32,15 @@ from mailer import xlsxfiles
 from mailer.csvfiles import csv_text
 from mailer.formats import Locale
 from mailer.models import Mailing, MailingKind, MailingState, MessageStatus, Report, labels
-from mailer.stats import STATUSES, annotated_counts, click_rate, totals, with_counts
+from mailer.stats import (
+    STATUSES,
+    annotated_counts,
+    annotated_delivery,
+    click_rate,
+    delivery,
+    totals,
+    with_counts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +106,12 @@ def _build(start: datetime, end: datetime) -> ReportContent:
     overall["clickers"] = sum(m.clickers_count for m in rows)
     overall["unsubscribed"] = sum(m.unsubscribed_count for m in rows)
     overall["click_rate"] = click_rate(overall["clickers"], overall["sent"])
+    overall |= delivery(
+        overall["sent"], sum(m.delivered_count for m in rows), sum(m.undelivered_count for m in rows)
+    )
     for m in rows:
         m.click_rate = click_rate(m.clickers_count, m.sent_count)
+        m.delivery = annotated_delivery(m)
     local_start, local_end = timezone.localtime(start), timezone.localtime(end)
     context = {
         "mailings": rows,
@@ -119,7 +131,7 @@ def _build(start: datetime, end: datetime) -> ReportContent:
             m.pk, m.text, kinds[m.kind], states.get(m.state, m.state), m.start_at, m.end_at, m.started_at,
             m.finished_at, counts["total"], *(counts[status] for status in STATUSES),
             m.sent_in_period, m.sms_parts, m.sms_sent, m.clicks_count, m.clickers_count,
-            m.unsubscribed_count, m.click_rate,
+            m.unsubscribed_count, m.click_rate, *m.delivery.values(),
         ])  # fmt: skip
 
     header = columns()
@@ -145,7 +157,8 @@ def columns() -> list[str]:
         _("Mailing no."), _("Text"), _("Kind"), _("State"), _("Start"), _("End"), _("Started at"),
         _("Finished at"), _("Total"), *(labels(MessageStatus)[status] for status in STATUSES),
         _("Accepted in period"), _("SMS parts"), _("SMS sent"), _("Clicks"), _("Clients who clicked"),
-        _("Unsubscribed"), _("Click rate, %"),
+        _("Unsubscribed"), _("Click rate, %"), _("Delivered"), _("Not delivered"), _("No receipt yet"),
+        _("Delivered, %"),
     ]  # fmt: skip
 
 

@@ -371,6 +371,7 @@ SPECTACULAR_SETTINGS = {
         "MailingStateEnum": "mailer.models.MailingState",
         "MessageStatusEnum": "mailer.models.MessageStatus",
         "ImportStateEnum": "mailer.models.ImportState",
+        "DeliveryStatusEnum": "mailer.models.DeliveryStatus",
     },
 }
 
@@ -418,6 +419,20 @@ MAILER_CLICK_SPOOL = os.environ.get(
     "MAILER_CLICK_SPOOL",
     str(VAR_DIR / "clicks") if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "database",
 )
+# Delivery receipts (README "Delivery receipts"): POST /api/v1/gateway/receipts/ takes them with
+# `Authorization: Bearer <MAILER_RECEIPT_TOKEN>` (unset: the door is shut); MAILER_RECEIPT_SPOOL
+# says where the web writes them down for a sender to apply, as MAILER_CLICK_SPOOL does for clicks.
+MAILER_RECEIPT_TOKEN = env("MAILER_RECEIPT_TOKEN", "")
+MAILER_RECEIPT_SPOOL = os.environ.get(
+    "MAILER_RECEIPT_SPOOL",
+    str(VAR_DIR / "receipts") if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "database",
+)
+if MAILER_RECEIPT_SPOOL not in ("", "database") and MAILER_RECEIPT_SPOOL == MAILER_CLICK_SPOOL:
+    raise ImproperlyConfigured("MAILER_RECEIPT_SPOOL and MAILER_CLICK_SPOOL must be different directories")
+# A phone whose last this many messages came back undelivered is left out of later audiences; 0: never.
+MAILER_UNDELIVERED_LIMIT = envint("MAILER_UNDELIVERED_LIMIT", "3")
+if MAILER_UNDELIVERED_LIMIT < 0:
+    raise ImproperlyConfigured("MAILER_UNDELIVERED_LIMIT must be 0 (off) or more")
 # The guardrails (docs/engine.md "Consent, quiet hours and the frequency cap").
 # An advertising mailing reaches only clients with consent on record (38-FZ art. 18).
 MAILER_CONSENT_REQUIRED = envbool("MAILER_CONSENT_REQUIRED", "True")

@@ -13,7 +13,16 @@ from django.db.models import F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from mailer.models import CAP_HELD_WHY, Mailing, MailingCounts, MailingText, Message, MessageStatus
+from mailer.models import (
+    CAP_HELD_WHY,
+    DeliveryReason,
+    Mailing,
+    MailingCounts,
+    MailingText,
+    Message,
+    MessageStatus,
+    OperatorCounts,
+)
 
 STATUSES = [s.value for s in MessageStatus]
 # What the guardrails kept from a mailing, counted on MailingCounts beside the statuses: clients
@@ -23,6 +32,8 @@ GUARDS = ["no_consent", "cap_expired"]
 # What its links earned (MailingCounts, kept as clicks are counted: mailer/links.py).
 # And who left the mailings by its {unsubscribe} link.
 CLICKS = ["clicks", "clickers", "unsubscribed"]
+# What the gateway's delivery receipts said of the messages it accepted (mailer/receipts.py).
+DELIVERY = ["delivered", "undelivered"]
 # What reading statistics needs, whichever door (the dashboard's pages, the API): they are counts
 # kept per mailing (MailingCounts), never the messages themselves.
 PERMISSIONS = ("mailer.view_mailing",)
@@ -36,7 +47,7 @@ def with_counts(mailings: QuerySet[Mailing]) -> QuerySet[Mailing]:
     MailingCounts row) and `sms_sent`: one query, whatever the number of messages."""
     counts = {f"{status}_count": Coalesce(F(f"counts__{status}"), 0) for status in STATUSES}
     total = sum((F(f"counts__{status}") for status in STATUSES[1:]), F(f"counts__{STATUSES[0]}"))
-    counts |= {f"{name}_count": Coalesce(F(f"counts__{name}"), 0) for name in (*GUARDS, *CLICKS)}
+    counts |= {f"{name}_count": Coalesce(F(f"counts__{name}"), 0) for name in (*GUARDS, *CLICKS, *DELIVERY)}
     return mailings.annotate(total_count=Coalesce(total, 0), sms_sent=_sms_sent(), **counts)
 
 
@@ -88,7 +99,7 @@ def annotated_guards(mailing: Mailing) -> dict[str, int]:
 
 def click_rate(clickers: int, sent: int) -> float | None:
     """Clients who clicked of the messages the gateway accepted, in percent; None before any."""
-    return round(100 * clickers / sent, 1) if sent else None
+    return percent(clickers, sent)
 
 
 def clicks_of(mailing: Mailing) -> dict[str, int | float | None]:
@@ -115,9 +126,57 @@ def totals(mailings: QuerySet[Mailing]) -> dict[str, int]:
     return counts
 
 
-def delivery_rate(counts: dict[str, int]) -> float | None:
-    """The delivery rate: sent of all messages, in percent; None while there are none."""
+def accepted_rate(counts: dict[str, int]) -> float | None:
+    """Accepted by the gateway (sent) of all messages, in percent; None while there are none."""
     return round(100 * counts["sent"] / counts["total"], 1) if counts["total"] else None
+
+
+def percent(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
+
+
+def delivery(accepted: int, delivered: int, undelivered: int) -> dict[str, int | float | None]:
+    """What the receipts said of the messages the gateway accepted: delivered, not delivered, no
+    receipt yet, and the delivery rate (delivered of accepted, in percent; None before the first
+    receipt: without receipts, from a gateway that sends none, it is not 0 % but unknown)."""
+    return {
+        "delivered": delivered,
+        "undelivered": undelivered,
+        "no_receipt": max(accepted - delivered - undelivered, 0),
+        "delivery_rate": percent(delivered, accepted) if delivered or undelivered else None,
+    }
+
+
+def delivery_of(mailing: Mailing) -> dict[str, int | float | None]:
+    row = _counts_row(mailing)
+    return delivery(row.sent, row.delivered, row.undelivered)
+
+
+def annotated_delivery(mailing: Mailing) -> dict[str, int | float | None]:
+    """`delivery_of` for a mailing annotated by with_counts, without a query."""
+    return delivery(mailing.sent_count, mailing.delivered_count, mailing.undelivered_count)
+
+
+def operators_of(mailing: Mailing) -> list[dict[str, Any]]:
+    """The delivery split per operator code of the clients, lowest delivery rate first: a failing
+    operator stands out."""
+    rows = [
+        {"operator_code": row.operator_code, "accepted": row.accepted}
+        | delivery(row.accepted, row.delivered, row.undelivered)
+        for row in OperatorCounts.objects.filter(mailing=mailing)
+    ]
+    return sorted(
+        rows, key=lambda r: (r["delivery_rate"] is None, r["delivery_rate"] or 0, r["operator_code"])
+    )
+
+
+def reasons_of(mailing: Mailing, limit: int = 20) -> list[dict[str, Any]]:
+    """Why its messages were not delivered, as the receipts said (their status and the gateway's
+    words), grouped, the commonest first."""
+    rows = DeliveryReason.objects.filter(mailing=mailing, messages__gt=0).order_by(
+        "-messages", "status", "error"
+    )
+    return list(rows.values("status", "error", "messages")[:limit])
 
 
 def _counts_row(mailing: Mailing) -> MailingCounts:

@@ -3,7 +3,8 @@
 It speaks the gateway's contract: `POST /v1/send/{msgId}` with `Authorization: Bearer <token>` and
 a JSON body `{"id": int, "phone": int, "text": str}`, answering `200 {"code": 0, "message": "OK"}`.
 Switches make it misbehave the ways the real one may: latency, 5xx and 429 answers, garbage 200s,
-dropped connections and a down period (connections refused).
+dropped connections and a down period (connections refused). With a receipts address it posts
+delivery receipts back to the product, some undelivered per operator code (`Behaviour`).
 
 It is a small asyncio HTTP/1.1 server with keep-alive rather than a framework, so that on a
 2-core machine it costs little CPU next to the workers it serves (see docs/benchmarks.md).
@@ -13,6 +14,8 @@ It is a small asyncio HTTP/1.1 server with keep-alive rather than a framework, s
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import logging
 import random
@@ -20,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 logger = logging.getLogger("mailer.fake_provider")
 
@@ -46,6 +50,29 @@ class Behaviour:
     drop_rate: float = 0.0  # share of requests whose connection is closed with no answer
     down_until: float = 0.0  # time.monotonic() until which connections are refused
     seed: int | None = None
+    # Delivery receipts, posted to the product as a real gateway would (mailer/receipts.py): where,
+    # with which token, how long after the message, and per operator code (or "*" for the rest)
+    # the share that comes back undelivered.
+    receipts_url: str = ""
+    receipts_token: str = ""
+    receipts_delay: float = 1.0
+    undelivered: dict[str, float] = field(default_factory=dict)
+
+    def undelivered_share(self, phone: int) -> float:
+        code = str(phone)[1:4]
+        return self.undelivered.get(code, self.undelivered.get("*", 0.0))
+
+
+def parse_shares(text: str) -> dict[str, float]:
+    """`912=0.5,*=0.02` as {"912": 0.5, "*": 0.02}: a share (0-1) per operator code."""
+    shares = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        code, _, share = item.partition("=")
+        value = float(share)
+        if not (code == "*" or (len(code) == 3 and code.isdigit())) or not 0 <= value <= 1:
+            raise ValueError(f"{item!r}: expected CODE=SHARE (a 3-digit code or *, a share from 0 to 1)")
+        shares[code] = value
+    return shares
 
 
 @dataclass
@@ -57,6 +84,8 @@ class Record:
     phones: dict = field(default_factory=dict)  # msg id -> phone
     times: dict = field(default_factory=dict)  # msg id -> time.time() of the first OK
     texts: dict = field(default_factory=dict)  # msg id -> the text of the first OK
+    receipts: Counter = field(default_factory=Counter)  # receipts posted and taken, by status
+    receipt_failures: int = 0  # posts the product did not take (sent again later)
 
 
 class FakeProvider:
@@ -70,6 +99,8 @@ class FakeProvider:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._host = "127.0.0.1"
+        # Receipts to post: (when, receipt), in the order they fall due.
+        self._receipts: collections.deque = collections.deque()
 
     # Serving -------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -78,6 +109,8 @@ class FakeProvider:
             lambda: _Protocol(self), host, port, reuse_address=True, backlog=1024
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.behaviour.receipts_url:
+            self._receipts_task = asyncio.get_running_loop().create_task(self._post_receipts())
 
     async def serve_forever(self, host: str, port: int) -> None:
         await self.start(host, port)
@@ -121,6 +154,10 @@ class FakeProvider:
             await self._follow_down_period()
         if self._server:
             self._server.close()
+        if task := getattr(self, "_receipts_task", None):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def stop(self) -> None:
         if self._loop:
@@ -145,6 +182,8 @@ class FakeProvider:
                 "accepted": sum(self.record.accepted.values()),
                 "unique": len(self.record.accepted),
                 "outcomes": dict(self.record.outcomes),
+                "receipts": dict(self.record.receipts),
+                "receipts_waiting": len(self._receipts),
             }
             return 200, json.dumps(stats).encode(), {}
         if method != "POST" or not path.startswith("/v1/send/"):
@@ -183,11 +222,53 @@ class FakeProvider:
         self.record.phones.setdefault(msg_id, data["phone"])
         self.record.times.setdefault(msg_id, time.time())
         self.record.texts.setdefault(msg_id, data["text"])
+        if b.receipts_url:
+            self._receipt_for(msg_id, data["phone"])
         if self.log_each:
             logger.info(
                 "received message_id=%s phone=%s text_length=%s", msg_id, data["phone"], len(data["text"])
             )
         return self._count(200, OK_BODY, "ok")
+
+    # Receipts ----------------------------------------------------------------------------------
+    def _receipt_for(self, msg_id: int, phone: int) -> None:
+        due = time.time() + self.behaviour.receipts_delay
+        receipt = {"id": msg_id, "status": "delivered", "at": None}
+        if self.rng.random() < self.behaviour.undelivered_share(phone):
+            receipt |= {"status": "undelivered", "error": "absent subscriber"}
+        self._receipts.append((due, receipt))
+
+    async def _post_receipts(self) -> None:
+        """Post the receipts that fall due, up to 1,000 a request, every 0.2 s; a post the product
+        does not take is sent again a second later, so none is lost."""
+        import aiohttp
+
+        b = self.behaviour
+        headers = {"Authorization": f"Bearer {b.receipts_token}"}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            while True:
+                await asyncio.sleep(0.2)
+                now = time.time()
+                batch = []
+                while self._receipts and self._receipts[0][0] <= now and len(batch) < 1000:
+                    due, receipt = self._receipts.popleft()
+                    iso = datetime.fromtimestamp(due, UTC).isoformat(timespec="milliseconds")
+                    batch.append(receipt | {"at": iso})
+                if not batch:
+                    continue
+                try:
+                    async with session.post(b.receipts_url, json=batch, headers=headers) as answer:
+                        body = await answer.text()
+                        taken = answer.status == 200
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    taken, body = False, repr(e)
+                if taken:
+                    self.record.receipts.update(r["status"] for r in batch)
+                    continue
+                self.record.receipt_failures += 1
+                logger.warning("receipts not taken (%s): %s; again in a second", len(batch), body[:200])
+                self._receipts.extendleft((now + 1, r) for r in reversed(batch))
+                await asyncio.sleep(1)
 
     def _count(self, status: int, body: bytes, outcome: str, headers: dict | None = None):
         self.record.outcomes[outcome] += 1

@@ -11,3 +11,5 @@ os.environ.setdefault(
 )  # tests run at any hour; quiet hours are tested on a set clock
 # Clicks go to the database at once; the spool (SQLite's default) is tested with a directory of its own.
 os.environ.setdefault("MAILER_CLICK_SPOOL", "")
+# Likewise receipts: applied at once, unless a test names a spool.
+os.environ.setdefault("MAILER_RECEIPT_SPOOL", "")

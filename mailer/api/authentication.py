@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -56,6 +59,38 @@ class BearerTokenAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) to a request without credentials.
         return f'{self.keyword} realm="api"'
+
+
+class ReceiptTokenAuthentication(BaseAuthentication):
+    """The SMS gateway's way in, for delivery receipts only: `Authorization: Bearer
+    <MAILER_RECEIPT_TOKEN>`, compared in constant time. No user: the gateway is none. While the
+    setting is unset the door is shut (404)."""
+
+    def authenticate(self, request: Request):
+        expected = settings.MAILER_RECEIPT_TOKEN
+        if not expected:
+            raise exceptions.NotFound(_("Delivery receipts are off: MAILER_RECEIPT_TOKEN is not set."))
+        scheme, _space, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise exceptions.AuthenticationFailed(
+                _("Give the receipts token as `Authorization: Bearer <token>`.")
+            )
+        return AnonymousUser(), "gateway"
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="receipts"'
+
+
+class ReceiptTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "mailer.api.authentication.ReceiptTokenAuthentication"
+    name = "receiptToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "MAILER_RECEIPT_TOKEN, the secret the product shares with its SMS gateway.",
+        }
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

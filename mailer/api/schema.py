@@ -14,7 +14,9 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
+    inline_serializer,
 )
+from rest_framework import serializers
 
 from mailer.api import serializers as s
 
@@ -366,7 +368,10 @@ mailings = extend_schema_view(
 mailing_stats = extend_schema(
     tags=["statistics"],
     summary="Statistics of one mailing",
-    description="Message counts by status and the sending timing.",
+    description=(
+        "Message counts by status, what the guardrails kept, clicks, delivery receipts (overall, per "
+        "operator code and the reasons of those not delivered) and the sending timing."
+    ),
     responses={200: s.MailingStatsSerializer, **AUTH_ERRORS, **NOT_FOUND},
     examples=[
         OpenApiExample(
@@ -384,6 +389,32 @@ mailing_stats = extend_schema(
                 },
                 "sms_parts": 2,
                 "sms_sent": 960,
+                "delivered": 450,
+                "undelivered": 12,
+                "no_receipt": 18,
+                "delivery_rate": 93.8,
+                "operators": [
+                    {
+                        "operator_code": "912",
+                        "accepted": 80,
+                        "delivered": 70,
+                        "undelivered": 10,
+                        "no_receipt": 0,
+                        "delivery_rate": 87.5,
+                    },
+                    {
+                        "operator_code": "916",
+                        "accepted": 400,
+                        "delivered": 380,
+                        "undelivered": 2,
+                        "no_receipt": 18,
+                        "delivery_rate": 95.0,
+                    },
+                ],
+                "undelivered_reasons": [
+                    {"status": "rejected", "error": "sender name not registered", "messages": 10},
+                    {"status": "expired", "error": "", "messages": 2},
+                ],
                 "timing": {
                     "started_at": "2026-12-01T09:00:02Z",
                     "finished_at": None,
@@ -508,4 +539,68 @@ audit = extend_schema(
         "its change. `via`: ui, api, cli, import or engine."
     ),
     responses={200: s.AuditEntrySerializer(many=True), **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND},
+)
+
+
+receipts = extend_schema(
+    tags=["gateway"],
+    summary="Delivery receipts from the SMS gateway",
+    description=(
+        "For the gateway, not for people: what became of the messages it accepted. "
+        "`Authorization: Bearer <MAILER_RECEIPT_TOKEN>` (404 while it is not set). The body is one "
+        "receipt or a list of 1 to 1,000, taken all or none: a bad item is named by its index in the "
+        "400 and nothing of that batch is written. Safe to repeat and to send out of order: each "
+        "message keeps the receipt with the latest `at`. Receipts for ids we never sent are counted "
+        "in the answer and logged, not refused. docs/api.md has the whole contract."
+    ),
+    request=s.ReceiptSerializer(many=True, min_length=1, max_length=1000),
+    responses={
+        200: OpenApiResponse(
+            inline_serializer(
+                "ReceiptsTaken",
+                {
+                    "received": serializers.IntegerField(help_text="Receipts in the request."),
+                    "unknown": serializers.IntegerField(
+                        help_text="Of their message ids, those we never sent."
+                    ),
+                    "unknown_ids": serializers.ListField(
+                        child=serializers.IntegerField(), help_text="Those ids (the first 100)."
+                    ),
+                },
+            ),
+            "Taken: applied within seconds.",
+        ),
+        400: OpenApiResponse(
+            OpenApiTypes.OBJECT,
+            "Not valid: for a list, `items` maps each bad item's index to its fields' messages.",
+            examples=[
+                OpenApiExample(
+                    "A bad item",
+                    {
+                        "detail": "Not valid: items 1 (counted from 0). Nothing of this batch was written.",
+                        "items": {"1": {"status": ['"sent" is not a valid choice.']}},
+                    },
+                    response_only=True,
+                    status_codes=[400],
+                )
+            ],
+        ),
+        401: OpenApiResponse(s.DetailSerializer, "No token, or not MAILER_RECEIPT_TOKEN."),
+        404: OpenApiResponse(s.DetailSerializer, "Receipts are off: MAILER_RECEIPT_TOKEN is not set."),
+    },
+    examples=[
+        OpenApiExample(
+            "Two receipts",
+            [
+                {"id": 1201, "status": "delivered", "at": "2026-12-01T09:00:07Z"},
+                {
+                    "id": 1202,
+                    "status": "undelivered",
+                    "at": "2026-12-01T09:00:09+03:00",
+                    "error": "absent subscriber",
+                },
+            ],
+            request_only=True,
+        )
+    ],
 )

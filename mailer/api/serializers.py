@@ -11,12 +11,14 @@ from typing import ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mailer import sms, stats
+from mailer import receipts, sms, stats
 from mailer.models import (
     ATTRIBUTE_MAX,
     PHONE_TYPED_MAX,
@@ -26,6 +28,7 @@ from mailer.models import (
     AuditEntry,
     Client,
     ClientField,
+    DeliveryStatus,
     ImportState,
     Mailing,
     Message,
@@ -567,7 +570,17 @@ class MessageSerializer(serializers.ModelSerializer):
             "created_at",
             "sent_at",
             "text",
+            "delivery_status",
+            "delivered_at",
+            "delivery_error",
         )
+        extra_kwargs = {
+            "delivery_status": {
+                "help_text": "What the gateway's delivery receipt said; empty before one came."
+            },
+            "delivered_at": {"help_text": "When that happened, as the receipt said."},
+            "delivery_error": {"help_text": "The gateway's words on why it was not delivered."},
+        }
 
 
 # Statistics
@@ -607,6 +620,14 @@ CLICKS_HELP = "Clicks on its links (track_links), repeats included."
 CLICKERS_HELP = "Clients who clicked its links at least once."
 UNSUBSCRIBED_HELP = "Clients who put their phone on the stop list through its {unsubscribe} link."
 CLICK_RATE_HELP = "Clients who clicked of the messages accepted by the gateway, in percent; null before any."
+DELIVERED_HELP = "Messages whose delivery receipt said delivered."
+UNDELIVERED_HELP = (
+    "Messages whose receipt said they did not reach the client: undelivered, expired or rejected."
+)
+NO_RECEIPT_HELP = "Messages accepted by the gateway with no receipt yet."
+DELIVERY_RATE_HELP = (
+    "Delivered of the messages accepted by the gateway, in percent; null before the first receipt."
+)
 
 
 class MailingCountsSerializer(serializers.ModelSerializer):
@@ -614,6 +635,10 @@ class MailingCountsSerializer(serializers.ModelSerializer):
     clicks = serializers.IntegerField(source="clicks_count", help_text=CLICKS_HELP)
     clickers = serializers.IntegerField(source="clickers_count", help_text=CLICKERS_HELP)
     unsubscribed = serializers.IntegerField(source="unsubscribed_count", help_text=UNSUBSCRIBED_HELP)
+    delivered = serializers.IntegerField(source="delivered_count", help_text=DELIVERED_HELP)
+    undelivered = serializers.IntegerField(source="undelivered_count", help_text=UNDELIVERED_HELP)
+    no_receipt = serializers.SerializerMethodField(help_text=NO_RECEIPT_HELP)
+    delivery_rate = serializers.SerializerMethodField(help_text=DELIVERY_RATE_HELP)
     no_consent = serializers.IntegerField(source="no_consent_count", help_text=NO_CONSENT_HELP)
     cap_expired = serializers.IntegerField(source="cap_expired_count", help_text=CAP_EXPIRED_HELP)
     sms_parts = serializers.IntegerField(help_text="SMS parts per message of its current text.")
@@ -636,7 +661,17 @@ class MailingCountsSerializer(serializers.ModelSerializer):
             "clicks",
             "clickers",
             "unsubscribed",
+            "delivered",
+            "undelivered",
+            "no_receipt",
+            "delivery_rate",
         )
+
+    def get_no_receipt(self, mailing) -> int:
+        return stats.annotated_delivery(mailing)["no_receipt"]
+
+    def get_delivery_rate(self, mailing) -> float | None:
+        return stats.annotated_delivery(mailing)["delivery_rate"]
 
     @extend_schema_field(CountsSerializer)
     def get_counts(self, mailing) -> dict[str, int]:
@@ -660,6 +695,21 @@ class TimingSerializer(serializers.Serializer):
     )
 
 
+class OperatorDeliverySerializer(serializers.Serializer):
+    operator_code = serializers.CharField(help_text="The three digits after 7 of the clients' phones.")
+    accepted = serializers.IntegerField(help_text="Messages accepted by the gateway.")
+    delivered = serializers.IntegerField(help_text=DELIVERED_HELP)
+    undelivered = serializers.IntegerField(help_text=UNDELIVERED_HELP)
+    no_receipt = serializers.IntegerField(help_text=NO_RECEIPT_HELP)
+    delivery_rate = serializers.FloatField(allow_null=True, help_text=DELIVERY_RATE_HELP)
+
+
+class UndeliveredReasonSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    error = serializers.CharField(help_text="The gateway's words, as its receipts gave them (may be empty).")
+    messages = serializers.IntegerField()
+
+
 class MailingStatsSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=Mailing._meta.get_field("state").choices)
@@ -673,7 +723,58 @@ class MailingStatsSerializer(serializers.Serializer):
     clickers = serializers.IntegerField(help_text=CLICKERS_HELP)
     click_rate = serializers.FloatField(allow_null=True, help_text=CLICK_RATE_HELP)
     unsubscribed = serializers.IntegerField(help_text=UNSUBSCRIBED_HELP)
+    delivered = serializers.IntegerField(help_text=DELIVERED_HELP)
+    undelivered = serializers.IntegerField(help_text=UNDELIVERED_HELP)
+    no_receipt = serializers.IntegerField(help_text=NO_RECEIPT_HELP)
+    delivery_rate = serializers.FloatField(allow_null=True, help_text=DELIVERY_RATE_HELP)
+    operators = OperatorDeliverySerializer(
+        many=True, help_text="The same split per operator code, lowest rate first."
+    )
+    undelivered_reasons = UndeliveredReasonSerializer(
+        many=True, help_text="Why messages were not delivered, grouped, the commonest first (at most 20)."
+    )
     timing = TimingSerializer()
+
+
+class ReceiptTimeField(serializers.DateTimeField):
+    """An ISO 8601 moment with its offset: a receipt's time without one could be any of eleven zones."""
+
+    def to_internal_value(self, value):
+        try:
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:  # well formed, but no such moment (12:99)
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            raise serializers.ValidationError(_("Give the time with its offset: Z or +03:00."))
+        parsed = super().to_internal_value(value)
+        now = timezone.now()
+        if parsed > now + receipts.FUTURE_LIMIT:
+            raise serializers.ValidationError(_("This time is in the future."))
+        if parsed < now - receipts.PAST_LIMIT:
+            raise serializers.ValidationError(_("This time is more than a year ago."))
+        return parsed
+
+
+class ReceiptSerializer(serializers.Serializer):
+    """One delivery receipt as a gateway posts it (mailer/receipts.py)."""
+
+    id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The message id we sent.")
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    at = ReceiptTimeField(help_text="When it happened, ISO 8601 with its offset (Z or +03:00).")
+    error = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=f"The gateway's words on why it was not delivered; kept up to {receipts.ERROR_MAX} characters.",
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and "error" in data and not isinstance(data["error"], str):
+            raise serializers.ValidationError({"error": [_("Give the gateway's words as a string.")]})
+        return super().to_internal_value(data)
+
+    def validate_error(self, value: str) -> str:
+        return value[: receipts.ERROR_MAX]  # (a NUL or a lone surrogate, no database stores: a 400)
 
 
 class DetailSerializer(serializers.Serializer):

@@ -16,6 +16,7 @@ urlpatterns = [
     path("stats/", views.StatsView.as_view(), name="stats"),
     path("audit/", views.AuditView.as_view(), name="audit"),
     path("client-fields/", views.ClientFieldsView.as_view(), name="client-fields"),
+    path("gateway/receipts/", views.ReceiptsView.as_view(), name="receipts"),
     # Any id reaches the view, so that a malformed one gets the API's JSON 404, not Django's HTML one.
     re_path(
         r"^mailings/(?P<pk>[^/]+)/messages/$", views.MailingMessagesView.as_view(), name="mailing-messages"

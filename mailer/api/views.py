@@ -23,9 +23,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mailer import audit, importing, stats
+from mailer import audit, importing, metrics, receipts, stats
 from mailer.api import schema
 from mailer.api import serializers as s
+from mailer.api.authentication import ReceiptTokenAuthentication
 from mailer.api.errors import PreconditionFailed
 from mailer.filters import StopStateFilterMixin
 from mailer.http import count_param
@@ -37,6 +38,7 @@ from mailer.models import (
     Client,
     ClientField,
     ClientImport,
+    DeliveryStatus,
     Mailing,
     MailingKind,
     MailingState,
@@ -369,6 +371,9 @@ class MailingViewSet(viewsets.ModelViewSet):
             "counts": stats.counts_of(mailing),
             **stats.guards_of(mailing),
             **stats.clicks_of(mailing),
+            **stats.delivery_of(mailing),
+            "operators": stats.operators_of(mailing),
+            "undelivered_reasons": stats.reasons_of(mailing),
             "sms_parts": mailing.sms_parts,
             "sms_sent": stats.sms_sent_of(mailing),
             "timing": stats.timing(mailing),
@@ -397,10 +402,13 @@ def _if_match(request: Request) -> int | None:
 
 class MessageFilter(StrictFilterSet):
     status = filters.ChoiceFilter(choices=MessageStatus.choices, help_text="Only messages with this status.")
+    delivery_status = filters.ChoiceFilter(
+        choices=DeliveryStatus.choices, help_text="Only messages whose delivery receipt said this."
+    )
 
     class Meta:
         model = Message
-        fields = ("status",)
+        fields = ("status", "delivery_status")
 
 
 @schema.mailing_messages
@@ -525,6 +533,47 @@ class StatsView(APIView):
             "mailings": list(annotated),
         }
         return Response(s.StatsSerializer(body).data)
+
+
+class ReceiptsView(APIView):
+    """The gateway's door: delivery receipts, one or a list of up to receipts.MAX_BATCH, taken all
+    or none (ReceiptTokenAuthentication lets the gateway in)."""
+
+    authentication_classes = [ReceiptTokenAuthentication]
+    permission_classes = []
+
+    @schema.receipts
+    def post(self, request: Request) -> Response:
+        body = request.data
+        many = isinstance(body, list)
+        if many and not 0 < len(body) <= receipts.MAX_BATCH:
+            detail = _("Send from 1 to %(max)s receipts at a time; this request has %(n)s.")
+            return Response({"detail": detail % {"max": receipts.MAX_BATCH, "n": len(body)}}, status=400)
+        serializer = s.ReceiptSerializer(data=body, many=many)
+        if not serializer.is_valid():
+            if not many:
+                return Response(serializer.errors, status=400)
+            errors = serializer.errors  # {index: errors} (a list with {} for good items before DRF 3.16)
+            pairs = errors.items() if isinstance(errors, dict) else enumerate(errors)
+            items = {str(i): item for i, item in pairs if item}
+            detail = _("Not valid: items %(items)s (counted from 0). Nothing of this batch was written.")
+            return Response({"detail": detail % {"items": ", ".join(items)}, "items": items}, status=400)
+        taken = [
+            receipts.Receipt(**item)
+            for item in (serializer.validated_data if many else [serializer.validated_data])
+        ]
+        known = set(Message.objects.filter(id__in={r.id for r in taken}).values_list("id", flat=True))
+        unknown = sorted({r.id for r in taken} - known)
+        receipts.take([r for r in taken if r.id in known])
+        metrics.RECEIPTS.labels("taken").inc(len(taken) - len(unknown))
+        if unknown:
+            metrics.RECEIPTS.labels("unknown").inc(sum(r.id not in known for r in taken))
+            logger.warning(
+                "%s receipts for messages we don't know (ids %s)",
+                len(unknown),
+                ", ".join(map(str, unknown[:20])) + (" …" if len(unknown) > 20 else ""),
+            )
+        return Response({"received": len(taken), "unknown": len(unknown), "unknown_ids": unknown[:100]})
 
 
 @extend_schema(exclude=True)

@@ -71,6 +71,7 @@ def world(db, django_user_model, settings):
     """What the URLs' ids point at, and a signed-in client per role (settings as with Auth0 on)."""
     enable_auth0(settings, "tenant.example", "id", "secret")
     settings.MAILER_READY_HEARTBEAT_SECONDS = 0
+    settings.MAILER_RECEIPT_TOKEN = "the-gateway-s-own"  # a staff session is no way in
     other = user_with_role(django_user_model, VIEWER, "someone-else")
     users = {
         role: user_with_role(django_user_model, role, f"the-{role}") for role in (VIEWER, MANAGER, ADMIN)

@@ -34,13 +34,15 @@ schema = load_schema()
 
 
 @pytest.fixture
-def token(db, django_user_model, make_client, make_mailing, now) -> str:
-    """A manager's token, and a few rows for the requests to find."""
+def token(db, django_user_model, make_client, make_mailing, now, settings) -> str:
+    """A manager's token (the gateway's for receipts too, so one header opens every door), and a
+    few rows for the requests to find."""
     # The test's transaction must survive the requests: Django's test client unhooks these too.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     user = user_with_role(django_user_model, MANAGER)
     _, raw = ApiToken.issue(user, "schemathesis")
+    settings.MAILER_RECEIPT_TOKEN = raw
     clients = [make_client(tag="vip"), make_client(tag="new", timezone="Europe/Moscow")]
     mailing = make_mailing(filter_tags=["vip"])
     Message.objects.create(mailing=mailing, client=clients[0], status=MessageStatus.SENT, sent_at=now)

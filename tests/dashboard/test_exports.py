@@ -73,6 +73,11 @@ def mailing(make_mailing, make_client):
 
 
 def test_messages_csv_as_russian_excel_reads_it(moscow_viewer, mailing):
+    mailing.messages.filter(status="sent").update(
+        delivery_status="undelivered",
+        delivered_at=datetime(2026, 12, 4, 14, 31, 10, tzinfo=UTC),
+        delivery_error="absent subscriber",
+    )
     response = moscow_viewer.get(f"/mailings/{mailing.pk}/messages.csv", **RU)
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == f'attachment; filename="mailing-{mailing.pk}-messages.csv"'
@@ -86,8 +91,13 @@ def test_messages_csv_as_russian_excel_reads_it(moscow_viewer, mailing):
         "Время приёма",
         "Причина",
         "Текст",
+        "Отчёт о доставке",
+        "Время доставки",
+        "Ответ шлюза",
     ]
     assert rows[1][1:4] == ["79161234567", "Принято шлюзом", "1"]
+    assert rows[1][8:] == ["Не доставлено", "04.12.2026 17:31:10", "absent subscriber"]
+    assert rows[2][8:] == ["", "", ""]
     assert rows[1][5] == "04.12.2026 17:30:58"  # Moscow, to the second, as Russian writes it
     assert re.fullmatch(r"\d\d\.\d\d\.\d{4} \d\d:\d\d:\d\d", rows[1][4])
     assert rows[2][2] == "Отменено" and rows[2][5] == ""

@@ -26,7 +26,14 @@ READS = {
     "mailing-audience": {
         *("filter_tags", "new_tags", "filter_operator_codes", "text"),
         *("kind", "start_at", "start_now", "end_at", "window_start", "window_end", "track_links"),
-        *("audience_key", "audience_count", "stop_list_count", "no_consent_count", "capped_count"),
+        *(
+            "audience_key",
+            "audience_count",
+            "stop_list_count",
+            "no_consent_count",
+            "undeliverable_count",
+            "capped_count",
+        ),
     },
     "mailing-detail": {*filters.MessageFilter.base_filters, *TABLE},
     "mailing-messages-csv": {*filters.MessageFilter.base_filters, "sep"},
@@ -39,6 +46,7 @@ READS = {
     "audit": {*filters.AuditFilter.base_filters, *TABLE},
     "stop-list": {*filters.StopListFilter.base_filters, *TABLE},
     "client-list": {*filters.ClientFilter.base_filters, *TABLE},
+    "undeliverable": TABLE,
     "client-import-report": {"sep"},
 }  # Every other page reads none.
 PARAMS = sorted(set().union(*READS.values()))

@@ -223,7 +223,7 @@ def test_statistics_counts_and_date_filter(viewer_client, mailing, make_mailing,
     # The row's counts: total 4, pending 1, sent 2, failed 1, expired 0, cancelled 0.
     row = fragment.split("Spring sale")[1].split("</tr>")[0]
     assert [c.split(">")[-1] for c in row.split("</td>")[4:10]] == ["4", "1", "2", "1", "0", "0"]
-    # The delivery rate: 2 sent of 4.
+    # The accepted rate: 2 sent of 4.
     assert row.split("</td>")[10].split(">")[-1] == "50.0 %"
     # Totals over the filtered mailings load after the page (hx-trigger="load").
     assert f'hx-get="/statistics/totals/?start_from={day}"' in fragment

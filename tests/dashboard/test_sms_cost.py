@@ -135,6 +135,7 @@ def test_typing_the_text_counts_no_clients_again(viewer_client, make_client):
             audience_count="3",
             stop_list_count="0",
             no_consent_count="0",
+            undeliverable_count="0",
             capped_count="0",
         )
     assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]

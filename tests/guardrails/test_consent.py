@@ -105,8 +105,20 @@ def test_advertising_reaches_only_clients_with_consent_and_service_everyone_off_
     service = Mailing(kind=MailingKind.SERVICE)
     assert set(advertising.matching_clients()) == {agreed}
     assert set(service.matching_clients()) == {agreed, silent}
-    assert advertising.audience_counts() == {"audience": 1, "stop_list": 2, "no_consent": 1, "capped": 0}
-    assert service.audience_counts() == {"audience": 2, "stop_list": 2, "no_consent": 0, "capped": 0}
+    assert advertising.audience_counts() == {
+        "audience": 1,
+        "stop_list": 2,
+        "no_consent": 1,
+        "undeliverable": 0,
+        "capped": 0,
+    }
+    assert service.audience_counts() == {
+        "audience": 2,
+        "stop_list": 2,
+        "no_consent": 0,
+        "undeliverable": 0,
+        "capped": 0,
+    }
     settings.MAILER_CONSENT_REQUIRED = False
     assert set(advertising.matching_clients()) == {agreed, silent}
 

@@ -117,9 +117,11 @@ def test_a_click_redirects_counts_once_per_client_and_sets_no_cookie(sent, clien
     report = reports.build(timezone.now() - timedelta(days=1), timezone.now() + timedelta(days=1))
     assert "clicks 4, clients who clicked 2, click rate 66.7 %" in report.text
     header, row = report.csv.splitlines()[:2]
-    assert header.endswith('Clicks,Clients who clicked,Unsubscribed,"Click rate, %"')
-    assert row.endswith(",4,2,0,66.7")
-    assert "<td>66.7</td><td>0</td></tr>" in report.html
+    assert header.endswith(
+        'Clicks,Clients who clicked,Unsubscribed,"Click rate, %",Delivered,Not delivered,No receipt yet,"Delivered, %"'
+    )
+    assert row.endswith(",4,2,0,66.7,0,0,3,")  # no receipts yet: no delivery rate
+    assert "<td>66.7</td><td>0</td><td>0</td><td>0</td><td>3</td><td>–</td></tr>" in report.html
 
 
 def wsgi_get(path: str, method: str = "GET") -> tuple[str, dict[str, str], bytes]:

@@ -28,13 +28,14 @@ from tqdm import tqdm
 
 from accounts.roles import ADMIN, set_role
 from engine.scheduling import closed_why, first_attempt_at
-from mailer import links
+from mailer import links, receipts
 from mailer.models import (
     ENDED_WHY,
     Approval,
     AuditEntry,
     Client,
     ClientField,
+    DeliveryStatus,
     Link,
     LinkKind,
     Mailing,
@@ -48,6 +49,8 @@ from mailer.models import (
     operator_code_of,
 )
 
+# The operator whose subscribers the demo's receipts often say were refused.
+FAILING = "950"
 OPERATORS = ["900", "901", "903", "905", "910", "915", "916", "925", "926", "950", "977", "999"]
 # As a Russian shop tags its clients, and where they live: Moscow's zone mostly, then the others
 # west to east (weights, not shares).
@@ -389,6 +392,31 @@ def _own_texts_and_clicks(mailing: Mailing, sent: list[Message], rng: random.Ran
     links.count(clicks)
 
 
+def _receipts(sent: list[Message], rng: random.Random) -> None:
+    """What the gateway's delivery receipts said, applied as the engine applies them: most
+    delivered within seconds; FAILING's subscribers often refused (a sender name that operator has
+    not registered); a few phones off or out of reach; now and then no receipt at all."""
+    operators = dict(
+        Client.objects.filter(pk__in=[row.client_id for row in sent]).values_list("pk", "operator_code")
+    )
+    given = []
+    for row in sent:
+        roll = rng.random()
+        if roll < 0.01:
+            continue
+        status, error = DeliveryStatus.DELIVERED, ""
+        if operators.get(row.client_id) == FAILING and roll < 0.45:
+            status, error = DeliveryStatus.REJECTED, "sender name not registered"
+        elif roll < 0.04:
+            status, error = DeliveryStatus.UNDELIVERED, "absent subscriber"
+        elif roll < 0.05:
+            status = DeliveryStatus.EXPIRED
+        given.append(
+            receipts.Receipt(row.pk, status, row.sent_at + timedelta(seconds=rng.randint(2, 40)), error)
+        )
+    receipts.apply(given)
+
+
 def _moved(mailing: Mailing, action: str, at: datetime) -> None:
     AuditEntry.objects.filter(object_type="mailing", object_id=str(mailing.pk), action=action).update(at=at)
 
@@ -438,6 +466,7 @@ def _history(mailing: Mailing) -> None:
         _own_texts_and_clicks(mailing, [row for row in rows if row.status == MessageStatus.SENT], rng)
     # The bulk insert counted nothing: count the rows once, as the engine's writes would have.
     MailingCounts.reconcile(mailing.pk)
+    _receipts([row for row in rows if row.status == MessageStatus.SENT], rng)
     MailingCounts.objects.filter(mailing=mailing).update(no_consent=mailing.without_consent())
     Mailing.objects.filter(pk=mailing.pk).update(resolved_version=F("audience_version"))
     assert mailing.finish(finished)

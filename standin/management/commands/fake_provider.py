@@ -5,7 +5,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from standin.gateway import Behaviour, FakeProvider
+from standin.gateway import Behaviour, FakeProvider, parse_shares
 
 
 class Command(BaseCommand):
@@ -28,6 +28,23 @@ class Command(BaseCommand):
         )
         parser.add_argument("--down-for", type=float, default=0.0, help="...for this many seconds.")
         parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument(
+            "--receipts-url",
+            default="",
+            help="Post delivery receipts here (the product's /api/v1/gateway/receipts/).",
+        )
+        parser.add_argument(
+            "--receipts-token", default="", help="...with this bearer token (MAILER_RECEIPT_TOKEN)."
+        )
+        parser.add_argument(
+            "--receipts-delay", type=float, default=1.0, help="Seconds from a message to its receipt."
+        )
+        parser.add_argument(
+            "--undelivered",
+            type=parse_shares,
+            default={},
+            help="Share of receipts that say undelivered, per operator code: 912=0.5,*=0.02.",
+        )
         parser.add_argument("--quiet", action="store_true", help="Don't log every message received.")
 
     def handle(self, *args, host, port, token, down_after, down_for, quiet, **opts):
@@ -40,6 +57,10 @@ class Command(BaseCommand):
             garbage_rate=opts["garbage_rate"],
             drop_rate=opts["drop_rate"],
             seed=opts["seed"],
+            receipts_url=opts["receipts_url"],
+            receipts_token=opts["receipts_token"],
+            receipts_delay=opts["receipts_delay"],
+            undelivered=opts["undelivered"],
         )
         provider = FakeProvider(behaviour, log_each=not quiet)
 

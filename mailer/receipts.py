@@ -1,0 +1,293 @@
+"""Delivery receipts: what became of the messages the gateway accepted (README "Delivery receipts").
+
+- A gateway posts them to /api/v1/gateway/receipts/ (mailer/api/views.py), checked there whole:
+  a batch with a bad item is refused, nothing of it written. Receipts for ids we never gave are
+  counted and logged there, and go no further.
+- `take` writes the rest down where MAILER_RECEIPT_SPOOL says, as clicks are (mailer/links.py): a
+  spool file of the web process's own (SQLite's default: a receipt never waits for the engine's
+  write lock), a SpooledReceipt row (PostgreSQL's default), or, empty, applied at once.
+- A sender applies them every tick (`fold`, `apply`): each message keeps the receipt with the
+  latest time (a repeated or an older one changes nothing, so applying one twice is harmless and
+  the order they come in does not matter), and the counts move with it in the same transaction:
+  the mailing's delivered and not delivered, per operator code, per reason, per minute, and each
+  client's run of undelivered messages (MAILER_UNDELIVERED_LIMIT).
+- A receipt can come before the engine has written down that the gateway accepted its message: it
+  waits (in the spool) until it has, for at most WAIT_LIMIT. One for a message not accepted (failed,
+  expired, cancelled) or deleted meanwhile (retention) is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from mailer import bulk, spool
+from mailer.models import (
+    NO_ANSWER,
+    AuditEntry,
+    Client,
+    DeliveryMinute,
+    DeliveryReason,
+    DeliveryStatus,
+    MailingCounts,
+    Message,
+    MessageStatus,
+    OperatorCounts,
+    SentMinute,
+    SpooledReceipt,
+    delivery_kind,
+)
+
+logger = logging.getLogger("mailer.receipts")
+
+DATABASE_SPOOL = "database"
+# Receipts one request may carry, and one transaction applies.
+MAX_BATCH = 1000
+FOLD_BATCH = 5000
+# How long a receipt waits for its message to be written down as accepted.
+WAIT_LIMIT = timedelta(hours=1)
+# A receipt's time may run ahead of ours by a clock's error, not by more; nor be older than the
+# messages a gateway still reports on.
+FUTURE_LIMIT = timedelta(minutes=10)
+PAST_LIMIT = timedelta(days=365)
+ERROR_MAX = DeliveryReason._meta.get_field("error").max_length
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    id: int
+    status: str
+    at: datetime
+    error: str = ""
+
+    def line(self) -> str:
+        return json.dumps([self.id, self.status, self.at.isoformat(), self.error], ensure_ascii=False)
+
+    @classmethod
+    def from_line(cls, line: str) -> Receipt:
+        message_id, status, at, error = json.loads(line)
+        return cls(int(message_id), status, parse_datetime(at), error)
+
+
+def take(receipts: list[Receipt]) -> None:
+    """Write checked receipts down for a sender to apply (MAILER_RECEIPT_SPOOL), all or none."""
+    where = settings.MAILER_RECEIPT_SPOOL
+    if where == DATABASE_SPOOL:
+        SpooledReceipt.objects.bulk_create(
+            [SpooledReceipt(message_id=r.id, status=r.status, at=r.at, error=r.error) for r in receipts]
+        )
+    elif where:
+        spool.append(where, [r.line() for r in receipts])
+    else:
+        apply(receipts)
+
+
+def fold(now: float | None = None) -> int:
+    """A sender's, every tick: apply the receipts written down. Returns how many were applied."""
+    where = settings.MAILER_RECEIPT_SPOOL
+    if where == DATABASE_SPOOL:
+        return _fold_table()
+    if not where:
+        return 0
+    applied = 0
+    for path in spool.ready(where, now):
+        try:
+            receipts = [Receipt.from_line(line) for line in spool.lines(path) if line]
+        except FileNotFoundError:
+            continue  # the other sender took it meanwhile
+        except (ValueError, TypeError) as e:
+            logger.error("%s: not a file of receipts (%s); left for a person to look at", path.name, e)
+            path.rename(path.with_suffix(".bad"))
+            continue
+        for at in range(0, len(receipts), FOLD_BATCH):
+            chunk = receipts[at : at + FOLD_BATCH]
+            waiting = apply(chunk)
+            applied += len(chunk) - len(waiting)
+            if waiting:
+                spool.append(where, [r.line() for r in waiting])  # taken in again at a later tick
+        path.unlink(missing_ok=True)
+    spool.set_aside(where)
+    return applied
+
+
+def _fold_table() -> int:
+    """Apply SpooledReceipt's rows, FOLD_BATCH at a time, each batch deleted in the transaction
+    that applies it (but those that wait); rows another sender is applying are left to it."""
+    applied, after = 0, 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                SpooledReceipt.objects.select_for_update(skip_locked=True)
+                .filter(id__gt=after)
+                .order_by("id")
+                .values_list("id", "message_id", "status", "at", "error")[:FOLD_BATCH]
+            )
+            if not rows:
+                return applied
+            receipts = {row_id: Receipt(*rest) for row_id, *rest in rows}
+            waiting = set(apply(list(receipts.values())))
+            SpooledReceipt.objects.filter(
+                id__in=[row_id for row_id, r in receipts.items() if r not in waiting]
+            ).delete()
+        applied += len(rows) - len(waiting)
+        after = rows[-1][0]
+
+
+def apply(receipts: list[Receipt]) -> list[Receipt]:
+    """Apply receipts in one transaction; returns those whose messages are not yet written down
+    as accepted (they wait; older than WAIT_LIMIT they are dropped)."""
+    latest: dict[int, Receipt] = {}
+    for r in receipts:
+        if r.id not in latest or r.at > latest[r.id].at:
+            latest[r.id] = r
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Message.objects.filter(id__in=latest, status=MessageStatus.SENT)
+            .select_for_update(of=("self",))
+            .order_by("id")
+            .values_list(
+                "id",
+                "mailing_id",
+                "client_id",
+                "client__operator_code",
+                "delivery_status",
+                "delivered_at",
+                "delivery_error",
+            )
+        )
+        waiting = _not_accepted(latest, {row[0] for row in rows}, now)
+        changed, counts = [], _Counts()
+        for message_id, mailing_id, client_id, operator, old_status, old_at, old_error in rows:
+            r = latest[message_id]
+            if old_at is not None and r.at <= old_at:
+                continue  # a repeat, or older than the receipt it has
+            changed.append(
+                Message(id=message_id, delivery_status=r.status, delivered_at=r.at, delivery_error=r.error)
+            )
+            counts.move(mailing_id, operator or "", client_id, (old_status, old_at, old_error), r)
+        if changed:
+            Message.objects.bulk_update(
+                changed, ["delivery_status", "delivered_at", "delivery_error"], batch_size=500
+            )
+            counts.write(now)
+    return [r for r in receipts if r.id in waiting]
+
+
+def _not_accepted(latest: dict[int, Receipt], accepted: set[int], now: datetime) -> set[int]:
+    """Of the receipts' messages not written down as accepted, those that wait (pending, the
+    receipt not older than WAIT_LIMIT); the others are logged, and dropped."""
+    rest = set(latest) - accepted
+    if not rest:
+        return set()
+    status = dict(Message.objects.filter(id__in=rest).values_list("id", "status"))
+    waiting = {i for i in rest if status.get(i) == MessageStatus.PENDING and latest[i].at > now - WAIT_LIMIT}
+    if dropped := sorted(rest - waiting):
+        logger.warning(
+            "%s receipts dropped: their messages were not accepted by the gateway, or are gone (ids %s)",
+            len(dropped),
+            ", ".join(map(str, dropped[:20])) + (" …" if len(dropped) > 20 else ""),
+        )
+    return waiting
+
+
+_REASONS = (
+    f"INSERT INTO {DeliveryReason._meta.db_table} AS r (mailing_id, status, error, messages) VALUES {{values}} "
+    "ON CONFLICT (mailing_id, status, error) DO UPDATE SET messages = r.messages + excluded.messages"
+)
+_MINUTES = (
+    f"INSERT INTO {DeliveryMinute._meta.db_table} AS m (mailing_id, minute, delivered) VALUES {{values}} "
+    "ON CONFLICT (mailing_id, minute) DO UPDATE SET delivered = m.delivered + excluded.delivered"
+)
+
+
+def count_accepted(by_operator: Counter) -> None:
+    """The engine's, in the transaction that records a round: {(mailing id, operator code): n}
+    messages accepted by the gateway."""
+    OperatorCounts.add({key: Counter(accepted=n) for key, n in by_operator.items()})
+
+
+class _Counts:
+    """What a batch of receipts changes in the counts, gathered and then written in a few statements,
+    in one order (mailing, then the rest), so two senders never wait for each other in a circle."""
+
+    def __init__(self) -> None:
+        self.mailings: dict[int, Counter] = defaultdict(Counter)
+        self.operators: dict[tuple[int, str], Counter] = defaultdict(Counter)
+        self.reasons: Counter = Counter()
+        self.minutes: Counter = Counter()
+        # Per client, in message order: True for a number that did not answer, False for delivered.
+        self.answers: dict[int, list[bool]] = defaultdict(list)
+
+    def move(self, mailing_id: int, operator: str, client_id: int | None, old: tuple, new: Receipt) -> None:
+        old_status, old_at, old_error = old
+        for status, at, error, step in (
+            (old_status, old_at, old_error, -1),
+            (new.status, new.at, new.error, 1),
+        ):
+            if not (was := delivery_kind(status or "")):
+                continue
+            self.mailings[mailing_id][was] += step
+            self.operators[(mailing_id, operator)][was] += step
+            if was == "delivered":
+                self.minutes[(mailing_id, SentMinute.of(at))] += step
+            else:
+                self.reasons[(mailing_id, status, error)] += step
+        if client_id is not None and new.status != old_status:
+            if new.status == DeliveryStatus.DELIVERED:
+                self.answers[client_id].append(False)
+            elif new.status in NO_ANSWER and old_status not in NO_ANSWER:
+                self.answers[client_id].append(True)
+
+    def write(self, now: datetime) -> None:
+        stamp = connection.ops.adapt_datetimefield_value
+        for mailing_id, change in sorted(self.mailings.items()):
+            if fields := {name: F(name) + n for name, n in change.items() if n}:
+                MailingCounts.objects.filter(mailing_id=mailing_id).update(**fields)
+        OperatorCounts.add(self.operators)
+        bulk.insert(_REASONS, [(m, s, e, n) for (m, s, e), n in sorted(self.reasons.items()) if n])
+        bulk.insert(_MINUTES, [(m, stamp(at), n) for (m, at), n in sorted(self.minutes.items()) if n])
+        self.write_answers(now)
+
+    def write_answers(self, now: datetime) -> None:
+        """Each client's run of undelivered messages, and those it leaves out from now on."""
+        limit = settings.MAILER_UNDELIVERED_LIMIT
+        if not limit or not self.answers:
+            return
+        clients = list(
+            Client.objects.filter(pk__in=self.answers)
+            .order_by("pk")
+            .select_for_update()
+            .only("pk", "phone", "undelivered_in_row", "undeliverable_at")
+        )
+        for client in clients:
+            run = client.undelivered_in_row
+            for silent in self.answers[client.pk]:
+                run = min(run + 1, 32767) if silent else 0
+            client.undelivered_in_row = run
+        Client.objects.bulk_update(clients, ["undelivered_in_row"], batch_size=500)
+        gone = [c for c in clients if c.undelivered_in_row >= limit and c.undeliverable_at is None]
+        if gone:
+            Client.objects.filter(pk__in=[c.pk for c in gone]).update(undeliverable_at=now)
+            for client in gone:
+                AuditEntry.record(
+                    None,
+                    "undeliverable",
+                    client,
+                    {"undeliverable_at": [None, now.isoformat()]},
+                    via="engine",
+                )
+            logger.info(
+                "%s clients left out of audiences: their last %s messages came back undelivered",
+                len(gone),
+                limit,
+            )
