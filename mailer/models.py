@@ -1368,7 +1368,11 @@ class Message(models.Model):
     )
     # The gateway's delivery receipt, once one came (mailer/receipts.py): what it says, when it
     # happened (the receipt's own time) and the gateway's words. `status` stays "accepted or not".
-    delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
+    # NULL, not "", before a receipt: the partial index below holds only those with one, and
+    # SQLite uses a partial index for `= 'x'` only when the index's condition is IS NOT NULL.
+    delivery_status = models.CharField(  # noqa: DJ001
+        max_length=16, choices=DeliveryStatus.choices, null=True, blank=True
+    )
     delivered_at = models.DateTimeField(null=True, blank=True)
     delivery_error = models.CharField(max_length=200, blank=True)
 
@@ -1390,6 +1394,13 @@ class Message(models.Model):
                 name="message_due_idx",
             ),
             models.Index(fields=["sent_at"], name="message_sent_at_idx"),
+            # A mailing's messages by what their receipts said (its page's filter): only those with
+            # one, so that sending writes nothing here.
+            models.Index(
+                fields=["mailing", "delivery_status", "id"],
+                condition=Q(delivery_status__isnull=False),
+                name="message_receipt_idx",
+            ),
             # What waits for MAILER_FREQUENCY_CAP, counted per mailing: only those rows.
             models.Index(
                 fields=["mailing"],

@@ -576,7 +576,7 @@ class MessageSerializer(serializers.ModelSerializer):
         )
         extra_kwargs = {
             "delivery_status": {
-                "help_text": "What the gateway's delivery receipt said; empty before one came."
+                "help_text": "What the gateway's delivery receipt said; null before one came."
             },
             "delivered_at": {"help_text": "When that happened, as the receipt said."},
             "delivery_error": {"help_text": "The gateway's words on why it was not delivered."},

@@ -299,7 +299,7 @@ def test_messages_paginated_and_filtered(api, make_mailing, make_client, now):
         "created_at": first["created_at"],
         "sent_at": now.isoformat().replace("+00:00", "Z"),
         "text": None,  # made here, not by the engine: no text recorded
-        "delivery_status": "",  # no receipt yet
+        "delivery_status": None,  # no receipt yet
         "delivered_at": None,
         "delivery_error": "",
     }
