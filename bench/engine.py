@@ -23,14 +23,13 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import cpu_seconds  # bench/common.py: a script's folder is on its path
+from common import cpu_seconds, free_port  # bench/common.py: a script's folder is on its path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,12 +39,6 @@ TOKEN = "bench-token"
 def psql(sql: str) -> str:
     command = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qAtc", sql]
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bare_client(url: str, n: int, concurrency: int, out) -> None:
