@@ -260,6 +260,73 @@ def seed_clicks() -> None:
     print(f"  {clicks:,} clicks by {clickers:,} clients in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def seed_receipts() -> None:
+    """Delivery receipts for the big mailing's messages (issue 26), as applying them leaves them:
+    90% delivered, 5% undelivered, 2% rejected, the rest none yet; its kept counts, per operator,
+    per reason and per minute; and 1% of the clients undeliverable. Once."""
+    from django.db import connection, transaction
+    from django.db.models import Count, Min
+
+    from mailer.models import (
+        Client,
+        DeliveryMinute,
+        DeliveryReason,
+        Mailing,
+        MailingCounts,
+        Message,
+        MessageStatus,
+        OperatorCounts,
+    )
+
+    big = Mailing.objects.order_by("start_at").first()
+    if OperatorCounts.objects.filter(mailing=big, delivered__gt=0).exists():
+        return
+    started = time.monotonic()
+    print("Seeding receipts ...", flush=True)
+    table = Message._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET delivered_at = sent_at, "
+            "delivery_status = CASE WHEN id % 100 < 5 THEN 'undelivered' WHEN id % 100 < 7 THEN 'rejected' "
+            "WHEN id % 100 < 10 THEN NULL ELSE 'delivered' END, "
+            "delivery_error = CASE WHEN id % 100 < 5 THEN 'absent subscriber' "
+            "WHEN id % 100 < 7 THEN 'sender name not registered' ELSE '' END "
+            "WHERE mailing_id = %s AND status = %s",
+            [big.pk, MessageStatus.SENT],
+        )
+        cursor.execute(
+            f"UPDATE {table} SET delivered_at = NULL WHERE mailing_id = %s AND delivery_status IS NULL",
+            [big.pk],
+        )
+    MailingCounts.reconcile(big.pk)  # delivered, not delivered, and per operator, from the rows
+    row = MailingCounts.objects.get(mailing=big)
+    first = big.messages.aggregate(at=Min("sent_at"))["at"] or datetime.now(UTC)
+    minute = first.replace(second=0, microsecond=0)
+    with transaction.atomic():
+        DeliveryReason.objects.bulk_create(
+            DeliveryReason(mailing=big, status=status, error=error, messages=n)
+            for status, error, n in big.messages.filter(delivery_status__in=["undelivered", "rejected"])
+            .order_by()
+            .values_list("delivery_status", "delivery_error")
+            .annotate(n=Count("id"))
+        )
+        DeliveryMinute.objects.bulk_create(
+            DeliveryMinute(
+                mailing=big,
+                minute=minute + timedelta(minutes=i),
+                delivered=row.delivered // 1440 + (i < row.delivered % 1440),
+            )
+            for i in range(1440)
+        )
+        Client.objects.filter(id__in=Client.objects.order_by("id").values("id")[: CLIENTS // 100]).update(
+            undeliverable_at=datetime.now(UTC), undelivered_in_row=3
+        )
+    print(
+        f"  {row.delivered:,} delivered, {row.undelivered:,} not, in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+
+
 def bench(runs: int, with_export: bool = True) -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client as HttpClient
@@ -298,6 +365,17 @@ def bench(runs: int, with_export: bool = True) -> None:
         ),
         (f"Mailing detail, {BIG_MAILING:,} messages and their clicks", f"/mailings/{big.pk}/", {}),
         ("Mailing detail, failed only (htmx)", f"/mailings/{big.pk}/?status=failed", htmx),
+        (
+            "Mailing detail, rejected receipts only (htmx)",
+            f"/mailings/{big.pk}/?delivery_status=rejected",
+            htmx,
+        ),
+        (
+            "Mailing detail, expired receipts only: none (htmx)",
+            f"/mailings/{big.pk}/?delivery_status=expired",
+            htmx,
+        ),
+        (f"Numbers that no longer answer ({CLIENTS // 100:,})", "/clients/undeliverable/", {}),
         (f"Mailing detail, {other.messages.count():,} messages", f"/mailings/{other.pk}/", {}),
         ("Mailing stats (API)", f"/api/v1/mailings/{big.pk}/stats/", {}),
         ("Overall stats (API)", "/api/v1/stats/", {}),
@@ -408,6 +486,7 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
     seed_clicks()
+    seed_receipts()
     bench(args.runs, with_export=not args.no_export)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -41,6 +42,7 @@ TOKEN = "bench-token"
 RECEIPT_TOKEN = "bench-receipts"
 NAME = "bench_receipts"
 CHUNK = 5000
+PHONES = itertools.count(1)  # the staff member's new clients, over every run
 
 
 # The load generator: a process of its own ------------------------------------------------------
@@ -106,33 +108,44 @@ def fire_in_process(base: str, bodies: list[bytes], concurrency: int) -> dict:
 
 
 class StaffWrites(threading.Thread):
-    """A staff member saving a client through the API every `every` seconds: each write's time."""
+    """A staff member saving a client every `every` seconds, each write's time: through the API
+    (the web's queue and the database), or, `direct`, with the ORM in this process (the database's
+    write lock alone)."""
 
-    def __init__(self, base: str, token: str, every: float = 0.1) -> None:
+    def __init__(self, base: str, token: str, every: float = 0.1, direct: bool = False) -> None:
         super().__init__(daemon=True)
-        self.base, self.token, self.every = base, token, every
+        self.base, self.token, self.every, self.direct = base, token, every, direct
         self.times: list[float] = []
         self.errors: list[str] = []
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        n = 0
+        from django.db import connections
+
+        from mailer.models import Client
+
         while not self.stopping.is_set():
-            n += 1
-            body = json.dumps({"phone": f"7999{os.getpid() % 1000:03d}{n:04d}", "tag": "bench"}).encode()
-            request = urllib.request.Request(
-                f"{self.base}/api/v1/clients/",
-                data=body,
-                headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-            )
+            phone = f"7958{next(PHONES):07d}"  # no demo client has 958
             t = time.perf_counter()
             try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    response.read()
-            except OSError as e:
+                if self.direct:
+                    Client.objects.create(phone=phone, tag="bench")
+                else:
+                    self.post(phone)
+            except Exception as e:  # a failed write is reported, whatever it was
                 self.errors.append(repr(e)[:200])
             self.times.append(time.perf_counter() - t)
             self.stopping.wait(self.every)
+        connections.close_all()
+
+    def post(self, phone: str) -> None:
+        request = urllib.request.Request(
+            f"{self.base}/api/v1/clients/",
+            data=json.dumps({"phone": phone, "tag": "bench"}).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
 
 
 # Data ------------------------------------------------------------------------------------------
@@ -298,27 +311,38 @@ def main() -> None:
                     time.sleep(0.1)  # the engine is at full speed
                 # The engine alone, with the staff member's writes, for a few seconds...
                 writes = StaffWrites(base, staff_token)
+                locks = StaffWrites(base, staff_token, direct=True)
                 writes.start()
+                locks.start()
                 s0, t0 = big_counts.get().sent, time.monotonic()
                 time.sleep(3)
                 s1, t1 = big_counts.get().sent, time.monotonic()
-                alone_writes = len(writes.times)
+                alone_writes, alone_locks = len(writes.times), len(locks.times)
                 # ...then the receipts.
                 web_cpu = cpu_seconds(processes[0].pid)
                 fired = fire_in_process(base, bodies, 4 if mode == "batch" else 32)
                 fired["web_cpu"] = cpu_seconds(processes[0].pid) - web_cpu
-                s2, t2 = big_counts.get().sent, time.monotonic()
-                writes.stopping.set()
-                writes.join()
-                during = sorted(x * 1000 for x in writes.times[alone_writes:]) or [0.0]
+                # The engine's rate and the staff member's writes "during": from the first receipt
+                # fired until the senders have applied the last.
                 delivered, not_delivered, took = applied(mailing_id, n, 120)
+                s2, t2 = big_counts.get().sent, time.monotonic()
+                for thread in (writes, locks):
+                    thread.stopping.set()
+                    thread.join()
+                before = sorted(x * 1000 for x in writes.times[:alone_writes]) or [0.0]
+                during = sorted(x * 1000 for x in writes.times[alone_writes:]) or [0.0]
+                lock_before = sorted(x * 1000 for x in locks.times[:alone_locks]) or [0.0]
+                lock_during = sorted(x * 1000 for x in locks.times[alone_locks:]) or [0.0]
                 result = fired | {
                     "rate": n / fired["elapsed"],
                     "engine_alone": (s1 - s0) / (t1 - t0),
                     "engine_during": (s2 - s1) / (t2 - t1),
+                    "write_before_p99": before[min(int(len(before) * 0.99), len(before) - 1)],
                     "write_p50": during[len(during) // 2],
                     "write_p99": during[min(int(len(during) * 0.99), len(during) - 1)],
                     "write_max": during[-1],
+                    "lock_before_p99": lock_before[min(int(len(lock_before) * 0.99), len(lock_before) - 1)],
+                    "lock_p99": lock_during[min(int(len(lock_during) * 0.99), len(lock_during) - 1)],
                     "writes": len(during),
                     "applied_in": took,
                 }
@@ -332,14 +356,18 @@ def main() -> None:
                     failures.append(
                         f"{mode} run {run + 1}: {len(fired['problems'])} bad answers: {fired['problems'][:3]}"
                     )
-                if writes.errors:
-                    failures.append(f"{mode} run {run + 1}: staff writes failed: {writes.errors[:3]}")
+                if writes.errors or locks.errors:
+                    failures.append(
+                        f"{mode} run {run + 1}: staff writes failed: {(writes.errors + locks.errors)[:3]}"
+                    )
                 print(
                     f"{args.db} {mode} run {run + 1}: {result['rate']:,.0f} receipts/s, request p50 "
                     f"{fired['p50']:.1f} ms, p99 {fired['p99']:.1f} ms; engine {result['engine_alone']:,.0f} "
-                    f"msg/s before, {result['engine_during']:,.0f} during; staff writes p50 "
+                    f"msg/s before, {result['engine_during']:,.0f} until applied; staff writes p99 before "
+                    f"{result['write_before_p99']:.0f} ms, then p50 "
                     f"{result['write_p50']:.0f} ms, p99 {result['write_p99']:.0f} ms, max "
-                    f"{result['write_max']:.0f} ms ({result['writes']}); applied {delivered + not_delivered:,} "
+                    f"{result['write_max']:.0f} ms ({result['writes']}); the database's own: p99 "
+                    f"{result['lock_before_p99']:.0f} ms before, {result['lock_p99']:.0f} ms after; applied {delivered + not_delivered:,} "
                     f"of {n:,} within {took:.1f} s after; CPU: web {fired['web_cpu']:.1f} s, load generator "
                     f"{fired['load_cpu']:.1f} s in {fired['elapsed']:.1f} s",
                     flush=True,
@@ -370,16 +398,18 @@ def main() -> None:
     )
     print()
     print(
-        "| mode | receipts/s | request p99 ms | engine msg/s before | engine msg/s during "
-        "| staff write p99 ms | staff write max ms |"
+        "| mode | receipts/s | request p99 ms | engine msg/s before | engine msg/s until applied "
+        "| staff write p99 ms before | staff write p99 ms | staff write max ms "
+        "| database write p99 ms before | database write p99 ms |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mode, rows in results.items():
         if rows:
             print(
                 f"| {mode} | {triple([r['rate'] for r in rows], '{:,.0f}')} | {triple([r['p99'] for r in rows], '{:.1f}')} "
                 f"| {triple([r['engine_alone'] for r in rows], '{:,.0f}')} | {triple([r['engine_during'] for r in rows], '{:,.0f}')} "
-                f"| {triple([r['write_p99'] for r in rows], '{:.0f}')} | {triple([r['write_max'] for r in rows], '{:.0f}')} |"
+                f"| {triple([r['write_before_p99'] for r in rows], '{:.0f}')} | {triple([r['write_p99'] for r in rows], '{:.0f}')} | {triple([r['write_max'] for r in rows], '{:.0f}')} "
+                f"| {triple([r['lock_before_p99'] for r in rows], '{:.0f}')} | {triple([r['lock_p99'] for r in rows], '{:.0f}')} |"
             )
     print()
     print(f'"database is locked": {len(locked)} lines; ERROR lines: {len(errors)}')

@@ -385,9 +385,11 @@ def count(clicks: list[tuple[str, datetime]]) -> None:
     ]
     least, greatest = bulk.least_greatest()
     with transaction.atomic():
-        new = set(bulk.insert(_NEW_CLICKERS, rows))
-        bulk.insert(_MORE_CLICKS, [row for row in rows if row[:2] not in new], least=least, greatest=greatest)
-        bulk.insert(_MINUTES, [(m, stamp(minute), n) for (m, minute), n in sorted(minutes.items())])
+        new = set(bulk.execute(_NEW_CLICKERS, rows))
+        bulk.execute(
+            _MORE_CLICKS, [row for row in rows if row[:2] not in new], least=least, greatest=greatest
+        )
+        bulk.execute(_MINUTES, [(m, stamp(minute), n) for (m, minute), n in sorted(minutes.items())])
         newcomers = Counter(mailing_id for mailing_id, _phone in new)
         for mailing_id in sorted(total):
             MailingCounts.objects.filter(mailing_id=mailing_id).update(

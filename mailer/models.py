@@ -1607,7 +1607,7 @@ class OperatorCounts(models.Model):
             for (m, op), c in sorted(changes.items())
             if c["accepted"] or c["delivered"] or c["undelivered"]
         ]
-        bulk.insert(cls._ADD, rows, table=cls._meta.db_table)
+        bulk.execute(cls._ADD, rows, table=cls._meta.db_table)
 
     _ADD = (
         "INSERT INTO {table} AS o (mailing_id, operator_code, accepted, delivered, undelivered) "

@@ -578,7 +578,7 @@ receipts = extend_schema(
                     "A bad item",
                     {
                         "detail": "Not valid: items 1 (counted from 0). Nothing of this batch was written.",
-                        "items": {"1": {"status": ['"sent" is not a valid choice.']}},
+                        "items": {"1": {"status": ["One of: delivered, undelivered, expired, rejected."]}},
                     },
                     response_only=True,
                     status_codes=[400],

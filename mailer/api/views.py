@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mailer import audit, importing, metrics, receipts, stats
+from mailer import audit, importing, receipts, stats
 from mailer.api import schema
 from mailer.api import serializers as s
 from mailer.api.authentication import ReceiptTokenAuthentication
@@ -544,36 +544,8 @@ class ReceiptsView(APIView):
 
     @schema.receipts
     def post(self, request: Request) -> Response:
-        body = request.data
-        many = isinstance(body, list)
-        if many and not 0 < len(body) <= receipts.MAX_BATCH:
-            detail = _("Send from 1 to %(max)s receipts at a time; this request has %(n)s.")
-            return Response({"detail": detail % {"max": receipts.MAX_BATCH, "n": len(body)}}, status=400)
-        serializer = s.ReceiptSerializer(data=body, many=many)
-        if not serializer.is_valid():
-            if not many:
-                return Response(serializer.errors, status=400)
-            errors = serializer.errors  # {index: errors} (a list with {} for good items before DRF 3.16)
-            pairs = errors.items() if isinstance(errors, dict) else enumerate(errors)
-            items = {str(i): item for i, item in pairs if item}
-            detail = _("Not valid: items %(items)s (counted from 0). Nothing of this batch was written.")
-            return Response({"detail": detail % {"items": ", ".join(items)}, "items": items}, status=400)
-        taken = [
-            receipts.Receipt(**item)
-            for item in (serializer.validated_data if many else [serializer.validated_data])
-        ]
-        known = set(Message.objects.filter(id__in={r.id for r in taken}).values_list("id", flat=True))
-        unknown = sorted({r.id for r in taken} - known)
-        receipts.take([r for r in taken if r.id in known])
-        metrics.RECEIPTS.labels("taken").inc(len(taken) - len(unknown))
-        if unknown:
-            metrics.RECEIPTS.labels("unknown").inc(sum(r.id not in known for r in taken))
-            logger.warning(
-                "%s receipts for messages we don't know (ids %s)",
-                len(unknown),
-                ", ".join(map(str, unknown[:20])) + (" …" if len(unknown) > 20 else ""),
-            )
-        return Response({"received": len(taken), "unknown": len(unknown), "unknown_ids": unknown[:100]})
+        status_code, answer = receipts.receive(request.data)
+        return Response(answer, status=status_code)
 
 
 @extend_schema(exclude=True)
