@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from dashboard.filters import existing_operator_codes, existing_tags
 from mailer.formats import hint as formats_hint
@@ -216,7 +216,7 @@ class ClientForm(forms.ModelForm):
         fields = ["phone", "name", "tag", "timezone", "consent_at", "consent_source"]
         labels = {
             "phone": gettext_lazy("Phone"),
-            "name": gettext_lazy("Name"),
+            "name": pgettext_lazy("client", "Name"),
             "tag": gettext_lazy("Tag"),
             "timezone": gettext_lazy("Time zone"),
             "consent_source": gettext_lazy("How consent was given"),

@@ -12,7 +12,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.timesince import timeuntil
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from mailer import audit, stats
 from mailer.models import (
@@ -231,7 +231,7 @@ class ClientTable(tables.Table):
     )
     # Not orderable: no index sorts a million names.
     name = tables.Column(
-        verbose_name=gettext_lazy("Name"),
+        verbose_name=pgettext_lazy("client", "Name"),
         orderable=False,
         attrs={"td": {"class": "text-truncate", "style": "max-width: 14rem"}},
     )
@@ -275,7 +275,7 @@ class UndeliverableTable(tables.Table):
     phone = tables.Column(
         linkify=("dashboard:client-edit", {"pk": tables.A("pk")}), verbose_name=gettext_lazy("Phone")
     )
-    name = tables.Column(verbose_name=gettext_lazy("Name"), orderable=False)
+    name = tables.Column(verbose_name=pgettext_lazy("client", "Name"), orderable=False)
     operator_code = tables.Column(verbose_name=gettext_lazy("Operator"), orderable=False)
     tag = tables.Column(verbose_name=gettext_lazy("Tag"), orderable=False)
     undeliverable_at = MomentColumn(verbose_name=gettext_lazy("Left out since"), orderable=False)
@@ -306,7 +306,7 @@ class MessageTable(tables.Table):
     )
     last_error = tables.Column(verbose_name=gettext_lazy("Why"), attrs={"td": {"class": "small"}})
     # What the gateway's receipt said, when, and its words.
-    delivery_status = tables.Column(verbose_name=gettext_lazy("Receipt"), empty_values=())
+    delivery_status = tables.Column(verbose_name=gettext_lazy("Receipt"), empty_values=(), orderable=False)
 
     class Meta:
         model = Message

@@ -61,6 +61,9 @@ DATABASE_SPOOL = "database"
 # staff member's write waits for one of them at most, some tens of milliseconds).
 MAX_BATCH = 1000
 FOLD_BATCH = 1000
+# And between two of them a pause, so that a write waiting for the lock gets it (SQLite's busy
+# handler polls: back-to-back transactions would leave it waiting for all of them).
+FOLD_PAUSE = 0.02
 # How long a receipt waits for its message to be written down as accepted.
 WAIT_LIMIT = timedelta(hours=1)
 # A receipt's time may run ahead of ours by a clock's error, not by more; nor be older than the
@@ -263,6 +266,8 @@ def fold(now: float | None = None) -> int:
             continue
         for at in range(0, len(receipts), FOLD_BATCH):
             chunk = receipts[at : at + FOLD_BATCH]
+            if applied:
+                time.sleep(FOLD_PAUSE)
             waiting = apply(chunk)
             applied += len(chunk) - len(waiting)
             if waiting:
@@ -277,6 +282,8 @@ def _fold_table() -> int:
     that applies it (but those that wait); rows another sender is applying are left to it."""
     applied, after = 0, 0
     while True:
+        if applied:
+            time.sleep(FOLD_PAUSE)
         with transaction.atomic():
             rows = list(
                 SpooledReceipt.objects.select_for_update(skip_locked=True)
