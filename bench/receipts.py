@@ -307,8 +307,11 @@ def main() -> None:
                 )
                 big_counts = MailingCounts.objects.filter(mailing=big)
                 deadline = time.monotonic() + 120
-                while big_counts.get().sent < 5000 and time.monotonic() < deadline:
-                    time.sleep(0.1)  # the engine is at full speed
+                while time.monotonic() < deadline and (
+                    big_counts.get().sent < 5000
+                    or Mailing.objects.filter(pk=big.pk, resolved_version=0).exists()
+                ):
+                    time.sleep(0.1)  # the engine is at full speed, its audience resolved
                 # The engine alone, with the staff member's writes, for a few seconds...
                 writes = StaffWrites(base, staff_token)
                 locks = StaffWrites(base, staff_token, direct=True)

@@ -5,7 +5,7 @@ bulk_update builds a CASE per row and field: for 5,000 receipts, 3 s of Python a
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 # Rows a statement carries at most (SQLite takes 32,766 parameters, PostgreSQL 65,535).
 ROWS_PER_STATEMENT = 1000
@@ -28,3 +28,26 @@ def execute(sql: str, rows: list[tuple], **names: str) -> list[tuple]:
 def least_greatest() -> tuple[str, str]:
     """The names of the two-argument minimum and maximum in this database's SQL."""
     return ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+
+
+def fetch(sql: str, params: list) -> list[tuple]:
+    """`sql`'s rows, on the connection as it is: without the health check Django runs before a
+    request's first query (CONN_HEALTH_CHECKS, PostgreSQL's: a SELECT 1, a round trip as dear as a
+    click's or a receipt's own statement). A connection that turns out dead (the database
+    restarted) is closed and the statement run once more on a new one."""
+
+    def run() -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+
+    trusted = connection.connection is not None and not connection.in_atomic_block
+    if trusted:
+        connection.health_check_done = True
+    try:
+        return run()
+    except (InterfaceError, OperationalError):
+        if not trusted:
+            raise
+        connection.close()
+        return run()

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -220,27 +220,9 @@ def url_of(code: str) -> str | None:
 
 
 def _one_row(sql: str, params: list) -> str | None:
-    """The first column of `sql`'s one row, on the connection as it is: without the health check
-    Django runs before a request's first query (CONN_HEALTH_CHECKS, PostgreSQL's: a SELECT 1, a
-    round trip as dear as a click's own statement). A connection that turns out dead (the database
-    restarted) is closed and the statement run once more on a new one."""
-
-    def run() -> tuple | None:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
-
-    trusted = connection.connection is not None and not connection.in_atomic_block
-    if trusted:
-        connection.health_check_done = True
-    try:
-        row = run()
-    except (InterfaceError, OperationalError):
-        if not trusted:
-            raise
-        connection.close()
-        row = run()
-    return row[0] if row else None
+    """The first column of `sql`'s first row (bulk.fetch: no health check before it)."""
+    rows = bulk.fetch(sql, params)
+    return rows[0][0] if rows else None
 
 
 # On PostgreSQL a click is one statement: the link's address read and the click written down
