@@ -385,7 +385,9 @@ class Client(Audited, models.Model):
     capped_until = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     # Delivery receipts (mailer/receipts.py): how many of the client's latest messages in a row came
     # back undelivered, and since when that left them out of audiences (MAILER_UNDELIVERED_LIMIT).
-    undelivered_in_row = models.PositiveSmallIntegerField(default=0, editable=False)
+    # (db_default as well, on the columns added to tables that were there: a process of the
+    # version before, still running through a rolling deploy, inserts rows without them.)
+    undelivered_in_row = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     undeliverable_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -1374,7 +1376,7 @@ class Message(models.Model):
         max_length=16, choices=DeliveryStatus.choices, null=True, blank=True
     )
     delivered_at = models.DateTimeField(null=True, blank=True)
-    delivery_error = models.CharField(max_length=200, blank=True)
+    delivery_error = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["id"]
@@ -1675,8 +1677,8 @@ class MailingCounts(models.Model):
     unsubscribed = models.BigIntegerField(default=0)
     # Of the messages sent (accepted by the gateway), those whose receipt said delivered, and not
     # delivered (undelivered, expired, rejected); the rest have no receipt yet (mailer/receipts.py).
-    delivered = models.BigIntegerField(default=0)
-    undelivered = models.BigIntegerField(default=0)
+    delivered = models.BigIntegerField(default=0, db_default=0)
+    undelivered = models.BigIntegerField(default=0, db_default=0)
     first_sent_at = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(null=True, blank=True)
     # Set once retention deleted the mailing's message rows: the counts are all that is left.

@@ -159,11 +159,13 @@ class ClientSerializer(StrictModelSerializer):
             "attributes",
             "consent_at",
             "consent_source",
+            "undeliverable_at",
             "created_at",
             "updated_at",
         )
         read_only_fields = (
             "operator_code",
+            "undeliverable_at",
             "created_at",
             "updated_at",
         )
@@ -172,6 +174,12 @@ class ClientSerializer(StrictModelSerializer):
             "tag": {
                 "help_text": "A free label to select clients by (at most 64 characters).",
                 "max_length": None,
+            },
+            "undeliverable_at": {
+                "help_text": "Since when the client is left out of audiences: their last "
+                "MAILER_UNDELIVERED_LIMIT messages came back undelivered (delivery receipts). Null: "
+                "they are not. A manager puts them back on the dashboard's page of numbers that no "
+                "longer answer."
             },
             "consent_at": {
                 "help_text": "When the client agreed to advertising (ISO 8601; not in the future); null: no "
