@@ -6,8 +6,9 @@ A chart is a list of (label, value) bars; labels are shown sparsely so that they
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.db.models import Func, IntegerField, QuerySet
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
@@ -52,6 +53,29 @@ def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, unit: str = "") ->
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>{"".join(rects)}</svg></div>'
         f'<div class="chart-labels" aria-hidden="true">{"".join(labels)}</div></figure>'
     )
+
+
+class Epoch(Func):
+    """A datetime column as whole seconds since 1970: an int is cheap to read, where a datetime
+    costs a parse per row (6 µs on PostgreSQL: 1,440 minutes of a chart, 9 ms)."""
+
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(
+            compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::bigint", **extra
+        )
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # julianday is in every SQLite (unixepoch only from 3.38); whole minutes round exactly.
+        template = "CAST(ROUND((julianday(%(expressions)s) - 2440587.5) * 86400) AS INTEGER)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
+def per_minute(rows: QuerySet, field: str) -> dict[datetime, int]:
+    """{minute: `field`} of a per-minute count's rows (SentMinute, ClickMinute, DeliveryMinute)."""
+    by_epoch = rows.annotate(epoch=Epoch("minute")).values_list("epoch", field)
+    return {datetime.fromtimestamp(epoch, UTC): n for epoch, n in by_epoch}
 
 
 def fill_buckets(

@@ -108,7 +108,10 @@ class StatsFilter(MailingFilter):
 class ClientFilter(django_filters.FilterSet):
     phone = django_filters.CharFilter(method="search_phone", label=_("Phone"), widget=_search_input())
     name = django_filters.CharFilter(
-        method="search_name", label=pgettext_lazy("client", "Name"), max_length=NAME_MAX, widget=_search_input()
+        method="search_name",
+        label=pgettext_lazy("client", "Name"),
+        max_length=NAME_MAX,
+        widget=_search_input(),
     )
     tag = django_filters.ChoiceFilter(choices=[], empty_label=_("Any tag"), label=_("Tag"))
     operator_code = django_filters.ChoiceFilter(

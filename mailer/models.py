@@ -17,7 +17,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import formats, timezone
@@ -1024,7 +1024,13 @@ class Mailing(Audited, models.Model):
         matched = self.filtered_clients()
         stopped = StopEntry.count_among(matched)
         no_consent = self.without_consent()
-        undeliverable = self.allowed_clients().filter(undeliverable_at__isnull=False).count()
+        # From the short end, the undeliverable's index: PostgreSQL's planner starts there itself;
+        # SQLite's, without statistics, would walk the filter's clients (143,000 for a tag: 200 ms).
+        out = self.allowed_clients().filter(undeliverable_at__isnull=False)
+        if connection.vendor == "sqlite":
+            short_end = Client.objects.filter(undeliverable_at__isnull=False).values("pk")
+            out = self.allowed_clients().filter(pk__in=short_end)
+        undeliverable = out.count()
         # Of the audience, those whose day or week MAILER_FREQUENCY_CAP says is full: they wait.
         capped = (
             self.matching_clients().filter(capped_until__gt=timezone.now()).count() if self.is_capped() else 0
