@@ -61,9 +61,7 @@ SAMPLE_CODE = "x" * CODE_LENGTH
 # The {unsubscribe} variable's value until its link is known.
 UNSUBSCRIBE_MARK = "\x00"
 FOLDED_KEPT = timedelta(days=1)
-# MAILER_CLICK_SPOOL's value for a table (SpooledClick) instead of files; and how many of its
-# clicks one transaction counts.
-DATABASE_SPOOL = "database"
+# How many of SpooledClick's clicks one transaction counts.
 FOLD_BATCH = 5000
 
 
@@ -237,12 +235,12 @@ _FOLLOW = (
 def follow(code: str) -> str | None:
     """A click on /l/<code>: counted, and the address it goes to; None for a code we never gave."""
     at = timezone.now()
-    if settings.MAILER_CLICK_SPOOL == DATABASE_SPOOL and connection.vendor == "postgresql":
+    if settings.MAILER_CLICK_SPOOL == spool.DATABASE and connection.vendor == "postgresql":
         return _one_row(_FOLLOW, [code, LinkKind.CLICK.value, code, at])
     url = url_of(code)
     if url is None:
         return None
-    if settings.MAILER_CLICK_SPOOL == DATABASE_SPOOL:
+    if settings.MAILER_CLICK_SPOOL == spool.DATABASE:
         SpooledClick.objects.create(code=code, at=at)
     elif settings.MAILER_CLICK_SPOOL:
         _spool(code, at)
@@ -260,7 +258,7 @@ def fold(now: float | None = None) -> int:
     """A sender's, every tick: count the spool files that have settled, each in one transaction
     with its name (FoldedSpool), then delete them; then set the files being written aside (a
     rename: the next click starts a new one). Returns the clicks counted."""
-    if settings.MAILER_CLICK_SPOOL == DATABASE_SPOOL:
+    if settings.MAILER_CLICK_SPOOL == spool.DATABASE:
         return _fold_table()
     if not settings.MAILER_CLICK_SPOOL:
         return 0

@@ -1440,16 +1440,15 @@ class Message(models.Model):
         sent = status == MessageStatus.SENT
         at = sent_at if sent and step > 0 else None  # the sent span only widens
         minute = {SentMinute.of(sent_at): step} if sent and sent_at else None
-        changes = Counter({status: step})
+        changes = {status: step}
         if sent:
-            changes["accepted"] = step
-            if kind := delivery_kind(delivery or ""):
-                changes[kind] += step
+            kind = delivery_kind(delivery or "")
+            receipt = {kind: step} if kind else {}
+            changes |= receipt
             operator = (
                 Client.objects.filter(pk=self.client_id).values_list("operator_code", flat=True).first()
             )
-            OperatorCounts.add({(self.mailing_id, operator or ""): changes})
-            del changes["accepted"]
+            OperatorCounts.add({(self.mailing_id, operator or ""): Counter(accepted=step, **receipt)})
         MailingCounts.add(self.mailing_id, changes, at, at, minute)
         if sent and text_id:
             own = PersonalText.objects.filter(message_id=self.pk).values_list("parts", flat=True).first()

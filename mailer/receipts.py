@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -56,7 +55,6 @@ from mailer.monitoring import count_request
 
 logger = logging.getLogger("mailer.receipts")
 
-DATABASE_SPOOL = "database"
 # Receipts one request may carry, and one transaction applies (short, so that on SQLite a
 # staff member's write waits for one of them at most, some tens of milliseconds).
 MAX_BATCH = 1000
@@ -159,7 +157,7 @@ def receive(body) -> tuple[int, dict]:
         detail = _("Not valid: items %(items)s (counted from 0). Nothing of this batch was written.")
         return 400, {"detail": detail % {"items": ", ".join(bad)}, "items": bad}
     given = [receipt for receipt, _e in checked]
-    if settings.MAILER_RECEIPT_SPOOL == DATABASE_SPOOL and connection.vendor == "postgresql":
+    if settings.MAILER_RECEIPT_SPOOL == spool.DATABASE and connection.vendor == "postgresql":
         known = _spool_known(given)
     else:
         known = _known({r.id for r in given})
@@ -171,9 +169,14 @@ def receive(body) -> tuple[int, dict]:
         logger.warning(
             "%s receipts for messages we don't know (ids %s)",
             len(unknown),
-            ", ".join(map(str, unknown[:20])) + (" …" if len(unknown) > 20 else ""),
+            _some(unknown),
         )
     return 200, {"received": len(given), "unknown": len(unknown), "unknown_ids": unknown[:100]}
+
+
+def _some(ids: list[int]) -> str:
+    """Ids for a log line: the first 20."""
+    return ", ".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else "")
 
 
 def first(django: Callable) -> Callable:
@@ -256,7 +259,7 @@ def take(receipts: list[Receipt]) -> None:
     where = settings.MAILER_RECEIPT_SPOOL
     if not receipts:
         return
-    if where == DATABASE_SPOOL:
+    if where == spool.DATABASE:
         SpooledReceipt.objects.bulk_create(
             [SpooledReceipt(message_id=r.id, status=r.status, at=r.at, error=r.error) for r in receipts]
         )
@@ -269,7 +272,7 @@ def take(receipts: list[Receipt]) -> None:
 def fold(now: float | None = None) -> int:
     """A sender's, every tick: apply the receipts written down. Returns how many were applied."""
     where = settings.MAILER_RECEIPT_SPOOL
-    if where == DATABASE_SPOOL:
+    if where == spool.DATABASE:
         return _fold_table()
     if not where:
         return 0
@@ -371,7 +374,7 @@ def _not_accepted(latest: dict[int, Receipt], accepted: set[int], now: datetime)
         logger.warning(
             "%s receipts dropped: their messages were not accepted by the gateway, or are gone (ids %s)",
             len(dropped),
-            ", ".join(map(str, dropped[:20])) + (" …" if len(dropped) > 20 else ""),
+            _some(dropped),
         )
     return waiting
 
@@ -433,8 +436,7 @@ class _Counts:
     def write(self, now: datetime) -> None:
         stamp = connection.ops.adapt_datetimefield_value
         for mailing_id, change in sorted(self.mailings.items()):
-            if fields := {name: F(name) + n for name, n in change.items() if n}:
-                MailingCounts.objects.filter(mailing_id=mailing_id).update(**fields)
+            MailingCounts.add(mailing_id, change)
         OperatorCounts.add(self.operators)
         bulk.execute(_REASONS, [(m, s, e, n) for (m, s, e), n in sorted(self.reasons.items()) if n])
         bulk.execute(_MINUTES, [(m, stamp(at), n) for (m, at), n in sorted(self.minutes.items()) if n])

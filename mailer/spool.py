@@ -17,6 +17,8 @@ from pathlib import Path
 
 # A file is taken in once its name has been ".ready" this long.
 SETTLE = 1.0
+# The spool settings' value for a table instead of files (MAILER_CLICK_SPOOL, MAILER_RECEIPT_SPOOL).
+DATABASE = "database"
 
 _made: set[Path] = set()
 

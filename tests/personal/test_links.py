@@ -17,7 +17,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from mailer import links, public, reports, sms, wsgi
+from mailer import links, public, reports, sms, spool, wsgi
 from mailer.models import (
     Clicker,
     ClickMinute,
@@ -288,7 +288,7 @@ def test_two_senders_counting_the_same_clickers_at_once_count_each_once(sent):
 @pytest.mark.django_db
 def test_the_database_spool_counts_each_click_once(sent, client, settings):
     mailing, clients, _provider = sent
-    settings.MAILER_CLICK_SPOOL = links.DATABASE_SPOOL
+    settings.MAILER_CLICK_SPOOL = spool.DATABASE
     anna, peter = (Link.objects.filter(client_id=c.pk).first().code for c in clients[:2])
     for code in (anna, anna, peter):
         assert client.get(f"/l/{code}").status_code == 302
@@ -307,7 +307,7 @@ def test_a_click_on_a_connection_the_database_dropped_is_answered_on_a_new_one(s
     database dropped (a restart, a failover) fails the click's statement, which runs once more."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no server whose restart drops a connection")
-    settings.MAILER_CLICK_SPOOL = links.DATABASE_SPOOL
+    settings.MAILER_CLICK_SPOOL = spool.DATABASE
     code = Link.objects.filter(client_id=sent[1][0].pk).first().code
     assert client.get(f"/l/{code}").status_code == 302
     db = connection.settings_dict
