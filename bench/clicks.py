@@ -30,13 +30,23 @@ import multiprocessing
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import cpu_seconds, free_port, procfile, seeded, start, stop, wait_for  # bench/common.py
+from common import (  # bench/common.py
+    cpu_seconds,
+    free_port,
+    logged,
+    percentile,
+    procfile,
+    seeded,
+    start,
+    stop,
+    triple,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -127,8 +137,8 @@ def fire_in_process(base: str, clicks: list[tuple[str, str]], concurrency: int, 
     ms = [x * 1000 for x in latencies]
     return {
         "rate": len(clicks) / elapsed,
-        "p50": ms[len(ms) // 2],
-        "p99": ms[min(int(len(ms) * 0.99), len(ms) - 1)],
+        "p50": percentile(ms, 0.5),
+        "p99": percentile(ms, 0.99),
         "max": ms[-1],
         "problems": problems,
         "elapsed": elapsed,
@@ -356,21 +366,8 @@ def main() -> None:
     finally:
         for process in reversed(processes):
             stop(process)
-    locked = []
-    for log in (web_log, worker_log):
-        if log.exists():
-            locked += [
-                f"{log.name}: {line}" for line in log.read_text().splitlines() if "database is locked" in line
-            ]
-    errors = []
-    for log in (web_log, worker_log):
-        if log.exists():
-            errors += [f"{log.name}: {line}" for line in log.read_text().splitlines() if " ERROR " in line]
-
-    def triple(values: list[float], fmt: str) -> str:
-        if not values:
-            return "-"
-        return f"{fmt.format(min(values))} / **{fmt.format(statistics.median(values))}** / {fmt.format(max(values))}"
+    locked = logged([web_log, worker_log], "database is locked")
+    errors = logged([web_log, worker_log], " ERROR ")
 
     print()
     print(

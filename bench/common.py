@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -105,3 +106,28 @@ def wait_for(url: str, seconds: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.3)
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    """The value a `share` (0.5, 0.99) of the `ordered` values are at or below (nearest rank)."""
+    return ordered[min(int(len(ordered) * share), len(ordered) - 1)]
+
+
+def triple(values: list[float], fmt: str) -> str:
+    """min / **median** / max of several runs, each as `fmt` writes it; "-" for none."""
+    if not values:
+        return "-"
+    return (
+        f"{fmt.format(min(values))} / **{fmt.format(statistics.median(values))}** / {fmt.format(max(values))}"
+    )
+
+
+def logged(logs: list[Path], needle: str) -> list[str]:
+    """The lines of the logs (those there are) that hold `needle`, each with its log's name."""
+    return [
+        f"{log.name}: {line}"
+        for log in logs
+        if log.exists()
+        for line in log.read_text().splitlines()
+        if needle in line
+    ]

@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -34,7 +33,18 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import cpu_seconds, free_port, procfile, seeded, start, stop, wait_for  # bench/common.py
+from common import (  # bench/common.py
+    cpu_seconds,
+    free_port,
+    logged,
+    percentile,
+    procfile,
+    seeded,
+    start,
+    stop,
+    triple,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -99,8 +109,8 @@ def fire_in_process(base: str, bodies: list[bytes], concurrency: int) -> dict:
     ms = sorted(x * 1000 for x in latencies)
     return {
         "elapsed": elapsed,
-        "p50": ms[len(ms) // 2],
-        "p99": ms[min(int(len(ms) * 0.99), len(ms) - 1)],
+        "p50": percentile(ms, 0.5),
+        "p99": percentile(ms, 0.99),
         "max": ms[-1],
         "problems": problems,
         "load_cpu": cpu,
@@ -340,12 +350,12 @@ def main() -> None:
                     "rate": n / fired["elapsed"],
                     "engine_alone": (s1 - s0) / (t1 - t0),
                     "engine_during": (s2 - s1) / (t2 - t1),
-                    "write_before_p99": before[min(int(len(before) * 0.99), len(before) - 1)],
-                    "write_p50": during[len(during) // 2],
-                    "write_p99": during[min(int(len(during) * 0.99), len(during) - 1)],
+                    "write_before_p99": percentile(before, 0.99),
+                    "write_p50": percentile(during, 0.5),
+                    "write_p99": percentile(during, 0.99),
                     "write_max": during[-1],
-                    "lock_before_p99": lock_before[min(int(len(lock_before) * 0.99), len(lock_before) - 1)],
-                    "lock_p99": lock_during[min(int(len(lock_during) * 0.99), len(lock_during) - 1)],
+                    "lock_before_p99": percentile(lock_before, 0.99),
+                    "lock_p99": percentile(lock_during, 0.99),
                     "writes": len(during),
                     "applied_in": took,
                 }
@@ -379,21 +389,8 @@ def main() -> None:
     finally:
         for process in reversed(processes):
             stop(process)
-    logs = [log for log in (web_log, worker_log) if log.exists()]
-    locked = [
-        f"{log.name}: {line}"
-        for log in logs
-        for line in log.read_text().splitlines()
-        if "database is locked" in line
-    ]
-    errors = [
-        f"{log.name}: {line}" for log in logs for line in log.read_text().splitlines() if " ERROR " in line
-    ]
-
-    def triple(values: list[float], fmt: str) -> str:
-        if not values:
-            return "-"
-        return f"{fmt.format(min(values))} / **{fmt.format(statistics.median(values))}** / {fmt.format(max(values))}"
+    locked = logged([web_log, worker_log], "database is locked")
+    errors = logged([web_log, worker_log], " ERROR ")
 
     print()
     print(
