@@ -5,22 +5,25 @@ One round (`Deliverer.run_batch`):
 2. decide for each at send time: send, wait for the client's window, expire (no time left before
    the mailing's end) or cancel (client deleted),
 3. send the rest concurrently over pooled keep-alive connections, each request's timeout bounded
-   by the time left before the mailing's end,
-4. record every outcome in one transaction, only for rows still under this round's lease.
+   by the time left before the mailing's end, handing the gateway no more than `open_limit`
+   messages whose outcome is not written,
+4. write the outcomes as the answers come, in small groups, each in one transaction, only for rows
+   still under this round's lease.
 
 A worker killed between 1 and 4 loses nothing: its lease runs out and another worker claims the
-rows again. Only a request whose answer never came can then reach the gateway a second time,
-with the same message id. Breaker, rate limit and a refused token are kept in GatewayState, so
-all worker processes see the same ones.
+rows again. Only a message handed to the gateway whose outcome was not written can then reach it
+a second time, with the same message id: at most `open_limit` per sender. Breaker, rate limit and
+a refused token are kept in GatewayState, so all worker processes see the same ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
 import functools
 import itertools
 import logging
+import queue
 import random
 import threading
 import time
@@ -287,9 +290,16 @@ def request_label(error: GatewayError | None) -> str | None:
     return "permanent" if error.kind.permanent else "retryable"
 
 
+# A sender writes the answers that came at least this often (the loop waits this long for one).
+RECORD_EVERY = 0.02
+# A message is not handed to the gateway with less than this left of its round's lease (plus the
+# request's timeout): another worker could claim it meanwhile. It is released unsent instead.
+LEASE_MARGIN = timedelta(seconds=2)
+
+
 @dataclass
 class Round:
-    """One claimed batch, from the claim until its outcomes are written."""
+    """One claimed batch, from the claim until its last outcome is written."""
 
     lease: str
     now: datetime
@@ -299,9 +309,11 @@ class Round:
     decisions: dict[int, Outcome]
     healthy: bool = True  # GatewayState.is_healthy() when the round began
     outbound: list[Outbound] = field(default_factory=list)
-    results: list[Result] = field(default_factory=list)
-    outcomes: dict[int, Outcome] = field(default_factory=dict)
-    note: dict = field(default_factory=dict)  # what GatewayState.note_round is told
+    unanswered: int = 0  # requests handed to the gateway (or waiting to be) without an answer yet
+    # What GatewayState.note_round is told once the round's last answer is written.
+    note: dict = field(
+        default_factory=lambda: {"sent": 0, "down_failures": 0, "last_error": "", "auth_error": ""}
+    )
     # Messages that fill their client's day or week (MAILER_FREQUENCY_CAP) if sent: until when.
     fills: dict[int, datetime] = field(default_factory=dict)
     # Messages of personal mailings sent: their own texts (unsaved PersonalText rows).
@@ -312,9 +324,28 @@ class Round:
         return {c.id: c for c in self.claimed}
 
 
-class Deliverer:
-    """One per sender process. Not thread-safe: it owns an event loop and a pooled HTTP client."""
+@dataclass
+class Part:
+    """Outcomes of one round written together: its decisions, or answers as they came."""
 
+    batch: Round
+    outcomes: dict[int, Outcome]
+    requests: int = 0  # the gateway's answers among them
+    last: bool = False  # the round's last answers: GatewayState hears what the round saw
+
+
+class Deliverer:
+    """One per sender process. Not thread-safe: it owns an event loop and a pooled HTTP client.
+
+    The crash window. A message reaches the gateway twice only if a sender handed it over and
+    did not write its outcome before it died (killed, or the database gone for longer than the
+    lease). So answers are written as they come, every RECORD_EVERY or as soon as the previous
+    write is done, and a sender never has more than `open_limit` (OPEN_FACTOR x
+    MAILER_CONCURRENCY) messages handed to the gateway whose outcome is not written: up to
+    MAILER_CONCURRENCY requests in flight, and as many answers on their way into the database.
+    That is what a SIGKILL can repeat, whatever the moment (tests/engine/test_crash_window.py)."""
+
+    OPEN_FACTOR = 2
     _rounds = itertools.count(1)
 
     def __init__(
@@ -326,22 +357,39 @@ class Deliverer:
             settings.MAILER_PROVIDER_URL, settings.MAILER_PROVIDER_TOKEN, self.config.concurrency
         )
         self.token_hash = hash_token(settings.MAILER_PROVIDER_TOKEN)
-        # The gateway is talked to from an event loop in a thread of its own, so a round's
-        # requests can be in flight while this thread records the previous one and claims the
-        # next (`run_batch(overlap=True)`). The database is only used from this thread.
+        # The gateway is talked to from an event loop in a thread of its own, so requests are in
+        # flight while this thread writes answers and claims the next round. The database is only
+        # used from this thread.
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self._loop_thread.start()
-        self.in_flight: tuple[Round, concurrent.futures.Future] | None = None
-        # Rounds the gateway answered but the database did not take: written before anything new.
-        self.unrecorded: list[Round] = []
+        self.open_limit = self.OPEN_FACTOR * self.config.concurrency
+        # Claimed and decided, to be handed to the gateway as room allows (`feed`).
+        self.waiting: collections.deque[tuple[Round, Outbound]] = collections.deque()
+        # Answers from the gateway's thread, as they come: (round, result).
+        self.answers: queue.SimpleQueue[tuple[Round, Result]] = queue.SimpleQueue()
+        self.out = 0  # handed to the gateway, not yet taken from `answers`
+        # Outcomes settled but not yet written (the database missed them, or not yet tried):
+        # written, oldest first, before anything new is claimed.
+        self.unrecorded: list[Part] = []
+        self.claim_after = 0.0  # time.monotonic() before which a claim would find nothing new
         # This sender's test send whose answers are awaited (engine.testsends): at most one.
         self.test_in_flight: tuple | None = None
 
     @property
+    def open(self) -> int:
+        """Messages handed to the gateway whose outcome is not written: what a kill could repeat."""
+        return self.out + sum(part.requests for part in self.unrecorded)
+
+    @property
+    def busy(self) -> bool:
+        """Something is claimed and not yet written."""
+        return bool(self.waiting or self.out or self.unrecorded)
+
+    @property
     def unrecorded_messages(self) -> int:
         """The messages whose outcomes wait for the database."""
-        return sum(len(batch.claimed) for batch in self.unrecorded)
+        return sum(len(part.outcomes) for part in self.unrecorded)
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(10)
@@ -386,33 +434,52 @@ class Deliverer:
         )
         return lease, [Claimed(*row) for row in rows]
 
-    # One round ---------------------------------------------------------------------------------
+    # One step ---------------------------------------------------------------------------------
     def run_batch(
         self,
         now: datetime | None = None,
         stopping: Callable[[], bool] | None = None,
         overlap: bool = False,
     ) -> int:
-        """Claim a batch, send it and record it; returns how many messages it claimed (0: idle).
+        """Claim a round when the gateway is about to run out of work, hand the gateway what may
+        go, and write answers as they come; returns how many messages it claimed.
 
-        With `overlap`, the batch is left in flight and recorded by the next call, after that
-        call has claimed and sent off its own batch: the gateway is never idle while the database
-        works (the sender does this; one round at a time is easier to test). Rounds the database
-        missed are written first: nothing new is claimed until they are. While the database is
-        away this raises (a DatabaseError) and the caller tries again later."""
+        With `overlap` (the sender), it returns within about STEP seconds, with requests still in
+        flight: the next call goes on with them, so the gateway is never idle while the database
+        works. Without, it waits until the round is written (tests). Outcomes the database missed
+        are written first: nothing new is claimed until they are. While the database is away this
+        raises (a DatabaseError) and the caller tries again later; answers keep coming meanwhile,
+        and at most `open_limit` of them wait for it."""
         self.flush()
-        try:
+        claimed = 0
+        if len(self.waiting) < self.config.batch_size and (
+            not overlap or time.monotonic() >= self.claim_after
+        ):
             batch = self.prepare(now)
-        except DatabaseError:
-            self.collect()  # the round in flight still counts: its outcomes wait to be written
-            raise
-        self.collect()
-        if batch is not None:
-            self.submit(batch, stopping)
-            if not overlap:
-                self.collect()
-        self.flush()
-        return len(batch.claimed) if batch else 0
+            if batch is None:  # the sender asks again in a moment, not at each answer of the tail
+                self.claim_after = time.monotonic() + self.IDLE_CLAIM
+            else:
+                claimed = len(batch.claimed)
+                self.submit(batch, stopping)
+        self.feed(stopping)
+        if not overlap:
+            self.collect()
+            return claimed
+        until = time.monotonic() + self.STEP
+        while self.out or self.unrecorded:
+            self.take(RECORD_EVERY)
+            self.flush()
+            self.feed(stopping)
+            if (
+                time.monotonic() > until
+                or len(self.waiting) < self.config.batch_size
+                or (stopping and stopping())
+            ):
+                break
+        return claimed
+
+    STEP = 0.5  # seconds a sender's step may write answers before it claims, ticks and beats again
+    IDLE_CLAIM = 0.2  # after a claim found nothing, seconds before the next one
 
     def prepare(self, now: datetime | None = None) -> Round | None:
         """Claim a batch and decide what to do with each message; None if there is nothing."""
@@ -486,18 +553,72 @@ class Deliverer:
         return frequency.Tally.load(cap, clients, batch.lease, batch.now)
 
     def submit(self, batch: Round, stopping: Callable[[], bool] | None) -> None:
-        """Send the batch off on the gateway's loop; `collect` takes its answers."""
-        sending = self.gateway.send_many(batch.outbound, stopping)
-        self.in_flight = (batch, asyncio.run_coroutine_threadsafe(sending, self.loop))
+        """The round's decisions go to be written; its messages to send wait for room (`feed`)."""
+        if batch.decisions:
+            self.log(batch, batch.decisions)
+            self.unrecorded.append(Part(batch, dict(batch.decisions)))
+        batch.unanswered = len(batch.outbound)
+        self.waiting.extend((batch, item) for item in batch.outbound)
+        self.feed(stopping)
+
+    def feed(self, stopping: Callable[[], bool] | None) -> None:
+        """Hand the gateway what waits, as long as fewer than `open_limit` messages are handed
+        over without their outcome written. On stop, nothing more."""
+        room = self.open_limit - self.open
+        if room <= 0 or not self.waiting or (stopping and stopping()):
+            return
+        rounds: dict[str, tuple[Round, list[Outbound]]] = {}
+        clock = time.monotonic()
+        for _ in range(min(room, len(self.waiting))):
+            batch, item = self.waiting.popleft()
+            self.out += 1
+            left = batch.clock + (self.config.lease - LEASE_MARGIN).total_seconds() - item.timeout
+            if clock > left:  # another worker may claim it before its answer could come
+                error = GatewayError(ErrorKind.STOPPED, "not sent: its lease runs out")
+                self.answers.put((batch, Result(item.message_id, error, 0.0, clock)))
+                continue
+            rounds.setdefault(batch.lease, (batch, []))[1].append(item)
+        for batch, items in rounds.values():
+            answered = functools.partial(self._answered, batch)
+            asyncio.run_coroutine_threadsafe(self.gateway.send_many(items, stopping, answered), self.loop)
+
+    def _answered(self, batch: Round, result: Result) -> None:
+        """On the gateway's thread, as each answer comes."""
+        self.answers.put((batch, result))
+
+    def take(self, wait: float = 0.0) -> None:
+        """Settle the answers that came (waiting up to `wait` for the first): they go to be written."""
+        came = []
+        try:
+            came.append(self.answers.get(timeout=wait) if wait > 0 else self.answers.get_nowait())
+            while True:
+                came.append(self.answers.get_nowait())
+        except queue.Empty:
+            pass
+        rounds: dict[str, tuple[Round, list[Result]]] = {}
+        for batch, result in came:
+            rounds.setdefault(batch.lease, (batch, []))[1].append(result)
+        for batch, results in rounds.values():
+            self.out -= len(results)
+            batch.unanswered -= len(results)
+            outcomes = self.settle(batch, results)
+            self.unrecorded.append(Part(batch, outcomes, len(results), last=not batch.unanswered))
 
     def collect(self) -> None:
-        """Wait for the round in flight, if any, and settle it: its outcomes wait to be written."""
-        if self.in_flight is None:
-            return
-        batch, future = self.in_flight
-        self.in_flight = None  # even if it failed: its rows come back when their lease runs out
-        batch.results = future.result()
-        self.unrecorded.append(self.settle(batch))
+        """Hand over everything waiting and write every answer (one round at a time: tests)."""
+        while self.waiting or self.out:
+            self.feed(None)
+            self.take(RECORD_EVERY)
+            self.flush()
+        self.flush()
+
+    def release_waiting(self) -> None:
+        """On stop: what has not been handed to the gateway is released unsent."""
+        error = GatewayError(ErrorKind.STOPPED, "not sent: the worker stopped")
+        while self.waiting:
+            batch, item = self.waiting.popleft()
+            self.out += 1
+            self.answers.put((batch, Result(item.message_id, error, 0.0, time.monotonic())))
 
     def pace(self, outbound: list[Outbound]) -> None:
         """Global rate limit: reserve a run of send slots for all workers together, then space
@@ -511,15 +632,13 @@ class Deliverer:
             item.not_before = first + i / rate
 
     # 3. Settle: what the answers mean, said once -------------------------------------------------
-    def settle(self, batch: Round) -> Round:
-        """Turn the answers into outcomes, and log and count them (once, whatever happens to the
-        database later)."""
+    def settle(self, batch: Round, results: list[Result]) -> dict[int, Outcome]:
+        """Turn answers into outcomes, and log and count them (once, whatever happens to the
+        database later); what the round saw adds up in its note."""
         by_id = batch.by_id
-        outcomes = batch.outcomes
-        down_failures = 0
-        last_error = auth_error = ""
-        outcomes.update(batch.decisions)
-        for result in batch.results:
+        outcomes = {}
+        note = batch.note
+        for result in results:
             msg, error = by_id[result.message_id], result.error
             at = batch.now + timedelta(seconds=result.finished_at - batch.clock)
             outcomes[msg.id] = outcome(
@@ -530,13 +649,20 @@ class Deliverer:
             if error is None or not label:
                 continue
             metrics.GATEWAY_ERRORS.labels(error.kind).inc()
-            last_error = str(error)
+            note["last_error"] = str(error)
             if error.kind == ErrorKind.AUTH:
-                auth_error = last_error
+                note["auth_error"] = str(error)
                 continue
-            down_failures += error.kind.gateway_down
+            note["down_failures"] += error.kind.gateway_down
             if outcomes[msg.id].status is None:
                 metrics.MESSAGE_RETRIES.inc()
+        self.log(batch, outcomes)
+        note["sent"] += sum(o.status == MessageStatus.SENT for o in outcomes.values())
+        return outcomes
+
+    @staticmethod
+    def log(batch: Round, outcomes: dict[int, Outcome]) -> None:
+        by_id = batch.by_id
         for msg_id, result in outcomes.items():
             msg = by_id[msg_id]
             logger.log(
@@ -551,17 +677,10 @@ class Deliverer:
         finished = Counter(o.status for o in outcomes.values() if o.status)
         for status, n in finished.items():
             metrics.MESSAGES_FINISHED.labels(status).inc(n)
-        batch.note = {
-            "sent": finished[MessageStatus.SENT],
-            "down_failures": down_failures,
-            "last_error": last_error,
-            "auth_error": auth_error,
-        }
-        return batch
 
     # 4. Record ---------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write the unrecorded rounds, oldest first. On a database error they are kept (and the
+        """Write the unrecorded outcomes, oldest first. On a database error they are kept (and the
         broken connection dropped, so the next try opens a new one) and the error raised."""
         while self.unrecorded:
             try:
@@ -571,16 +690,18 @@ class Deliverer:
                 raise
             self.unrecorded.pop(0)
 
-    def record(self, batch: Round) -> None:
-        """Every outcome in one transaction, only for rows still under this round's lease: if it
-        ran out and another worker took a row, that worker's outcome wins. Safe to repeat: once
-        written, the rows are no longer under the lease."""
+    def record(self, part: Part) -> None:
+        """The part's outcomes in one transaction, only for rows still under their round's lease:
+        if it ran out and another worker took a row, that worker's outcome wins. Safe to repeat:
+        once written, the rows are no longer under the lease."""
+        batch, outcomes = part.batch, part.outcomes
         by_id = batch.by_id
         rows: list[Message] = []
+        released: list[int] = []
         # Successes grouped by 0.1 s of answer time and the text they carried:
         # (bucket, text id) -> [latest answer time, ids].
         sent_groups: dict[tuple, list] = {}
-        for msg_id, result in batch.outcomes.items():
+        for msg_id, result in outcomes.items():
             msg = by_id[msg_id]
             if result.status == MessageStatus.SENT:
                 at = result.fields["sent_at"]
@@ -589,9 +710,11 @@ class Deliverer:
                 group = sent_groups.setdefault((bucket, text_id), [at, []])
                 group[0] = max(group[0], at)
                 group[1].append(msg_id)
-            else:
+            elif result.fields:
                 rows.append(Message(id=msg_id, **self._row(msg, **result.fields)))
-        final = [msg_id for msg_id, result in batch.outcomes.items() if result.status]
+            else:  # not sent (the worker stops, the lease runs out): only the lease goes
+                released.append(msg_id)
+        final = [msg_id for msg_id, result in outcomes.items() if result.status]
         with transaction.atomic():
             leased = Message.objects.filter(locked_by=batch.lease)
             # The rows whose status changes and that are still ours (locked, on PostgreSQL, until
@@ -613,10 +736,12 @@ class Deliverer:
                 )
             if rows:
                 leased.bulk_update(rows, self.FIELDS, batch_size=500)
-            self.count(batch, held, sent_groups)
-            self.keep_texts(batch, held)
-            self.cap_clients(batch, held)
-            if batch.results:
+            if released:
+                leased.filter(id__in=released).update(locked_until=None, locked_by="")
+            self.count(batch, outcomes, held, sent_groups)
+            self.keep_texts(batch, outcomes, held)
+            self.cap_clients(batch, outcomes, held)
+            if part.last:
                 GatewayState.note_round(
                     batch.now,
                     **batch.note,
@@ -626,17 +751,19 @@ class Deliverer:
                 )
 
     @staticmethod
-    def count(batch: Round, held: set[int], sent_groups: dict[tuple, list]) -> None:
+    def count(
+        batch: Round, outcomes: dict[int, Outcome], held: set[int], sent_groups: dict[tuple, list]
+    ) -> None:
         """The round's status changes into its mailings' counts (mailings in id order, so two
         workers never wait for each other's rows in opposite orders)."""
         by_id = batch.by_id
         changes: dict[int, Counter] = {}
         for msg_id in held:
-            status = batch.outcomes[msg_id].status
+            status = outcomes[msg_id].status
             change = changes.setdefault(by_id[msg_id].mailing_id, Counter())
             change[MessageStatus.PENDING] -= 1
             change[status] += 1
-            why = batch.outcomes[msg_id].fields.get("last_error")
+            why = outcomes[msg_id].fields.get("last_error")
             if why == NO_CONSENT_WHY:
                 change["no_consent"] += 1
             elif why == CAP_WHY:
@@ -667,13 +794,13 @@ class Deliverer:
             )
 
     @staticmethod
-    def keep_texts(batch: Round, held: set[int]) -> None:
+    def keep_texts(batch: Round, outcomes: dict[int, Outcome], held: set[int]) -> None:
         """The texts the round's personal messages carried, for those the gateway accepted: the
         record of what each client got (a retry's text replaces an earlier attempt's)."""
         sent = [
             personal
             for msg_id, personal in batch.personal.items()
-            if msg_id in held and batch.outcomes[msg_id].status == MessageStatus.SENT
+            if msg_id in held and outcomes[msg_id].status == MessageStatus.SENT
         ]
         if sent:
             PersonalText.objects.bulk_create(
@@ -681,12 +808,12 @@ class Deliverer:
             )
 
     @staticmethod
-    def cap_clients(batch: Round, held: set[int]) -> None:
+    def cap_clients(batch: Round, outcomes: dict[int, Outcome], held: set[int]) -> None:
         """Clients whose day or week a message sent in this round filled (MAILER_FREQUENCY_CAP):
         held until it ends, which the audience preview counts."""
         by_until: dict[datetime, list[int]] = {}
         for msg_id, until in batch.fills.items():
-            if msg_id in held and batch.outcomes[msg_id].status == MessageStatus.SENT:
+            if msg_id in held and outcomes[msg_id].status == MessageStatus.SENT:
                 by_until.setdefault(until, []).append(batch.by_id[msg_id].client_id)
         for until, ids in sorted(by_until.items()):
             Client.objects.filter(

@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiohttp
+
+logger = logging.getLogger("mailer.delivery")
 
 # Don't start a request with less time than this before the mailing's end: its answer could
 # not come in time. The engine checks it before claiming a message, and again here when the
@@ -110,6 +113,9 @@ class Gateway:
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self.concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
+        # Requests in flight, for all `send_many` calls together (a sender hands it answers' worth
+        # of messages as they are written, so calls overlap): one per event loop.
+        self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -165,13 +171,23 @@ class Gateway:
                 ErrorKind.BAD_ANSWER, f"HTTP 200 with unexpected body {raw[:100]!r}", delivered_maybe=True
             )
 
+    def _requests(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._limit is None or self._limit[0] is not loop:
+            self._limit = (loop, asyncio.Semaphore(self.concurrency))
+        return self._limit[1]
+
     async def send_many(
-        self, items: list[Outbound], stopping: Callable[[], bool] | None = None
+        self,
+        items: list[Outbound],
+        stopping: Callable[[], bool] | None = None,
+        answered: Callable[[Result], None] | None = None,
     ) -> list[Result]:
-        """Send all, `concurrency` at a time. Once `stopping()` is true, what has not started is
-        not sent, and requests still in flight after STOP_DRAIN seconds are cut short: both come
-        back as ErrorKind.STOPPED, so a stopping worker is out within seconds."""
-        limit = asyncio.Semaphore(self.concurrency)
+        """Send all, `concurrency` at a time (with any other call's requests). Once `stopping()`
+        is true, what has not started is not sent, and requests still in flight after STOP_DRAIN
+        seconds are cut short: both come back as ErrorKind.STOPPED, so a stopping worker is out
+        within seconds. `answered` is called with each result as it comes."""
+        limit = self._requests()
 
         async def one(item: Outbound) -> Result:
             started = 0.0
@@ -194,8 +210,16 @@ class Gateway:
                     )
                 else:
                     error = GatewayError(ErrorKind.STOPPED, "not sent: the worker stopped")
+            except Exception as e:  # a bug: still an answer, so the sender's count of them holds
+                logger.exception("message_id=%s: sending failed", item.message_id)
+                error = GatewayError(
+                    ErrorKind.CONNECTION, f"{type(e).__name__}: {e}", delivered_maybe=bool(started)
+                )
             done = time.monotonic()
-            return Result(item.message_id, error, done - started if started else 0.0, done)
+            result = Result(item.message_id, error, done - started if started else 0.0, done)
+            if answered is not None:
+                answered(result)
+            return result
 
         tasks = [asyncio.ensure_future(one(item)) for item in items]
         watch = asyncio.ensure_future(self._cut_short(tasks, stopping)) if stopping else None

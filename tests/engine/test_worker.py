@@ -12,9 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django import db
+from django.db import DatabaseError, OperationalError
 from django.utils import timezone
 
 from engine import scheduling, worker
+from engine.delivery import Deliverer
 from engine.sending import ErrorKind, Gateway, Outbound
 from mailer import tasks
 from mailer.models import (
@@ -285,16 +288,54 @@ def test_two_hosts_one_killed_mid_mailing_the_other_carries_on(make_mailing, mak
     assert not any(f":{survivor.pid}:" in owner for owner in owners)  # it left cleanly
 
 
-def test_with_overlap_a_round_is_recorded_once_the_next_is_in_flight(
-    make_mailing, make_client, make_deliverer
+def test_answers_are_written_as_they_come_not_a_round_at_a_time(
+    make_mailing, make_client, make_deliverer, provider
 ):
-    for i in range(20):
+    """Ten messages two at a time, 0.2 s each: the first answers are in the database while the
+    rest of the round is still out, and what the gateway answered is never far ahead of it."""
+    provider.behaviour.latency = 0.2
+    for i in range(10):
         make_client(f"7900{i:07d}")
     mailing = make_mailing()
-    deliverer = make_deliverer(batch_size=10)
+    deliverer = make_deliverer(batch_size=10, concurrency=2)
     scheduling.tick()
     sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT)
-    assert deliverer.run_batch(overlap=True) == 10 and sent.count() == 0  # in flight
-    assert deliverer.run_batch(overlap=True) == 10 and sent.count() == 10  # the first recorded
-    assert deliverer.run_batch(overlap=True) == 0 and sent.count() == 20  # nothing new: all recorded
-    assert deliverer.in_flight is None and not deliverer.unrecorded
+    seen = []
+    assert deliverer.run_batch(overlap=True) == 10
+    while deliverer.busy:
+        deliverer.run_batch(overlap=True)
+        seen.append((len(provider.record.accepted), sent.count()))
+    assert any(0 < written < 10 for _, written in seen), seen  # written while the round is out
+    assert all(answered - written <= deliverer.open_limit for answered, written in seen), seen
+    assert sent.count() == 10 and deliverer.open == 0
+
+
+def test_while_answers_cannot_be_written_the_gateway_gets_no_more_than_the_open_limit(
+    make_mailing, make_client, make_deliverer, provider, monkeypatch
+):
+    """The database takes no outcome: the sender hands the gateway `open_limit` messages and then
+    waits, so that a kill now could repeat no more; once it is back, the rest goes, once each."""
+    for i in range(50):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    deliverer = make_deliverer(batch_size=50, concurrency=4)
+    scheduling.tick()
+    record = Deliverer.record
+
+    def refused(self, part):
+        raise OperationalError("the database is away")
+
+    monkeypatch.setattr(Deliverer, "record", refused)
+    monkeypatch.setattr(db, "close_old_connections", lambda: None)  # the test's own connection stays
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        with contextlib.suppress(DatabaseError):
+            deliverer.run_batch(overlap=True)
+        time.sleep(0.05)
+    assert len(provider.record.accepted) == deliverer.open_limit == 8
+    assert deliverer.open == 8  # answered, not written
+    monkeypatch.setattr(Deliverer, "record", record)
+    while deliverer.busy or deliverer.run_batch(overlap=True):
+        deliverer.run_batch(overlap=True)
+    assert Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 50
+    assert set(provider.record.accepted.values()) == {1} and len(provider.record.accepted) == 50
