@@ -5,21 +5,20 @@ One round (`Deliverer.run_batch`):
 2. decide for each at send time: send, wait for the client's window, expire (no time left before
    the mailing's end) or cancel (client deleted),
 3. send the rest concurrently over pooled keep-alive connections, each request's timeout bounded
-   by the time left before the mailing's end, handing the gateway no more than `open_limit`
-   messages whose outcome is not written,
+   by the time left before the mailing's end, and no more than `Gateway.open_limit` of them out
+   without their outcome written,
 4. write the outcomes as the answers come, in small groups, each in one transaction, only for rows
    still under this round's lease.
 
 A worker killed between 1 and 4 loses nothing: its lease runs out and another worker claims the
 rows again. Only a message handed to the gateway whose outcome was not written can then reach it
-a second time, with the same message id: at most `open_limit` per sender. Breaker, rate limit and
+a second time, with the same message id: at most `Gateway.open_limit` per sender. Breaker, rate limit and
 a refused token are kept in GatewayState, so all worker processes see the same ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import itertools
 import logging
@@ -290,10 +289,12 @@ def request_label(error: GatewayError | None) -> str | None:
     return "permanent" if error.kind.permanent else "retryable"
 
 
-# A sender writes the answers that came at least this often (the loop waits this long for one).
-RECORD_EVERY = 0.02
-# A message is not handed to the gateway with less than this left of its round's lease (plus the
-# request's timeout): another worker could claim it meanwhile. It is released unsent instead.
+# A sender writes answers in groups: those that came within this many seconds of the first one
+# (or MAILER_CONCURRENCY of them, if sooner). A few tens of milliseconds: a write per answer or two
+# would cost more than sending it.
+RECORD_EVERY = 0.05
+# A message does not go out with less than this left of its round's lease (plus the request's
+# timeout): another worker could claim it before its answer came. It is released unsent instead.
 LEASE_MARGIN = timedelta(seconds=2)
 
 
@@ -309,7 +310,7 @@ class Round:
     decisions: dict[int, Outcome]
     healthy: bool = True  # GatewayState.is_healthy() when the round began
     outbound: list[Outbound] = field(default_factory=list)
-    unanswered: int = 0  # requests handed to the gateway (or waiting to be) without an answer yet
+    unanswered: int = 0  # messages handed to the gateway without an answer yet
     # What GatewayState.note_round is told once the round's last answer is written.
     note: dict = field(
         default_factory=lambda: {"sent": 0, "down_failures": 0, "last_error": "", "auth_error": ""}
@@ -330,22 +331,20 @@ class Part:
 
     batch: Round
     outcomes: dict[int, Outcome]
-    requests: int = 0  # the gateway's answers among them
+    requests: int = 0  # messages among them that went out (open places: Gateway.written)
     last: bool = False  # the round's last answers: GatewayState hears what the round saw
 
 
 class Deliverer:
     """One per sender process. Not thread-safe: it owns an event loop and a pooled HTTP client.
 
-    The crash window. A message reaches the gateway twice only if a sender handed it over and
-    did not write its outcome before it died (killed, or the database gone for longer than the
-    lease). So answers are written as they come, every RECORD_EVERY or as soon as the previous
-    write is done, and a sender never has more than `open_limit` (OPEN_FACTOR x
-    MAILER_CONCURRENCY) messages handed to the gateway whose outcome is not written: up to
-    MAILER_CONCURRENCY requests in flight, and as many answers on their way into the database.
-    That is what a SIGKILL can repeat, whatever the moment (tests/engine/test_crash_window.py)."""
+    The crash window. A message reaches the gateway twice only if a sender sent it and did not
+    write its outcome before it died (killed, or the database gone for longer than the lease).
+    So answers are written as they come, in groups of RECORD_EVERY, and the gateway sends no more
+    while `Gateway.open_limit` (OPEN_FACTOR x MAILER_CONCURRENCY) of the sender's messages are
+    out without their outcome written. That is what a SIGKILL can repeat, whatever the moment
+    (tests/engine/test_crash_window.py)."""
 
-    OPEN_FACTOR = 2
     _rounds = itertools.count(1)
 
     def __init__(
@@ -363,9 +362,6 @@ class Deliverer:
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self._loop_thread.start()
-        self.open_limit = self.OPEN_FACTOR * self.config.concurrency
-        # Claimed and decided, to be handed to the gateway as room allows (`feed`).
-        self.waiting: collections.deque[tuple[Round, Outbound]] = collections.deque()
         # Answers from the gateway's thread, as they come: (round, result).
         self.answers: queue.SimpleQueue[tuple[Round, Result]] = queue.SimpleQueue()
         self.out = 0  # handed to the gateway, not yet taken from `answers`
@@ -378,13 +374,17 @@ class Deliverer:
 
     @property
     def open(self) -> int:
-        """Messages handed to the gateway whose outcome is not written: what a kill could repeat."""
-        return self.out + sum(part.requests for part in self.unrecorded)
+        """Messages out without their outcome written: what a kill now could repeat."""
+        return self.gateway.open
+
+    @property
+    def open_limit(self) -> int:
+        return self.gateway.open_limit
 
     @property
     def busy(self) -> bool:
         """Something is claimed and not yet written."""
-        return bool(self.waiting or self.out or self.unrecorded)
+        return bool(self.out or self.unrecorded)
 
     @property
     def unrecorded_messages(self) -> int:
@@ -449,19 +449,16 @@ class Deliverer:
         works. Without, it waits until the round is written (tests). Outcomes the database missed
         are written first: nothing new is claimed until they are. While the database is away this
         raises (a DatabaseError) and the caller tries again later; answers keep coming meanwhile,
-        and at most `open_limit` of them wait for it."""
+        and at most `Gateway.open_limit` of them wait for it."""
         self.flush()
         claimed = 0
-        if len(self.waiting) < self.config.batch_size and (
-            not overlap or time.monotonic() >= self.claim_after
-        ):
+        if self.out < self.config.batch_size and (not overlap or time.monotonic() >= self.claim_after):
             batch = self.prepare(now)
             if batch is None:  # the sender asks again in a moment, not at each answer of the tail
                 self.claim_after = time.monotonic() + self.IDLE_CLAIM
             else:
                 claimed = len(batch.claimed)
                 self.submit(batch, stopping)
-        self.feed(stopping)
         if not overlap:
             self.collect()
             return claimed
@@ -469,16 +466,11 @@ class Deliverer:
         while self.out or self.unrecorded:
             self.take(RECORD_EVERY)
             self.flush()
-            self.feed(stopping)
-            if (
-                time.monotonic() > until
-                or len(self.waiting) < self.config.batch_size
-                or (stopping and stopping())
-            ):
+            if time.monotonic() > until or self.out < self.config.batch_size or (stopping and stopping()):
                 break
         return claimed
 
-    STEP = 0.5  # seconds a sender's step may write answers before it claims, ticks and beats again
+    STEP = 0.2  # seconds a sender's step may write answers before it claims, ticks and beats again
     IDLE_CLAIM = 0.2  # after a claim found nothing, seconds before the next one
 
     def prepare(self, now: datetime | None = None) -> Round | None:
@@ -502,6 +494,9 @@ class Deliverer:
             return None
         mailings = Mailing.objects.in_bulk({c.mailing_id for c in claimed})
         batch = Round(lease, now, clock, claimed, mailings, {}, healthy=state.is_healthy())
+        # Sent later than this, an answer could come after the lease ran out, when another worker
+        # may have claimed the message: it is released unsent instead.
+        start_by = clock + (self.config.lease - LEASE_MARGIN).total_seconds() - self.config.request_timeout
         tally = self.tally(batch)
         own = self.own_texts(batch)
         for msg in claimed:
@@ -520,7 +515,9 @@ class Deliverer:
                     batch.personal[msg.id] = personal
                     text = personal.text
                 batch.outbound.append(
-                    Outbound(msg.id, msg.phone, text, self.config.request_timeout, deadline)
+                    Outbound(
+                        msg.id, msg.phone, text, self.config.request_timeout, deadline, start_by=start_by
+                    )
                 )
             else:
                 batch.decisions[msg.id] = decision
@@ -553,44 +550,32 @@ class Deliverer:
         return frequency.Tally.load(cap, clients, batch.lease, batch.now)
 
     def submit(self, batch: Round, stopping: Callable[[], bool] | None) -> None:
-        """The round's decisions go to be written; its messages to send wait for room (`feed`)."""
+        """The round's decisions go to be written; its messages to send, to the gateway, which
+        sends them as open places allow."""
         if batch.decisions:
             self.log(batch, batch.decisions)
             self.unrecorded.append(Part(batch, dict(batch.decisions)))
-        batch.unanswered = len(batch.outbound)
-        self.waiting.extend((batch, item) for item in batch.outbound)
-        self.feed(stopping)
-
-    def feed(self, stopping: Callable[[], bool] | None) -> None:
-        """Hand the gateway what waits, as long as fewer than `open_limit` messages are handed
-        over without their outcome written. On stop, nothing more."""
-        room = self.open_limit - self.open
-        if room <= 0 or not self.waiting or (stopping and stopping()):
+        if not batch.outbound:
             return
-        rounds: dict[str, tuple[Round, list[Outbound]]] = {}
-        clock = time.monotonic()
-        for _ in range(min(room, len(self.waiting))):
-            batch, item = self.waiting.popleft()
-            self.out += 1
-            left = batch.clock + (self.config.lease - LEASE_MARGIN).total_seconds() - item.timeout
-            if clock > left:  # another worker may claim it before its answer could come
-                error = GatewayError(ErrorKind.STOPPED, "not sent: its lease runs out")
-                self.answers.put((batch, Result(item.message_id, error, 0.0, clock)))
-                continue
-            rounds.setdefault(batch.lease, (batch, []))[1].append(item)
-        for batch, items in rounds.values():
-            answered = functools.partial(self._answered, batch)
-            asyncio.run_coroutine_threadsafe(self.gateway.send_many(items, stopping, answered), self.loop)
+        batch.unanswered = len(batch.outbound)
+        self.out += len(batch.outbound)
+        answered = functools.partial(self._answered, batch)
+        sending = self.gateway.send_many(batch.outbound, stopping, answered)
+        asyncio.run_coroutine_threadsafe(sending, self.loop)
 
     def _answered(self, batch: Round, result: Result) -> None:
         """On the gateway's thread, as each answer comes."""
         self.answers.put((batch, result))
 
     def take(self, wait: float = 0.0) -> None:
-        """Settle the answers that came (waiting up to `wait` for the first): they go to be written."""
+        """Settle the answers that came: they go to be written. With `wait`, it waits up to that
+        long for the first, then RECORD_EVERY for those that come meanwhile, so that a write
+        carries a group of answers (and this thread wakes once per group, not once per answer)."""
         came = []
         try:
-            came.append(self.answers.get(timeout=wait) if wait > 0 else self.answers.get_nowait())
+            if wait > 0:
+                came.append(self.answers.get(timeout=wait))
+                time.sleep(RECORD_EVERY)
             while True:
                 came.append(self.answers.get_nowait())
         except queue.Empty:
@@ -602,23 +587,15 @@ class Deliverer:
             self.out -= len(results)
             batch.unanswered -= len(results)
             outcomes = self.settle(batch, results)
-            self.unrecorded.append(Part(batch, outcomes, len(results), last=not batch.unanswered))
+            went = sum(result.unwritten for result in results)
+            self.unrecorded.append(Part(batch, outcomes, went, last=not batch.unanswered))
 
     def collect(self) -> None:
-        """Hand over everything waiting and write every answer (one round at a time: tests)."""
-        while self.waiting or self.out:
-            self.feed(None)
+        """Write every answer of what was handed to the gateway (one round at a time: tests)."""
+        while self.out:
             self.take(RECORD_EVERY)
             self.flush()
         self.flush()
-
-    def release_waiting(self) -> None:
-        """On stop: what has not been handed to the gateway is released unsent."""
-        error = GatewayError(ErrorKind.STOPPED, "not sent: the worker stopped")
-        while self.waiting:
-            batch, item = self.waiting.popleft()
-            self.out += 1
-            self.answers.put((batch, Result(item.message_id, error, 0.0, time.monotonic())))
 
     def pace(self, outbound: list[Outbound]) -> None:
         """Global rate limit: reserve a run of send slots for all workers together, then space
@@ -688,7 +665,9 @@ class Deliverer:
             except DatabaseError:
                 db.close_old_connections()
                 raise
-            self.unrecorded.pop(0)
+            part = self.unrecorded.pop(0)
+            if part.requests:  # their open places are free again
+                self.loop.call_soon_threadsafe(self.gateway.written, part.requests)
 
     def record(self, part: Part) -> None:
         """The part's outcomes in one transaction, only for rows still under their round's lease:

@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class Outbound:
     timeout: float  # seconds for one request
     deadline: float  # time.monotonic() by which the answer must be in (the mailing's end)
     not_before: float = 0.0  # time.monotonic() before which it must not leave (rate limit)
+    start_by: float = math.inf  # time.monotonic() after which it must not leave (its lease runs out)
 
 
 @dataclass(slots=True)
@@ -93,6 +95,9 @@ class Result:
     error: GatewayError | None
     seconds: float
     finished_at: float  # time.monotonic() when the answer came
+    # It went out and holds one of the gateway's open places until its outcome is written
+    # (Gateway.written).
+    unwritten: bool = False
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -105,17 +110,29 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, when.timestamp() - time.time()) if when else None
 
 
-class Gateway:
-    """One pooled HTTP client; `send_many` keeps up to `concurrency` requests in flight."""
+# A sender's messages that went out and whose outcome is not written yet: at most this many times
+# MAILER_CONCURRENCY (Gateway.open_limit). What a SIGKILL can make the gateway see twice.
+OPEN_FACTOR = 4
 
-    def __init__(self, base_url: str, token: str, concurrency: int = 64) -> None:
+
+class Gateway:
+    """One pooled HTTP client; `send_many` keeps up to `concurrency` requests in flight.
+
+    The crash window: a message whose request went out is "open" until its sender has written its
+    outcome and said so (`written`); `send_many` with `answered` starts no request while
+    `open_limit` are open. So whatever the moment a sender dies, at most `open_limit` of its
+    messages can have reached the gateway without their outcome written: they are sent again after
+    their lease, with the same message ids, and nothing else is."""
+
+    def __init__(self, base_url: str, token: str, concurrency: int = 64, open_limit: int = 0) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self.concurrency = concurrency
+        self.open_limit = open_limit or OPEN_FACTOR * concurrency
+        self.open = 0  # went out, outcome not yet written (changed on the event loop only)
         self._session: aiohttp.ClientSession | None = None
-        # Requests in flight, for all `send_many` calls together (a sender hands it answers' worth
-        # of messages as they are written, so calls overlap): one per event loop.
-        self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        # Requests in flight and open places, for all `send_many` calls together: per event loop.
+        self._limits: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore, asyncio.Semaphore] | None = None
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -171,11 +188,19 @@ class Gateway:
                 ErrorKind.BAD_ANSWER, f"HTTP 200 with unexpected body {raw[:100]!r}", delivered_maybe=True
             )
 
-    def _requests(self) -> asyncio.Semaphore:
+    def _semaphores(self) -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
-        if self._limit is None or self._limit[0] is not loop:
-            self._limit = (loop, asyncio.Semaphore(self.concurrency))
-        return self._limit[1]
+        if self._limits is None or self._limits[0] is not loop:
+            self._limits = (loop, asyncio.Semaphore(self.concurrency), asyncio.Semaphore(self.open_limit))
+            self.open = 0
+        return self._limits[1], self._limits[2]
+
+    def written(self, n: int) -> None:
+        """On the event loop (call_soon_threadsafe): the outcomes of `n` open messages are written."""
+        places = self._semaphores()[1]
+        self.open -= n
+        for _ in range(n):
+            places.release()
 
     async def send_many(
         self,
@@ -186,19 +211,27 @@ class Gateway:
         """Send all, `concurrency` at a time (with any other call's requests). Once `stopping()`
         is true, what has not started is not sent, and requests still in flight after STOP_DRAIN
         seconds are cut short: both come back as ErrorKind.STOPPED, so a stopping worker is out
-        within seconds. `answered` is called with each result as it comes."""
-        limit = self._requests()
+        within seconds. `answered` is called with each result as it comes; such a call's
+        messages each take an open place when they go out, held until `written`."""
+        limit, places = self._semaphores()
 
         async def one(item: Outbound) -> Result:
             started = 0.0
+            place = False
             try:
                 wait = item.not_before - time.monotonic()
                 if wait > 0 and not (stopping and stopping()):
                     await asyncio.sleep(wait)
+                if answered is not None:
+                    await places.acquire()
+                    place = True
                 async with limit:
                     if stopping is not None and stopping():
                         raise asyncio.CancelledError
+                    if time.monotonic() > item.start_by:
+                        raise GatewayError(ErrorKind.STOPPED, "not sent: its lease runs out")
                     started = time.monotonic()
+                    self.open += place
                     await self.send(item)
                     error = None
             except GatewayError as e:
@@ -215,8 +248,11 @@ class Gateway:
                 error = GatewayError(
                     ErrorKind.CONNECTION, f"{type(e).__name__}: {e}", delivered_maybe=bool(started)
                 )
+            if place and not started:  # never went out: nothing to write first
+                places.release()
+                place = False
             done = time.monotonic()
-            result = Result(item.message_id, error, done - started if started else 0.0, done)
+            result = Result(item.message_id, error, done - started if started else 0.0, done, place)
             if answered is not None:
                 answered(result)
             return result

@@ -130,7 +130,6 @@ def _finish(deliverer: Deliverer, name: str) -> None:
     """On stop: write the last round if the database lets us within the time left, and leave."""
     # What has not left is not sent; requests in flight get Gateway.STOP_DRAIN, then are cut
     # short. Their answers are written as they come, while the database lets us.
-    deliverer.release_waiting()
     while deliverer.out:
         deliverer.take(0.1)
         with contextlib.suppress(DatabaseError):

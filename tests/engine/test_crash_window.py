@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from engine.delivery import Deliverer
+from engine.sending import OPEN_FACTOR
 from mailer.models import (
     Client,
     Mailing,
@@ -31,8 +31,8 @@ ENV = {
     "MAILER_REQUEST_TIMEOUT": 2,
 }
 # What one killed worker (host) can have in flight: each sender's requests sent whose outcome is not
-# written yet (Deliverer.open_limit).
-BOUND = SENDERS * Deliverer.OPEN_FACTOR * CONCURRENCY
+# written yet (Gateway.open_limit).
+BOUND = SENDERS * OPEN_FACTOR * CONCURRENCY
 
 
 def _restart(provider_url: str, log):

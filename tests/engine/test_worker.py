@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from engine import scheduling, worker
 from engine.delivery import Deliverer
-from engine.sending import ErrorKind, Gateway, Outbound
+from engine.sending import OPEN_FACTOR, ErrorKind, Gateway, Outbound
 from mailer import tasks
 from mailer.models import (
     Client,
@@ -313,8 +313,8 @@ def test_answers_are_written_as_they_come_not_a_round_at_a_time(
 def test_while_answers_cannot_be_written_the_gateway_gets_no_more_than_the_open_limit(
     make_mailing, make_client, make_deliverer, provider, monkeypatch
 ):
-    """The database takes no outcome: the sender hands the gateway `open_limit` messages and then
-    waits, so that a kill now could repeat no more; once it is back, the rest goes, once each."""
+    """The database takes no outcome: the gateway sends `open_limit` messages and then waits, so
+    that a kill now could repeat no more; once it is back, the rest goes, once each."""
     for i in range(50):
         make_client(f"7900{i:07d}")
     mailing = make_mailing()
@@ -332,8 +332,8 @@ def test_while_answers_cannot_be_written_the_gateway_gets_no_more_than_the_open_
         with contextlib.suppress(DatabaseError):
             deliverer.run_batch(overlap=True)
         time.sleep(0.05)
-    assert len(provider.record.accepted) == deliverer.open_limit == 8
-    assert deliverer.open == 8  # answered, not written
+    assert len(provider.record.accepted) == deliverer.open_limit == OPEN_FACTOR * 4
+    assert deliverer.open == deliverer.open_limit  # answered, not written
     monkeypatch.setattr(Deliverer, "record", record)
     while deliverer.busy or deliverer.run_batch(overlap=True):
         deliverer.run_batch(overlap=True)
