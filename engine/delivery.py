@@ -289,10 +289,10 @@ def request_label(error: GatewayError | None) -> str | None:
     return "permanent" if error.kind.permanent else "retryable"
 
 
-# A sender writes answers in groups: those that came within this many seconds of the first one
-# (or MAILER_CONCURRENCY of them, if sooner). A few tens of milliseconds: a write per answer or two
-# would cost more than sending it.
-RECORD_EVERY = 0.05
+# A sender writes answers in groups: once half of Gateway.open_limit have come, or this many seconds
+# after the first of them, whichever is sooner. Each write costs the same few statements whatever
+# it carries, so the fewest writes that keep the gateway sending are the cheapest.
+RECORD_EVERY = 0.1
 # A message does not go out with less than this left of its round's lease (plus the request's
 # timeout): another worker could claim it before its answer came. It is released unsent instead.
 LEASE_MARGIN = timedelta(seconds=2)
@@ -569,13 +569,16 @@ class Deliverer:
 
     def take(self, wait: float = 0.0) -> None:
         """Settle the answers that came: they go to be written. With `wait`, it waits up to that
-        long for the first, then RECORD_EVERY for those that come meanwhile, so that a write
-        carries a group of answers (and this thread wakes once per group, not once per answer)."""
+        long for the first, then for half of `open_limit` or RECORD_EVERY, whichever comes first,
+        so that a write carries a group of answers (and this thread wakes once per group)."""
         came = []
         try:
             if wait > 0:
                 came.append(self.answers.get(timeout=wait))
-                time.sleep(RECORD_EVERY)
+                until = time.monotonic() + RECORD_EVERY
+                enough = self.open_limit // 2
+                while self.answers.qsize() + 1 < enough and time.monotonic() < until:
+                    time.sleep(0.005)
             while True:
                 came.append(self.answers.get_nowait())
         except queue.Empty:
