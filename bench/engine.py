@@ -6,6 +6,7 @@ sender processes and the django-q2 cluster) against the gateway stand-in in its 
     .venv/bin/python bench/engine.py --db postgres --clients 20000 --latency 0.05 --error-rate 0.2
     .venv/bin/python bench/engine.py --db postgres --hosts 2      # two workers, as two hosts
     .venv/bin/python bench/engine.py --db sqlite --reuse-seed    # seed once, copy for each run
+    .venv/bin/python bench/engine.py --db sqlite --clients 200000 --reuse-seed --first  # the start only
 
 Measures, for one mailing to N clients: time to resolve the audience, time from start_at to the
 first message, to 99% and to 100% of the messages sent (the retry tail), messages per second
@@ -27,9 +28,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-from common import cpu_seconds, free_port  # bench/common.py: a script's folder is on its path
+from common import cpu_seconds, free_port, wait_for  # bench/common.py: a script's folder is on its path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -115,6 +117,11 @@ def main() -> None:
         "--error-rate", type=float, default=0.0, help="share of the stand-in's answers that are 500s"
     )
     parser.add_argument(
+        "--first",
+        action="store_true",
+        help="only the start: from start_at to the first message, then stop (no probe, no ceiling)",
+    )
+    parser.add_argument(
         "--reuse-seed",
         action="store_true",
         help="keep the seeded clients (per --clients and migrations) and start each run from a copy",
@@ -193,6 +200,9 @@ def main() -> None:
     from engine import scheduling
     from mailer.models import Mailing, MailingState, Message, MessageStatus
 
+    if args.first:
+        first_message(args, manage, env, port, var)
+        return
     # Audience resolution on its own (then undone).
     probe = Mailing.objects.create(
         text="probe",
@@ -225,7 +235,7 @@ def main() -> None:
         env=env,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1.5)
+    wait_for(f"http://127.0.0.1:{port}/_stats")
     ceiling_rate = ceiling(f"http://127.0.0.1:{port}", 20_000, 64)
 
     log = open(var / f"bench-worker-{args.db}.log", "w")
@@ -293,6 +303,67 @@ def main() -> None:
         "peak_rss_mb_per_process": sorted(round(kb / 1024) for kb in peak.values()),
     }
     print(json.dumps(result))
+
+
+def first_message(args, manage: list[str], env: dict, port: int, var: Path) -> None:
+    """From start_at to the first message at the gateway, with everyone in the audience: the
+    worker resolves it meanwhile (`--first`)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailer.models import Mailing, WorkerHeartbeat
+
+    provider = subprocess.Popen(
+        [
+            *manage,
+            "fake_provider",
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--latency",
+            str(args.latency),
+            "--quiet",
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(f"http://127.0.0.1:{port}/_stats")
+    log = open(var / f"bench-worker-{args.db}.log", "w")
+    worker = subprocess.Popen(
+        [*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while WorkerHeartbeat.objects.count() < args.senders and time.monotonic() < deadline:
+            time.sleep(0.5)
+        start_at = timezone.now() + timedelta(seconds=3)
+        mailing = Mailing.objects.create(
+            text="Benchmark: hello!", start_at=start_at, end_at=start_at + timedelta(hours=1)
+        )
+        stats_url = f"http://127.0.0.1:{port}/_stats"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if json.load(urllib.request.urlopen(stats_url))["accepted"]:
+                break
+            time.sleep(0.01)
+        first = time.time()  # the stand-in has accepted one: it was sent within the last 10 ms
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+        provider.terminate()
+        provider.wait(10)
+    print(
+        json.dumps(
+            {
+                "db": args.db,
+                "clients": args.clients,
+                "latency_ms": round(args.latency * 1000),
+                "start_to_first_message_s": round(first - mailing.start_at.timestamp(), 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

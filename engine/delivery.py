@@ -660,8 +660,10 @@ class Deliverer:
 
     # 4. Record ---------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write the unrecorded outcomes, oldest first. On a database error they are kept (and the
+        """Write the unrecorded outcomes, oldest first, with the answers that came meanwhile (so
+        that they are written even while claims fail). On a database error they are kept (and the
         broken connection dropped, so the next try opens a new one) and the error raised."""
+        self.take()
         while self.unrecorded:
             try:
                 self.record(self.unrecorded[0])

@@ -9,7 +9,9 @@ conditional UPDATE with its audit entry, so concurrent ticks in several workers 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -35,12 +37,33 @@ from mailer.windows import opens_at
 
 logger = logging.getLogger("mailer.scheduling")
 
+# Audience resolution writes chunks of clients as messages, each in its own transaction. The first
+# is small, so the first messages go out at once while the rest is resolved.
+RESOLVE_FIRST = 500
 RESOLVE_CHUNK = 5000
+# A sender resolves for about this long at a time, between its steps of sending.
+RESOLVE_SLICE = 0.1
 # A resolver renews its lease at every chunk; one that died is taken over after this.
 RESOLVE_LEASE = timedelta(seconds=60)
 # The leases this process holds (mailing id -> its lease_until): a resolver cut off by a database
 # fault takes its own lease back at the next tick instead of waiting for it to run out.
 _held: dict[int, datetime] = {}
+
+
+@dataclass
+class Resolution:
+    """One audience being resolved by this process: where it is."""
+
+    mailing: Mailing
+    version: int
+    now: datetime  # when it began: the messages' first attempts are reckoned from it
+    last_id: int = 0  # the last client id written
+    added: int = 0
+    by_zone: dict[str, datetime | None] = field(default_factory=dict)
+
+
+# The resolutions this process has begun and not finished, by mailing id.
+_resolving: dict[int, Resolution] = {}
 
 
 def first_attempt_at(mailing: Mailing, tz_name: str, now: datetime) -> datetime | None:
@@ -61,16 +84,41 @@ def closed_why(mailing: Mailing, tz_name: str, now: datetime) -> str:
     return QUIET_HOURS_WHY
 
 
-def tick(now: datetime | None = None) -> None:
+def tick(now: datetime | None = None) -> float | None:
+    """Start what is due, go on with audiences, end what is over, fold clicks and receipts.
+    Returns in how many seconds the next scheduled mailing starts, if that is soon (None if
+    nothing is scheduled within TICK_AHEAD), so the sender ticks again right then."""
     now = now or timezone.now()
     start_due(now)
     for mailing in Mailing.objects.filter(
         state=MailingState.RUNNING, resolved_version__lt=F("audience_version")
     ):
-        resolve_audience(mailing, now)
+        resolve_audience(mailing, now, RESOLVE_SLICE)  # begins (the first chunk), or goes on
     finish_ended(now)
     links.fold()  # the clicks the web spooled (MAILER_CLICK_SPOOL), counted
     receipts.fold()  # the delivery receipts the web took (MAILER_RECEIPT_SPOOL), applied
+    return next_start(now)
+
+
+TICK_AHEAD = timedelta(seconds=2)
+
+
+def next_start(now: datetime) -> float | None:
+    """Seconds until the next scheduled mailing's start_at, if within TICK_AHEAD."""
+    soon = (
+        Mailing.objects.filter(Mailing.due_to_start(now + TICK_AHEAD), start_at__gt=now)
+        .order_by("start_at")
+        .values_list("start_at", flat=True)
+        .first()
+    )
+    return (soon - now).total_seconds() if soon else None
+
+
+def resolve_more() -> None:
+    """Go on with the audiences this process is resolving, for about RESOLVE_SLICE: the sender
+    calls this between its steps, so the first messages are sent while the rest is resolved."""
+    for resolution in list(_resolving.values()):
+        resolve_audience(resolution.mailing, resolution.now, RESOLVE_SLICE)
 
 
 def start_due(now: datetime) -> list[int]:
@@ -90,61 +138,93 @@ def start_due(now: datetime) -> list[int]:
     return started
 
 
-def resolve_audience(mailing: Mailing, now: datetime) -> int:
+def resolve_audience(mailing: Mailing, now: datetime, seconds: float | None = None) -> int:
     """Turn the mailing's matching clients into Message rows, in chunks; returns the rows added.
+
+    With `seconds`, it stops after about that long and goes on from there at the next call; the
+    first call writes only a small first chunk (RESOLVE_FIRST), to be sent at once. Without, it
+    resolves the whole audience.
 
     Idempotent: the unique (mailing, client) constraint and ignore_conflicts mean a second run, or
     two workers at once, never duplicate a message. A lease keeps two workers from doing the work
-    twice; if the holder dies the lease runs out and another worker takes over.
+    twice; if the holder dies the lease runs out and another worker takes over, from the first
+    client.
     """
     version = mailing.audience_version
-    if not _lease(mailing.pk, version, now):
-        return 0
-    mailing.refresh_from_db()
-    added = 0
-    by_zone: dict[str, datetime | None] = {}
-    clients = mailing.matching_clients().order_by("id").values_list("id", "timezone")
-    last_id = 0
-    while True:
-        chunk = list(clients.filter(id__gt=last_id)[:RESOLVE_CHUNK])
-        if not chunk:
-            break
-        last_id = chunk[-1][0]
-        with transaction.atomic():
-            # The counts row locked first: resolvers of one mailing take turns, so the rows that
-            # are already there are known, and what is new is counted exactly once.
-            MailingCounts.objects.select_for_update().get_or_create(mailing_id=mailing.pk)
-            there = set(
-                Message.objects.filter(
-                    mailing_id=mailing.pk, client_id__gte=chunk[0][0], client_id__lte=last_id
-                ).values_list("client_id", flat=True)
-            )
-            rows = []
-            for client_id, tz_name in chunk:
-                if client_id in there:
-                    continue
-                if tz_name not in by_zone:
-                    by_zone[tz_name] = first_attempt_at(mailing, tz_name, now)
-                at = by_zone[tz_name]
-                rows.append(
-                    Message(
-                        mailing_id=mailing.pk,
-                        client_id=client_id,
-                        created_at=now,
-                        next_attempt_at=at or mailing.end_at,
-                        # The window never opens before the end: say so now rather than keep it queued.
-                        status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
-                        last_error="" if at else closed_why(mailing, tz_name, now),
-                    )
-                )
-            Message.objects.bulk_create(rows, ignore_conflicts=True)
-            MailingCounts.add(mailing.pk, Counter(row.status for row in rows))
-            added += len(rows)
-        if not _lease(mailing.pk, version, timezone.now()):
+    resolution = _resolving.get(mailing.pk)
+    if resolution is not None and resolution.version != version:
+        resolution = None  # the filter changed meanwhile: from the first client again
+    if not _lease(mailing.pk, version, timezone.now() if resolution else now):
+        if _resolving.pop(mailing.pk, None):
             logger.warning(
                 "mailing_id=%s audience resolution taken over", mailing.pk, extra={"mailing_id": mailing.pk}
             )
-            return added
+        return 0
+    if resolution is None:
+        mailing.refresh_from_db()
+        resolution = _resolving[mailing.pk] = Resolution(mailing, version, now)
+    added_before = resolution.added
+    until = time.monotonic() + seconds if seconds is not None else None
+    first = until is not None and not resolution.last_id
+    size = RESOLVE_FIRST if first else RESOLVE_CHUNK
+    while _resolve_chunk(resolution, size) == size:
+        size = RESOLVE_CHUNK
+        if first or (until is not None and time.monotonic() >= until):
+            return resolution.added - added_before  # goes on at the next call, under the lease
+        if not _lease(mailing.pk, version, timezone.now()):
+            _resolving.pop(mailing.pk, None)
+            logger.warning(
+                "mailing_id=%s audience resolution taken over", mailing.pk, extra={"mailing_id": mailing.pk}
+            )
+            return resolution.added - added_before
+    _resolved(resolution)
+    return resolution.added - added_before
+
+
+def _resolve_chunk(resolution: Resolution, size: int) -> int:
+    """The next `size` matching clients as messages, in one transaction; returns the clients read."""
+    mailing, now, by_zone = resolution.mailing, resolution.now, resolution.by_zone
+    clients = mailing.matching_clients().order_by("id").values_list("id", "timezone")
+    chunk = list(clients.filter(id__gt=resolution.last_id)[:size])
+    if not chunk:
+        return 0
+    with transaction.atomic():
+        # The counts row locked first: resolvers of one mailing take turns, so the rows that
+        # are already there are known, and what is new is counted exactly once.
+        MailingCounts.objects.select_for_update().get_or_create(mailing_id=mailing.pk)
+        there = set(
+            Message.objects.filter(
+                mailing_id=mailing.pk, client_id__gte=chunk[0][0], client_id__lte=chunk[-1][0]
+            ).values_list("client_id", flat=True)
+        )
+        rows = []
+        for client_id, tz_name in chunk:
+            if client_id in there:
+                continue
+            if tz_name not in by_zone:
+                by_zone[tz_name] = first_attempt_at(mailing, tz_name, now)
+            at = by_zone[tz_name]
+            rows.append(
+                Message(
+                    mailing_id=mailing.pk,
+                    client_id=client_id,
+                    created_at=now,
+                    next_attempt_at=at or mailing.end_at,
+                    # The window never opens before the end: say so now rather than keep it queued.
+                    status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
+                    last_error="" if at else closed_why(mailing, tz_name, now),
+                )
+            )
+        Message.objects.bulk_create(rows, ignore_conflicts=True)
+        MailingCounts.add(mailing.pk, Counter(row.status for row in rows))
+    resolution.last_id = chunk[-1][0]  # once committed: a chunk cut off is done again
+    resolution.added += len(rows)
+    return len(chunk)
+
+
+def _resolved(resolution: Resolution) -> None:
+    """The whole audience is written: what a filter edit left out is cancelled, consent counted."""
+    mailing, now, version = resolution.mailing, resolution.now, resolution.version
     if version > 1:
         # A filter edit: pending messages of clients who no longer match are not sent.
         dropped = (
@@ -169,14 +249,14 @@ def resolve_audience(mailing: Mailing, now: datetime) -> int:
     Mailing.objects.filter(pk=mailing.pk, resolve_lease_until=_held.pop(mailing.pk)).update(
         resolved_version=version, resolve_lease_until=None
     )
+    _resolving.pop(mailing.pk, None)
     logger.info(
         "mailing_id=%s audience resolved: %s messages added (version %s)",
         mailing.pk,
-        added,
+        resolution.added,
         version,
         extra={"mailing_id": mailing.pk},
     )
-    return added
 
 
 def _lease(mailing_id: int, version: int, now: datetime) -> bool:

@@ -5,14 +5,15 @@ broker) for everything else (imports, the daily report, housekeeping). Capacity 
 hosts: each worker adds its own senders, and nothing global needs to change, because what keeps
 two senders apart is the lease on each message, not a count of slots.
 
-A sender loops: write what the database missed, tick the schedule about once a second (a mailing
-starts within about a second of `start_at`), deliver a round, beat every 5 s. It runs until it is
-told to stop; there is no hand-over between tasks.
+A sender loops: write what the database missed; tick the schedule about once a second, and at a
+scheduled mailing's `start_at` itself (scheduling.next_start); go on resolving an audience it has
+begun (a slice at a time, so its first messages go out meanwhile); send and write answers; beat
+every 5 s. It runs until it is told to stop; there is no hand-over between tasks.
 
-Stopping (SIGTERM or SIGINT to the worker): each sender starts no new round, sends nothing that
-has not left yet, gives the requests in flight up to Gateway.STOP_DRAIN (5 s), records the round
-and exits; the django-q2 cluster, in a process group of its own (_cluster_main), stops its own way
-on the supervisor's SIGTERM, in about a second. Whatever is still running after STOP_SECONDS
+Stopping (SIGTERM or SIGINT to the worker): each sender claims nothing more, sends nothing that
+has not left yet, gives the requests in flight up to Gateway.STOP_DRAIN (5 s), writes their
+outcomes and exits; the django-q2 cluster, in a process group of its own (_cluster_main), stops
+its own way on the supervisor's SIGTERM, in about a second. Whatever is still running after STOP_SECONDS
 is killed, which is safe too (leases run out). So the worker is out well within Docker's default
 10 s grace period, and a new worker can take every message over at once.
 
@@ -93,8 +94,11 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
                     beat(name, slot, started=not next_beat)
                     next_beat = time.monotonic() + BEAT_EVERY
                 if time.monotonic() >= next_tick:
-                    scheduling.tick()
-                    next_tick = time.monotonic() + TICK_EVERY
+                    soon = scheduling.tick()  # a mailing due within the second: tick right then
+                    wait = TICK_EVERY if soon is None else min(TICK_EVERY, soon + 0.01)
+                    next_tick = time.monotonic() + wait
+                else:
+                    scheduling.resolve_more()  # the rest of an audience, between steps of sending
                 testsends.run_due(deliverer)  # never waits: at most one test in flight per sender
                 done = deliverer.run_batch(stopping=stop, overlap=True)
                 if db_wait:
@@ -119,7 +123,7 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
                 _sleep(1.0, stop)
             handled += done
             if not done and not deliverer.busy:
-                _sleep(0.2, stop)
+                _sleep(min(0.2, max(next_tick - time.monotonic(), 0.0)), stop)
         _finish(deliverer, name)
     finally:
         deliverer.close()
