@@ -218,37 +218,11 @@ def main() -> None:
     assert audience == probe.matching_clients().count()
     probe.delete()
 
-    provider = subprocess.Popen(
-        [
-            *manage,
-            "fake_provider",
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-            "--latency",
-            str(args.latency),
-            "--error-rate",
-            str(args.error_rate),
-            "--quiet",
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(f"http://127.0.0.1:{port}/_stats")
+    provider = start_provider(args, manage, env, port)
     ceiling_rate = ceiling(f"http://127.0.0.1:{port}", 20_000, 64)
 
-    log = open(var / f"bench-worker-{args.db}.log", "w")
-    workers = [
-        subprocess.Popen([*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True)
-        for _ in range(args.hosts)
-    ]
+    workers = start_workers(args, manage, env, var, args.hosts)
     try:
-        from mailer.models import WorkerHeartbeat
-
-        deadline = time.monotonic() + 60
-        while WorkerHeartbeat.objects.count() < args.senders * args.hosts and time.monotonic() < deadline:
-            time.sleep(0.5)
         cpu_before, cpu = sum(cpu_seconds(worker.pid) for worker in workers), None
         start_at = timezone.now() + timedelta(seconds=3)
         mailing = Mailing.objects.create(
@@ -305,6 +279,33 @@ def main() -> None:
     print(json.dumps(result))
 
 
+def start_provider(args, manage: list[str], env: dict, port: int) -> subprocess.Popen:
+    """The gateway's stand-in in its own process, once it answers."""
+    provider = subprocess.Popen(
+        [*manage, "fake_provider", "--port", str(port), "--token", TOKEN, "--latency", str(args.latency)]
+        + ["--error-rate", str(args.error_rate), "--quiet"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(f"http://127.0.0.1:{port}/_stats")
+    return provider
+
+
+def start_workers(args, manage: list[str], env: dict, var: Path, hosts: int) -> list[subprocess.Popen]:
+    """`hosts` production workers (each in a process group of its own), once their senders beat."""
+    from mailer.models import WorkerHeartbeat
+
+    log = open(var / f"bench-worker-{args.db}.log", "w")
+    workers = [
+        subprocess.Popen([*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True)
+        for _ in range(hosts)
+    ]
+    deadline = time.monotonic() + 60
+    while WorkerHeartbeat.objects.count() < args.senders * hosts and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return workers
+
+
 def first_message(args, manage: list[str], env: dict, port: int, var: Path) -> None:
     """From start_at to the first message at the gateway, with everyone in the audience: the
     worker resolves it meanwhile (`--first`)."""
@@ -312,32 +313,11 @@ def first_message(args, manage: list[str], env: dict, port: int, var: Path) -> N
 
     from django.utils import timezone
 
-    from mailer.models import Mailing, WorkerHeartbeat
+    from mailer.models import Mailing
 
-    provider = subprocess.Popen(
-        [
-            *manage,
-            "fake_provider",
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-            "--latency",
-            str(args.latency),
-            "--quiet",
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(f"http://127.0.0.1:{port}/_stats")
-    log = open(var / f"bench-worker-{args.db}.log", "w")
-    worker = subprocess.Popen(
-        [*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True
-    )
+    provider = start_provider(args, manage, env, port)
+    workers = start_workers(args, manage, env, var, 1)
     try:
-        deadline = time.monotonic() + 60
-        while WorkerHeartbeat.objects.count() < args.senders and time.monotonic() < deadline:
-            time.sleep(0.5)
         start_at = timezone.now() + timedelta(seconds=3)
         mailing = Mailing.objects.create(
             text="Benchmark: hello!", start_at=start_at, end_at=start_at + timedelta(hours=1)
@@ -350,8 +330,8 @@ def first_message(args, manage: list[str], env: dict, port: int, var: Path) -> N
             time.sleep(0.01)
         first = time.time()  # the stand-in has accepted one: it was sent within the last 10 ms
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(30)
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        workers[0].wait(30)
         provider.terminate()
         provider.wait(10)
     print(
