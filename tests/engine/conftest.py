@@ -122,6 +122,27 @@ def _fresh_provider_state(db):
     GatewayState.objects.all().delete()
 
 
+def seed_clients(n: int) -> None:
+    """`n` clients of operator 901 in UTC with consent to advertising, for the mailings of the
+    tests that run real worker processes."""
+    from mailer.models import Client
+    from tests.conftest import CONSENTED
+
+    Client.objects.bulk_create(
+        (
+            Client(
+                phone=f"7901{i:07d}",
+                operator_code="901",
+                timezone="UTC",
+                consent_at=CONSENTED,
+                consent_source="test",
+            )
+            for i in range(n)
+        ),
+        batch_size=5000,
+    )
+
+
 def database_url() -> str:
     """The test database as a DATABASE_URL, for worker processes started as commands."""
     db = connections["default"].settings_dict

@@ -11,7 +11,6 @@ import pytest
 
 from engine.sending import OPEN_FACTOR
 from mailer.models import (
-    Client,
     Mailing,
     MailingCounts,
     MailingState,
@@ -19,8 +18,7 @@ from mailer.models import (
     MessageStatus,
     WorkerHeartbeat,
 )
-from tests.conftest import CONSENTED
-from tests.engine.conftest import run_worker, stop_group, wait_for
+from tests.engine.conftest import run_worker, seed_clients, stop_group, wait_for
 
 CLIENTS = 8000
 SENDERS, CONCURRENCY = 2, 16
@@ -48,16 +46,7 @@ def _restart(provider_url: str, log):
 @pytest.mark.parametrize("hosts", [1, 2])
 def test_a_killed_worker_repeats_no_more_than_it_had_in_flight(hosts, make_mailing, provider, tmp_path):
     provider.behaviour.latency, provider.behaviour.jitter = 0.02, 0.03
-    Client.objects.bulk_create(
-        Client(
-            phone=f"7901{i:07d}",
-            operator_code="901",
-            timezone="UTC",
-            consent_at=CONSENTED,
-            consent_source="test",
-        )
-        for i in range(CLIENTS)
-    )
+    seed_clients(CLIENTS)
     rng = random.Random()
     log = open(tmp_path / "workers.log", "w")
     survivor = run_worker(provider.url, log, **ENV) if hosts == 2 else None

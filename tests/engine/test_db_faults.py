@@ -19,7 +19,6 @@ from django.db import connection
 from django.utils import timezone
 
 from mailer.models import (
-    Client,
     Mailing,
     MailingCounts,
     MailingState,
@@ -27,8 +26,7 @@ from mailer.models import (
     MessageStatus,
     WorkerHeartbeat,
 )
-from tests.conftest import CONSENTED
-from tests.engine.conftest import database_url, run_worker, stop_group, wait_for
+from tests.engine.conftest import database_url, run_worker, seed_clients, stop_group, wait_for
 
 CLIENTS = 10_000
 
@@ -84,19 +82,7 @@ def database_faults(every: float = 1.0):
 def test_database_cut_again_and_again_mid_mailing_sends_each_message_exactly_once(provider, tmp_path):
     provider.behaviour.latency = 0.05
     provider.behaviour.error_rate = 0.05
-    Client.objects.bulk_create(
-        [
-            Client(
-                phone=f"7901{i:07d}",
-                operator_code="901",
-                timezone="UTC",
-                consent_at=CONSENTED,
-                consent_source="test",
-            )
-            for i in range(CLIENTS)
-        ],
-        batch_size=5000,
-    )
+    seed_clients(CLIENTS)
     url = database_url() + ("?timeout=1" if connection.vendor == "sqlite" else "")
     # A short lease: an outcome the worker dropped would be claimed and sent again within the test.
     env = {"DATABASE_URL": url, "MAILER_LEASE_SECONDS": 12, "MAILER_REQUEST_TIMEOUT": 5}

@@ -21,7 +21,6 @@ from engine.delivery import Deliverer
 from engine.sending import OPEN_FACTOR, ErrorKind, Gateway, Outbound
 from mailer import tasks
 from mailer.models import (
-    Client,
     Mailing,
     MailingCounts,
     MailingState,
@@ -29,8 +28,7 @@ from mailer.models import (
     MessageStatus,
     WorkerHeartbeat,
 )
-from tests.conftest import CONSENTED
-from tests.engine.conftest import TOKEN, run_worker, stop_group, wait_for
+from tests.engine.conftest import TOKEN, run_worker, seed_clients, stop_group, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -143,18 +141,7 @@ def test_sigterm_mid_mailing_is_out_within_seconds_and_a_new_worker_takes_over_a
     """A rolling restart: the old worker finishes the round in flight, starts no new one, leaves
     no message leased, and is out well within Docker's 10 s; the new one sends at once."""
     provider.behaviour.latency = 0.5
-    Client.objects.bulk_create(
-        [
-            Client(
-                phone=f"7901{i:07d}",
-                operator_code="901",
-                timezone="UTC",
-                consent_at=CONSENTED,
-                consent_source="test",
-            )
-            for i in range(3000)
-        ]
-    )
+    seed_clients(3000)
     log = open(tmp_path / "worker.log", "w")
     old = run_worker(provider.url, log)
     try:
@@ -248,18 +235,7 @@ def test_two_hosts_one_killed_mid_mailing_the_other_carries_on(make_mailing, mak
     other goes on sending at once; the killed one's claimed messages are sent after their lease,
     and only requests that were in flight at the kill can reach the gateway twice (same id)."""
     provider.behaviour.latency = 0.3
-    Client.objects.bulk_create(
-        [
-            Client(
-                phone=f"7901{i:07d}",
-                operator_code="901",
-                timezone="UTC",
-                consent_at=CONSENTED,
-                consent_source="test",
-            )
-            for i in range(3000)
-        ]
-    )
+    seed_clients(3000)
     env = {"MAILER_LEASE_SECONDS": 12, "MAILER_REQUEST_TIMEOUT": 5}
     log = open(tmp_path / "workers.log", "w")
     doomed = run_worker(provider.url, log, **env)
