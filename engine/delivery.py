@@ -293,9 +293,10 @@ def request_label(error: GatewayError | None) -> str | None:
 # after the first of them, whichever is sooner. Each write costs the same few statements whatever
 # it carries, so the fewest writes that keep the gateway sending are the cheapest.
 RECORD_EVERY = 0.1
-# A message does not go out with less than this left of its round's lease (plus the request's
-# timeout): another worker could claim it before its answer came. It is released unsent instead.
-LEASE_MARGIN = timedelta(seconds=2)
+# A message goes out only in this first part of its round's lease (less the request's timeout), so
+# that its answer has the rest to be written, through a database that goes away for a while: after
+# that, another worker could claim it and send it again. Later, it is released unsent instead.
+SEND_WITHIN = 0.5
 
 
 @dataclass
@@ -494,9 +495,8 @@ class Deliverer:
             return None
         mailings = Mailing.objects.in_bulk({c.mailing_id for c in claimed})
         batch = Round(lease, now, clock, claimed, mailings, {}, healthy=state.is_healthy())
-        # Sent later than this, an answer could come after the lease ran out, when another worker
-        # may have claimed the message: it is released unsent instead.
-        start_by = clock + (self.config.lease - LEASE_MARGIN).total_seconds() - self.config.request_timeout
+        # Sent later than this, an answer would have less than half the lease to be written.
+        start_by = clock + self.config.lease.total_seconds() * SEND_WITHIN - self.config.request_timeout
         tally = self.tally(batch)
         own = self.own_texts(batch)
         for msg in claimed:
@@ -708,8 +708,9 @@ class Deliverer:
             # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
             # rather than bulk_update's CASE per row. sent_at is the group's latest answer: at most
             # 0.1 s after a message's real answer, never before it (nor after the mailing's end).
+            written = 0
             for (_, text_id), (at, sent_ids) in sent_groups.items():
-                leased.filter(id__in=sent_ids).update(
+                written += leased.filter(id__in=sent_ids).update(
                     status=MessageStatus.SENT,
                     sent_at=at,
                     sent_text_id=text_id,
@@ -719,9 +720,9 @@ class Deliverer:
                     locked_by="",
                 )
             if rows:
-                leased.bulk_update(rows, self.FIELDS, batch_size=500)
+                written += leased.bulk_update(rows, self.FIELDS, batch_size=500)
             if released:
-                leased.filter(id__in=released).update(locked_until=None, locked_by="")
+                written += leased.filter(id__in=released).update(locked_until=None, locked_by="")
             self.count(batch, outcomes, held, sent_groups)
             self.keep_texts(batch, outcomes, held)
             self.cap_clients(batch, outcomes, held)
@@ -733,6 +734,12 @@ class Deliverer:
                     threshold=self.config.breaker_threshold,
                     breaker_seconds=self.config.breaker_seconds,
                 )
+        if written < len(outcomes):
+            # The lease ran out first (the database was away that long): another worker may have
+            # claimed these rows, and its outcome wins; what went out may go out again.
+            logger.warning(
+                "round %s: %s outcomes not written, their lease ran out", batch.lease, len(outcomes) - written
+            )
 
     @staticmethod
     def count(

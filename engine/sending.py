@@ -223,7 +223,14 @@ class Gateway:
                 if wait > 0 and not (stopping and stopping()):
                     await asyncio.sleep(wait)
                 if answered is not None:
-                    await places.acquire()
+                    left = item.start_by - time.monotonic()
+                    if places.locked() and left < math.inf:  # waits no later than start_by
+                        try:
+                            await asyncio.wait_for(places.acquire(), max(left, 0))
+                        except TimeoutError:
+                            raise GatewayError(ErrorKind.STOPPED, "not sent: its lease runs out") from None
+                    else:
+                        await places.acquire()
                     place = True
                 async with limit:
                     if stopping is not None and stopping():

@@ -315,3 +315,40 @@ def test_while_answers_cannot_be_written_the_gateway_gets_no_more_than_the_open_
         deliverer.run_batch(overlap=True)
     assert Message.objects.filter(mailing=mailing, status=MessageStatus.SENT).count() == 50
     assert set(provider.record.accepted.values()) == {1} and len(provider.record.accepted) == 50
+
+
+def test_what_could_not_go_out_in_the_first_half_of_its_lease_is_released_unsent(
+    make_mailing, make_client, make_deliverer, provider, monkeypatch
+):
+    """Messages that wait for open places longer than the first half of their lease (less the
+    request's timeout) are not sent by that round: an answer then could not be sure of time to be
+    written before another worker may claim them. They go back to the queue, unattempted."""
+    for i in range(50):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    # Sent at most 3 * 0.5 - 1 = 0.5 s after the claim.
+    deliverer = make_deliverer(batch_size=50, concurrency=4, lease=timedelta(seconds=3), request_timeout=1.0)
+    scheduling.tick()
+    record = Deliverer.record
+
+    def refused(self, part):
+        raise OperationalError("the database is away")
+
+    monkeypatch.setattr(Deliverer, "record", refused)
+    monkeypatch.setattr(db, "close_old_connections", lambda: None)
+    deadline = time.monotonic() + 1.2
+    while time.monotonic() < deadline:
+        with contextlib.suppress(DatabaseError):
+            deliverer.run_batch(overlap=True)
+        time.sleep(0.05)
+    assert len(provider.record.accepted) == deliverer.open_limit and not deliverer.out  # all answered
+    monkeypatch.setattr(Deliverer, "record", record)
+    deliverer.flush()
+    messages = Message.objects.filter(mailing=mailing)
+    assert messages.filter(status=MessageStatus.SENT).count() == deliverer.open_limit
+    unsent = messages.filter(status=MessageStatus.PENDING)
+    assert unsent.count() == 50 - deliverer.open_limit
+    assert not unsent.filter(attempts__gt=0).exists() and not unsent.exclude(locked_by="").exists()
+    while deliverer.busy or deliverer.run_batch(overlap=True):
+        deliverer.run_batch(overlap=True)
+    assert set(provider.record.accepted.values()) == {1} and len(provider.record.accepted) == 50
