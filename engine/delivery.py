@@ -8,7 +8,7 @@ One round (`Deliverer.run_batch`):
    by the time left before the mailing's end, and no more than `Gateway.open_limit` of them out
    without their outcome written,
 4. write the outcomes as the answers come, in small groups, each in one transaction, only for rows
-   still under this round's lease.
+   still under this round's lease: in a sender, by its writer thread (start_writer), meanwhile.
 
 A worker killed between 1 and 4 loses nothing: its lease runs out and another worker claims the
 rows again. Only a message handed to the gateway whose outcome was not written can then reach it
@@ -293,6 +293,9 @@ def request_label(error: GatewayError | None) -> str | None:
 # after the first of them, whichever is sooner. Each write costs the same few statements whatever
 # it carries, so the fewest writes that keep the gateway sending are the cheapest.
 RECORD_EVERY = 0.1
+# A writer that could not write tries again after this, doubling up to the maximum: outcomes must
+# be in before their lease runs out (SEND_WITHIN), so never much later.
+WRITE_RETRY_FIRST, WRITE_RETRY_MAX = 0.2, 1.0
 # A message goes out only in this first part of its round's lease (less the request's timeout), so
 # that its answer has the rest to be written, through a database that goes away for a while: after
 # that, another worker could claim it and send it again. Later, it is released unsent instead.
@@ -337,7 +340,8 @@ class Part:
 
 
 class Deliverer:
-    """One per sender process. Not thread-safe: it owns an event loop and a pooled HTTP client.
+    """One per sender process. It owns an event loop and a pooled HTTP client (the gateway's
+    thread) and, in a sender, a writer thread; claims are made by the thread that created it.
 
     The crash window. A message reaches the gateway twice only if a sender sent it and did not
     write its outcome before it died (killed, or the database gone for longer than the lease).
@@ -358,17 +362,26 @@ class Deliverer:
         )
         self.token_hash = hash_token(settings.MAILER_PROVIDER_TOKEN)
         # The gateway is talked to from an event loop in a thread of its own, so requests are in
-        # flight while this thread writes answers and claims the next round. The database is only
-        # used from this thread.
+        # flight while this thread claims the next round and the writer (start_writer; else this
+        # thread) writes answers.
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self._loop_thread.start()
-        # Answers from the gateway's thread, as they come: (round, result).
-        self.answers: queue.SimpleQueue[tuple[Round, Result]] = queue.SimpleQueue()
-        self.out = 0  # handed to the gateway, not yet taken from `answers`
+        # To be written, as they come: (round, result) from the gateway's thread, a round's
+        # decisions (Part) from the claiming thread.
+        self.answers: queue.SimpleQueue[tuple[Round, Result] | Part] = queue.SimpleQueue()
+        self.handed = 0  # messages handed to the gateway (counted by the claiming thread)
+        self.taken = 0  # their answers taken from `answers` (counted by the writing thread)
         # Outcomes settled but not yet written (the database missed them, or not yet tried):
-        # written, oldest first, before anything new is claimed.
+        # written oldest first. Nothing new is claimed while the database refuses them.
         self.unrecorded: list[Part] = []
+        self.refused = False  # the last write failed (the database is away)
+        self._writer: threading.Thread | None = None
+        self._stop_writing = threading.Event()
+        # Wake-ups, so that no thread polls (each wake-up takes the GIL from the gateway's thread):
+        # a group of answers to write has come; the gateway is short of work (a claim is due).
+        self._group = threading.Event()
+        self._room = threading.Event()
         self.claim_after = 0.0  # time.monotonic() before which a claim would find nothing new
         # This sender's test send whose answers are awaited (engine.testsends): at most one.
         self.test_in_flight: tuple | None = None
@@ -383,9 +396,14 @@ class Deliverer:
         return self.gateway.open_limit
 
     @property
+    def out(self) -> int:
+        """Handed to the gateway, answer not yet taken."""
+        return self.handed - self.taken
+
+    @property
     def busy(self) -> bool:
         """Something is claimed and not yet written."""
-        return bool(self.out or self.unrecorded)
+        return bool(self.out or self.unrecorded or not self.answers.empty())
 
     @property
     def unrecorded_messages(self) -> int:
@@ -393,10 +411,57 @@ class Deliverer:
         return sum(len(part.outcomes) for part in self.unrecorded)
 
     def close(self) -> None:
+        self.stop_writer()
         asyncio.run_coroutine_threadsafe(self.gateway.close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(10)
         self.loop.close()
+
+    # The writer --------------------------------------------------------------------------------
+    def start_writer(self) -> None:
+        """Write answers in a thread of its own (a sender): they go on being written while this
+        thread claims, ticks the schedule and resolves audiences, so what is open at the gateway
+        is written within about RECORD_EVERY plus the write. It has its own database connection."""
+        self._stop_writing.clear()
+        self._writer = threading.Thread(target=self._write, name="writer", daemon=True)
+        self._writer.start()
+
+    def stop_writer(self) -> None:
+        """After its current write; what is left is written by the calling thread (flush)."""
+        if self._writer is not None:
+            self._stop_writing.set()
+            self._writer.join(30)
+            self._writer = None
+
+    @property
+    def writing(self) -> bool:
+        return self._writer is not None
+
+    def _write(self) -> None:
+        wait = 0.0
+        try:
+            while not self._stop_writing.is_set():
+                try:
+                    self.take(RECORD_EVERY)
+                    self.flush()
+                    if wait:
+                        logger.warning("writer %s: the database is back", self.owner)
+                    wait = 0.0
+                except DatabaseError as e:
+                    wait = min(wait * 2, WRITE_RETRY_MAX) if wait else WRITE_RETRY_FIRST
+                    logger.warning(
+                        "writer %s: database unavailable (%s); %s outcomes kept; trying again in %.1fs",
+                        self.owner,
+                        str(e).strip()[:200],
+                        self.unrecorded_messages,
+                        wait,
+                    )
+                    self._stop_writing.wait(wait)
+                except Exception:  # a bug must not stop the writing: log it, wait, go on
+                    logger.exception("writer %s: writing failed", self.owner)
+                    self._stop_writing.wait(1.0)
+        finally:
+            db.connections.close_all()  # this thread's own
 
     # 1. Claim ----------------------------------------------------------------------------------
     def claim(self, limit: int, now: datetime) -> tuple[str, list[Claimed]]:
@@ -450,10 +515,13 @@ class Deliverer:
         works. Without, it waits until the round is written (tests). Outcomes the database missed
         are written first: nothing new is claimed until they are. While the database is away this
         raises (a DatabaseError) and the caller tries again later; answers keep coming meanwhile,
-        and at most `Gateway.open_limit` of them wait for it."""
-        self.flush()
+        and at most `Gateway.open_limit` of them wait for it. With a writer (start_writer), this
+        thread writes nothing: it claims, unless the writer's last write failed."""
+        if not self.writing:
+            self.flush()
         claimed = 0
-        if self.out < self.config.batch_size and (not overlap or time.monotonic() >= self.claim_after):
+        room = self.out < self.config.batch_size and not self.refused
+        if room and (not overlap or time.monotonic() >= self.claim_after):
             batch = self.prepare(now)
             if batch is None:  # the sender asks again in a moment, not at each answer of the tail
                 self.claim_after = time.monotonic() + self.IDLE_CLAIM
@@ -463,11 +531,20 @@ class Deliverer:
         if not overlap:
             self.collect()
             return claimed
+        if self.writing:  # the writer writes; this thread waits for the next claim, STEP at most
+            self._room.clear()
+            if self.refused:
+                time.sleep(self.STEP)
+            elif self.out >= self.config.batch_size:
+                self._room.wait(self.STEP)  # until the gateway is short of work
+            elif not claimed and self.busy:  # the tail: the next claim is due at claim_after
+                time.sleep(min(self.STEP, max(self.claim_after - time.monotonic(), 0)))
+            return claimed
         until = time.monotonic() + self.STEP
-        while self.out or self.unrecorded:
+        while self.busy and not (stopping and stopping()):
             self.take(RECORD_EVERY)
             self.flush()
-            if time.monotonic() > until or self.out < self.config.batch_size or (stopping and stopping()):
+            if time.monotonic() > until or self.out < self.config.batch_size:
                 break
         return claimed
 
@@ -554,11 +631,11 @@ class Deliverer:
         sends them as open places allow."""
         if batch.decisions:
             self.log(batch, batch.decisions)
-            self.unrecorded.append(Part(batch, dict(batch.decisions)))
+            self.answers.put(Part(batch, dict(batch.decisions)))
         if not batch.outbound:
             return
         batch.unanswered = len(batch.outbound)
-        self.out += len(batch.outbound)
+        self.handed += len(batch.outbound)
         answered = functools.partial(self._answered, batch)
         sending = self.gateway.send_many(batch.outbound, stopping, answered)
         asyncio.run_coroutine_threadsafe(sending, self.loop)
@@ -566,6 +643,8 @@ class Deliverer:
     def _answered(self, batch: Round, result: Result) -> None:
         """On the gateway's thread, as each answer comes."""
         self.answers.put((batch, result))
+        if self.answers.qsize() >= self.open_limit // 2:
+            self._group.set()
 
     def take(self, wait: float = 0.0) -> None:
         """Settle the answers that came: they go to be written. With `wait`, it waits up to that
@@ -575,19 +654,24 @@ class Deliverer:
         try:
             if wait > 0:
                 came.append(self.answers.get(timeout=wait))
-                until = time.monotonic() + RECORD_EVERY
-                enough = self.open_limit // 2
-                while self.answers.qsize() + 1 < enough and time.monotonic() < until:
-                    time.sleep(0.005)
+                if self.answers.qsize() + 1 < self.open_limit // 2:
+                    self._group.wait(RECORD_EVERY)
+            self._group.clear()
             while True:
                 came.append(self.answers.get_nowait())
         except queue.Empty:
             pass
         rounds: dict[str, tuple[Round, list[Result]]] = {}
-        for batch, result in came:
-            rounds.setdefault(batch.lease, (batch, []))[1].append(result)
+        for item in came:
+            if isinstance(item, Part):  # a round's decisions
+                self.unrecorded.append(item)
+            else:
+                batch, result = item
+                rounds.setdefault(batch.lease, (batch, []))[1].append(result)
         for batch, results in rounds.values():
-            self.out -= len(results)
+            self.taken += len(results)
+            if self.out < self.config.batch_size:
+                self._room.set()
             batch.unanswered -= len(results)
             outcomes = self.settle(batch, results)
             went = sum(result.unwritten for result in results)
@@ -668,11 +752,13 @@ class Deliverer:
             try:
                 self.record(self.unrecorded[0])
             except DatabaseError:
+                self.refused = True
                 db.close_old_connections()
                 raise
             part = self.unrecorded.pop(0)
             if part.requests:  # their open places are free again
                 self.loop.call_soon_threadsafe(self.gateway.written, part.requests)
+        self.refused = False
 
     def record(self, part: Part) -> None:
         """The part's outcomes in one transaction, only for rows still under their round's lease:

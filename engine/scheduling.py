@@ -42,7 +42,7 @@ logger = logging.getLogger("mailer.scheduling")
 RESOLVE_FIRST = 500
 RESOLVE_CHUNK = 5000
 # A sender resolves for about this long at a time, between its steps of sending.
-RESOLVE_SLICE = 0.1
+RESOLVE_SLICE = 0.5
 # A resolver renews its lease at every chunk; one that died is taken over after this.
 RESOLVE_LEASE = timedelta(seconds=60)
 # The leases this process holds (mailing id -> its lease_until): a resolver cut off by a database

@@ -5,10 +5,11 @@ broker) for everything else (imports, the daily report, housekeeping). Capacity 
 hosts: each worker adds its own senders, and nothing global needs to change, because what keeps
 two senders apart is the lease on each message, not a count of slots.
 
-A sender loops: write what the database missed; tick the schedule about once a second, and at a
-scheduled mailing's `start_at` itself (scheduling.next_start); go on resolving an audience it has
-begun (a slice at a time, so its first messages go out meanwhile); send and write answers; beat
-every 5 s. It runs until it is told to stop; there is no hand-over between tasks.
+A sender loops: tick the schedule about once a second, and at a scheduled mailing's `start_at`
+itself (scheduling.next_start); go on resolving an audience it has begun (a slice at a time, so its
+first messages go out meanwhile); claim and send; beat every 5 s. Its writer thread writes the
+answers as they come, meanwhile (Deliverer.start_writer). It runs until it is told to stop; there
+is no hand-over between tasks.
 
 Stopping (SIGTERM or SIGINT to the worker): each sender claims nothing more, sends nothing that
 has not left yet, gives the requests in flight up to Gateway.STOP_DRAIN (5 s), writes their
@@ -19,7 +20,7 @@ is killed, which is safe too (leases run out). So the worker is out well within 
 
 The database going away (a restart, a failover, a lock held too long) stops nothing for good: a
 sender keeps the outcomes of the round in flight and writes them when the database is back,
-before it claims anything new (Deliverer.flush).
+before it claims anything new (Deliverer.flush, Deliverer.refused).
 """
 
 from __future__ import annotations
@@ -82,15 +83,19 @@ def beat(name: str, slot: int, started: bool = False) -> None:
 
 
 def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = None) -> int:
-    """One sender's loop, until `stop()`; returns the messages it handled."""
-    deliverer = deliverer or Deliverer(name)
+    """One sender's loop, until `stop()`; returns the messages it handled. A sender of its own
+    (not a test's `deliverer`) writes answers in a thread of its own (Deliverer.start_writer)."""
+    if deliverer is None:
+        deliverer = Deliverer(name)
+        deliverer.start_writer()
     handled = 0
     next_tick = next_beat = 0.0
     db_wait = 0.0
     try:
         while not stop():
             try:
-                deliverer.flush()  # outcomes the database missed go first
+                if not deliverer.writing:
+                    deliverer.flush()  # outcomes the database missed go first
                 if time.monotonic() >= next_beat:
                     beat(name, slot, started=not next_beat)
                     next_beat = time.monotonic() + BEAT_EVERY
@@ -135,7 +140,9 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
 def _finish(deliverer: Deliverer, name: str) -> None:
     """On stop: write the last round if the database lets us within the time left, and leave."""
     # What has not left is not sent; requests in flight get Gateway.STOP_DRAIN, then are cut
-    # short. Their answers are written as they come, while the database lets us.
+    # short. Their answers are written as they come, while the database lets us: from here on by
+    # this thread.
+    deliverer.stop_writer()
     while deliverer.out:
         deliverer.take(0.1)
         with contextlib.suppress(DatabaseError):

@@ -283,7 +283,33 @@ def test_answers_are_written_as_they_come_not_a_round_at_a_time(
         seen.append((len(provider.record.accepted), sent.count()))
     assert any(0 < written < 10 for _, written in seen), seen  # written while the round is out
     assert all(answered - written <= deliverer.open_limit for answered, written in seen), seen
-    assert sent.count() == 10 and deliverer.open == 0
+    assert sent.count() == 10
+    assert wait_for(lambda: deliverer.open == 0, 2)  # the places are given back on the gateway's thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_senders_writer_writes_answers_while_the_sender_is_busy_elsewhere(
+    make_client, make_deliverer, provider
+):
+    """A sender's writer thread (Deliverer.start_writer): what the gateway answered is written
+    while the sender itself does something else (a claim, an audience slice), and nothing is
+    written twice when it stops."""
+    provider.behaviour.latency = 0.05
+    for i in range(40):
+        make_client(f"7900{i:07d}")
+    now = timezone.now()
+    mailing = Mailing.objects.create(text="Hi", start_at=now, end_at=now + timedelta(hours=1))
+    deliverer = make_deliverer(batch_size=40, concurrency=4)
+    deliverer.start_writer()
+    scheduling.tick()
+    sent = Message.objects.filter(mailing=mailing, status=MessageStatus.SENT)
+    assert deliverer.run_batch(overlap=True) == 40
+    # The sender looks away: no call into the deliverer, yet the answers go in as they come.
+    assert wait_for(lambda: sent.count() == 40, 10), sent.count()
+    assert not deliverer.busy and wait_for(lambda: deliverer.open == 0, 2)
+    deliverer.stop_writer()
+    assert not deliverer.writing and set(provider.record.accepted.values()) == {1}
+    assert MailingCounts.reconcile(mailing.pk, repair=False) is None
 
 
 def test_while_answers_cannot_be_written_the_gateway_gets_no_more_than_the_open_limit(
