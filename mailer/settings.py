@@ -160,6 +160,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too: worker processes and threads in the engine tests share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     # The busy timeout (seconds) can be set in the URL: sqlite:///var/mailer.sqlite3?timeout=60.
+    # Django's backend, its writers taking turns (a waiting web write goes before the engine's
+    # next transaction): mailer/backends/sqlite3.
+    DATABASES["default"]["ENGINE"] = "mailer.backends.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,

@@ -1,0 +1,85 @@
+"""SQLite's writers take turns (mailer/backends/sqlite3): a writer that waits gets the next turn,
+before the one that just committed can write again; a turn not had in time is an error."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import OperationalError, connection, connections, transaction
+
+from mailer.backends.sqlite3.base import Turn
+from mailer.models import Client
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own writers"),
+]
+
+
+def in_thread(target) -> threading.Thread:
+    """`target` in a thread of its own, on its own connection (closed after)."""
+
+    def run() -> None:
+        try:
+            target()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_waiting_write_goes_before_the_next_transaction_of_the_one_that_just_wrote():
+    """The engine's transactions follow each other closely; a web request's single write that
+    waits for one of them goes next, not after the engine's next (SQLite's own busy handler,
+    polling further and further apart, let it miss gap after gap)."""
+    holding, waiting = threading.Event(), threading.Event()
+
+    def engine() -> None:
+        with transaction.atomic():
+            Client.objects.create(phone="79000000001", tag="engine")
+            holding.set()
+            waiting.wait(10)
+            time.sleep(0.2)  # the web's write waits for its turn meanwhile
+        with transaction.atomic():  # at once: its next transaction
+            Client.objects.create(phone="79000000003", tag="engine")
+
+    def web() -> None:
+        holding.wait(10)
+        waiting.set()
+        Client.objects.create(phone="79000000002", tag="web")  # autocommit: a turn of its own
+
+    threads = [in_thread(engine), in_thread(web)]
+    for thread in threads:
+        thread.join(20)
+    assert list(Client.objects.order_by("id").values_list("tag", flat=True)) == ["engine", "web", "engine"]
+
+
+def test_a_turn_not_had_within_the_timeout_is_the_databases_locked_error(tmp_path):
+    held = Turn(str(tmp_path / "db.sqlite3"), timeout=5)
+    held.take()
+    other = Turn(str(tmp_path / "db.sqlite3"), timeout=0.1)
+    with pytest.raises(OperationalError, match="database is locked"):
+        other.take()
+    held.give_back()
+    other.take()  # free again
+    assert other.held
+    other.close()
+    held.close()
+
+
+def test_reads_take_no_turn_and_a_failed_transaction_gives_its_turn_back():
+    Client.objects.create(phone="79000000001", tag="a")
+    with pytest.raises(ValueError), transaction.atomic():
+        Client.objects.create(phone="79000000002", tag="b")
+        raise ValueError
+    assert not connection.connection.turn.held
+    read = []
+    with transaction.atomic():
+        Client.objects.create(phone="79000000003", tag="c")
+        # Another connection reads meanwhile (WAL): no turn needed.
+        in_thread(lambda: read.append(Client.objects.count())).join(5)
+    assert read == [1] and Client.objects.count() == 2
