@@ -9,7 +9,7 @@ Each run sends two service mailings to the --clients seeded clients, one after t
 first goes alone: the engine's rate over --alone seconds at full speed. During the second, four
 staff members (threads of this process, each with its own session) for --seconds, again and
 again: save a new client through the API (a write), open Statistics and the mailings page (two
-reads). Printed: each kind's p50/p99/max, and the engine's rate alone and during the load. Every
+reads), one round after another or (--every) a round every so many seconds. Printed: each kind's p50/p99/max, and the engine's rate alone and during the load. Every
 request must succeed, and nothing may log "database is locked".
 """
 
@@ -41,9 +41,9 @@ PHONES = itertools.count(1)  # the staff's new clients, over every run
 class Staff(threading.Thread):
     """One staff member: a browser session for the pages, an API token for the writes."""
 
-    def __init__(self, base: str, username: str, token: str) -> None:
+    def __init__(self, base: str, username: str, token: str, every: float) -> None:
         super().__init__(daemon=True)
-        self.base, self.username, self.token = base, username, token
+        self.base, self.username, self.token, self.every = base, username, token, every
         self.writes: list[float] = []
         self.reads: list[float] = []
         self.errors: list[str] = []
@@ -51,21 +51,22 @@ class Staff(threading.Thread):
 
     def run(self) -> None:
         session = requests.Session()
-        session.get(f"{self.base}/accounts/login/", timeout=30)
+        page = session.get(f"{self.base}/accounts/login/", timeout=30)
         login = session.post(
             f"{self.base}/accounts/login/",
             data={
                 "username": self.username,
                 "password": PASSWORD,
-                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+                "csrfmiddlewaretoken": session.cookies.get("csrftoken", ""),
                 "next": "/",
             },
             timeout=30,
         )
         if "sessionid" not in session.cookies:
-            self.errors.append(f"login refused: {login.status_code}")
+            self.errors.append(f"login refused: HTTP {page.status_code}, then {login.status_code}")
             return
         while not self.stopping.is_set():
+            began = time.monotonic()
             phone = f"7958{next(PHONES):07d}"  # no demo client has 958
             self.timed(
                 self.writes,
@@ -80,6 +81,7 @@ class Staff(threading.Thread):
             )
             for page in PAGES:
                 self.timed(self.reads, page, lambda page=page: session.get(self.base + page, timeout=30), 200)
+            self.stopping.wait(max(self.every - (time.monotonic() - began), 0))
 
     def timed(self, into: list[float], what: str, request, status: int) -> None:
         t = time.perf_counter()
@@ -155,6 +157,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--alone", type=float, default=10, help="seconds the engine is measured alone")
     parser.add_argument("--seconds", type=float, default=20, help="seconds of the staff's load")
+    parser.add_argument(
+        "--every", type=float, default=0, help="seconds between a staff member's rounds; 0: none"
+    )
     args = parser.parse_args()
 
     web_port, gateway_port = free_port(), free_port()
@@ -187,6 +192,7 @@ def main() -> None:
     lines = procfile()
     base = f"http://127.0.0.1:{web_port}"
     manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, check=True)  # the pages' files
     processes = [start(lines["web"], env, web_log)]
     processes.append(
         subprocess.Popen(
@@ -212,7 +218,7 @@ def main() -> None:
                 failures.append(f"run {run}: the mailing ended within the alone window: more --clients")
 
             mailing, counts = send(f"load {run}")
-            members = [Staff(base, username, token) for username, token in staff]
+            members = [Staff(base, username, token, args.every) for username, token in staff]
             during, sending = rate(
                 counts, args.seconds, lambda seconds, members=members: load(members, seconds)
             )
@@ -256,7 +262,9 @@ def main() -> None:
 
     print()
     print(
-        f"{args.db}, min / median / max of {len(results)} runs, {STAFF} staff members, {args.clients:,} clients:"
+        f"{args.db}, min / median / max of {len(results)} runs, {STAFF} staff members "
+        f"({f'a round every {args.every:g} s' if args.every else 'one round after another'}), "
+        f"{args.clients:,} clients:"
     )
     print()
     print("| | p50 ms | p99 ms | max ms |")

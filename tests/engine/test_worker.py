@@ -378,3 +378,32 @@ def test_what_could_not_go_out_in_the_first_half_of_its_lease_is_released_unsent
     while deliverer.busy or deliverer.run_batch(overlap=True):
         deliverer.run_batch(overlap=True)
     assert set(provider.record.accepted.values()) == {1} and len(provider.record.accepted) == 50
+
+
+def test_an_answer_whose_row_another_worker_took_is_neither_written_nor_counted(
+    make_mailing, make_client, make_deliverer, provider, monkeypatch, caplog
+):
+    """The lease ran out before the answers were written, and another worker claimed one of the
+    rows: its outcome is that worker's; the rest are written and counted, once."""
+    for i in range(5):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    deliverer = make_deliverer(batch_size=5)
+    scheduling.tick()
+    record = Deliverer.record
+    taken = []
+
+    def late(self, part):
+        if not taken:
+            taken.append(min(part.outcomes))
+            Message.objects.filter(pk=taken[0]).update(locked_by="other/1")
+        record(self, part)
+
+    monkeypatch.setattr(Deliverer, "record", late)
+    assert deliverer.run_batch() == 5
+    messages = Message.objects.filter(mailing=mailing)
+    assert messages.filter(status=MessageStatus.SENT).count() == 4
+    assert messages.get(pk=taken[0]).status == MessageStatus.PENDING
+    assert MailingCounts.objects.get(mailing=mailing).sent == 4
+    assert MailingCounts.reconcile(mailing.pk, repair=False) is None
+    assert "1 outcomes not written, their lease ran out" in caplog.text
