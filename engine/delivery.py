@@ -108,10 +108,6 @@ def backoff(attempts: int, base: float, cap: float, retry_after: float | None = 
     return max(delay, retry_after or 0.0)
 
 
-class LeaseLost(Exception):
-    """A part's success was no longer under its round's lease (Deliverer.record)."""
-
-
 @dataclass(slots=True)
 class Claimed:
     id: int
@@ -789,42 +785,12 @@ class Deliverer:
             else:  # not sent (the worker stops, the lease runs out): only the lease goes
                 released.append(msg_id)
         final = [msg_id for msg_id, result in outcomes.items() if result.status]
-        sent = [msg_id for _, sent_ids in sent_groups.values() for msg_id in sent_ids]
-        # Most parts are all successes: then the UPDATEs' row counts say whether every row was
-        # still ours, one statement fewer than asking first. If not, the careful way.
-        try:
-            written = self._record(
-                part, final, sent, sent_groups, rows, released, careful=len(final) != len(sent)
-            )
-        except LeaseLost:
-            written = self._record(part, final, sent, sent_groups, rows, released, careful=True)
-        if written < len(outcomes):
-            # The lease ran out first (the database was away that long): another worker may have
-            # claimed these rows, and its outcome wins; what went out may go out again.
-            logger.warning(
-                "round %s: %s outcomes not written, their lease ran out", batch.lease, len(outcomes) - written
-            )
-
-    def _record(
-        self,
-        part: Part,
-        final: list[int],
-        sent: list[int],
-        sent_groups: dict[tuple, list],
-        rows: list[Message],
-        released: list[int],
-        careful: bool,
-    ) -> int:
-        """record's transaction; how many rows it wrote."""
-        batch, outcomes = part.batch, part.outcomes
         with transaction.atomic():
             leased = Message.objects.filter(locked_by=batch.lease)
             # The rows whose status changes and that are still ours (locked, on PostgreSQL, until
             # the commit): only they count in the mailings' counts, so a repeated write or a row
             # another worker took over is not counted twice.
-            held = None
-            if careful:
-                held = set(leased.filter(id__in=final).select_for_update().values_list("id", flat=True))
+            held = set(leased.filter(id__in=final).select_for_update().values_list("id", flat=True))
             # Successes, the bulk of the work, in a few plain UPDATEs (one per 0.1 s of answers)
             # rather than bulk_update's CASE per row. sent_at is the group's latest answer: at most
             # 0.1 s after a message's real answer, never before it (nor after the mailing's end).
@@ -839,10 +805,6 @@ class Deliverer:
                     locked_until=None,
                     locked_by="",
                 )
-            if held is None:
-                if written < len(sent):
-                    raise LeaseLost  # undone: written again, the careful way
-                held = set(sent)
             if rows:
                 written += leased.bulk_update(rows, self.FIELDS, batch_size=500)
             if released:
@@ -858,7 +820,12 @@ class Deliverer:
                     threshold=self.config.breaker_threshold,
                     breaker_seconds=self.config.breaker_seconds,
                 )
-        return written
+        if written < len(outcomes):
+            # The lease ran out first (the database was away that long): another worker may have
+            # claimed these rows, and its outcome wins; what went out may go out again.
+            logger.warning(
+                "round %s: %s outcomes not written, their lease ran out", batch.lease, len(outcomes) - written
+            )
 
     @staticmethod
     def count(
