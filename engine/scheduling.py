@@ -155,10 +155,7 @@ def resolve_audience(mailing: Mailing, now: datetime, seconds: float | None = No
     if resolution is not None and resolution.version != version:
         resolution = None  # the filter changed meanwhile: from the first client again
     if not _lease(mailing.pk, version, timezone.now() if resolution else now):
-        if _resolving.pop(mailing.pk, None):
-            logger.warning(
-                "mailing_id=%s audience resolution taken over", mailing.pk, extra={"mailing_id": mailing.pk}
-            )
+        _taken_over(mailing.pk)
         return 0
     if resolution is None:
         mailing.refresh_from_db()
@@ -172,13 +169,18 @@ def resolve_audience(mailing: Mailing, now: datetime, seconds: float | None = No
         if first or (until is not None and time.monotonic() >= until):
             return resolution.added - added_before  # goes on at the next call, under the lease
         if not _lease(mailing.pk, version, timezone.now()):
-            _resolving.pop(mailing.pk, None)
-            logger.warning(
-                "mailing_id=%s audience resolution taken over", mailing.pk, extra={"mailing_id": mailing.pk}
-            )
+            _taken_over(mailing.pk)
             return resolution.added - added_before
     _resolved(resolution)
     return resolution.added - added_before
+
+
+def _taken_over(mailing_id: int) -> None:
+    """Another worker holds the resolution's lease: this process's resolution, if any, stops."""
+    if _resolving.pop(mailing_id, None):
+        logger.warning(
+            "mailing_id=%s audience resolution taken over", mailing_id, extra={"mailing_id": mailing_id}
+        )
 
 
 def _resolve_chunk(resolution: Resolution, size: int) -> int:

@@ -43,7 +43,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from engine import scheduling, testsends
-from engine.delivery import Deliverer
+from engine.delivery import WRITE_RETRY_MAX, Deliverer
 from mailer.models import WorkerHeartbeat
 
 logger = logging.getLogger("mailer.worker")
@@ -51,9 +51,9 @@ logger = logging.getLogger("mailer.worker")
 BEAT_EVERY = 5.0  # seconds between a sender's heartbeats
 TICK_EVERY = 1.0  # seconds between schedule ticks
 STOP_SECONDS = 8.0  # after SIGTERM, what is still running is killed
-# A sender that waits for the database tries again after this, doubling up to the maximum; at
-# most every DB_RETRY_HOLDING seconds while it has answers to write, which must be in within their lease.
-DB_RETRY_FIRST, DB_RETRY_MAX, DB_RETRY_HOLDING = 0.2, 5.0, 1.0
+# A sender that waits for the database tries again after this, doubling up to the maximum; while it
+# has answers to write, at most as far apart as a writer's tries (they must be in within their lease).
+DB_RETRY_FIRST, DB_RETRY_MAX = 0.2, 5.0
 FORGET_AFTER = timedelta(hours=1)  # heartbeat rows of senders gone this long are deleted
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -112,7 +112,7 @@ def run_sender(name: str, slot: int, stop: Stop, deliverer: Deliverer | None = N
                 db_wait = 0.0
             except DatabaseError as e:
                 db.close_old_connections()  # a broken connection is replaced at the next query
-                most = DB_RETRY_HOLDING if deliverer.busy else DB_RETRY_MAX
+                most = WRITE_RETRY_MAX if deliverer.busy else DB_RETRY_MAX
                 db_wait = min(db_wait * 2, most) if db_wait else DB_RETRY_FIRST
                 logger.warning(
                     "sender %s: database unavailable (%s); %s outcomes kept; trying again in %.1fs",
