@@ -38,14 +38,17 @@ from pathlib import Path
 from common import (  # bench/common.py
     cpu_seconds,
     free_port,
+    lineup,
     logged,
     percentile,
     procfile,
     seeded,
     start,
+    start_gateway,
     stop,
     triple,
     wait_for,
+    wait_for_senders,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,21 +272,15 @@ def main() -> None:
         args.db,
         PG_NAME.removeprefix("mailer_"),
         max(args.clients, args.links),
-        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the Procfile's python, gunicorn
-        WEB_PORT=str(web_port),
-        MAILER_PROVIDER_URL=f"http://127.0.0.1:{gateway_port}",
-        MAILER_PROVIDER_TOKEN=TOKEN,
-        MAILER_QUIET_HOURS="",
-        LOG_LEVEL="INFO",
+        **lineup(web_port, gateway_port, TOKEN),
         **({"MAILER_CLICK_SPOOL": str(spool)} if args.db == "sqlite" else {}),
     )
     env = dict(os.environ)
-    manage = [sys.executable, str(ROOT / "manage.py")]
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from mailer.models import Mailing, MailingCounts, MailingKind, MailingState, WorkerHeartbeat
+    from mailer.models import Mailing, MailingCounts, MailingKind, MailingState
 
     lines = procfile()
     base = f"http://127.0.0.1:{web_port}"
@@ -298,19 +295,10 @@ def main() -> None:
         phases = ["alone", "engine"] if args.phase == "both" else [args.phase]
         for phase in phases:
             if phase == "engine":
-                gateway = subprocess.Popen(
-                    [*manage, "fake_provider", "--port", str(gateway_port), "--token", TOKEN, "--quiet"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-                processes.append(gateway)
+                processes.append(start_gateway(env, gateway_port, TOKEN))
                 worker = start(lines["worker"], env, worker_log)
                 processes.append(worker)
-                deadline = time.monotonic() + 60
-                while WorkerHeartbeat.objects.count() < 2 and time.monotonic() < deadline:
-                    time.sleep(0.5)
+                wait_for_senders()
             for run in range(args.runs):
                 mailing, made = seed_links(args.links, f"{phase} {run + 1}")
                 clicks, people = pick(made, args.clicks, rng)

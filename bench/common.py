@@ -66,6 +66,71 @@ def seeded(db: str, name: str, clients: int, **env: str) -> None:
     django.setup()
 
 
+def lineup(web_port: int, gateway_port: int, token: str) -> dict[str, str]:
+    """The environment of the Procfile's web and worker with the stand-in, for `seeded`."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the Procfile's python, gunicorn
+        "WEB_PORT": str(web_port),
+        "MAILER_PROVIDER_URL": f"http://127.0.0.1:{gateway_port}",
+        "MAILER_PROVIDER_TOKEN": token,
+        "MAILER_QUIET_HOURS": "",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def start_gateway(env: dict, port: int, token: str) -> subprocess.Popen:
+    """The gateway's stand-in at 0 ms, in its own group."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "fake_provider",
+            "--port",
+            str(port),
+            "--token",
+            token,
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for_senders(senders: int = 2, seconds: float = 60) -> None:
+    """Until the worker's senders beat (Django set up on the bench's database)."""
+    from mailer.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + seconds
+    while WorkerHeartbeat.objects.count() < senders and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def at_full_speed(text: str, start_in: float, sent: int):
+    """A service mailing to every client, starting in `start_in` seconds: it and its counts row,
+    once the engine sends it at full speed (its audience resolved and `sent` accepted)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailer.models import Mailing, MailingCounts, MailingKind
+
+    start_at = timezone.now() + timedelta(seconds=start_in)
+    mailing = Mailing.objects.create(
+        kind=MailingKind.SERVICE, text=text, start_at=start_at, end_at=start_at + timedelta(hours=1)
+    )
+    counts = MailingCounts.objects.filter(mailing=mailing)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not counts.exists()
+        or counts.get().sent < sent
+        or Mailing.objects.filter(pk=mailing.pk, resolved_version=0).exists()
+    ):
+        time.sleep(0.1)
+    return mailing, counts
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -34,16 +34,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common import (  # bench/common.py
+    at_full_speed,
     cpu_seconds,
     free_port,
+    lineup,
     logged,
     percentile,
     procfile,
     seeded,
     start,
+    start_gateway,
     stop,
     triple,
     wait_for,
+    wait_for_senders,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,25 +257,19 @@ def main() -> None:
         args.db,
         NAME,
         max(args.clients, args.receipts, args.single),
-        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the Procfile's python, gunicorn
-        WEB_PORT=str(web_port),
-        MAILER_PROVIDER_URL=f"http://127.0.0.1:{gateway_port}",
-        MAILER_PROVIDER_TOKEN=TOKEN,
+        **lineup(web_port, gateway_port, TOKEN),
         MAILER_RECEIPT_TOKEN=RECEIPT_TOKEN,
-        MAILER_QUIET_HOURS="",
         MAILER_UNDELIVERED_LIMIT="0",  # the bench's clients get receipts run after run
-        LOG_LEVEL="INFO",
         **({"MAILER_RECEIPT_SPOOL": str(spool)} if args.db == "sqlite" else {}),
     )
     env = dict(os.environ)
-    from datetime import timedelta
 
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
     from accounts.models import ApiToken
     from accounts.roles import MANAGER, set_role
-    from mailer.models import Mailing, MailingCounts, MailingKind, WorkerHeartbeat
+    from mailer.models import Mailing
 
     staff = get_user_model().objects.create_user("bench-staff", password="x")
     set_role(staff, MANAGER)
@@ -283,45 +281,22 @@ def main() -> None:
         var / f"bench-receipts-web-{args.db}.log",
         var / f"bench-receipts-worker-{args.db}.log",
     )
-    manage = [sys.executable, str(ROOT / "manage.py")]
     processes = [start(lines["web"], env, web_log)]
-    gateway = subprocess.Popen(
-        [*manage, "fake_provider", "--port", str(gateway_port), "--token", TOKEN, "--quiet"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    processes.append(gateway)
+    processes.append(start_gateway(env, gateway_port, TOKEN))
     worker = start(lines["worker"], env, worker_log)
     processes.append(worker)
     results: dict[str, list[dict]] = {"batch": [], "single": []}
     failures = []
     try:
         wait_for(f"{base}/healthz")
-        deadline = time.monotonic() + 60
-        while WorkerHeartbeat.objects.count() < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for_senders()
         modes = ["batch", "single"] if args.mode == "both" else [args.mode]
         for mode in modes:
             for run in range(args.runs):
                 n = args.receipts if mode == "batch" else args.single
                 mailing_id, ids = seed_sent(n, f"{mode} {run + 1}")
                 bodies, undelivered = bodies_for(ids, 1000 if mode == "batch" else 1)
-                start_at = timezone.now() + timedelta(seconds=1)
-                big = Mailing.objects.create(
-                    kind=MailingKind.SERVICE,
-                    text=f"Ваш заказ готов ({mode} {run + 1})",
-                    start_at=start_at,
-                    end_at=start_at + timedelta(hours=1),
-                )
-                big_counts = MailingCounts.objects.filter(mailing=big)
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline and (
-                    big_counts.get().sent < 5000
-                    or Mailing.objects.filter(pk=big.pk, resolved_version=0).exists()
-                ):
-                    time.sleep(0.1)  # the engine is at full speed, its audience resolved
+                big, big_counts = at_full_speed(f"Ваш заказ готов ({mode} {run + 1})", 1, 5000)
                 # The engine alone, with the staff member's writes, for a few seconds...
                 writes = StaffWrites(base, staff_token)
                 locks = StaffWrites(base, staff_token, direct=True)

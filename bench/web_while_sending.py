@@ -22,11 +22,24 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import requests
-from common import free_port, logged, percentile, procfile, seeded, start, stop, triple, wait_for
+from common import (  # bench/common.py
+    at_full_speed,
+    free_port,
+    lineup,
+    logged,
+    percentile,
+    procfile,
+    seeded,
+    start,
+    start_gateway,
+    stop,
+    triple,
+    wait_for,
+    wait_for_senders,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -94,31 +107,6 @@ class Staff(threading.Thread):
         into.append((time.perf_counter() - t) * 1000)
 
 
-def send(label: str):
-    """A service mailing to every seeded client, started now: its counts row, once the engine
-    sends it at full speed (its audience resolved and 3,000 sent)."""
-    from django.utils import timezone
-
-    from mailer.models import Mailing, MailingCounts, MailingKind
-
-    now = timezone.now()
-    mailing = Mailing.objects.create(
-        kind=MailingKind.SERVICE,
-        text=f"Ваш заказ готов ({label})",
-        start_at=now,
-        end_at=now + timedelta(hours=1),
-    )
-    counts = MailingCounts.objects.filter(mailing=mailing)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (
-        not counts.exists()
-        or counts.get().sent < 3000
-        or Mailing.objects.filter(pk=mailing.pk, resolved_version=0).exists()
-    ):
-        time.sleep(0.1)
-    return mailing, counts
-
-
 def rate(counts, seconds: float, during=None) -> tuple[float, bool]:
     """Messages per second over `seconds`, and whether the mailing still sent at the end (it must:
     a rate measured past its last message would be too low)."""
@@ -163,23 +151,12 @@ def main() -> None:
     args = parser.parse_args()
 
     web_port, gateway_port = free_port(), free_port()
-    seeded(
-        args.db,
-        NAME,
-        args.clients,
-        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the Procfile's python, gunicorn
-        WEB_PORT=str(web_port),
-        MAILER_PROVIDER_URL=f"http://127.0.0.1:{gateway_port}",
-        MAILER_PROVIDER_TOKEN=TOKEN,
-        MAILER_QUIET_HOURS="",
-        LOG_LEVEL="INFO",
-    )
+    seeded(args.db, NAME, args.clients, **lineup(web_port, gateway_port, TOKEN))
     env = dict(os.environ)
     from django.contrib.auth import get_user_model
 
     from accounts.models import ApiToken
     from accounts.roles import MANAGER, set_role
-    from mailer.models import WorkerHeartbeat
 
     staff = []
     for n in range(STAFF):
@@ -194,30 +171,20 @@ def main() -> None:
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "collectstatic", "--noinput", "-v0"], env=env, check=True)  # the pages' files
     processes = [start(lines["web"], env, web_log)]
-    processes.append(
-        subprocess.Popen(
-            [*manage, "fake_provider", "--port", str(gateway_port), "--token", TOKEN, "--quiet"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    )
+    processes.append(start_gateway(env, gateway_port, TOKEN))
     processes.append(start(lines["worker"], env, worker_log))
     results, failures = [], []
     try:
         wait_for(f"{base}/healthz")
-        deadline = time.monotonic() + 60
-        while WorkerHeartbeat.objects.count() < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for_senders()
         for run in range(1, args.runs + 1):
-            mailing, counts = send(f"alone {run}")
+            mailing, counts = at_full_speed(f"Ваш заказ готов (alone {run})", 0, 3000)
             alone, sending = rate(counts, args.alone)
             finish(mailing)
             if not sending:
                 failures.append(f"run {run}: the mailing ended within the alone window: more --clients")
 
-            mailing, counts = send(f"load {run}")
+            mailing, counts = at_full_speed(f"Ваш заказ готов (load {run})", 0, 3000)
             members = [Staff(base, username, token, args.every) for username, token in staff]
             during, sending = rate(
                 counts, args.seconds, lambda seconds, members=members: load(members, seconds)
