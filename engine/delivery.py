@@ -466,12 +466,20 @@ class Deliverer:
     # 1. Claim ----------------------------------------------------------------------------------
     def claim(self, limit: int, now: datetime) -> tuple[str, list[Claimed]]:
         lease = f"{self.owner}/{next(self._rounds)}"
-        due = Message.objects.due(now).filter(mailing__state=MailingState.RUNNING).order_by("next_attempt_at")
+        running = (
+            Mailing.objects.filter(state=MailingState.RUNNING).order_by("id").values_list("id", flat=True)
+        )
         with transaction.atomic():
-            if connection.features.has_select_for_update_skip_locked:
-                # PostgreSQL: workers skip each other's rows instead of queueing on them.
-                due = due.select_for_update(skip_locked=True, of=("self",))
-            ids = list(due.values_list("id", flat=True)[:limit])
+            # Each running mailing's first due messages (its queue: never a sort of all its pending
+            # messages, which grew with the audience), then the first due of them all.
+            due = []
+            for mailing_id in running:
+                mine = Message.objects.queue(mailing_id, now)
+                if connection.features.has_select_for_update_skip_locked:
+                    # PostgreSQL: workers skip each other's rows instead of queueing on them.
+                    mine = mine.select_for_update(skip_locked=True)
+                due += mine.values_list("next_attempt_at", "id")[:limit]
+            ids = [pk for _, pk in sorted(due)[:limit]]
             if not ids:
                 return lease, []
             # The condition repeats the filter: on SQLite the IMMEDIATE transaction serialises

@@ -470,3 +470,47 @@ def test_sent_at_is_never_before_the_real_answer(make_mailing, make_client, make
         answered = datetime.fromtimestamp(provider.record.times[msg_id], UTC)  # when the gateway got it
         assert answered <= sent_at <= after, (msg_id, answered, sent_at)
     assert min(s for _, s in sent) >= before
+
+
+def test_a_claim_reads_about_what_it_takes_however_many_are_pending(make_mailing, make_deliverer):
+    """A claim takes a running mailing's first due messages from its queue (message_queue_idx, in
+    order), so it reads about as many rows as it takes, even when the database's statistics know
+    nothing of the mailing yet (a new mailing always): it used to sort every pending message of
+    the mailing at each claim, which made the engine slower the larger the audience."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.engine.conftest import seed_clients
+
+    seed_clients(3000)
+    for cancelled in (True, False):
+        mailing = make_mailing()
+        scheduling.tick()  # it starts, with a first chunk
+        mailing.refresh_from_db()
+        scheduling.resolve_audience(mailing, timezone.now())  # and the rest
+        if cancelled:  # an earlier mailing, all the statistics know of
+            mailing.cancel()
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute("ANALYZE mailer_message")
+    assert Message.objects.filter(mailing=mailing, status=MessageStatus.PENDING).count() == 3000
+    with CaptureQueriesContext(connection) as queries:
+        _, claimed = make_deliverer().claim(10, timezone.now())
+    assert len(claimed) == 10
+    [select] = [q["sql"] for q in queries if q["sql"].startswith(CLAIM_SELECT)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {select}")
+            [[plan]] = cursor.fetchone()
+
+            def rows(node: dict) -> list[int]:
+                return [node["Actual Rows"]] + [n for child in node.get("Plans", []) for n in rows(child)]
+
+            assert max(rows(plan["Plan"])) <= 20, plan  # not 3,000
+        else:
+            cursor.execute(f"EXPLAIN QUERY PLAN {select}")
+            plan = " / ".join(row[-1] for row in cursor.fetchall())
+            assert "message_queue_idx" in plan and "TEMP B-TREE" not in plan, plan
+
+
+CLAIM_SELECT = 'SELECT "mailer_message"."next_attempt_at"'
