@@ -200,6 +200,15 @@ def main() -> None:
     from engine import scheduling
     from mailer.models import Mailing, MailingState, Message, MessageStatus
 
+    if args.db == "postgres":
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            # As autovacuum soon would after the seeding, but never does in a copy of the seeded
+            # database (a copy starts with no count of changes): without it, the planner took the
+            # 1,000,000 seeded clients for a few thousand, and read them all for each chunk of an
+            # audience (0.85-2 s a chunk instead of 8 ms).
+            cursor.execute("ANALYZE")
     if args.first:
         first_message(args, manage, env, port, var)
         return
