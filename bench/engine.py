@@ -31,7 +31,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import cpu_seconds, free_port, wait_for  # bench/common.py: a script's folder is on its path
+from common import (  # bench/common.py: a script's folder is on its path
+    cpu_seconds,
+    free_port,
+    wait_for,
+    wait_for_senders,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -302,16 +307,12 @@ def start_provider(args, manage: list[str], env: dict, port: int) -> subprocess.
 
 def start_workers(args, manage: list[str], env: dict, var: Path, hosts: int) -> list[subprocess.Popen]:
     """`hosts` production workers (each in a process group of its own), once their senders beat."""
-    from mailer.models import WorkerHeartbeat
-
     log = open(var / f"bench-worker-{args.db}.log", "w")
     workers = [
         subprocess.Popen([*manage, "run_worker"], env=env, stdout=log, stderr=log, start_new_session=True)
         for _ in range(hosts)
     ]
-    deadline = time.monotonic() + 60
-    while WorkerHeartbeat.objects.count() < args.senders * hosts and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for_senders(args.senders * hosts)
     return workers
 
 

@@ -497,7 +497,7 @@ def test_a_claim_reads_about_what_it_takes_however_many_are_pending(make_mailing
     with CaptureQueriesContext(connection) as queries:
         _, claimed = make_deliverer().claim(10, timezone.now())
     assert len(claimed) == 10
-    [select] = [q["sql"] for q in queries if q["sql"].startswith(CLAIM_SELECT)]
+    [select] = [q["sql"] for q in queries if q["sql"].startswith('SELECT "mailer_message"."next_attempt_at"')]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {select}")
@@ -511,6 +511,3 @@ def test_a_claim_reads_about_what_it_takes_however_many_are_pending(make_mailing
             cursor.execute(f"EXPLAIN QUERY PLAN {select}")
             plan = " / ".join(row[-1] for row in cursor.fetchall())
             assert "message_queue_idx" in plan and "TEMP B-TREE" not in plan, plan
-
-
-CLAIM_SELECT = 'SELECT "mailer_message"."next_attempt_at"'
