@@ -1,5 +1,8 @@
 # The mailer image: web (the default command) and worker (`python manage.py run_worker`) alike.
-FROM python:3.12-slim
+# PYTHON_IMAGE: the official image for users; deploy/smoke passes a stand-in made from Debian's
+# packages where the official one can't be pulled.
+ARG PYTHON_IMAGE=python:3.12-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -146,10 +146,57 @@ def test_compose_runs_migrate_once_before_web_and_worker():
     assert mount in services["web"]["volumes"] and mount in services["worker"]["volumes"]
 
 
+def seconds(duration: str) -> int:
+    return int(duration.removesuffix("s"))
+
+
+def test_kubernetes_runs_what_compose_runs():
+    """One image, the same commands and the same grace periods, in compose and in Kubernetes."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents()}
+    kinds = {"web": "Deployment", "worker": "Deployment", "migrate": "Job"}
+    pods = {name: docs[kind, f"mailer-{name}"]["spec"]["template"]["spec"] for name, kind in kinds.items()}
+    assert {c["image"] for pod in pods.values() for c in pod["containers"]} == {
+        "registry.example.com/mailer:latest"
+    }
+    assert {services[name]["image"] for name in ("web", "worker", "migrate", "provider")} == {"mailer:latest"}
+    assert {services[name]["build"]["context"] for name in ("web", "worker", "migrate")} == {"."}
+    main = {name: pod["containers"][0] for name, pod in pods.items()}
+    # web: the image's own command (gunicorn) in both.
+    assert "command" not in services["web"] and not {"command", "args"} & set(main["web"])
+    assert services["worker"]["command"] == main["worker"]["command"] == ["python", "manage.py", "run_worker"]
+    # migrate: compose empties the shared metrics volume first; a Job's volume starts empty.
+    assert services["migrate"]["command"][-1].endswith(f"exec {' '.join(main['migrate']['command'])}")
+    for name in ("web", "worker"):
+        assert seconds(services[name]["stop_grace_period"]) == pods[name]["terminationGracePeriodSeconds"]
+    graceful = re.search(r'"--graceful-timeout", "(\d+)"', (ROOT / "Dockerfile").read_text())
+    assert int(graceful[1]) < seconds(services["web"]["stop_grace_period"])
+
+
+def test_compose_publishes_the_buffering_proxy_not_gunicorn():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert "ports" not in services["web"]
+    assert services["proxy"]["ports"] == ["${WEB_PORT:-8000}:8080"]
+    assert services["proxy"]["depends_on"] == {"web": {"condition": "service_healthy"}}
+    mount = "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro"
+    assert services["proxy"]["volumes"] == [mount]
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "listen 8080;" in nginx and "server web:8000;" in nginx
+    # Client addresses come from the entry the proxy appends, which the app trusts only so told.
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in nginx
+    assert services["web"]["environment"]["BEHIND_PROXY"] == "true"
+    # An import of MAILER_IMPORT_MAX_MB (its default) gets through.
+    body = int(re.search(r"client_max_body_size (\d+)m;", nginx)[1])
+    assert body > int(
+        re.search(r'"MAILER_IMPORT_MAX_MB", "(\d+)"', (ROOT / "mailer/settings.py").read_text())[1]
+    )
+
+
 def test_dockerfile_basics():
     text = (ROOT / "Dockerfile").read_text()
     assert text.count("\nFROM ") + text.startswith("FROM ") == 1
-    assert re.search(r"^FROM python:3\.12-slim$", text, re.MULTILINE)
+    # The official image by default; deploy/smoke passes a stand-in where it can't be pulled.
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.12-slim\nFROM \$\{PYTHON_IMAGE\}$", text, re.MULTILINE)
     assert re.search(r"^USER mailer$", text, re.MULTILINE) and "useradd" in text
     assert "collectstatic --noinput" in text
     assert re.search(r'^CMD \["gunicorn", "mailer.wsgi"', text, re.MULTILINE)
