@@ -130,6 +130,10 @@ def test_ci_runs_the_same_test_command_on_sqlite_and_postgresql():
     assert any(s["name"].startswith("postgres:") for s in gitlab["test"]["services"])
 
 
+def seconds(duration: str) -> int:
+    return int(duration.removesuffix("s"))
+
+
 def test_compose_runs_migrate_once_before_web_and_worker():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
@@ -139,15 +143,11 @@ def test_compose_runs_migrate_once_before_web_and_worker():
     assert services["migrate"]["restart"] == "no"
     # The same worker command everywhere, with a grace period that covers its stop.
     assert services["worker"]["command"] == ["python", "manage.py", "run_worker"]
-    assert STOP_SECONDS < int(services["worker"]["stop_grace_period"].rstrip("s")) <= 30
+    assert STOP_SECONDS < seconds(services["worker"]["stop_grace_period"]) <= 30
     assert (ROOT / "Procfile").read_text().splitlines()[1] == "worker: python manage.py run_worker"
     # Web and worker count into one volume, so the web's /metrics shows both.
     mount = f"prometheus:{services['web']['environment']['PROMETHEUS_MULTIPROC_DIR']}"
     assert mount in services["web"]["volumes"] and mount in services["worker"]["volumes"]
-
-
-def seconds(duration: str) -> int:
-    return int(duration.removesuffix("s"))
 
 
 def test_kubernetes_runs_what_compose_runs():
@@ -177,19 +177,30 @@ def test_compose_publishes_the_buffering_proxy_not_gunicorn():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert "ports" not in services["web"]
     assert services["proxy"]["ports"] == ["${WEB_PORT:-8000}:8080"]
-    assert services["proxy"]["depends_on"] == {"web": {"condition": "service_healthy"}}
+    assert services["proxy"]["depends_on"] == {"web": {"condition": "service_healthy", "restart": True}}
     mount = "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro"
     assert services["proxy"]["volumes"] == [mount]
     nginx = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "listen 8080;" in nginx and "server web:8000;" in nginx
+    assert re.search(r"location = /metrics \{\s*return 404;", nginx)
     # Client addresses come from the entry the proxy appends, which the app trusts only so told.
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in nginx
     assert services["web"]["environment"]["BEHIND_PROXY"] == "true"
-    # An import of MAILER_IMPORT_MAX_MB (its default) gets through.
-    body = int(re.search(r"client_max_body_size (\d+)m;", nginx)[1])
-    assert body > int(
-        re.search(r'"MAILER_IMPORT_MAX_MB", "(\d+)"', (ROOT / "mailer/settings.py").read_text())[1]
-    )
+    # The demo's stand-in posts receipts to http://web:8000/, a host the web must accept.
+    assert "web" in re.fullmatch(
+        r"\$\{ALLOWED_HOSTS:-(.*)\}", services["web"]["environment"]["ALLOWED_HOSTS"]
+    )[1].split(",")
+    assert "--host 0.0.0.0" in services["provider"]["command"][-1]
+    # An import of MAILER_IMPORT_MAX_MB (its default) gets through, here as through the ingress;
+    # both proxies wait as long as gunicorn's --timeout.
+    body = re.search(r"client_max_body_size (\d+m);", nginx)[1]
+    limit = re.search(r'"MAILER_IMPORT_MAX_MB", "(\d+)"', (ROOT / "mailer/settings.py").read_text())[1]
+    assert int(body.removesuffix("m")) > int(limit)
+    ingress = next(doc for _, doc in k8s_documents() if doc["kind"] == "Ingress")["metadata"]["annotations"]
+    assert ingress["nginx.ingress.kubernetes.io/proxy-body-size"] == body
+    timeout = re.search(r'"--timeout", "(\d+)"', (ROOT / "Dockerfile").read_text())[1]
+    assert f"proxy_read_timeout {timeout}s;" in nginx
+    assert ingress["nginx.ingress.kubernetes.io/proxy-read-timeout"] == timeout
 
 
 def test_dockerfile_basics():
@@ -199,6 +210,8 @@ def test_dockerfile_basics():
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.12-slim\nFROM \$\{PYTHON_IMAGE\}$", text, re.MULTILINE)
     assert re.search(r"^USER mailer$", text, re.MULTILINE) and "useradd" in text
     assert "collectstatic --noinput" in text
+    # Secrets kept beside the compose file (.env) never go into an image that may be pushed.
+    assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
     assert re.search(r'^CMD \["gunicorn", "mailer.wsgi"', text, re.MULTILINE)
 
 
