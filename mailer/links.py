@@ -12,8 +12,8 @@
   rows they all change. MAILER_CLICK_SPOOL says where: a directory (SQLite's default), each web
   process appending to a file of its own, so that a click never waits for the engine's write lock
   (each file is counted in one transaction that records its name, FoldedSpool: never twice, even
-  if the sender dies before deleting it); `database` (PostgreSQL's default), a row of SpooledClick,
-  deleted in the transaction that counts it; empty, counted at once (`count`).
+  if the sender dies before deleting it); `database` (PostgreSQL's default), a row of SpooledClick (an
+  unlogged table), deleted in the transaction that counts it; empty, counted at once (`count`).
 - Nothing about the clicker is kept but the time: no address, no browser, no cookie.
 """
 

@@ -1574,7 +1574,9 @@ class FoldedSpool(models.Model):
 class SpooledClick(models.Model):
     """A click the web wrote down (MAILER_CLICK_SPOOL=database, PostgreSQL's default) for a sender
     to count (links.fold): one short insert per click, instead of updates of the rows every click
-    of a mailing shares (its counts, its minute), which a burst of clicks would queue on."""
+    of a mailing shares (its counts, its minute), which a burst of clicks would queue on.
+    UNLOGGED on PostgreSQL (migration 0038): an insert writes no WAL, so its commit waits for no
+    flush; what is not counted yet is lost if the server crashes (README, "Under load")."""
 
     code = models.CharField(max_length=16)
     at = models.DateTimeField()
