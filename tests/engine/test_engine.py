@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ from django.utils import timezone
 from engine import scheduling
 from mailer import windows
 from mailer.models import GatewayState, Mailing, MailingCounts, MailingState, Message, MessageStatus
-from tests.engine.conftest import drain, kill, start_worker
+from tests.engine.conftest import TOKEN, drain, kill, start_worker
 
 
 def statuses(mailing: Mailing) -> dict[str, int]:
@@ -370,6 +371,32 @@ def test_permanent_error_fails_at_once(make_mailing, make_client, make_deliverer
     message = Message.objects.get(mailing=mailing)
     assert message.status == MessageStatus.FAILED and message.attempts == 1
     assert "HTTP 400" in message.last_error
+
+
+@pytest.mark.django_db
+def test_each_request_is_the_contracts_json_post(make_mailing, make_client, make_deliverer, provider):
+    texts = ['Скидка 10% «до пятницы»: "код" \\ 🙂', "Second\ntext"]  # quotes, escapes, non-ASCII
+    phones = ["79000000001", "79000000002"]
+    for phone in phones:
+        make_client(phone)
+    mailings = [make_mailing(text=text) for text in texts]
+    seen = []
+    original = provider.answer
+
+    def answer(method, path, headers, body):
+        seen.append((path, headers.get("content-type"), headers.get("authorization"), json.loads(body)))
+        return original(method, path, headers, body)
+
+    provider.answer = answer
+    drain(make_deliverer())
+    provider.answer = original
+    expected = {
+        (f"/v1/send/{m.id}", "application/json", f"Bearer {TOKEN}", m.id, int(m.client.phone), m.mailing.text)
+        for m in Message.objects.filter(mailing__in=mailings).select_related("client", "mailing")
+    }
+    assert len(expected) == 4
+    got = {(path, kind, auth, body["id"], body["phone"], body["text"]) for path, kind, auth, body in seen}
+    assert got == expected and all(len(body) == 3 and type(body["phone"]) is int for *_, body in seen)
 
 
 @pytest.mark.django_db
