@@ -14,11 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mailer import links, receipts
+from mailer import bulk, links, receipts
 from mailer.models import (
     CANCELLED_WHY,
     ENDED_WHY,
@@ -59,7 +59,8 @@ class Resolution:
     now: datetime  # when it began: the messages' first attempts are reckoned from it
     last_id: int = 0  # the last client id written
     added: int = 0
-    by_zone: dict[str, datetime | None] = field(default_factory=dict)
+    # Per time zone: the status, first attempt and reason its clients' messages are written with.
+    by_zone: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 # The resolutions this process has begun and not finished, by mailing id.
@@ -190,38 +191,36 @@ def _resolve_chunk(resolution: Resolution, size: int) -> int:
     chunk = list(clients.filter(id__gt=resolution.last_id)[:size])
     if not chunk:
         return 0
-    with transaction.atomic():
-        # The counts row locked first: resolvers of one mailing take turns, so the rows that
-        # are already there are known, and what is new is counted exactly once.
-        MailingCounts.objects.select_for_update().get_or_create(mailing_id=mailing.pk)
-        there = set(
-            Message.objects.filter(
-                mailing_id=mailing.pk, client_id__gte=chunk[0][0], client_id__lte=chunk[-1][0]
-            ).values_list("client_id", flat=True)
-        )
-        rows = []
-        for client_id, tz_name in chunk:
-            if client_id in there:
-                continue
-            if tz_name not in by_zone:
-                by_zone[tz_name] = first_attempt_at(mailing, tz_name, now)
-            at = by_zone[tz_name]
-            rows.append(
-                Message(
-                    mailing_id=mailing.pk,
-                    client_id=client_id,
-                    created_at=now,
-                    next_attempt_at=at or mailing.end_at,
-                    # The window never opens before the end: say so now rather than keep it queued.
-                    status=MessageStatus.PENDING if at else MessageStatus.EXPIRED,
-                    last_error="" if at else closed_why(mailing, tz_name, now),
-                )
+    stamp = connection.ops.adapt_datetimefield_value
+    created = stamp(now)
+    rows = []
+    for client_id, tz_name in chunk:
+        if tz_name not in by_zone:
+            at = first_attempt_at(mailing, tz_name, now)
+            # The window never opens before the end: say so now rather than keep it queued.
+            by_zone[tz_name] = (
+                (MessageStatus.PENDING, stamp(at), "")
+                if at
+                else (MessageStatus.EXPIRED, stamp(mailing.end_at), closed_why(mailing, tz_name, now))
             )
-        Message.objects.bulk_create(rows, ignore_conflicts=True)
-        MailingCounts.add(mailing.pk, Counter(row.status for row in rows))
+        status, at, why = by_zone[tz_name]
+        rows.append((mailing.pk, client_id, status, created, at, why, 0, ""))
+    with transaction.atomic():
+        # Only the rows new to the table come back: a client already there is skipped (one that
+        # another resolver of the mailing is writing too, once that one commits), so each message
+        # is counted exactly once, and the counts row is locked only for the count, at the end.
+        added = Counter(status for (status,) in bulk.execute(_NEW_MESSAGES, rows))
+        MailingCounts.add(mailing.pk, added)
     resolution.last_id = chunk[-1][0]  # once committed: a chunk cut off is done again
-    resolution.added += len(rows)
+    resolution.added += added.total()
     return len(chunk)
+
+
+_NEW_MESSAGES = (
+    f"INSERT INTO {Message._meta.db_table} "
+    "(mailing_id, client_id, status, created_at, next_attempt_at, last_error, attempts, locked_by) "
+    "VALUES {values} ON CONFLICT (mailing_id, client_id) DO NOTHING RETURNING status"
+)
 
 
 def _resolved(resolution: Resolution) -> None:

@@ -3,6 +3,7 @@ checked against the rows by `reconcile`."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -239,3 +240,50 @@ def test_an_orm_save_that_unsends_or_moves_a_message_moves_its_minute_and_text(
     message.save()
     assert_counts_right(mailing)
     assert stats.counts_of(mailing)["failed"] == 1 and stats.counts_of(mailing)["sent"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_resolvers_writing_one_chunk_at_once_count_it_once(make_mailing, make_client, now, monkeypatch):
+    """A resolver whose lease ran out goes on while another takes over: both write the same clients
+    at the same moment. The second's rows wait for the first's commit and are skipped, so the
+    messages are written and counted once."""
+    import threading
+
+    from django import db
+
+    for i in range(30):
+        make_client(f"7900{i:07d}")
+    mailing = make_mailing()
+    Mailing.objects.filter(pk=mailing.pk).update(state="running")
+    mailing.refresh_from_db()
+    first_wrote, second_began = threading.Event(), threading.Event()
+    add = MailingCounts.add
+
+    def slow_add(mailing_id, changes, *args):
+        if threading.current_thread().name == "first":  # holds its rows, not yet committed
+            first_wrote.set()
+            second_began.wait(10)
+            time.sleep(0.3)  # the second is at its INSERT meanwhile, waiting for these rows
+        return add(mailing_id, changes, *args)
+
+    monkeypatch.setattr(MailingCounts, "add", slow_add)
+    added = {}
+
+    def resolve(name: str) -> None:
+        try:
+            added[name] = scheduling._resolve_chunk(scheduling.Resolution(mailing, 1, now), 100)
+        finally:
+            db.connections.close_all()
+
+    first = threading.Thread(target=resolve, args=("first",), name="first")
+    first.start()
+    assert first_wrote.wait(10)
+    second = threading.Thread(target=resolve, args=("second",), name="second")
+    second.start()
+    second_began.set()
+    first.join(20)
+    second.join(20)
+    assert added == {"first": 30, "second": 30}  # both read all 30 clients
+    assert Message.objects.filter(mailing=mailing).count() == 30
+    assert stats.counts_of(mailing)["pending"] == 30
+    assert_counts_right(mailing)
