@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db.models.functions import Coalesce
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop, pgettext_lazy
@@ -1719,16 +1719,27 @@ class MailingCounts(models.Model):
         by_minute: dict[datetime, int] | None = None,
     ) -> None:
         """Apply +/- changes by status (and widen the sent span, and count the sent per minute),
-        inside the caller's transaction."""
-        fields = {status: F(status) + n for status, n in changes.items() if n}
+        inside the caller's transaction: the engine's every write, so one plain statement each."""
+        sets, params = [], []
+        for status, n in changes.items():
+            if n:
+                column = cls._meta.get_field(status).column
+                sets.append(f"{column} = {column} + %s")
+                params.append(n)
         if first_sent is not None:
-            fields["first_sent_at"] = Least(Coalesce("first_sent_at", Value(first_sent)), Value(first_sent))
-            fields["last_sent_at"] = Greatest(Coalesce("last_sent_at", Value(last_sent)), Value(last_sent))
-        if not fields:
+            least, greatest = bulk.least_greatest()
+            stamp = connection.ops.adapt_datetimefield_value
+            sets.append(f"first_sent_at = {least}(COALESCE(first_sent_at, %s), %s)")
+            sets.append(f"last_sent_at = {greatest}(COALESCE(last_sent_at, %s), %s)")
+            params += [stamp(first_sent)] * 2 + [stamp(last_sent)] * 2
+        if not sets:
             return
-        if not cls.objects.filter(mailing_id=mailing_id).update(**fields):
-            cls.objects.get_or_create(mailing_id=mailing_id)
-            cls.objects.filter(mailing_id=mailing_id).update(**fields)
+        sql = f"UPDATE {cls._meta.db_table} SET {', '.join(sets)} WHERE mailing_id = %s"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, mailing_id])
+            if not cursor.rowcount:
+                cls.objects.get_or_create(mailing_id=mailing_id)
+                cursor.execute(sql, [*params, mailing_id])
         if by_minute:
             SentMinute.add(mailing_id, by_minute)
 
@@ -1885,11 +1896,15 @@ class SentMinute(models.Model):
 
     @classmethod
     def add(cls, mailing_id: int, by_minute: dict[datetime, int]) -> None:
-        """Inside the transaction that moved the mailing's counts, whose row lock makes this
-        read-then-write safe between workers."""
-        for minute, n in by_minute.items():
-            if n and not cls.objects.filter(mailing_id=mailing_id, minute=minute).update(sent=F("sent") + n):
-                cls.objects.create(mailing_id=mailing_id, minute=minute, sent=n)
+        """Inside the transaction that moved the mailing's counts: one statement for them all."""
+        stamp = connection.ops.adapt_datetimefield_value
+        rows = [(mailing_id, stamp(minute), n) for minute, n in sorted(by_minute.items()) if n]
+        bulk.execute(cls._ADD, rows, table=cls._meta.db_table)
+
+    _ADD = (
+        "INSERT INTO {table} AS m (mailing_id, minute, sent) VALUES {values} "
+        "ON CONFLICT (mailing_id, minute) DO UPDATE SET sent = m.sent + excluded.sent"
+    )
 
 
 class GatewayState(models.Model):
