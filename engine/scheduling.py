@@ -203,23 +203,36 @@ def _resolve_chunk(resolution: Resolution, size: int) -> int:
                 if at
                 else (MessageStatus.EXPIRED, stamp(mailing.end_at), closed_why(mailing, tz_name, now))
             )
-        status, at, why = by_zone[tz_name]
-        rows.append((mailing.pk, client_id, status, created, at, why, 0, ""))
+        rows.append((client_id, *by_zone[tz_name]))
     with transaction.atomic():
         # Only the rows new to the table come back: a client already there is skipped (one that
         # another resolver of the mailing is writing too, once that one commits), so each message
         # is counted exactly once, and the counts row is locked only for the count, at the end.
-        added = Counter(status for (status,) in bulk.execute(_NEW_MESSAGES, rows))
+        added = Counter(status for (status,) in _insert_new(mailing.pk, created, rows))
         MailingCounts.add(mailing.pk, added)
     resolution.last_id = chunk[-1][0]  # once committed: a chunk cut off is done again
     resolution.added += added.total()
     return len(chunk)
 
 
+def _insert_new(mailing_id: int, created: object, rows: list[tuple]) -> list[tuple]:
+    """Insert the messages (client id, status, next attempt, last error) that are not there yet;
+    the status of each new one. On PostgreSQL the rows go as one array per column: the driver
+    quotes a few arrays much faster than thousands of separate parameters."""
+    if connection.vendor == "postgresql":
+        return bulk.fetch(_NEW_MESSAGES_PG, [mailing_id, created, *map(list, zip(*rows, strict=True))])
+    return bulk.execute(_NEW_MESSAGES, [(mailing_id, created, *row, 0, "") for row in rows])
+
+
+_NEW_COLUMNS = "(mailing_id, created_at, client_id, status, next_attempt_at, last_error, attempts, locked_by)"
 _NEW_MESSAGES = (
-    f"INSERT INTO {Message._meta.db_table} "
-    "(mailing_id, client_id, status, created_at, next_attempt_at, last_error, attempts, locked_by) "
-    "VALUES {values} ON CONFLICT (mailing_id, client_id) DO NOTHING RETURNING status"
+    f"INSERT INTO {Message._meta.db_table} {_NEW_COLUMNS} VALUES {{values}} "
+    "ON CONFLICT (mailing_id, client_id) DO NOTHING RETURNING status"
+)
+_NEW_MESSAGES_PG = (
+    f"INSERT INTO {Message._meta.db_table} {_NEW_COLUMNS} SELECT %s, %s, *, 0, '' "
+    "FROM UNNEST(%s::bigint[], %s::varchar[], %s::timestamptz[], %s::varchar[]) "
+    "ON CONFLICT (mailing_id, client_id) DO NOTHING RETURNING status"
 )
 
 
