@@ -34,6 +34,7 @@ _context: ContextVar[dict[str, object] | None] = ContextVar("mailer_log_context"
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 # Extras that are objects, not fields: django.request's `request`, django.server's `server_time`.
 _SKIPPED = frozenset({"request", "server_time"})
+_NOT_EXTRA = _RECORD_ATTRS | _SKIPPED
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _URL_KWARG_RE = re.compile(r"^(mailing|message|client)_(id|pk)$")
 _URL_NAME_RE = re.compile(r"(mailing|message|client)")
@@ -50,7 +51,7 @@ def log_context() -> dict[str, object]:
 
 def extra_fields(record: logging.LogRecord) -> dict[str, object]:
     """The record's fields beyond the standard ones: `extra=` and the context, ids first."""
-    fields = {key: value for key, value in vars(record).items() if key not in _RECORD_ATTRS | _SKIPPED}
+    fields = {key: value for key, value in vars(record).items() if key not in _NOT_EXTRA}
     ordered = {key: fields.pop(key) for key in ID_FIELDS if fields.get(key) is not None}
     return ordered | fields
 

@@ -83,3 +83,12 @@ def test_reads_take_no_turn_and_a_failed_transaction_gives_its_turn_back():
         # Another connection reads meanwhile (WAL): no turn needed.
         in_thread(lambda: read.append(Client.objects.count())).join(5)
     assert read == [1] and Client.objects.count() == 2
+
+
+def test_an_sqlite_without_returning_is_refused_by_name(monkeypatch):
+    from django.db import NotSupportedError
+
+    connection.check_database_version_supported()  # this machine's is new enough
+    monkeypatch.setattr(type(connections["default"]), "get_database_version", lambda self: (3, 34, 1))
+    with pytest.raises(NotSupportedError, match=r"SQLite 3\.35 or later is required \(found 3\.34\.1\)"):
+        connection.check_database_version_supported()

@@ -20,7 +20,7 @@ import contextlib
 import fcntl
 import time
 
-from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3 import base, features
 from django.db.utils import OperationalError
 
 Database = base.Database
@@ -102,7 +102,15 @@ class Cursor(base.SQLiteCursorWrapper):
             turn.give_back()
 
 
+class DatabaseFeatures(features.DatabaseFeatures):
+    # RETURNING: audience resolution, the engine's writes and the clicks count exactly what their
+    # statements wrote. Django checks this at the first connection (NotSupportedError, naming it).
+    minimum_database_version = (3, 35)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    features_class = DatabaseFeatures
+
     def get_connection_params(self):
         return {**super().get_connection_params(), "factory": Connection}
 
