@@ -1,5 +1,6 @@
 """Many rows in one statement, written out: INSERT ... VALUES (...), (...) ON CONFLICT for the
-counters folded in bulk (clicks, delivery receipts) and the engine's per-operator counts, and
+counters folded in bulk (clicks, delivery receipts) and the engine's per-operator and per-minute
+counts (`add`), and
 WITH v AS (VALUES ...) UPDATE ... FROM v for many rows each given its own values (receipts). Django's
 bulk_update builds a CASE per row and field: for 5,000 receipts, 3 s of Python against 0.1 s here."""
 
@@ -23,6 +24,17 @@ def execute(sql: str, rows: list[tuple], **names: str) -> list[tuple]:
             if cursor.description:
                 returned += cursor.fetchall()
     return returned
+
+
+def add(model, keys: tuple[str, ...], counters: tuple[str, ...], rows: list[tuple]) -> None:
+    """Rows of (*keys, *counters) into `model`'s table: each inserted, or its counters added to
+    those of the row already there with the same keys (a unique constraint's columns)."""
+    sums = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in counters)
+    execute(
+        f"INSERT INTO {model._meta.db_table} AS t ({', '.join((*keys, *counters))}) VALUES {{values}} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sums}",
+        rows,
+    )
 
 
 def least_greatest() -> tuple[str, str]:

@@ -324,10 +324,6 @@ _MORE_CLICKS = (
     "VALUES {values} ON CONFLICT (mailing_id, phone) DO UPDATE SET clicks = c.clicks + excluded.clicks, "
     "first_at = {least}(c.first_at, excluded.first_at), last_at = {greatest}(c.last_at, excluded.last_at)"
 )
-_MINUTES = (
-    f"INSERT INTO {ClickMinute._meta.db_table} AS m (mailing_id, minute, clicks) VALUES {{values}} "
-    "ON CONFLICT (mailing_id, minute) DO UPDATE SET clicks = m.clicks + excluded.clicks"
-)
 
 
 def count(clicks: list[tuple[str, datetime]]) -> None:
@@ -369,7 +365,8 @@ def count(clicks: list[tuple[str, datetime]]) -> None:
         bulk.execute(
             _MORE_CLICKS, [row for row in rows if row[:2] not in new], least=least, greatest=greatest
         )
-        bulk.execute(_MINUTES, [(m, stamp(minute), n) for (m, minute), n in sorted(minutes.items())])
+        rows = [(m, stamp(minute), n) for (m, minute), n in sorted(minutes.items())]
+        bulk.add(ClickMinute, ("mailing_id", "minute"), ("clicks",), rows)
         newcomers = Counter(mailing_id for mailing_id, _phone in new)
         for mailing_id in sorted(total):
             MailingCounts.objects.filter(mailing_id=mailing_id).update(

@@ -1625,14 +1625,7 @@ class OperatorCounts(models.Model):
             for (m, op), c in sorted(changes.items())
             if c["accepted"] or c["delivered"] or c["undelivered"]
         ]
-        bulk.execute(cls._ADD, rows, table=cls._meta.db_table)
-
-    _ADD = (
-        "INSERT INTO {table} AS o (mailing_id, operator_code, accepted, delivered, undelivered) "
-        "VALUES {values} ON CONFLICT (mailing_id, operator_code) DO UPDATE SET "
-        "accepted = o.accepted + excluded.accepted, delivered = o.delivered + excluded.delivered, "
-        "undelivered = o.undelivered + excluded.undelivered"
-    )
+        bulk.add(cls, ("mailing_id", "operator_code"), ("accepted", "delivered", "undelivered"), rows)
 
 
 class DeliveryReason(models.Model):
@@ -1899,12 +1892,7 @@ class SentMinute(models.Model):
         """Inside the transaction that moved the mailing's counts: one statement for them all."""
         stamp = connection.ops.adapt_datetimefield_value
         rows = [(mailing_id, stamp(minute), n) for minute, n in sorted(by_minute.items()) if n]
-        bulk.execute(cls._ADD, rows, table=cls._meta.db_table)
-
-    _ADD = (
-        "INSERT INTO {table} AS m (mailing_id, minute, sent) VALUES {values} "
-        "ON CONFLICT (mailing_id, minute) DO UPDATE SET sent = m.sent + excluded.sent"
-    )
+        bulk.add(cls, ("mailing_id", "minute"), ("sent",), rows)
 
 
 class GatewayState(models.Model):

@@ -389,10 +389,6 @@ _REASONS = (
     f"INSERT INTO {DeliveryReason._meta.db_table} AS r (mailing_id, status, error, messages) VALUES {{values}} "
     "ON CONFLICT (mailing_id, status, error) DO UPDATE SET messages = r.messages + excluded.messages"
 )
-_MINUTES = (
-    f"INSERT INTO {DeliveryMinute._meta.db_table} AS m (mailing_id, minute, delivered) VALUES {{values}} "
-    "ON CONFLICT (mailing_id, minute) DO UPDATE SET delivered = m.delivered + excluded.delivered"
-)
 
 
 def count_accepted(by_operator: Counter) -> None:
@@ -439,7 +435,8 @@ class _Counts:
             MailingCounts.add(mailing_id, change)
         OperatorCounts.add(self.operators)
         bulk.execute(_REASONS, [(m, s, e, n) for (m, s, e), n in sorted(self.reasons.items()) if n])
-        bulk.execute(_MINUTES, [(m, stamp(at), n) for (m, at), n in sorted(self.minutes.items()) if n])
+        minutes = [(m, stamp(at), n) for (m, at), n in sorted(self.minutes.items()) if n]
+        bulk.add(DeliveryMinute, ("mailing_id", "minute"), ("delivered",), minutes)
         self.write_answers(now)
 
     def write_answers(self, now: datetime) -> None:

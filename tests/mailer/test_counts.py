@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from engine import scheduling
 from mailer import stats
-from mailer.models import Mailing, MailingCounts, Message, MessageStatus
+from mailer.models import Mailing, MailingCounts, MailingState, Message, MessageStatus
 from tests.engine.conftest import drain
 
 pytestmark = pytest.mark.django_db
@@ -254,7 +254,7 @@ def test_two_resolvers_writing_one_chunk_at_once_count_it_once(make_mailing, mak
     for i in range(30):
         make_client(f"7900{i:07d}")
     mailing = make_mailing()
-    Mailing.objects.filter(pk=mailing.pk).update(state="running")
+    Mailing.objects.filter(pk=mailing.pk).update(state=MailingState.RUNNING)
     mailing.refresh_from_db()
     first_wrote, second_began = threading.Event(), threading.Event()
     add = MailingCounts.add
