@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from engine import scheduling, testsends
 from engine.delivery import WRITE_RETRY_MAX, Deliverer
+from mailer.backends.sqlite3.base import Turn
 from mailer.models import WorkerHeartbeat
 
 logger = logging.getLogger("mailer.worker")
@@ -182,6 +183,7 @@ def _sender_main(name: str, slot: int) -> None:
     stop.install()
     db.connections.close_all()  # never share the parent's connection
     _yield_cpu(settings.MAILER_SENDER_NICE)
+    Turn.yields = True  # on SQLite, a staff member's save waiting to write goes first
     run_sender(name, slot, stop)
 
 

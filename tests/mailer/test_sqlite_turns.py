@@ -92,3 +92,38 @@ def test_an_sqlite_without_returning_is_refused_by_name(monkeypatch):
     monkeypatch.setattr(type(connections["default"]), "get_database_version", lambda self: (3, 34, 1))
     with pytest.raises(NotSupportedError, match=r"SQLite 3\.35 or later is required \(found 3\.34\.1\)"):
         connection.check_database_version_supported()
+
+
+def test_the_engines_writers_let_a_waiting_save_go_first():
+    """Writers that yield (the engine's senders) write one transaction after another; a writer
+    that does not (a staff member's save) waits for at most one transaction of each, however
+    often they race it for the next turn."""
+    done = threading.Event()
+
+    def engine(n: int) -> None:
+        connection.ensure_connection()
+        connection.connection.turn.yields = True
+        while not done.is_set():
+            with transaction.atomic():
+                Client.objects.create(phone=f"7901{n}{Client.objects.count():06d}", tag="engine")
+                time.sleep(0.03)
+
+    passed = []  # per save: the engine's transactions committed while it waited
+
+    def web() -> None:
+        for i in range(15):
+            before = Client.objects.filter(tag="engine").count()
+            saved = Client.objects.create(phone=f"7902{i:07d}", tag="web")
+            passed.append(Client.objects.filter(tag="engine", id__lt=saved.id).count() - before)
+            time.sleep(0.01)
+
+    engines = [in_thread(lambda n=n: engine(n)) for n in range(4)]
+    time.sleep(0.1)
+    in_thread(web).join(30)
+    done.set()
+    for thread in engines:
+        thread.join(10)
+    assert len(passed) == 15
+    # At most one transaction of each yielding writer: those already queued or queueing when the
+    # save began to wait (none of them can come twice).
+    assert max(passed) <= 4, passed

@@ -12,6 +12,13 @@ that has just committed cannot take the next turn before the one already waiting
 behind it. A write waits at most the connection's busy timeout (OPTIONS["timeout"]) for its turn,
 then fails as SQLite would ("database is locked"); SQLite's own lock stays underneath, for anything
 that writes without a turn (the sqlite3 shell, an older process during a deploy).
+
+The engine's senders yield (`Turn.yields`): while anyone else waits for a turn (a staff member's
+save), they do not queue. Without that, the senders' several writers and the web's raced for each
+free place in the queue, and a save lost that race again and again (once for 0.7 s) while the
+web was short of CPU. Each writer that does not yield holds `<db>-waiting` shared while it waits;
+a sender queues only once nobody holds it, so a save waits for at most the transaction under way
+and the one queued before it.
 """
 
 from __future__ import annotations
@@ -33,19 +40,33 @@ WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 class Turn:
     """Turns at writing for every connection to one database file."""
 
+    # Whether this connection's writes let every other waiting writer go first: the engine's
+    # senders set it for their process (engine.worker).
+    yields = False
+
     def __init__(self, path: str, timeout: float) -> None:
         self.timeout = timeout
         self._queue = open(f"{path}-queue", "a")  # open as long as its connection
         self._write = open(f"{path}-write", "a")
+        self._waiting = open(f"{path}-waiting", "a")
         self.held = False
 
     def take(self) -> None:
         deadline = time.monotonic() + self.timeout
-        self._lock(self._queue, deadline)
+        if self.yields:  # only once no other writer waits
+            self._lock(self._waiting, deadline)
+            fcntl.flock(self._waiting, fcntl.LOCK_UN)
+        else:  # others yield while this one waits (a yielding writer's look above is brief)
+            fcntl.flock(self._waiting, fcntl.LOCK_SH)
         try:
-            self._lock(self._write, deadline)
+            self._lock(self._queue, deadline)
+            try:
+                self._lock(self._write, deadline)
+            finally:
+                fcntl.flock(self._queue, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(self._queue, fcntl.LOCK_UN)
+            if not self.yields:
+                fcntl.flock(self._waiting, fcntl.LOCK_UN)
         self.held = True
 
     def give_back(self) -> None:
@@ -57,6 +78,7 @@ class Turn:
         self.give_back()
         self._queue.close()
         self._write.close()
+        self._waiting.close()
 
     @staticmethod
     def _lock(file, deadline: float) -> None:
