@@ -232,3 +232,69 @@ def test_gunicorn_runs_twice_the_cores_plus_one_sync_workers_unless_told(given, 
     ).stdout
     settings = dict(re.findall(r"^(\w+)\s+= (.*)$", printed, re.MULTILINE))
     assert (settings["workers"], settings["worker_class"]) == (str(workers), "sync")
+
+
+def session_processes(sid: int) -> dict[int, tuple[int, str]]:
+    """Each process of a session: its niceness and its session's (autogroup) line."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            autogroup = (stat.parent / "autogroup").read_text().strip()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == sid:
+            found[int(stat.parent.name)] = (int(fields[16]), autogroup)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("line", "niceness"), [("web", 7), ("public", 0)])
+def test_the_procfiles_web_shares_the_cpu_with_the_engine_and_public_goes_first(line, niceness):
+    """mailer/cpu.py: the staff's site at MAILER_WEB_NICE, its workers and its session (as a
+    process manager starts it: no terminal); the public endpoints' at 0 whatever it says."""
+    import socket
+    import time
+    import urllib.request
+
+    command = dict(x.split(": ", 1) for x in (ROOT / "Procfile").read_text().splitlines())[line]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DEBUG": "1",
+        "WEB_CONCURRENCY": "2",
+        "WEB_PORT": str(port),
+        "PUBLIC_PORT": str(port),
+        "MAILER_WEB_NICE": "7",
+    }
+    process = subprocess.Popen(
+        ["sh", "-c", command], cwd=ROOT, env=env, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                    assert answer.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the web did not start"
+                time.sleep(0.2)
+        processes = session_processes(process.pid)
+        gunicorns = [
+            pid
+            for pid in processes
+            if any(
+                arg.endswith(b"gunicorn") for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            )
+        ]
+        assert len(gunicorns) == 3  # the master and two workers
+        assert {processes[pid][0] for pid in gunicorns} == {niceness}
+        assert {processes[pid][1].endswith(f" nice {niceness}") for pid in gunicorns} == {True}
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(30)
