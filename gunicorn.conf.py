@@ -8,14 +8,3 @@ import os
 # cores plus one, as gunicorn's docs advise. With two, clicks on PostgreSQL left a quarter of this
 # machine's two cores idle (docs/benchmarks.md, "Clicks").
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * len(os.sched_getaffinity(0)) + 1)
-
-
-def on_starting(server):
-    """The CPU priority of this web and its workers (MAILER_WEB_NICE: the Procfile's `web` shares
-    the CPU with the engine, its `public` goes first; mailer/cpu.py)."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailer.settings")
-    from django.conf import settings
-
-    from mailer import cpu
-
-    cpu.lower(settings.MAILER_WEB_NICE)

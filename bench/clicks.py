@@ -1,5 +1,5 @@
 """Benchmark of clicks on the short links (GET /l/<code>), served as production serves them: the
-Procfile's `public` line (gunicorn, sync workers; mailer/cpu.py), with and without the engine sending at full speed
+Procfile's `web` line (gunicorn, sync workers), with and without the engine sending at full speed
 (the Procfile's `worker` line against the gateway stand-in at 0 ms).
 
     .venv/bin/python bench/clicks.py --db sqlite --runs 3
@@ -272,7 +272,7 @@ def main() -> None:
         args.db,
         PG_NAME.removeprefix("mailer_"),
         max(args.clients, args.links),
-        **lineup(web_port, gateway_port, TOKEN, public_port=web_port),
+        **lineup(web_port, gateway_port, TOKEN),
         **({"MAILER_CLICK_SPOOL": str(spool)} if args.db == "sqlite" else {}),
     )
     env = dict(os.environ)
@@ -285,7 +285,7 @@ def main() -> None:
     lines = procfile()
     base = f"http://127.0.0.1:{web_port}"
     web_log, worker_log = var / f"bench-clicks-web-{args.db}.log", var / f"bench-clicks-worker-{args.db}.log"
-    web = start(lines["public"], env, web_log)
+    web = start(lines["web"], env, web_log)
     processes = [web]
     results: dict[str, list[dict]] = {"alone": [], "engine": []}
     rng = random.Random(25)

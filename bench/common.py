@@ -66,13 +66,11 @@ def seeded(db: str, name: str, clients: int, **env: str) -> None:
     django.setup()
 
 
-def lineup(web_port: int, gateway_port: int, token: str, public_port: int = 0) -> dict[str, str]:
-    """The environment of the Procfile's web (and public) and worker with the stand-in, for
-    `seeded`."""
+def lineup(web_port: int, gateway_port: int, token: str) -> dict[str, str]:
+    """The environment of the Procfile's web and worker with the stand-in, for `seeded`."""
     return {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # the Procfile's python, gunicorn
         "WEB_PORT": str(web_port),
-        "PUBLIC_PORT": str(public_port or free_port()),
         "MAILER_PROVIDER_URL": f"http://127.0.0.1:{gateway_port}",
         "MAILER_PROVIDER_TOKEN": token,
         "MAILER_QUIET_HOURS": "",

@@ -1,5 +1,5 @@
 """Benchmark of delivery receipts (POST /api/v1/gateway/receipts/), taken as production takes them:
-the Procfile's `public` line (gunicorn; the staff member below uses its `web`), while the engine sends at full speed (the Procfile's
+the Procfile's `web` line (gunicorn), while the engine sends at full speed (the Procfile's
 `worker` line against the gateway stand-in at 0 ms), on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/receipts.py --db sqlite --runs 3
@@ -252,12 +252,12 @@ def main() -> None:
     var.mkdir(exist_ok=True)
     spool = var / "bench-receipts-spool"
     shutil.rmtree(spool, ignore_errors=True)
-    web_port, gateway_port, public_port = free_port(), free_port(), free_port()
+    web_port, gateway_port = free_port(), free_port()
     seeded(
         args.db,
         NAME,
         max(args.clients, args.receipts, args.single),
-        **lineup(web_port, gateway_port, TOKEN, public_port),
+        **lineup(web_port, gateway_port, TOKEN),
         MAILER_RECEIPT_TOKEN=RECEIPT_TOKEN,
         MAILER_UNDELIVERED_LIMIT="0",  # the bench's clients get receipts run after run
         **({"MAILER_RECEIPT_SPOOL": str(spool)} if args.db == "sqlite" else {}),
@@ -276,14 +276,12 @@ def main() -> None:
     _token, staff_token = ApiToken.issue(staff, "bench")
 
     lines = procfile()
-    base, public = f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{public_port}"
-    web_log, public_log, worker_log = (
+    base = f"http://127.0.0.1:{web_port}"
+    web_log, worker_log = (
         var / f"bench-receipts-web-{args.db}.log",
-        var / f"bench-receipts-public-{args.db}.log",
         var / f"bench-receipts-worker-{args.db}.log",
     )
-    # The staff member's saves go to the staff's site, the receipts to the public endpoints.
-    processes = [start(lines["web"], env, web_log), start(lines["public"], env, public_log)]
+    processes = [start(lines["web"], env, web_log)]
     processes.append(start_gateway(env, gateway_port, TOKEN))
     worker = start(lines["worker"], env, worker_log)
     processes.append(worker)
@@ -291,7 +289,6 @@ def main() -> None:
     failures = []
     try:
         wait_for(f"{base}/healthz")
-        wait_for(f"{public}/healthz")
         wait_for_senders()
         modes = ["batch", "single"] if args.mode == "both" else [args.mode]
         for mode in modes:
@@ -311,7 +308,7 @@ def main() -> None:
                 alone_writes, alone_locks = len(writes.times), len(locks.times)
                 # ...then the receipts.
                 web_cpu = cpu_seconds(processes[0].pid)
-                fired = fire_in_process(public, bodies, 4 if mode == "batch" else 32)
+                fired = fire_in_process(base, bodies, 4 if mode == "batch" else 32)
                 fired["web_cpu"] = cpu_seconds(processes[0].pid) - web_cpu
                 # The engine's rate and the staff member's writes "during": from the first receipt
                 # fired until the senders have applied the last.
@@ -367,8 +364,8 @@ def main() -> None:
     finally:
         for process in reversed(processes):
             stop(process)
-    locked = logged([web_log, public_log, worker_log], "database is locked")
-    errors = logged([web_log, public_log, worker_log], " ERROR ")
+    locked = logged([web_log, worker_log], "database is locked")
+    errors = logged([web_log, worker_log], " ERROR ")
 
     print()
     print(

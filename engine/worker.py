@@ -35,6 +35,7 @@ import socket
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 from django import db
 from django.conf import settings
@@ -43,7 +44,6 @@ from django.utils import timezone
 
 from engine import scheduling, testsends
 from engine.delivery import WRITE_RETRY_MAX, Deliverer
-from mailer import cpu
 from mailer.backends.sqlite3.base import Turn
 from mailer.models import WorkerHeartbeat
 
@@ -182,9 +182,23 @@ def _sender_main(name: str, slot: int) -> None:
     stop = Stop()
     stop.install()
     db.connections.close_all()  # never share the parent's connection
-    cpu.lower(settings.MAILER_SENDER_NICE)  # below the public endpoints (mailer/cpu.py)
+    _yield_cpu(settings.MAILER_SENDER_NICE)
     Turn.yields = True  # on SQLite, a staff member's save waiting to write goes first
     run_sender(name, slot, stop)
+
+
+def _yield_cpu(niceness: int) -> None:
+    """Lower this sender's CPU priority (MAILER_SENDER_NICE), so that the web on the same host
+    answers first. Linux shares the CPU between sessions (autogroups) before it shares it between
+    their processes, and a process manager (honcho, systemd) starts each Procfile line in a
+    session of its own: that session, the worker's, is lowered too. Not a terminal's session,
+    which holds the shell it was started from."""
+    os.nice(niceness)
+    try:
+        open("/dev/tty").close()  # only whether there is one
+    except OSError:  # no terminal: the session is the worker's own
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(niceness))
 
 
 def _cluster_main(supervisor: int) -> None:

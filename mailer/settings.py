@@ -462,13 +462,11 @@ MAILER_MESSAGE_RETENTION_DAYS = envint("MAILER_MESSAGE_RETENTION_DAYS", "0")
 if MAILER_MESSAGE_RETENTION_DAYS < 0:
     raise ImproperlyConfigured("MAILER_MESSAGE_RETENTION_DAYS must be 0 (keep all) or more")
 MAILER_SENDERS = envint("MAILER_SENDERS", "2")  # sender processes per worker (per host)
-# The niceness (0-19) of the senders and of the staff's site (the Procfile's `web`), below the
-# public endpoints' (`public`, 0) on a host they share: mailer/cpu.py.
+# The senders' niceness (0-19): on a host they share with the web, a click or a page is answered
+# first and the engine takes the CPU left over; elsewhere it changes nothing.
 MAILER_SENDER_NICE = envint("MAILER_SENDER_NICE", "10")
-MAILER_WEB_NICE = envint("MAILER_WEB_NICE", str(MAILER_SENDER_NICE))
-for _name in ("MAILER_SENDER_NICE", "MAILER_WEB_NICE"):
-    if not 0 <= globals()[_name] <= 19:
-        raise ImproperlyConfigured(f"{_name} must be from 0 (as `public`) to 19 (the lowest priority)")
+if not 0 <= MAILER_SENDER_NICE <= 19:
+    raise ImproperlyConfigured("MAILER_SENDER_NICE must be from 0 (as the web) to 19 (the lowest priority)")
 MAILER_BATCH_SIZE = envint("MAILER_BATCH_SIZE", "500")  # messages claimed per round
 MAILER_CONCURRENCY = envint("MAILER_CONCURRENCY", "64")  # requests in flight per worker
 MAILER_REQUEST_TIMEOUT = envfloat("MAILER_REQUEST_TIMEOUT", "10")  # seconds, per request
