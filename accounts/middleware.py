@@ -18,6 +18,13 @@ from mailer.http import HtmxHttpRequest
 
 
 class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        # Django's asks for the session's user first; a view open without it (the API, which
+        # knows its caller by token; the probes) then reads the session for nothing.
+        if not getattr(view_func, "login_required", True):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)
+
     def handle_no_permission(self, request: HtmxHttpRequest, view_func) -> HttpResponse:
         if request.htmx:
             # A plain redirect would be followed by the XHR and the login form swapped into a
@@ -39,7 +46,9 @@ class UserPreferencesMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated and not request.path_info.startswith("/api/"):
+        # The API's path first: an API call from a browser that is signed in too (its session
+        # cookie) would otherwise read the session and its user, which the API does not use.
+        if not request.path_info.startswith("/api/") and request.user.is_authenticated:
             from accounts.models import Profile
 
             request.profile = profile = Profile.of(request.user)

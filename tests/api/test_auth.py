@@ -240,3 +240,13 @@ def test_api_token_command_sets_an_expiry(manager):
     assert timedelta(days=29, hours=23) < token.expires_at - timezone.now() <= timedelta(days=30)
     with pytest.raises(CommandError, match="--days"):
         call_command("api_token", "manager", "--days", "0", stdout=StringIO(), stderr=StringIO())
+
+
+def test_a_call_with_a_token_from_a_signed_in_browser_reads_no_session(api, manager):
+    """The API knows the caller by its token: the session cookie beside it (the same browser is
+    signed in to the pages) is not read, nor its user (two queries a call)."""
+    api.force_login(manager)
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post("/api/v1/clients/", {"phone": "79161234567"}, format="json").status_code == 201
+    read = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "django_session" not in read and 'FROM "auth_user"' not in read
