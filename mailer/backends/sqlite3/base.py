@@ -17,8 +17,8 @@ The engine's senders yield (`Turn.yields`): while anyone else waits for a turn (
 save), they do not queue. Without that, the senders' several writers and the web's raced for each
 free place in the queue, and a save lost that race again and again (once for 0.7 s) while the
 web was short of CPU. Each writer that does not yield holds `<db>-waiting` shared while it waits;
-a sender queues only once nobody holds it, so a save waits for at most the transaction under way
-and the one queued before it.
+a sender queues only once nobody holds it, so a save waits for at most one transaction of each of
+the senders' connections (those already queued or queueing when it began to wait).
 """
 
 from __future__ import annotations
