@@ -385,10 +385,6 @@ _RECEIVED = (
     f"UPDATE {_MESSAGES} SET delivery_status = v.status, delivered_at = v.at, delivery_error = v.error "
     f"FROM v WHERE {_MESSAGES}.id = v.id"
 )
-_REASONS = (
-    f"INSERT INTO {DeliveryReason._meta.db_table} AS r (mailing_id, status, error, messages) VALUES {{values}} "
-    "ON CONFLICT (mailing_id, status, error) DO UPDATE SET messages = r.messages + excluded.messages"
-)
 
 
 def count_accepted(by_operator: Counter) -> None:
@@ -434,7 +430,8 @@ class _Counts:
         for mailing_id, change in sorted(self.mailings.items()):
             MailingCounts.add(mailing_id, change)
         OperatorCounts.add(self.operators)
-        bulk.execute(_REASONS, [(m, s, e, n) for (m, s, e), n in sorted(self.reasons.items()) if n])
+        reasons = [(m, s, e, n) for (m, s, e), n in sorted(self.reasons.items()) if n]
+        bulk.add(DeliveryReason, ("mailing_id", "status", "error"), ("messages",), reasons)
         minutes = [(m, stamp(at), n) for (m, at), n in sorted(self.minutes.items()) if n]
         bulk.add(DeliveryMinute, ("mailing_id", "minute"), ("delivered",), minutes)
         self.write_answers(now)
